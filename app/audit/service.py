@@ -1,0 +1,66 @@
+"""Record and read the audit trail. Every action, by a person or the system, and its outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from app.db.engine import session_scope
+from app.db.models import AuditEvent
+
+
+def record(
+    engine: Engine,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    outcome: str = "ok",
+    detail: str = "",
+    error: str = "",
+    via: str = "web",
+) -> AuditEvent:
+    """Write one audit event now (its own transaction, so a failed action is still kept)."""
+    event = AuditEvent(
+        actor=actor, action=action, target=target, outcome=outcome, detail=detail, error=error, via=via
+    )
+    with session_scope(engine) as session:
+        session.add(event)
+        session.flush()
+        session.refresh(event)
+    return event
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    outcome: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[AuditEvent], int]:
+    """Newest first, filtered; returns the page and the total that matched."""
+    query = select(AuditEvent)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if target:
+        query = query.where(col(AuditEvent.target).contains(target))
+    if since:
+        query = query.where(AuditEvent.at >= since)
+    if until:
+        query = query.where(AuditEvent.at < until)
+    if outcome:
+        query = query.where(AuditEvent.outcome == outcome)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).offset(offset).limit(limit)
+    ).all()
+    return list(rows), int(total)

@@ -1,0 +1,82 @@
+"""The `hubkeeper` command line (see the contract's "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from app.config import MissingSetting, Settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = Settings()
+    try:
+        app = create_app(settings)
+    except MissingSetting as exc:
+        print(f"hubkeeper: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host or settings.bind_host,
+        port=args.port or settings.bind_port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from app.db.engine import migrate
+
+    settings = Settings()
+    migrate(settings.database_url, args.revision)
+    print(f"hubkeeper: database at {settings.database_url.split('@')[-1]} is at {args.revision}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo.run import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubkeeper", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (settings from the environment)")
+    serve.add_argument("--host", default=None, help="bind address (default: from JUPYTERHUB_SERVICE_URL)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: from JUPYTERHUB_SERVICE_URL)")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="a local JupyterHub with Hubkeeper and demo users")
+    demo.add_argument("--dir", default=".demo", help="state folder (default: .demo)")
+    demo.add_argument("--port", type=int, default=8000, help="hub port (0 = a free one)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MissingSetting as exc:
+        print(f"hubkeeper: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Typed settings, read from the environment a JupyterHub service receives.
+
+`JUPYTERHUB_*` come from the hub (a managed service gets them set; an external service is given
+them by whoever runs it). `HUBKEEPER_*` are Hubkeeper's own. Every field is documented in the
+README's settings table; `tests/test_docs.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class MissingSetting(ValueError):
+    """A required setting is absent; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    # --- from the hub -------------------------------------------------------------------
+    hub_api_url: str = Field("", validation_alias="JUPYTERHUB_API_URL")
+    hub_api_token: str = Field("", validation_alias="JUPYTERHUB_API_TOKEN", repr=False)
+    client_id: str = Field("service-hubkeeper", validation_alias="JUPYTERHUB_CLIENT_ID")
+    oauth_callback_url: str = Field("", validation_alias="JUPYTERHUB_OAUTH_CALLBACK_URL")
+    service_prefix: str = Field(
+        "/services/hubkeeper/", validation_alias="JUPYTERHUB_SERVICE_PREFIX"
+    )
+    service_url: str = Field("http://127.0.0.1:10101", validation_alias="JUPYTERHUB_SERVICE_URL")
+    hub_base_url: str = Field("/", validation_alias="JUPYTERHUB_BASE_URL")
+    hub_host: str = Field("", validation_alias="JUPYTERHUB_HOST")
+    hub_public_url: str = Field("", validation_alias="JUPYTERHUB_PUBLIC_URL")
+
+    # --- Hubkeeper's own -----------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///./hubkeeper.sqlite", validation_alias="HUBKEEPER_DATABASE_URL"
+    )
+    admin_groups: CommaList = Field(default_factory=list, validation_alias="HUBKEEPER_ADMIN_GROUPS")
+    manager_groups: CommaList = Field(
+        default_factory=list, validation_alias="HUBKEEPER_MANAGER_GROUPS"
+    )
+    cookie_secret: str = Field("", validation_alias="HUBKEEPER_COOKIE_SECRET", repr=False)
+    cookie_secret_file: Path = Field(
+        Path("hubkeeper_cookie_secret"), validation_alias="HUBKEEPER_COOKIE_SECRET_FILE"
+    )
+    hub_timeout: float = Field(10.0, gt=0, validation_alias="HUBKEEPER_HUB_TIMEOUT")
+    hub_concurrency: int = Field(8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_CONCURRENCY")
+    active_sync_interval: float = Field(
+        3.0, gt=0, validation_alias="HUBKEEPER_ACTIVE_SYNC_INTERVAL"
+    )
+    full_sync_interval: float = Field(600.0, gt=0, validation_alias="HUBKEEPER_FULL_SYNC_INTERVAL")
+    full_sync_page_pause: float = Field(
+        0.05, ge=0, validation_alias="HUBKEEPER_FULL_SYNC_PAGE_PAUSE"
+    )
+    identity_recheck_seconds: int = Field(
+        300, ge=10, le=300, validation_alias="HUBKEEPER_IDENTITY_RECHECK_SECONDS"
+    )
+    token_cache_seconds: int = Field(
+        60, ge=0, le=300, validation_alias="HUBKEEPER_TOKEN_CACHE_SECONDS"
+    )
+    log_level: str = Field("info", validation_alias="HUBKEEPER_LOG_LEVEL")
+
+    @field_validator("admin_groups", "manager_groups", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("service_prefix", mode="after")
+    @classmethod
+    def _slashes(cls, value: str) -> str:
+        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+    # --- derived -------------------------------------------------------------------------
+    def require_hub(self) -> None:
+        """Fail fast, naming the variable, when the hub cannot be reached at all."""
+        if not self.hub_api_url:
+            raise MissingSetting(
+                "JUPYTERHUB_API_URL is not set: Hubkeeper needs the hub's API URL "
+                "(e.g. http://127.0.0.1:8081/hub/api)"
+            )
+        if not self.hub_api_token:
+            raise MissingSetting(
+                "JUPYTERHUB_API_TOKEN is not set: Hubkeeper needs the service's API token"
+            )
+
+    @cached_property
+    def bind_host(self) -> str:
+        return urlsplit(self.service_url).hostname or "127.0.0.1"
+
+    @cached_property
+    def bind_port(self) -> int:
+        return urlsplit(self.service_url).port or 10101
+
+    @cached_property
+    def hub_root_url(self) -> str:
+        """The hub's own origin + base URL as the service reaches it (for /user/... calls)."""
+        parts = urlsplit(self.hub_api_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @cached_property
+    def browser_hub_url(self) -> str:
+        """Where a browser reaches the hub: public URL, host, or same origin (relative)."""
+        base = self.hub_public_url or self.hub_host
+        return base.rstrip("/") + "/" + self.hub_base_url.strip("/")
+
+    @cached_property
+    def secure_cookies(self) -> bool:
+        return (self.hub_public_url or self.hub_host).startswith("https://")
+
+    def resolved_cookie_secret(self) -> str:
+        """The configured secret, or one generated once and kept in a 0600 file."""
+        if self.cookie_secret:
+            return self.cookie_secret
+        path = self.cookie_secret_file
+        if path.exists():
+            return path.read_text().strip()
+        secret = secrets.token_hex(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secret)
+        return secret
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+"""Every table Hubkeeper keeps. Alembic's autogenerate reads this module's metadata."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def UTCDateTime(**kw: object) -> Column:  # noqa: N802 - reads like a type in models
+    return Column(DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+class AuditEvent(SQLModel, table=True):
+    """An action a person (or the system) took, whether it worked or not."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+    actor: str = Field(index=True, max_length=255)
+    action: str = Field(index=True, max_length=64)
+    target: str = Field(default="", index=True, max_length=512)
+    outcome: str = Field(default="ok", max_length=16)  # ok | failed | pending
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    via: str = Field(default="web", max_length=16)  # web | api | cli | system
+
+
+class WebSession(SQLModel, table=True):
+    """A browser sign-in. The cookie carries only the signed id; everything else stays here."""
+
+    __tablename__ = "web_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user: str = Field(index=True, max_length=255)
+    role: str = Field(max_length=16)
+    access_token: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    checked_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))

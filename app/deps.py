@@ -1,0 +1,28 @@
+"""Typed dependencies, in one place, so routes read like a sentence.
+
+    async def stop(name: str, who: CurrentAdmin, hk: StateDep): ...
+
+`CurrentReader` lets admins and managers in (read-only pages and API); `CurrentAdmin` only
+admins, and on writes made with the browser cookie it also checks the CSRF token.
+Anonymous browsers are sent to `login?next=...`; anonymous API calls get 401; a signed-in
+person with no role gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth.dependencies import require_admin, require_reader
+from app.auth.principal import Principal
+from app.state import HubkeeperState
+
+
+def get_state(request: Request) -> HubkeeperState:
+    return request.app.state.hk  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[HubkeeperState, Depends(get_state)]
+CurrentReader = Annotated[Principal, Depends(require_reader)]
+CurrentAdmin = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,59 @@
+"""One error family: a status, a snake_case code and a sentence for a human.
+
+The API renders these as `{"error": code, "detail": sentence}`; pages render them with
+`error.html`. Anything raised here is something a client or the hub caused, never a bug.
+"""
+
+from __future__ import annotations
+
+
+class HubkeeperError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+
+
+class BadRequest(HubkeeperError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthenticated(HubkeeperError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(HubkeeperError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(HubkeeperError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(HubkeeperError):
+    status_code = 409
+    code = "conflict"
+
+
+class HubUnavailable(HubkeeperError):
+    """The hub did not answer (connection refused, timeout, 5xx from its proxy)."""
+
+    status_code = 503
+    code = "hub_unavailable"
+
+
+class HubError(HubkeeperError):
+    """The hub answered, but with an error we have no better name for."""
+
+    status_code = 502
+    code = "hub_error"

@@ -1,0 +1,408 @@
+"""An async client for the JupyterHub REST API and the single-user server API.
+
+Rules it keeps (see docs/jupyterhub-facts.md):
+- every path segment built from a name is URL-quoted;
+- paged listings follow `_pagination.next` and never stop on a short page (the hub filters
+  `state=ready` after cutting the page);
+- every call to a user's server carries `no_track_activity=1` so observing a server never
+  keeps it alive;
+- connection failures, timeouts and 502/503/504 become `HubUnavailable`; idempotent reads are
+  retried on connection errors before giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from app.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
+from app.hub.models import HubIdentity, HubUser, ProgressEvent
+
+log = logging.getLogger(__name__)
+
+PAGINATION_ACCEPT = "application/jupyterhub-pagination+json"
+READ_RETRIES = 2
+RETRY_PAUSE = 0.3
+UNAVAILABLE_STATUSES = {502, 503, 504, 599}
+
+
+def q(segment: str) -> str:
+    """Quote one path segment, slashes included."""
+    return quote(segment, safe="")
+
+
+def server_path(user: str, server: str = "") -> str:
+    return f"/users/{q(user)}/servers/{q(server)}" if server else f"/users/{q(user)}/server"
+
+
+class HubClient:
+    """One instance per app; safe to share between tasks."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        concurrency: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        # The hub's origin: user servers are reached through its proxy at /user/...
+        self.hub_origin = str(httpx.URL(self.api_url).copy_with(path="/", query=None)).rstrip("/")
+        self._token = token
+        self._limit = asyncio.Semaphore(concurrency)
+        self._http = httpx.AsyncClient(
+            headers={"Authorization": f"token {token}"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ------------------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        retries: int = 0,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                async with self._limit:
+                    response = await self._http.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                if attempt < retries:
+                    attempt += 1
+                    await asyncio.sleep(RETRY_PAUSE * attempt)
+                    continue
+                raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+            except httpx.TimeoutException as exc:
+                raise HubUnavailable(
+                    f"The hub at {self.hub_origin} did not answer in time"
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+            if response.status_code in UNAVAILABLE_STATUSES:
+                if attempt < retries:
+                    attempt += 1
+                    await asyncio.sleep(RETRY_PAUSE * attempt)
+                    continue
+                raise HubUnavailable(
+                    f"The hub at {self.hub_origin} answered {response.status_code}"
+                )
+            return response
+
+    async def _api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        retries = READ_RETRIES if method == "GET" else 0
+        return await self._request(method, self.api_url + path, retries=retries, **kwargs)
+
+    @staticmethod
+    def _message(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+            return str(body.get("message") or body)
+        except ValueError:
+            return response.text[:300] or response.reason_phrase
+
+    def _raise_for(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = self._message(response)
+        if status == 404:
+            raise NotFound(f"{what}: not found on the hub", code="not_found")
+        if status == 400:
+            raise BadRequest(f"{what}: {message}", code="hub_rejected")
+        if status == 409:
+            raise Conflict(f"{what}: {message}")
+        if status == 429:
+            raise Conflict(
+                f"{what}: the hub is at its concurrent spawn limit, try again shortly",
+                code="hub_busy",
+            )
+        raise HubError(f"{what}: the hub answered {status}: {message}")
+
+    # --- hub -----------------------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        """`GET /hub/api/` — the hub's version; also the cheapest reachability check."""
+        response = await self._api("GET", "/")
+        self._raise_for(response, "hub info")
+        return dict(response.json())
+
+    async def identify(self, token: str) -> HubIdentity:
+        """Who holds `token`? 401/403 from the hub → NotFound-free `None` is not used: raise."""
+        response = await self._request(
+            "GET",
+            self.api_url + "/user",
+            retries=READ_RETRIES,
+            headers={"Authorization": f"token {token}"},
+        )
+        if response.status_code in (401, 403):
+            from app.errors import Unauthenticated
+
+            raise Unauthenticated("The hub does not accept this token", code="invalid_token")
+        self._raise_for(response, "identify token")
+        return HubIdentity.model_validate(response.json())
+
+    # --- users ---------------------------------------------------------------------------
+    async def iter_user_pages(
+        self,
+        *,
+        state: str | None = None,
+        name_filter: str | None = None,
+        sort: str | None = None,
+        include_stopped_servers: bool = True,
+        page_size: int = 200,
+        pause: float = 0.0,
+    ) -> AsyncIterator[tuple[list[HubUser], int]]:
+        """Yield (users, total) page by page, following `_pagination.next` to the end."""
+        params: dict[str, Any] = {"offset": 0, "limit": page_size}
+        if state:
+            params["state"] = state
+        if name_filter:
+            params["name_filter"] = name_filter
+        if sort:
+            params["sort"] = sort
+        if include_stopped_servers:
+            params["include_stopped_servers"] = "1"
+        first = True
+        while True:
+            if not first and pause:
+                await asyncio.sleep(pause)
+            first = False
+            response = await self._api(
+                "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
+            )
+            self._raise_for(response, "list users")
+            body = response.json()
+            if isinstance(body, list):  # a hub too old for pagination: one bare page
+                yield [HubUser.from_api(u) for u in body], len(body)
+                return
+            pagination = body.get("_pagination") or {}
+            yield (
+                [HubUser.from_api(u) for u in body.get("items", [])],
+                int(pagination.get("total") or 0),
+            )
+            next_page = pagination.get("next")
+            if not next_page:
+                return
+            params["offset"] = next_page.get("offset", params["offset"] + page_size)
+            params["limit"] = next_page.get("limit", page_size)
+
+    async def list_users(self, **kwargs: Any) -> list[HubUser]:
+        users: list[HubUser] = []
+        async for page, _total in self.iter_user_pages(**kwargs):
+            users.extend(page)
+        return users
+
+    async def user_page(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        sort: str | None = None,
+        state: str | None = None,
+        name_filter: str | None = None,
+    ) -> tuple[list[HubUser], int]:
+        """One page as the hub cuts it, with the hub's total."""
+        params: dict[str, Any] = {
+            "offset": offset,
+            "limit": limit,
+            "include_stopped_servers": "1",
+        }
+        if sort:
+            params["sort"] = sort
+        if state:
+            params["state"] = state
+        if name_filter:
+            params["name_filter"] = name_filter
+        response = await self._api(
+            "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
+        )
+        self._raise_for(response, "list users")
+        body = response.json()
+        return (
+            [HubUser.from_api(u) for u in body.get("items", [])],
+            int((body.get("_pagination") or {}).get("total") or 0),
+        )
+
+    async def get_user(self, name: str) -> HubUser:
+        response = await self._api(
+            "GET", f"/users/{q(name)}", params={"include_stopped_servers": "1"}
+        )
+        if response.status_code == 404:
+            raise NotFound(f"The hub has no user named {name!r}", code="user_not_found")
+        self._raise_for(response, f"read user {name!r}")
+        return HubUser.from_api(response.json())
+
+    async def create_users(self, names: list[str], *, admin: bool = False) -> list[HubUser]:
+        response = await self._api("POST", "/users", json={"usernames": names, "admin": admin})
+        self._raise_for(response, "create users")
+        return [HubUser.from_api(u) for u in response.json()]
+
+    async def delete_user(self, name: str) -> None:
+        response = await self._api("DELETE", f"/users/{q(name)}")
+        self._raise_for(response, f"delete user {name!r}")
+
+    # --- groups --------------------------------------------------------------------------
+    async def list_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"offset": 0, "limit": 200}
+        while True:
+            response = await self._api(
+                "GET", "/groups", params=params, headers={"Accept": PAGINATION_ACCEPT}
+            )
+            self._raise_for(response, "list groups")
+            body = response.json()
+            if isinstance(body, list):
+                return body
+            groups.extend(body.get("items", []))
+            next_page = (body.get("_pagination") or {}).get("next")
+            if not next_page:
+                return groups
+            params["offset"] = next_page["offset"]
+
+    async def get_group(self, name: str) -> dict[str, Any]:
+        response = await self._api("GET", f"/groups/{q(name)}")
+        if response.status_code == 404:
+            raise NotFound(f"The hub has no group named {name!r}", code="group_not_found")
+        self._raise_for(response, f"read group {name!r}")
+        return dict(response.json())
+
+    async def add_group_users(self, group: str, users: list[str]) -> None:
+        response = await self._api("POST", f"/groups/{q(group)}", json={})
+        if response.status_code not in (201, 409):
+            self._raise_for(response, f"create group {group!r}")
+        response = await self._api("POST", f"/groups/{q(group)}/users", json={"users": users})
+        self._raise_for(response, f"add users to group {group!r}")
+
+    # --- servers -------------------------------------------------------------------------
+    async def start_server(
+        self, user: str, server: str = "", options: dict[str, Any] | None = None
+    ) -> str:
+        """Ask the hub to start a server: "running" (201) or "starting" (202)."""
+        what = f"start {user!r}'s server {server!r}" if server else f"start {user!r}'s server"
+        response = await self._api("POST", server_path(user, server), json=options or {})
+        if response.status_code == 404:
+            raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
+        if response.status_code == 400:
+            message = self._message(response)
+            if "already running" in message or "pending" in message:
+                raise Conflict(f"{what}: {message}", code="already_running")
+            raise BadRequest(f"{what}: {message}", code="hub_rejected")
+        self._raise_for(response, what)
+        return "running" if response.status_code == 201 else "starting"
+
+    async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> str:
+        """Ask the hub to stop a server: "stopped" (204) or "stopping" (202)."""
+        what = f"stop {user!r}'s server {server!r}" if server else f"stop {user!r}'s server"
+        kwargs: dict[str, Any] = {"json": {"remove": True}} if remove else {}
+        response = await self._api("DELETE", server_path(user, server), **kwargs)
+        if response.status_code == 404:
+            message = self._message(response)
+            if "no such server" in message.lower() or server:
+                raise NotFound(f"{what}: no such server", code="server_not_found")
+            raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
+        if response.status_code == 400:
+            message = self._message(response)
+            if "not running" in message:
+                raise Conflict(f"{what}: it is not running", code="already_stopped")
+            raise BadRequest(f"{what}: {message}", code="hub_rejected")
+        self._raise_for(response, what)
+        return "stopped" if response.status_code == 204 else "stopping"
+
+    async def progress(self, user: str, server: str = "") -> AsyncIterator[ProgressEvent]:
+        """The hub's spawn-progress stream, event by event, until ready or failed."""
+        url = self.api_url + server_path(user, server) + "/progress"
+        try:
+            async with self._http.stream(
+                "GET",
+                url,
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(None, connect=5.0),
+            ) as response:
+                if response.status_code == 404:
+                    raise NotFound(f"No such server for {user!r}", code="server_not_found")
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._raise_for(response, "spawn progress")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    try:
+                        event = ProgressEvent.model_validate(json.loads(line[5:].strip()))
+                    except ValueError:
+                        continue
+                    yield event
+                    if event.ready or event.failed:
+                        return
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+
+    # --- single-user servers -------------------------------------------------------------
+    def _server_url(self, server_url: str, path: str) -> str:
+        """`server_url` is the hub's `url` field (`/user/name/` or `/user/name/server/`)."""
+        return self.hub_origin + "/" + server_url.strip("/") + "/" + path.lstrip("/")
+
+    async def _singleuser(
+        self, method: str, server_url: str, path: str, **kwargs: Any
+    ) -> httpx.Response:
+        params = dict(kwargs.pop("params", {}) or {})
+        params["no_track_activity"] = "1"  # observing a server must not keep it alive
+        retries = READ_RETRIES if method == "GET" else 0
+        return await self._request(
+            method, self._server_url(server_url, path), params=params, retries=retries, **kwargs
+        )
+
+    async def server_status(self, server_url: str) -> dict[str, Any]:
+        response = await self._singleuser("GET", server_url, "api/status")
+        self._raise_for(response, "server status")
+        return dict(response.json())
+
+    async def list_kernels(self, server_url: str) -> list[dict[str, Any]]:
+        response = await self._singleuser("GET", server_url, "api/kernels")
+        self._raise_for(response, "list kernels")
+        return list(response.json())
+
+    async def delete_kernel(self, server_url: str, kernel_id: str) -> None:
+        response = await self._singleuser("DELETE", server_url, f"api/kernels/{q(kernel_id)}")
+        if response.status_code == 404:
+            raise NotFound(f"No kernel {kernel_id!r}", code="kernel_not_found")
+        self._raise_for(response, "delete kernel")
+
+    async def tail_file(
+        self, server_url: str, path: str, nbytes: int = 65536
+    ) -> tuple[bytes, bool]:
+        """The last `nbytes` of a file in the user's server, and whether more came before.
+
+        Uses `files/` with a suffix Range, so only the tail crosses the wire.
+        """
+        quoted = "/".join(q(part) for part in path.strip("/").split("/"))
+        response = await self._singleuser(
+            "GET", server_url, f"files/{quoted}", headers={"Range": f"bytes=-{nbytes}"}
+        )
+        if response.status_code == 404:
+            raise NotFound(f"No file {path!r} in the user's server", code="file_not_found")
+        if response.status_code == 416:  # empty file
+            return b"", False
+        self._raise_for(response, "read file")
+        truncated = False
+        if response.status_code == 206:
+            content_range = response.headers.get("Content-Range", "")
+            total = content_range.rsplit("/", 1)[-1]
+            truncated = total.isdigit() and int(total) > len(response.content)
+        elif len(response.content) > nbytes:
+            return response.content[-nbytes:], True
+        return response.content, truncated

@@ -1,0 +1,1 @@
+"""Shared web plumbing: templates, error rendering, the service prefix."""

@@ -1,0 +1,82 @@
+"""Render errors as the contract's JSON for the API and as a page for browsers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from app.errors import HubkeeperError
+from app.web.templating import render
+
+log = logging.getLogger(__name__)
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid_request",
+    503: "hub_unavailable",
+}
+
+
+def wants_json(request: Request) -> bool:
+    path = request.scope.get("path", "")
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path.startswith("/api/"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(request: Request, status: int, code: str, detail: str) -> Response:
+    headers = {"WWW-Authenticate": "token"} if status == 401 else None
+    if wants_json(request):
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    response = render(
+        request,
+        "error.html",
+        {"status": status, "code": code, "detail": detail},
+        status_code=status,
+    )
+    if request.headers.get("HX-Request"):
+        # Let HTMX swap the error into the page's toast area instead of dropping it.
+        response.headers["HX-Retarget"] = "#toasts"
+        response.headers["HX-Reswap"] = "beforeend"
+    return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HubkeeperError)
+    async def _hubkeeper_error(request: Request, exc: HubkeeperError) -> Response:
+        return error_response(request, exc.status_code, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p not in ('query', 'body'))}: "
+            f"{err.get('msg', 'invalid')}"
+            for err in exc.errors()
+        )
+        return error_response(request, 422, "invalid_request", problems or "Invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return error_response(request, exc.status_code, code, detail)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("Unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            request, 500, "internal_error", "Something went wrong inside Hubkeeper; it is logged."
+        )
