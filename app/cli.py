@@ -10,11 +10,13 @@ from app.config import MissingSetting, Settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    settings.require_hub()  # before the imports below log anything: one clean line, exit 2
+
     import uvicorn
 
     from app.main import create_app
 
-    settings = Settings()
     try:
         app = create_app(settings)
     except MissingSetting as exc:
@@ -51,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service (settings from the environment)")
-    serve.add_argument("--host", default=None, help="bind address (default: from JUPYTERHUB_SERVICE_URL)")
-    serve.add_argument("--port", type=int, default=None, help="port (default: from JUPYTERHUB_SERVICE_URL)")
+    serve.add_argument(
+        "--host", default=None, help="bind address (default: from JUPYTERHUB_SERVICE_URL)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default: from JUPYTERHUB_SERVICE_URL)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database maintenance")
@@ -69,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -110,8 +110,12 @@ class Settings(BaseSettings):
     @cached_property
     def browser_hub_url(self) -> str:
         """Where a browser reaches the hub: public URL, host, or same origin (relative)."""
-        base = self.hub_public_url or self.hub_host
-        return base.rstrip("/") + "/" + self.hub_base_url.strip("/")
+        if self.hub_public_url and urlsplit(self.hub_public_url).path.strip("/"):
+            # A public URL with a path already holds the base URL.
+            return self.hub_public_url.rstrip("/")
+        base = (self.hub_public_url or self.hub_host).rstrip("/")
+        path = self.hub_base_url.strip("/")
+        return f"{base}/{path}".rstrip("/") if path else base
 
     @cached_property
     def secure_cookies(self) -> bool:

@@ -20,7 +20,8 @@ from app.state import HubkeeperState
 
 
 def get_state(request: Request) -> HubkeeperState:
-    return request.app.state.hk  # type: ignore[no-any-return]
+    hk: HubkeeperState = request.app.state.hk
+    return hk
 
 
 StateDep = Annotated[HubkeeperState, Depends(get_state)]

@@ -1,5 +1,93 @@
-"""STUB: replaced by its owner."""
+"""`GET api/v1/audit`: every action a person or the system took, newest first."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, field_serializer
+
+from app.audit.service import search
+from app.db.engine import session_scope
+from app.db.models import AuditEvent
+from app.deps import CurrentReader, StateDep
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: str
+    error: str
+    via: str
+
+    @field_serializer("at", when_used="json")
+    def _utc(self, value: datetime) -> str:
+        if value.tzinfo is None:  # SQLite hands back naive UTC
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class AuditList(BaseModel):
+    items: list[AuditEventOut]
+    total: int
+    offset: int
+    limit: int
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """In UTC: SQLite keeps the times without an offset, so compare like with like."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@router.get("/audit", response_model=AuditList)
+async def list_audit(
+    who: CurrentReader,
+    hk: StateDep,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[str | None, Query(max_length=512, description="substring")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    outcome: Literal["ok", "failed", "pending"] | None = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AuditList:
+    """Audit events, newest first, filtered by actor, action, target, time and outcome."""
+
+    def run() -> AuditList:
+        with session_scope(hk.engine) as session:
+            events, total = search(
+                session,
+                actor=actor or None,
+                action=action or None,
+                target=target or None,
+                since=_aware(since),
+                until=_aware(until),
+                outcome=outcome,
+                offset=offset,
+                limit=limit,
+            )
+            return AuditList(
+                items=[AuditEventOut.of(e) for e in events],
+                total=total,
+                offset=offset,
+                limit=limit,
+            )
+
+    return await asyncio.to_thread(run)

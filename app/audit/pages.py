@@ -1,5 +1,153 @@
-"""STUB: replaced by its owner."""
+"""The audit page: every action a person or the system took, filtered, newest first.
 
-from fastapi import APIRouter
+Filters and page live in the query string (shareable, reloadable); a bad date is reported next
+to its field instead of failing the page.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from sqlalchemy import Engine
+from sqlmodel import col, select
+from starlette.responses import Response
+
+from app.audit.service import search
+from app.console.views import Pager
+from app.db.engine import session_scope
+from app.db.models import AuditEvent
+from app.deps import CurrentReader, StateDep
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+OUTCOMES = ("ok", "failed", "pending")
+# Offered as suggestions in the filter fields; small, so one query each is cheap.
+SUGGESTIONS = 200
+
+
+def parse_when(raw: str, *, end: bool = False) -> datetime | None:
+    """'2026-11-26', '2026-11-26T12:00' or full ISO 8601 → aware UTC datetime.
+
+    A bare date used as the end of a range means the end of that day.
+    Raises ValueError on anything else.
+    """
+    raw = raw.strip()
+    if not raw:
+        return None
+    if len(raw) == 10:
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class AuditView:
+    actor: str = ""
+    action: str = ""
+    target: str = ""
+    since: str = ""
+    until: str = ""
+    outcome: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Any) -> AuditView:
+        def get(key: str) -> str:
+            value = params.get(key, "")
+            return value.strip()[:200] if isinstance(value, str) else ""
+
+        try:
+            page = max(1, min(int(get("page") or "1"), 1_000_000))
+        except ValueError:
+            page = 1
+        outcome = get("outcome")
+        return cls(
+            actor=get("actor"),
+            action=get("action"),
+            target=get("target"),
+            since=get("since"),
+            until=get("until"),
+            outcome=outcome if outcome in OUTCOMES else "",
+            page=page,
+        )
+
+    @property
+    def filtered(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "page")
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        view = replace(self, **changes) if changes else self
+        return {
+            f.name: str(getattr(view, f.name))
+            for f in fields(view)
+            if getattr(view, f.name) != f.default
+        }
+
+    def url(self, base: str, **changes: Any) -> str:
+        query = urlencode(self.params(**changes))
+        return f"{base}audit?{query}" if query else f"{base}audit"
+
+
+def _query(engine: Engine, view: AuditView, since: datetime | None, until: datetime | None) -> Any:
+    with session_scope(engine) as session:
+        events, total = search(
+            session,
+            actor=view.actor or None,
+            action=view.action or None,
+            target=view.target or None,
+            since=since,
+            until=until,
+            outcome=view.outcome or None,
+            offset=(view.page - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+        actions = session.exec(
+            select(AuditEvent.action).distinct().order_by(col(AuditEvent.action)).limit(SUGGESTIONS)
+        ).all()
+        actors = session.exec(
+            select(AuditEvent.actor).distinct().order_by(col(AuditEvent.actor)).limit(SUGGESTIONS)
+        ).all()
+    return events, total, list(actions), list(actors)
+
+
+@router.get("/audit")
+async def audit_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
+    """The audit trail, newest first, with filters kept in the URL."""
+    view = AuditView.from_params(request.query_params)
+    errors: dict[str, str] = {}
+    bounds: dict[str, datetime | None] = {}
+    for name, end in (("since", False), ("until", True)):
+        try:
+            bounds[name] = parse_when(getattr(view, name), end=end)
+        except ValueError:
+            bounds[name] = None
+            errors[name] = "Use a date like 2026-11-26 or 2026-11-26T14:30 (UTC)."
+    events, total, actions, actors = await asyncio.to_thread(
+        _query, hk.engine, view, bounds["since"], bounds["until"]
+    )
+    context = {
+        "active_nav": "audit",
+        "view": view,
+        "events": events,
+        "pager": Pager(view.page, total, PAGE_SIZE),
+        "errors": errors,
+        "actions": actions,
+        "actors": actors,
+        "outcomes": OUTCOMES,
+        "counts": hk.directory.counts(),
+    }
+    if (
+        request.headers.get("HX-Request")
+        and not request.headers.get("HX-History-Restore-Request")
+        and request.headers.get("HX-Target") == "audit-results"
+    ):
+        return render(request, "audit/_results.html", context)
+    return render(request, "audit/audit.html", context)

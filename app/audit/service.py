@@ -24,7 +24,13 @@ def record(
 ) -> AuditEvent:
     """Write one audit event now (its own transaction, so a failed action is still kept)."""
     event = AuditEvent(
-        actor=actor, action=action, target=target, outcome=outcome, detail=detail, error=error, via=via
+        actor=actor,
+        action=action,
+        target=target,
+        outcome=outcome,
+        detail=detail,
+        error=error,
+        via=via,
     )
     with session_scope(engine) as session:
         session.add(event)
@@ -61,6 +67,8 @@ def search(
         query = query.where(AuditEvent.outcome == outcome)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
-        query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).offset(offset).limit(limit)
+        query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+        .offset(offset)
+        .limit(limit)
     ).all()
     return list(rows), int(total)

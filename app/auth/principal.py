@@ -21,7 +21,9 @@ class Principal:
         return self.role == "admin"
 
 
-def role_for(*, admin: bool, groups: list[str], admin_groups: list[str], manager_groups: list[str]) -> Role | None:
+def role_for(
+    *, admin: bool, groups: list[str], admin_groups: list[str], manager_groups: list[str]
+) -> Role | None:
     """The contract's roles: hub admins and admin groups → admin; manager groups → manager."""
     if admin or set(groups) & set(admin_groups):
         return "admin"

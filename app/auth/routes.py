@@ -1,5 +1,146 @@
-"""STUB"""
+"""Sign-in through the hub (`login`, `oauth_callback`), `logout`, and `api/v1/me`."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import hmac
+import logging
+
+import httpx
+from authlib.integrations.base_client.errors import OAuthError
+from fastapi import APIRouter, Request
+from itsdangerous import BadSignature
+from pydantic import BaseModel
+from starlette.responses import RedirectResponse, Response
+
+from app.auth import oauth
+from app.auth.principal import role_for
+from app.auth.sessions import (
+    SESSION_COOKIE,
+    STATE_COOKIE,
+    STATE_MAX_AGE_SECONDS,
+    cookie_options,
+    end_session,
+    issue_session,
+    serializer,
+)
+from app.deps import CurrentReader, StateDep
+from app.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
+from app.web.templating import render
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["auth"])
+
+
+@router.get("/login", include_in_schema=False)
+async def login(request: Request, hk: StateDep, next: str | None = None) -> Response:
+    """Start hub OAuth: remember where to go back to, then send the browser to the hub."""
+    target = oauth.safe_next(next, hk.settings.service_prefix)
+    state, verifier = oauth.new_state()
+    response = RedirectResponse(oauth.authorize_url(hk, state, verifier), status_code=302)
+    signed = serializer(hk, "oauth-state").dumps(
+        {"state": state, "verifier": verifier, "next": target}
+    )
+    response.set_cookie(STATE_COOKIE, signed, max_age=STATE_MAX_AGE_SECONDS, **cookie_options(hk))  # type: ignore[arg-type]
+    return response
+
+
+@router.get("/oauth_callback", include_in_schema=False)
+async def oauth_callback(
+    request: Request,
+    hk: StateDep,
+    code: str | None = None,
+    state: str | None = None,
+    error: str | None = None,
+) -> Response:
+    """Finish hub OAuth: check the state, trade the code, start a session."""
+    if error:
+        raise Forbidden(f"The hub refused the sign-in: {error}", code="oauth_refused")
+    try:
+        remembered = serializer(hk, "oauth-state").loads(
+            request.cookies.get(STATE_COOKIE, ""), max_age=STATE_MAX_AGE_SECONDS
+        )
+    except BadSignature:
+        remembered = None
+    if (
+        not isinstance(remembered, dict)
+        or not state
+        or not hmac.compare_digest(str(remembered.get("state", "")), state)
+    ):
+        raise Forbidden(
+            "The sign-in could not be verified (OAuth state mismatch or expired); start again",
+            code="oauth_state_mismatch",
+        )
+    if not code:
+        raise BadRequest("The hub sent no authorization code", code="oauth_no_code")
+    try:
+        access_token = await oauth.exchange_code(hk, code, str(remembered["verifier"]))
+    except (httpx.ConnectError, httpx.TimeoutException) as exc:
+        raise HubUnavailable("The hub is unreachable; cannot finish signing in") from exc
+    except (OAuthError, httpx.HTTPError, KeyError) as exc:
+        log.warning("OAuth code exchange failed: %s", exc)
+        raise Forbidden(
+            "The hub did not accept the sign-in; start again", code="oauth_failed"
+        ) from exc
+    identity = await hk.hub.identify(access_token)
+    role = role_for(
+        admin=identity.admin,
+        groups=identity.groups,
+        admin_groups=hk.settings.admin_groups,
+        manager_groups=hk.settings.manager_groups,
+    )
+    # People without a role still get a session, so they see a clear 403 page, not a loop.
+    name, value, _csrf = await issue_session(
+        hk, user=identity.name, role=role or "", access_token=access_token
+    )
+    response = RedirectResponse(
+        oauth.safe_next(str(remembered.get("next")), hk.settings.service_prefix), status_code=302
+    )
+    options = cookie_options(hk)
+    response.set_cookie(name, value, **options)  # type: ignore[arg-type]
+    response.delete_cookie(STATE_COOKIE, path=str(options["path"]))
+    return response
+
+
+@router.get("/logout", include_in_schema=False)
+async def logout_page(request: Request, hk: StateDep) -> Response:
+    """A page with a button: logging out is a write, so it is a POST with the CSRF token."""
+    from app.auth.sessions import load_session
+
+    web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
+    if web_session is None:
+        return RedirectResponse(hk.settings.service_prefix + "login", status_code=302)
+    request.state.csrf_token = web_session.csrf_token
+    request.state.signed_in_as = web_session.user
+    return render(request, "logout.html", {"user": web_session.user})
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout(request: Request, hk: StateDep) -> Response:
+    """End the session (CSRF-checked), then show the signed-out page."""
+    from app.auth.sessions import csrf_matches, load_session
+
+    cookie = request.cookies.get(SESSION_COOKIE)
+    web_session = await load_session(hk, cookie)
+    if web_session is not None:
+        form = await request.form()
+        given = request.headers.get("X-CSRF-Token") or form.get("_csrf")
+        if not csrf_matches(web_session.csrf_token, given if isinstance(given, str) else None):
+            raise Forbidden("This request is missing its CSRF token", code="csrf_failed")
+        await end_session(hk, cookie)
+    response = render(request, "signed_out.html", {})
+    response.delete_cookie(SESSION_COOKIE, path=hk.settings.service_prefix)
+    return response
+
+
+class Me(BaseModel):
+    name: str
+    role: str
+
+
+@router.get("/api/v1/me", response_model=Me)
+async def me(who: CurrentReader) -> Me:
+    """Who am I, and with which role?"""
+    return Me(name=who.name, role=who.role)
+
+
+__all__ = ["router", "Unauthenticated"]

@@ -1,5 +1,219 @@
-"""STUB: replaced by its owner."""
+"""`api/v1/users`, server start/stop, stop-all jobs, spawn progress and the directory status.
 
-from fastapi import APIRouter
+Reads come from the in-memory directory (never a walk of the hub); actions go to the hub and
+are audited in `app/console/service.py`.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from app.console import service
+from app.console.schemas import (
+    DirectoryStatus,
+    JobOut,
+    StartResult,
+    StopAllAccepted,
+    StopAllRequest,
+    StopResult,
+    UserList,
+    UserOut,
+)
+from app.deps import CurrentAdmin, CurrentReader, StateDep
+from app.errors import HubkeeperError, NotFound
+from app.hub.models import HubUser
+from app.state import HubkeeperState
+
+router = APIRouter(prefix="/api/v1", tags=["console"])
+
+NAME_MAX = 255
+SSE_KEEPALIVE = 8.0  # s, like the hub's own progress stream
+SSE_MAX_LIFETIME = 600.0  # s; the browser's EventSource reconnects if it still cares
+
+UserName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="hub user name")]
+ServerName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="named server")]
+
+
+async def find_user(hk: HubkeeperState, name: str) -> HubUser:
+    """From the directory; a user it does not know yet is read from the hub (404 if none)."""
+    user = hk.directory.get(name)
+    if user is None:
+        user = await hk.directory.refresh_user(name)
+    if user is None:
+        raise NotFound(f"The hub has no user named {name!r}", code="user_not_found")
+    return user
+
+
+@router.get("/users", response_model=UserList, responses={204: {"description": "unchanged"}})
+async def list_users(
+    who: CurrentReader,
+    hk: StateDep,
+    q: Annotated[str, Query(max_length=NAME_MAX, description="substring of the name")] = "",
+    state: Literal["running", "pending", "stopped", "any"] = "any",
+    sort: Literal["name", "-name", "last_activity", "-last_activity"] = "name",
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    since: Annotated[
+        int | None, Query(description="the directory version you have: 204 if unchanged")
+    ] = None,
+) -> Any:
+    """Users with their servers, from Hubkeeper's copy of the hub (see GET directory)."""
+    if since is not None and since == hk.directory.version:
+        return Response(status_code=204)
+    users, total = hk.directory.query_users(q=q, state=state, sort=sort, offset=offset, limit=limit)
+    return UserList(
+        items=[UserOut.of(u, hk.directory.rows_for(u.name)) for u in users],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
+
+
+@router.get("/users/{name}", response_model=UserOut)
+async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
+    """One user and their servers; 404 if the hub has no such user."""
+    user = await find_user(hk, name)
+    return UserOut.of(user, hk.directory.rows_for(user.name))
+
+
+@router.post("/users/{name}/server/start", response_model=StartResult)
+async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
+    """Start the user's default server (409 already_running)."""
+    return StartResult(status=await service.start_server(hk, who, name))
+
+
+@router.post("/users/{name}/servers/{server}/start", response_model=StartResult)
+async def start_named(
+    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
+) -> StartResult:
+    """Start one of the user's named servers (409 already_running)."""
+    status = await service.start_server(hk, who, name, server)
+    return StartResult(status=status)
+
+
+@router.post("/users/{name}/server/stop", response_model=StopResult)
+async def stop_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StopResult:
+    """Stop the user's default server (409 already_stopped)."""
+    return StopResult(status=await service.stop_server(hk, who, name))
+
+
+@router.post("/users/{name}/servers/{server}/stop", response_model=StopResult)
+async def stop_named(
+    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
+) -> StopResult:
+    """Stop one of the user's named servers (409 already_stopped, 404 server_not_found)."""
+    status = await service.stop_server(hk, who, name, server)
+    return StopResult(status=status)
+
+
+@router.post("/servers/stop-all", response_model=StopAllAccepted, status_code=202)
+async def stop_all(body: StopAllRequest, who: CurrentAdmin, hk: StateDep) -> StopAllAccepted:
+    """Stop every running or starting server as a job; poll GET jobs/{job}."""
+    job = await hk.jobs.start_stop_all(hk, who, body.reason)
+    return StopAllAccepted(job=job.id, total=job.total)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+async def get_job(
+    job_id: Annotated[str, Path(max_length=64)], who: CurrentReader, hk: StateDep
+) -> JobOut:
+    """A job's progress: state, total, done and what failed."""
+    job = hk.jobs.get(job_id)
+    if job is None:
+        raise NotFound(
+            f"No job {job_id!r} (finished jobs are kept for an hour)", code="job_not_found"
+        )
+    return JobOut.model_validate(job.as_dict())
+
+
+@router.get("/directory", response_model=DirectoryStatus)
+async def directory_status(who: CurrentReader, hk: StateDep) -> DirectoryStatus:
+    """How fresh Hubkeeper's copy of the hub's users is, and server counts."""
+    return DirectoryStatus.of(hk.directory)
+
+
+# --- spawn progress --------------------------------------------------------------------------
+SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+
+
+@router.get("/users/{name}/server/progress", response_class=StreamingResponse)
+async def progress_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StreamingResponse:
+    """The hub's spawn progress of the default server, relayed as server-sent events."""
+    return await _progress(hk, name, "")
+
+
+@router.get("/users/{name}/servers/{server}/progress", response_class=StreamingResponse)
+async def progress_named(
+    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
+) -> StreamingResponse:
+    """The hub's spawn progress of a named server, relayed as server-sent events."""
+    return await _progress(hk, name, server)
+
+
+async def _progress(hk: HubkeeperState, name: str, server: str) -> StreamingResponse:
+    user = await find_user(hk, name)  # 404 before the stream starts
+    if server and server not in user.servers:
+        raise NotFound(f"{name} has no server named {server!r}", code="server_not_found")
+    return StreamingResponse(
+        relay_progress(hk, name, server), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def sse(data: dict[str, Any], event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n"
+
+
+async def relay_progress(
+    hk: HubkeeperState,
+    name: str,
+    server: str,
+    *,
+    keepalive: float = SSE_KEEPALIVE,
+    lifetime: float = SSE_MAX_LIFETIME,
+) -> AsyncIterator[str]:
+    """Events from the hub as they come, a comment every `keepalive` s, ended at `lifetime`.
+
+    A client that goes away ends the stream: Starlette cancels this generator, and the
+    `finally` closes the hub's stream with it.
+    """
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in hk.hub.progress(name, server):
+                await queue.put(sse(event.model_dump(mode="json", exclude_none=True)))
+        except HubkeeperError as exc:
+            await queue.put(sse({"error": exc.code, "detail": exc.detail}, event="error"))
+        finally:
+            await queue.put(None)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
+    task = asyncio.create_task(pump(), name=f"hubkeeper-progress-{name}")
+    try:
+        yield ": progress of " + service.target_of(name, server).replace("\n", " ") + "\n\n"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                yield sse({"message": "stream lifetime reached; reconnect"}, event="timeout")
+                return
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=min(keepalive, remaining))
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if item is None:
+                return
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,6 +1,206 @@
-"""STUB: replaced by its owner."""
+"""Long actions that outlive a request: "stop every running server" as a job with progress.
+
+Jobs live in memory (a restart forgets them; the audit trail keeps what they did). Finished
+jobs are kept for an hour so a client can still read the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from app.console.service import Actor, audit, target_of
+from app.errors import Conflict, HubkeeperError, NotFound
+
+if TYPE_CHECKING:
+    from app.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+KEEP_FINISHED = 3600.0  # s
+STOP_CONCURRENCY = 8
+STOP_WAIT = 60.0  # s to wait for a 202 stop to finish before calling it failed
+STOP_POLL = 0.5
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    actor: str
+    reason: str = ""
+    state: str = "running"  # running | done
+    total: int = 0
+    done: int = 0  # handled so far, failures included
+    stopped: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _finished_mono: float | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "total": self.total,
+            "done": self.done,
+            "failed": list(self.failed),
+        }
 
 
 class JobRegistry:
+    """The jobs of one Hubkeeper; `hk.jobs`."""
+
+    def __init__(
+        self,
+        *,
+        stop_concurrency: int = STOP_CONCURRENCY,
+        stop_wait: float = STOP_WAIT,
+        keep_finished: float = KEEP_FINISHED,
+    ) -> None:
+        self._jobs: dict[str, Job] = {}
+        self.stop_concurrency = stop_concurrency
+        self.stop_wait = stop_wait
+        self.keep_finished = keep_finished
+
+    def get(self, job_id: str) -> Job | None:
+        self._prune()
+        return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        self._prune()
+        return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for job_id, job in list(self._jobs.items()):
+            if job._finished_mono is not None and now - job._finished_mono > self.keep_finished:
+                del self._jobs[job_id]
+
+    def _new_id(self) -> str:
+        while True:
+            job_id = secrets.token_urlsafe(6)
+            if job_id not in self._jobs:
+                return job_id
+
+    async def start_stop_all(self, hk: HubkeeperState, who: Actor, reason: str) -> Job:
+        """Snapshot the running and starting servers (fresh from the hub) and stop them all."""
+        await hk.directory.refresh_active()
+        rows, _ = hk.directory.query_rows(status="active", limit=10**9)
+        targets = [(r.user, r.server) for r in rows if r.status in ("running", "starting")]
+        job = Job(id=self._new_id(), kind="stop_all", actor=who.name, reason=reason)
+        job.total = len(targets)
+        self._prune()
+        self._jobs[job.id] = job
+        job.task = asyncio.create_task(
+            self._stop_all(hk, who, job, targets), name=f"hubkeeper-job-{job.id}"
+        )
+        return job
+
+    async def _stop_all(
+        self, hk: HubkeeperState, who: Actor, job: Job, targets: list[tuple[str, str]]
+    ) -> None:
+        limit = asyncio.Semaphore(self.stop_concurrency)
+
+        async def one(user: str, server: str) -> None:
+            async with limit:
+                error = await self._stop_one(hk, who, user, server)
+            if error:
+                job.failed.append({"user": user, "server": server, "error": error})
+            else:
+                job.stopped += 1
+            job.done += 1
+
+        try:
+            await asyncio.gather(*(one(u, s) for u, s in targets))
+        finally:
+            job.state = "done"
+            job.finished_at = datetime.now(UTC)
+            job._finished_mono = time.monotonic()
+            detail = (
+                f"reason: {job.reason}; stopped {job.stopped} of {job.total}; "
+                f"failed {len(job.failed)}"
+            )
+            errors = "; ".join(
+                f"{target_of(f['user'], f['server'])}: {f['error']}" for f in job.failed
+            )
+            await audit(
+                hk,
+                who,
+                "servers.stop_all",
+                "*",
+                outcome="failed" if job.failed or job.done < job.total else "ok",
+                detail=detail,
+                error=errors[:4000],
+            )
+
+    async def _stop_one(self, hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
+        """Stop one server and wait for a pending stop; returns an error text or ""."""
+        target = target_of(user, server)
+        try:
+            try:
+                result = await hk.hub.stop_server(user, server)
+            except Conflict as exc:
+                if exc.code != "already_stopped":
+                    raise
+                result = "stopped"  # stopped meanwhile: that is what we wanted
+            except NotFound as exc:
+                if exc.code != "server_not_found":
+                    raise
+                result = "stopped"
+            if result != "stopped":
+                await self._wait_stopped(hk, user, server)
+        except HubkeeperError as exc:
+            await audit(
+                hk,
+                who,
+                "server.stop",
+                target,
+                outcome="failed",
+                error=exc.detail,
+                detail="stop-all",
+            )
+            return exc.detail
+        except Exception as exc:  # one server's surprise must not end the job
+            log.exception("stop-all: stopping %s failed", target)
+            await audit(
+                hk, who, "server.stop", target, outcome="failed", error=str(exc), detail="stop-all"
+            )
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(HubkeeperError):
+                await hk.directory.refresh_user(user)
+        await audit(hk, who, "server.stop", target, detail="stop-all")
+        return ""
+
+    async def _wait_stopped(self, hk: HubkeeperState, user: str, server: str) -> None:
+        deadline = time.monotonic() + self.stop_wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(STOP_POLL)
+            try:
+                fresh = await hk.hub.get_user(user)
+            except NotFound:
+                return
+            found = fresh.servers.get(server)
+            if found is None or found.status == "stopped":
+                return
+        raise HubkeeperError(
+            f"the hub did not finish stopping it within {self.stop_wait:.0f} s",
+            code="stop_timeout",
+            status_code=504,
+        )
+
     async def shutdown(self) -> None:
-        return None
+        """Cancel running jobs (at app shutdown)."""
+        tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

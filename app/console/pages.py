@@ -1,5 +1,263 @@
-"""STUB: replaced by its owner."""
+"""The users page and its HTMX partials and actions.
 
-from fastapi import APIRouter
+Reads come from the user directory (kept in step with the hub in the background), so a page
+never waits on the hub and still renders, marked stale, when the hub is down. Every action goes
+through `app.console.service`, which audits it; nothing here talks to the hub directly.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.console import service
+from app.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, Pager, UsersView
+from app.deps import CurrentAdmin, CurrentReader, StateDep
+from app.errors import NotFound
+from app.state import HubkeeperState
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+# How many names the stop-all dialog lists before saying "and N more".
+STOP_ALL_PREVIEW = 8
+
+
+def _header_context(hk: HubkeeperState) -> dict[str, Any]:
+    """What base.html shows on every page: the server counts and whether they are fresh."""
+    directory = hk.directory
+    return {"counts": directory.counts(), "stale": directory.stale}
+
+
+def _token(hk: HubkeeperState) -> str:
+    """Changes when the rows would render differently: data, staleness, or the minute
+    (so "3 min ago" keeps counting while nothing else moves)."""
+    directory = hk.directory
+    return f"{directory.version}.{int(directory.stale)}.{int(time.time() // 60)}"
+
+
+def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
+    directory = hk.directory
+    rows, total = directory.query_rows(
+        q=view.q,
+        status=view.status,
+        group=view.group,
+        sort=view.sort,
+        offset=view.offset,
+        limit=PAGE_SIZE,
+    )
+    if not rows and total and view.page > 1:
+        # The list shrank under this page (servers stopped, filter changed): show the last one.
+        view = dataclasses.replace(view, page=max(1, -(-total // PAGE_SIZE)))
+        rows, total = directory.query_rows(
+            q=view.q,
+            status=view.status,
+            group=view.group,
+            sort=view.sort,
+            offset=view.offset,
+            limit=PAGE_SIZE,
+        )
+    return {
+        **_header_context(hk),
+        "view": view,
+        "rows": rows,
+        "pager": Pager(view.page, total),
+        "ready": directory.ready,
+        "synced_at": directory.synced_at,
+        "last_error": directory.last_error,
+        "token": _token(hk),
+    }
+
+
+def _wants_results(request: Request) -> bool:
+    """An HTMX request aimed at the results region (search, filters, paging) gets the partial;
+    history restores and ordinary navigation get the whole page."""
+    return (
+        bool(request.headers.get("HX-Request"))
+        and not request.headers.get("HX-History-Restore-Request")
+        and request.headers.get("HX-Target") == "results"
+    )
+
+
+@router.get("/")
+async def home(request: Request, hk: StateDep) -> Response:
+    """The console's front page is the users list."""
+    return RedirectResponse(hk.settings.service_prefix + "users", status_code=302)
+
+
+@router.get("/users")
+async def users_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
+    """Every server of every user, with search, filters, sort and paging kept in the URL."""
+    view = UsersView.from_params(request.query_params)
+    context = _results_context(hk, view)
+    if _wants_results(request):
+        return render(request, "console/_results.html", {**context, "partial": True})
+    context.update(
+        active_nav="users",
+        groups=hk.directory.groups(),
+        status_choices=STATUS_CHOICES,
+        sort_choices=SORT_CHOICES,
+    )
+    return render(request, "console/users.html", context)
+
+
+@router.get("/users/rows")
+async def users_rows(request: Request, who: CurrentReader, hk: StateDep) -> Response:
+    """The results region alone, for polling: 204 when nothing changed since `since`."""
+    since = request.query_params.get("since")
+    if since and since == _token(hk):
+        return Response(status_code=204)
+    view = UsersView.from_params(request.query_params)
+    return render(request, "console/_results.html", {**_results_context(hk, view), "partial": True})
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+async def _current_row(hk: HubkeeperState, user: str, server: str, expected: str) -> Any:
+    """The row after an action (the service has just re-read the user from the hub); if the
+    hub could not be re-read, the row we had with the status the action produced."""
+    for row in hk.directory.rows_for(user):
+        if row.server == server:
+            if row.status in ("running", "stopped") and row.status != expected:
+                return dataclasses.replace(row, status=expected)
+            return row
+    return None
+
+
+def _action_response(
+    request: Request,
+    row: Any,
+    toast: str,
+    *,
+    kind: str = "ok",
+) -> Response:
+    if row is None:
+        response = render(request, "console/_toast.html", {"message": toast, "kind": kind})
+        response.headers["HX-Retarget"] = "#toasts"
+        response.headers["HX-Reswap"] = "beforeend"
+        return response
+    return render(
+        request,
+        "console/_action.html",
+        {"row": row, "toast": toast, "toast_kind": kind, **_header_context(request.app.state.hk)},
+    )
+
+
+async def _start(request: Request, hk: HubkeeperState, who: Any, user: str, server: str) -> Response:
+    result = await service.start_server(hk, who, user, server)
+    expected = "running" if result == "running" else "starting"
+    row = await _current_row(hk, user, server, expected)
+    label = f"{user}'s server" if not server else f"{user}'s server “{server}”"
+    message = f"Started {label}." if result == "running" else f"Starting {label}…"
+    return _action_response(request, row, message)
+
+
+async def _stop(request: Request, hk: HubkeeperState, who: Any, user: str, server: str) -> Response:
+    result = await service.stop_server(hk, who, user, server)
+    expected = "stopped" if result == "stopped" else "stopping"
+    row = await _current_row(hk, user, server, expected)
+    label = f"{user}'s server" if not server else f"{user}'s server “{server}”"
+    message = f"Stopped {label}." if result == "stopped" else f"Stopping {label}…"
+    return _action_response(request, row, message)
+
+
+async def _access(hk: HubkeeperState, who: Any, user: str, server: str) -> Response:
+    # A plain form POST into a new tab: audited here, then the browser follows to the server.
+    url = await service.access_server(hk, who, user, server)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.post("/users/{name}/server/start")
+async def start_default(request: Request, name: str, who: CurrentAdmin, hk: StateDep) -> Response:
+    """Start a user's default server; answers the updated row and a toast."""
+    return await _start(request, hk, who, name, "")
+
+
+@router.post("/users/{name}/servers/{server}/start")
+async def start_named(
+    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep
+) -> Response:
+    """Start a named server; answers the updated row and a toast."""
+    return await _start(request, hk, who, name, server)
+
+
+@router.post("/users/{name}/server/stop")
+async def stop_default(request: Request, name: str, who: CurrentAdmin, hk: StateDep) -> Response:
+    """Stop a user's default server; answers the updated row and a toast."""
+    return await _stop(request, hk, who, name, "")
+
+
+@router.post("/users/{name}/servers/{server}/stop")
+async def stop_named(
+    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep
+) -> Response:
+    """Stop a named server; answers the updated row and a toast."""
+    return await _stop(request, hk, who, name, server)
+
+
+@router.post("/users/{name}/server/access")
+async def access_default(name: str, who: CurrentAdmin, hk: StateDep) -> Response:
+    """Open a user's default server as its admin (audited), in the tab the form opened."""
+    return await _access(hk, who, name, "")
+
+
+@router.post("/users/{name}/servers/{server}/access")
+async def access_named(name: str, server: str, who: CurrentAdmin, hk: StateDep) -> Response:
+    """Open a user's named server as its admin (audited)."""
+    return await _access(hk, who, name, server)
+
+
+# --- stop all ------------------------------------------------------------------------------
+
+
+def _stop_all_form(
+    request: Request, hk: HubkeeperState, *, reason: str = "", error: str = ""
+) -> Response:
+    counts = hk.directory.counts()
+    total = counts.get("running", 0) + counts.get("starting", 0)
+    preview, _ = hk.directory.query_rows(status="active", sort="name", limit=STOP_ALL_PREVIEW)
+    return render(
+        request,
+        "console/_stop_all.html",
+        {
+            "total": total,
+            "preview": preview,
+            "reason": reason,
+            "error": error,
+            "stale": hk.directory.stale,
+        },
+    )
+
+
+@router.get("/users/stop-all")
+async def stop_all_dialog(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
+    """The stop-all confirmation: how many servers, and a reason for the audit log."""
+    return _stop_all_form(request, hk)
+
+
+@router.post("/users/stop-all")
+async def stop_all(
+    request: Request, who: CurrentAdmin, hk: StateDep, reason: str = Form("")
+) -> Response:
+    """Start stopping every server; answers the job's progress, which polls itself."""
+    reason = reason.strip()
+    if not reason:
+        return _stop_all_form(
+            request, hk, error="Give a reason: it is kept in the audit log with your name."
+        )
+    job = await hk.jobs.start_stop_all(hk, who, reason[:1000])
+    return render(request, "console/_job.html", {"job": job})
+
+
+@router.get("/users/jobs/{job_id}")
+async def job_progress(request: Request, job_id: str, who: CurrentAdmin, hk: StateDep) -> Response:
+    """A stop-all job's progress; once done, the summary with every failure."""
+    job = hk.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"No job {job_id}; it may have finished before a restart")
+    return render(request, "console/_job.html", {"job": job})

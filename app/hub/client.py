@@ -57,6 +57,9 @@ class HubClient:
         # The hub's origin: user servers are reached through its proxy at /user/...
         self.hub_origin = str(httpx.URL(self.api_url).copy_with(path="/", query=None)).rstrip("/")
         self._token = token
+        # The hub holds a start/stop request open up to its slow_spawn/stop_timeout (10 s)
+        # before answering 202: give actions room beyond that.
+        self._action_timeout = httpx.Timeout(max(timeout, 10.0) + 20.0, connect=min(timeout, 5.0))
         self._limit = asyncio.Semaphore(concurrency)
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"token {token}"},
@@ -294,7 +297,9 @@ class HubClient:
     ) -> str:
         """Ask the hub to start a server: "running" (201) or "starting" (202)."""
         what = f"start {user!r}'s server {server!r}" if server else f"start {user!r}'s server"
-        response = await self._api("POST", server_path(user, server), json=options or {})
+        response = await self._api(
+            "POST", server_path(user, server), json=options or {}, timeout=self._action_timeout
+        )
         if response.status_code == 404:
             raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
         if response.status_code == 400:
@@ -309,7 +314,9 @@ class HubClient:
         """Ask the hub to stop a server: "stopped" (204) or "stopping" (202)."""
         what = f"stop {user!r}'s server {server!r}" if server else f"stop {user!r}'s server"
         kwargs: dict[str, Any] = {"json": {"remove": True}} if remove else {}
-        response = await self._api("DELETE", server_path(user, server), **kwargs)
+        response = await self._api(
+            "DELETE", server_path(user, server), timeout=self._action_timeout, **kwargs
+        )
         if response.status_code == 404:
             message = self._message(response)
             if "no such server" in message.lower() or server:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class HubServer(BaseModel):
@@ -20,6 +20,12 @@ class HubServer(BaseModel):
     url: str = ""
     progress_url: str = ""
     user_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("user_options", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        # A stopped server (include_stopped_servers=1) reports `"user_options": null`.
+        return {} if value is None else value
 
     @property
     def status(self) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.errors import HubkeeperError
 from app.web.templating import render
@@ -54,9 +55,20 @@ def error_response(request: Request, status: int, code: str, detail: str) -> Res
     return response
 
 
+def login_redirect(request: Request, next_url: str) -> Response:
+    """Anonymous browsers go to `login?next=<this page>`; HTMX is told to go there whole."""
+    target = f"{request.app.state.settings.service_prefix}login?{urlencode({'next': next_url})}"
+    if request.headers.get("HX-Request"):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=302)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HubkeeperError)
     async def _hubkeeper_error(request: Request, exc: HubkeeperError) -> Response:
+        next_url = getattr(exc, "next_url", None)
+        if next_url is not None and not wants_json(request):
+            return login_redirect(request, next_url)
         return error_response(request, exc.status_code, exc.code, exc.detail)
 
     @app.exception_handler(RequestValidationError)

@@ -1,0 +1,75 @@
+# Hubkeeper: `make demo` runs a local JupyterHub with Hubkeeper; `make test` runs the suite.
+# Installs are idempotent: stamp files make a second run a no-op until the lock files change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.hubkeeper-installed
+NODE_STAMP := node_modules/.hubkeeper-installed
+PG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: venv install demo test lint format bench clean chromium postgres
+
+venv: $(BIN)/python
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+# Chromium drives the browser tests; installed from apt only when missing and we are root.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+		else echo "note: /usr/bin/chromium is missing; browser tests will be skipped"; fi; \
+	fi
+
+install: $(PY_STAMP) $(NODE_STAMP) chromium
+
+demo: install
+	$(BIN)/hubkeeper demo
+
+# PostgreSQL on 127.0.0.1:5432, started if installed but down; the suite runs the database
+# tests against it too when it answers (HUBKEEPER_TEST_POSTGRES_URL).
+postgres:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && command -v pg_ctlcluster >/dev/null \
+		&& [ -d /etc/postgresql ]; then \
+		for version in $$(ls /etc/postgresql); do \
+			pg_ctlcluster --skip-systemctl-redirect $$version main start 2>/dev/null || true; \
+		done; \
+		for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done; \
+	fi
+
+test: install postgres
+	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+		echo "PostgreSQL answers on 127.0.0.1:5432: database tests run on SQLite and PostgreSQL"; \
+		export HUBKEEPER_TEST_POSTGRES_URL=$(PG_URL); \
+	else \
+		echo "No PostgreSQL on 127.0.0.1:5432: database tests run on SQLite only"; \
+	fi; \
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -not -path "./node_modules/*" -exec rm -rf {} +

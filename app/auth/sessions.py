@@ -1,0 +1,145 @@
+"""Browser sessions: a random id in a signed, httponly cookie scoped to the service prefix.
+
+Everything else (who, role, the hub access token, the CSRF token) stays in the database, so
+a restart keeps people signed in and logout really ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.auth.principal import role_for
+from app.db.engine import session_scope
+from app.db.models import WebSession
+from app.errors import HubUnavailable, Unauthenticated
+from app.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "hubkeeper-session"
+STATE_COOKIE = "hubkeeper-oauth-state"
+SESSION_MAX_AGE = timedelta(hours=12)
+STATE_MAX_AGE_SECONDS = 600
+
+
+def serializer(hk: HubkeeperState, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(hk.cookie_secret, salt=f"hubkeeper.{purpose}")
+
+
+def cookie_options(hk: HubkeeperState) -> dict[str, object]:
+    return {
+        "path": hk.settings.service_prefix,
+        "httponly": True,
+        "samesite": "lax",
+        "secure": hk.settings.secure_cookies,
+    }
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _create(hk: HubkeeperState, user: str, role: str, access_token: str) -> WebSession:
+    web_session = WebSession(
+        id=secrets.token_urlsafe(32),
+        user=user,
+        role=role,
+        access_token=access_token,
+        csrf_token=secrets.token_urlsafe(32),
+    )
+    with session_scope(hk.engine) as db:
+        db.add(web_session)
+    return web_session
+
+
+async def issue_session(
+    hk: HubkeeperState, *, user: str, role: str, access_token: str = ""
+) -> tuple[str, str, str]:
+    """Start a browser session; returns (cookie name, signed cookie value, CSRF token)."""
+    web_session = await asyncio.to_thread(_create, hk, user, role, access_token)
+    value = serializer(hk, "session").dumps(web_session.id)
+    return SESSION_COOKIE, value, web_session.csrf_token
+
+
+def _load(hk: HubkeeperState, session_id: str) -> WebSession | None:
+    with session_scope(hk.engine) as db:
+        return db.get(WebSession, session_id)
+
+
+def _save(hk: HubkeeperState, web_session: WebSession) -> None:
+    with session_scope(hk.engine) as db:
+        db.merge(web_session)
+
+
+def _delete(hk: HubkeeperState, session_id: str) -> None:
+    with session_scope(hk.engine) as db:
+        found = db.get(WebSession, session_id)
+        if found is not None:
+            db.delete(found)
+
+
+async def end_session(hk: HubkeeperState, cookie_value: str | None) -> None:
+    session_id = _unsign(hk, cookie_value)
+    if session_id:
+        await asyncio.to_thread(_delete, hk, session_id)
+
+
+def _unsign(hk: HubkeeperState, cookie_value: str | None) -> str | None:
+    if not cookie_value:
+        return None
+    try:
+        session_id = serializer(hk, "session").loads(
+            cookie_value, max_age=int(SESSION_MAX_AGE.total_seconds())
+        )
+    except BadSignature:
+        return None
+    return session_id if isinstance(session_id, str) else None
+
+
+async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSession | None:
+    """The live session behind a cookie, re-checked against the hub when it is due.
+
+    The hub's word on who the person is (and which groups they are in) is re-read at least
+    every `identity_recheck_seconds`; a token the hub no longer accepts ends the session.
+    If the hub cannot be reached the session keeps its last known role for now.
+    """
+    session_id = _unsign(hk, cookie_value)
+    if not session_id:
+        return None
+    web_session = await asyncio.to_thread(_load, hk, session_id)
+    if web_session is None:
+        return None
+    now = datetime.now(UTC)
+    if now - _as_utc(web_session.created_at) > SESSION_MAX_AGE:
+        await asyncio.to_thread(_delete, hk, session_id)
+        return None
+    age = (now - _as_utc(web_session.checked_at)).total_seconds()
+    if age >= hk.settings.identity_recheck_seconds and web_session.access_token:
+        try:
+            identity = await hk.hub.identify(web_session.access_token)
+        except Unauthenticated:
+            log.info("Hub no longer accepts %s's token; ending the session", web_session.user)
+            await asyncio.to_thread(_delete, hk, session_id)
+            return None
+        except HubUnavailable:
+            return web_session
+        role = role_for(
+            admin=identity.admin,
+            groups=identity.groups,
+            admin_groups=hk.settings.admin_groups,
+            manager_groups=hk.settings.manager_groups,
+        )
+        web_session.role = role or ""
+        web_session.checked_at = now
+        await asyncio.to_thread(_save, hk, web_session)
+    return web_session
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(expected, str(given))

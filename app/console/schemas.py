@@ -1,0 +1,147 @@
+"""JSON shapes of the console API (`api/v1/users`, servers, jobs, directory), per the contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_serializer
+
+from app.console.directory import ServerRow, UserDirectory, rows_of
+from app.hub.models import HubUser
+
+ServerStatus = Literal["running", "pending", "stopped"]
+
+API_STATUS = {
+    "running": "running",
+    "starting": "pending",
+    "stopping": "pending",
+    "stopped": "stopped",
+}
+
+
+def utc(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with an explicit offset (`+00:00`)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+class _Times(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _utc(self, value: object) -> object:
+        return utc(value) if isinstance(value, datetime) else value
+
+
+class ServerOut(_Times):
+    name: str = Field(description='"" is the default server')
+    status: ServerStatus
+    started: datetime | None
+    last_activity: datetime | None
+    url: str = Field(description="the server's path on the hub, e.g. /user/ann/")
+
+
+class UserOut(_Times):
+    name: str
+    admin: bool
+    groups: list[str]
+    last_activity: datetime | None
+    servers: list[ServerOut]
+
+    @classmethod
+    def of(cls, user: HubUser, rows: tuple[ServerRow, ...] | None = None) -> UserOut:
+        rows = rows if rows else rows_of(user)
+        return cls(
+            name=user.name,
+            admin=user.admin,
+            groups=sorted(user.groups),
+            last_activity=user.last_activity,
+            servers=[
+                ServerOut(
+                    name=r.server,
+                    status=API_STATUS[r.status],
+                    started=r.started,
+                    # the server's own activity; the row falls back to the user's
+                    last_activity=(
+                        user.servers[r.server].last_activity if r.server in user.servers else None
+                    ),
+                    url=r.url,
+                )
+                for r in rows
+            ],
+        )
+
+
+class UserList(BaseModel):
+    items: list[UserOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class StartResult(BaseModel):
+    status: Literal["running", "pending"] = Field(
+        description="running: the server is up; pending: the hub is still starting it"
+    )
+
+
+class StopResult(BaseModel):
+    status: Literal["stopped", "pending"] = Field(
+        description="stopped: the server is down; pending: the hub is still stopping it"
+    )
+
+
+class StopAllRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, description="why, for the audit trail")
+
+
+class StopAllAccepted(BaseModel):
+    job: str = Field(description="poll GET api/v1/jobs/{job}")
+    total: int = Field(description="servers that will be stopped")
+
+
+class JobFailure(BaseModel):
+    user: str
+    server: str
+    error: str
+
+
+class JobOut(BaseModel):
+    state: Literal["running", "done"]
+    total: int
+    done: int = Field(description="servers handled so far, failures included")
+    failed: list[JobFailure]
+
+
+class DirectoryCounts(BaseModel):
+    running: int
+    starting: int
+    stopping: int
+    stopped: int
+    users: int
+
+
+class DirectoryStatus(_Times):
+    ready: bool = Field(description="the first full sweep of the hub's users has finished")
+    synced_at: datetime | None
+    full_synced_at: datetime | None
+    lag_seconds: float | None
+    stale: bool
+    last_error: str | None
+    version: int
+    counts: DirectoryCounts
+
+    @classmethod
+    def of(cls, directory: UserDirectory) -> DirectoryStatus:
+        return cls(
+            ready=directory.ready,
+            synced_at=directory.synced_at,
+            full_synced_at=directory.full_synced_at,
+            lag_seconds=directory.lag_seconds(),
+            stale=directory.stale,
+            last_error=directory.last_error,
+            version=directory.version,
+            counts=DirectoryCounts(**directory.counts()),
+        )

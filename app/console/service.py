@@ -1,0 +1,164 @@
+"""Actions on servers, each checked against the hub, done, and written to the audit trail.
+
+Every action is audited with the person who asked (the hub only sees Hubkeeper's token).
+A failure is recorded first and then re-raised, so the API still answers with its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
+
+from app.audit.service import record
+from app.config import Settings
+from app.errors import Conflict, HubkeeperError, NotFound
+from app.hub.models import HubUser
+
+if TYPE_CHECKING:
+    from app.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+
+class Actor(Protocol):
+    """Who asked: a Principal, or the system (CLI, culler, lockdown) with the same fields."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def via(self) -> str: ...
+
+
+def target_of(user: str, server: str = "") -> str:
+    """The audit target: `user` for the default server, `user/server` for a named one."""
+    return f"{user}/{server}" if server else user
+
+
+def server_label(user: str, server: str = "") -> str:
+    return f"{user}'s server {server!r}" if server else f"{user}'s server"
+
+
+def server_url(settings: Settings, user: str, server: str = "") -> str:
+    """The URL of a user's server as a browser reaches it through the hub."""
+    base = settings.browser_hub_url.rstrip("/")
+    path = f"/user/{quote(user, safe='')}/"
+    if server:
+        path += f"{quote(server, safe='')}/"
+    return base + path
+
+
+async def audit(
+    hk: HubkeeperState,
+    who: Actor,
+    action: str,
+    target: str,
+    *,
+    outcome: str = "ok",
+    detail: str = "",
+    error: str = "",
+) -> None:
+    """Write one audit event off the event loop; a database failure is logged, not raised."""
+    try:
+        await asyncio.to_thread(
+            record,
+            hk.engine,
+            actor=who.name,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail,
+            error=error,
+            via=who.via,
+        )
+    except Exception:
+        log.exception("could not write audit event %s %s by %s", action, target, who.name)
+
+
+async def _current(hk: HubkeeperState, user: str) -> HubUser:
+    """The user as the hub sees it right now (the directory may be seconds behind)."""
+    fresh = await hk.directory.refresh_user(user)
+    if fresh is None:
+        raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
+    return fresh
+
+
+def _status(user: HubUser, server: str) -> str | None:
+    """running | starting | stopping | stopped, or None when the named server does not exist."""
+    found = user.servers.get(server)
+    if found is None:
+        return "stopped" if server == "" else None
+    return found.status
+
+
+async def _refresh_after(hk: HubkeeperState, user: str) -> None:
+    try:
+        await hk.directory.refresh_user(user)
+    except HubkeeperError as exc:
+        log.warning("could not refresh %s after an action: %s", user, exc.detail)
+
+
+async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
+    """Start a server: "running" when it is up, "pending" while the hub is still starting it."""
+    target = target_of(user, server)
+    try:
+        current = await _current(hk, user)
+        status = _status(current, server)
+        if status in ("running", "starting"):
+            raise Conflict(
+                f"{server_label(user, server)} is already {status}", code="already_running"
+            )
+        if status == "stopping":
+            raise Conflict(
+                f"{server_label(user, server)} is still stopping; start it once it has stopped",
+                code="action_pending",
+            )
+        result = await hk.hub.start_server(user, server)
+    except HubkeeperError as exc:
+        await audit(hk, who, "server.start", target, outcome="failed", error=exc.detail)
+        raise
+    await audit(hk, who, "server.start", target, detail=f"hub: {result}")
+    await _refresh_after(hk, user)
+    return "running" if result == "running" else "pending"
+
+
+async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
+    """Stop a server: "stopped" when it is down, "pending" while the hub is still stopping it."""
+    target = target_of(user, server)
+    try:
+        result = await _stop(hk, user, server)
+    except HubkeeperError as exc:
+        await audit(hk, who, "server.stop", target, outcome="failed", error=exc.detail)
+        raise
+    await audit(hk, who, "server.stop", target, detail=f"hub: {result}")
+    await _refresh_after(hk, user)
+    return "stopped" if result == "stopped" else "pending"
+
+
+async def _stop(hk: HubkeeperState, user: str, server: str) -> str:
+    current = await _current(hk, user)
+    status = _status(current, server)
+    if status is None:
+        raise NotFound(f"{user} has no server named {server!r}", code="server_not_found")
+    if status == "stopped":
+        raise Conflict(f"{server_label(user, server)} is already stopped", code="already_stopped")
+    if status == "stopping":
+        raise Conflict(f"{server_label(user, server)} is already stopping", code="action_pending")
+    return await hk.hub.stop_server(user, server)
+
+
+async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
+    """The hub URL of a user's server, for an admin to open; audited as `server.access`."""
+    target = target_of(user, server)
+    try:
+        known = hk.directory.get(user) or await _current(hk, user)
+        if server and server not in known.servers:
+            raise NotFound(f"{user} has no server named {server!r}", code="server_not_found")
+    except HubkeeperError as exc:
+        await audit(hk, who, "server.access", target, outcome="failed", error=exc.detail)
+        raise
+    url = server_url(hk.settings, user, server)
+    await audit(hk, who, "server.access", target, detail=url)
+    return url

@@ -1,0 +1,199 @@
+"""What the console pages show: the view a URL describes, and small helpers for templates.
+
+The view (search, filters, sort, page) lives in the query string so a page can be shared and
+reloaded; `UsersView.url()` writes only what differs from the defaults, so links stay short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from app.web.templating import templates
+
+PAGE_SIZE = 50
+
+STATUS_CHOICES: tuple[tuple[str, str], ...] = (
+    ("any", "Any status"),
+    ("active", "Not stopped"),
+    ("running", "Running"),
+    ("starting", "Starting"),
+    ("stopping", "Stopping"),
+    ("stopped", "Stopped"),
+)
+SORT_CHOICES: tuple[tuple[str, str], ...] = (
+    ("name", "Name, A→Z"),
+    ("-name", "Name, Z→A"),
+    ("-last_activity", "Recently active first"),
+    ("last_activity", "Least recently active first"),
+    ("-started", "Recently started first"),
+    ("started", "Longest running first"),
+)
+# Clicking a column header flips between these (first click → first value).
+COLUMN_SORTS: dict[str, tuple[str, str]] = {
+    "name": ("name", "-name"),
+    "last_activity": ("-last_activity", "last_activity"),
+    "started": ("-started", "started"),
+}
+
+
+class RowLike(Protocol):
+    @property
+    def user(self) -> str: ...
+    @property
+    def server(self) -> str: ...
+
+
+def _first(params: Mapping[str, Any], key: str) -> str:
+    value = params.get(key, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _page_number(raw: str) -> int:
+    try:
+        return max(1, min(int(raw), 1_000_000))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class UsersView:
+    """Search, filters, sort and page of the users list."""
+
+    q: str = ""
+    status: str = "any"
+    group: str = ""
+    sort: str = "name"
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> UsersView:
+        """Read a query string; unknown values fall back to the defaults instead of failing."""
+        status = _first(params, "status") or "any"
+        sort = _first(params, "sort") or "name"
+        return cls(
+            q=_first(params, "q")[:200],
+            status=status if status in dict(STATUS_CHOICES) else "any",
+            group=_first(params, "group")[:200],
+            sort=sort if sort in dict(SORT_CHOICES) else "name",
+            page=_page_number(_first(params, "page") or "1"),
+        )
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * PAGE_SIZE
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q or self.group or self.status != "any")
+
+    def params(self, **changes: Any) -> dict[str, str]:
+        """The query parameters that differ from the defaults (after `changes`)."""
+        view = replace(self, **changes) if changes else self
+        out: dict[str, str] = {}
+        for field in fields(view):
+            value = getattr(view, field.name)
+            if value != field.default:
+                out[field.name] = str(value)
+        return out
+
+    def query(self, **changes: Any) -> str:
+        return urlencode(self.params(**changes))
+
+    def url(self, base: str, path: str = "users", **changes: Any) -> str:
+        query = self.query(**changes)
+        return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+    def rows_url(self, base: str, since: str) -> str:
+        """Where the results region polls: this view, plus the token of what it shows."""
+        return f"{base}users/rows?{urlencode({**self.params(), 'since': since})}"
+
+    def column_sort(self, column: str) -> str:
+        """The sort a click on this column header asks for."""
+        first, second = COLUMN_SORTS[column]
+        return second if self.sort == first else first
+
+    def sorted_by(self, column: str) -> str:
+        """aria-sort value for a column header."""
+        first, second = COLUMN_SORTS[column]
+        if self.sort not in (first, second):
+            return "none"
+        return "descending" if self.sort.startswith("-") else "ascending"
+
+
+@dataclass(frozen=True)
+class Pager:
+    page: int
+    total: int
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first_item(self) -> int:
+        return 0 if self.total == 0 else (self.page - 1) * self.size + 1
+
+    @property
+    def last_item(self) -> int:
+        return min(self.total, self.page * self.size)
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    def window(self, radius: int = 2) -> list[int | None]:
+        """Page numbers to link, with None for a gap: 1 … 4 5 [6] 7 8 … 20."""
+        wanted = {1, self.pages, *range(self.page - radius, self.page + radius + 1)}
+        numbers = sorted(n for n in wanted if 1 <= n <= self.pages)
+        out: list[int | None] = []
+        for n in numbers:
+            if out and isinstance(out[-1], int) and n - out[-1] > 1:
+                out.append(None)
+            out.append(n)
+        return out
+
+
+def server_path(row: RowLike) -> str:
+    """`users/{name}/server` or `users/{name}/servers/{server}`, every segment quoted."""
+    user = quote(row.user, safe="")
+    if row.server:
+        return f"users/{user}/servers/{quote(row.server, safe='')}"
+    return f"users/{user}/server"
+
+
+def row_id(row: RowLike) -> str:
+    """A DOM id for a row that any username can be turned into."""
+    digest = hashlib.sha256(f"{row.user}\0{row.server}".encode()).hexdigest()[:16]
+    return f"row-{digest}"
+
+
+def clock(value: datetime | None) -> str:
+    """'12:03 UTC' (for 'as of' notes)."""
+    if value is None:
+        return "an unknown time"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if value.date() == datetime.now(UTC).date():
+        return value.strftime("%H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def server_label(row: RowLike) -> str:
+    return row.server or "default"
+
+
+templates.env.filters["server_path"] = server_path
+templates.env.filters["row_id"] = row_id
+templates.env.filters["clock"] = clock
+templates.env.filters["server_label"] = server_label

@@ -1,0 +1,553 @@
+"""A real JupyterHub on 127.0.0.1, with Hubkeeper registered as a service.
+
+Used by `hubkeeper demo` (Hubkeeper runs as a *managed* service the hub starts) and by the test
+suite (Hubkeeper is an *external* service the tests run themselves on `service_port`).
+
+Everything the hub writes lives in `state_dir`: its config, sqlite database, cookie secret, pid
+files, log and the users' home directories. Everything listens on free local ports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+VENV_BIN = Path(sys.executable).parent
+SERVICE_NAME = "hubkeeper"
+SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
+ADMIN_SERVICE_NAME = "hub-admin"
+MANAGERS_GROUP = "managers"
+
+# What Hubkeeper asks of the hub (see README "Registering Hubkeeper with a hub").
+SERVICE_SCOPES = [
+    "admin:users",  # list/read/create users (users, list:users, read:users, users:activity)
+    "admin:servers",  # read, start and stop any server (servers, read:servers, ...)
+    "access:servers",  # talk to single-user servers: status, kernels, log files
+    "admin:groups",  # read/list groups and their members (groups, read:groups, list:groups)
+    "tokens",  # issue tokens for users (tests, demo); not needed in production
+    "read:metrics",
+    "read:hub",
+]
+USER_SCOPE = f"access:services!service={SERVICE_NAME}"
+MANAGER_SCOPES = [USER_SCOPE]
+
+# Processes the hub leaves behind if it dies badly; only these are hunted down in `stop()`.
+OWN_PROCESS_MARKERS = (
+    "jupyterhub",
+    "configurable-http-proxy",
+    "jupyterhub-singleuser",
+    "app.cli",
+    "ipykernel",
+)
+
+LOG_FILE_NAME = ".jupyter-server-log.txt"
+
+
+class LocalHubError(RuntimeError):
+    """The hub did not come up; the message ends with the tail of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def proxy_command() -> str:
+    """configurable-http-proxy from the repo's node_modules (after `npm ci`), else PATH."""
+    local = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return str(local)
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    raise LocalHubError(
+        f"configurable-http-proxy is not installed: run `npm ci` (or `make install`) in {REPO_ROOT}"
+    )
+
+
+class LocalHub:
+    """One JupyterHub subprocess and everything it starts. Use as a context manager."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        port: int = 0,
+        service_port: int = 0,
+        managed: bool = False,
+        service_env: Mapping[str, str] | None = None,
+        admin_users: Iterable[str] = ("admin",),
+        extra_config: str = "",
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port or free_port()
+        self.service_port = service_port or free_port()
+        self.managed = managed
+        self.service_env = dict(service_env or {})
+        self.admin_users = list(admin_users)
+        self.extra_config = extra_config
+        self.start_timeout = start_timeout
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = self.url + "/hub/api"
+        self.service_prefix = SERVICE_PREFIX
+        self.service_url = f"http://127.0.0.1:{self.service_port}"
+        self.log_path = self.state_dir / "jupyterhub.log"
+        self.config_path = self.state_dir / "jupyterhub_config.py"
+        self.homes_dir = self.state_dir / "homes"
+        self.service_token = self._persistent_secret("service_token")
+        # A separate hub-admin token (a URL-less service with the admin role): only admins may
+        # create admin users. Hubkeeper itself never gets it.
+        self.admin_token = self._persistent_secret("admin_token")
+        self._proxy_token = self._persistent_secret("proxy_token")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_handle: Any = None
+
+    # --- configuration -------------------------------------------------------------------
+    def _persistent_secret(self, name: str) -> str:
+        """Kept in the state dir so a restarted hub (the demo) keeps its tokens."""
+        path = self.state_dir / name
+        if path.exists():
+            return path.read_text().strip()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        path.touch(mode=0o600)
+        path.write_text(value)
+        return value
+
+    def hubkeeper_env(self) -> dict[str, str]:
+        """The JUPYTERHUB_* environment an external Hubkeeper needs (what a managed one gets)."""
+        return {
+            "JUPYTERHUB_API_URL": self.api_url,
+            "JUPYTERHUB_API_TOKEN": self.service_token,
+            "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE_NAME}",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{SERVICE_PREFIX}oauth_callback",
+            "JUPYTERHUB_SERVICE_PREFIX": SERVICE_PREFIX,
+            "JUPYTERHUB_SERVICE_URL": self.service_url,
+            "JUPYTERHUB_BASE_URL": "/",
+            "JUPYTERHUB_PUBLIC_URL": self.url,
+        }
+
+    def _service_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "name": SERVICE_NAME,
+            "url": self.service_url,
+            "api_token": self.service_token,
+            "oauth_no_confirm": True,
+        }
+        # No oauth_redirect_uri: the hub registers `<prefix>oauth_callback` (relative) for
+        # both kinds, the same value JUPYTERHUB_OAUTH_CALLBACK_URL carries.
+        if self.managed:
+            spec["command"] = [sys.executable, "-m", "app.cli", "serve"]
+            spec["cwd"] = str(self.state_dir)
+            spec["environment"] = {
+                "JUPYTERHUB_PUBLIC_URL": self.url,
+                "PYTHONUNBUFFERED": "1",
+                **self.service_env,
+            }
+        else:
+            # The hub waits this long for an external service at start-up (default 30 s);
+            # the tests start Hubkeeper only after the hub, so do not wait for it.
+            spec["timeout"] = 1
+        return spec
+
+    def config_text(self) -> str:
+        singleuser = VENV_BIN / "jupyterhub-singleuser"
+        # Like repo2docker: the server's output goes to ~/.jupyter-server-log.txt.
+        cmd = [
+            "/bin/sh",
+            "-c",
+            f'exec {singleuser} "$@" >> "$HOME/{LOG_FILE_NAME}" 2>&1',
+            "sh",
+        ]
+        args = ["--ContentsManager.allow_hidden=True"]
+        if os.geteuid() == 0:
+            args.insert(0, "--allow-root")
+        roles = [
+            {
+                "name": "hubkeeper-service",
+                "description": "What Hubkeeper needs to run the hub's operations",
+                "scopes": SERVICE_SCOPES,
+                "services": [SERVICE_NAME],
+            },
+            {
+                "name": "hubkeeper-managers",
+                "description": "Managers may sign in to Hubkeeper",
+                "scopes": MANAGER_SCOPES,
+                "groups": [MANAGERS_GROUP],
+            },
+        ]
+        d = self.state_dir
+        values = {
+            "bind_url": f"http://127.0.0.1:{self.port}/",
+            "hub_port": free_port(),
+            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+            "db_url": f"sqlite:///{d / 'jupyterhub.sqlite'}",
+            "cookie_secret_file": str(d / "jupyterhub_cookie_secret"),
+            "pid_file": str(d / "jupyterhub.pid"),
+            "proxy_pid_file": str(d / "proxy.pid"),
+            "proxy_command": [proxy_command()],
+            "home_dir_template": str(self.homes_dir / "{username}"),
+            "spawner_cmd": cmd,
+            "spawner_args": args,
+            "services": [
+                self._service_spec(),
+                {"name": ADMIN_SERVICE_NAME, "api_token": self.admin_token, "admin": True},
+            ],
+            "roles": roles,
+            "admin_users": sorted(self.admin_users),
+        }
+        lines = [
+            "# Written by app/demo/localhub.py on every start; edits are overwritten.",
+            "import json",
+            f"v = json.loads({json.dumps(json.dumps(values))})",
+            "c = get_config()  # noqa",
+            'c.JupyterHub.bind_url = v["bind_url"]',
+            'c.JupyterHub.hub_ip = "127.0.0.1"',
+            'c.JupyterHub.hub_port = v["hub_port"]',
+            'c.ConfigurableHTTPProxy.api_url = v["proxy_api_url"]',
+            'c.ConfigurableHTTPProxy.command = v["proxy_command"]',
+            'c.ConfigurableHTTPProxy.pid_file = v["proxy_pid_file"]',
+            "c.ConfigurableHTTPProxy.should_start = True",
+            'c.JupyterHub.db_url = v["db_url"]',
+            'c.JupyterHub.cookie_secret_file = v["cookie_secret_file"]',
+            'c.JupyterHub.pid_file = v["pid_file"]',
+            "c.JupyterHub.cleanup_servers = True",
+            "c.JupyterHub.cleanup_proxy = True",
+            "c.JupyterHub.allow_named_servers = True",
+            "c.JupyterHub.named_server_limit_per_user = 0",
+            'c.JupyterHub.authenticator_class = "dummy"',
+            "c.Authenticator.allow_all = True",
+            'c.Authenticator.admin_users = set(v["admin_users"])',
+            'c.JupyterHub.spawner_class = "simple"',
+            'c.SimpleLocalProcessSpawner.home_dir_template = v["home_dir_template"]',
+            'c.Spawner.ip = "127.0.0.1"',
+            'c.Spawner.cmd = v["spawner_cmd"]',
+            'c.Spawner.args = v["spawner_args"]',
+            'c.Spawner.default_url = "/lab"',
+            "c.Spawner.start_timeout = 60",
+            "c.Spawner.http_timeout = 60",
+            'c.JupyterHub.services = v["services"]',
+            'c.JupyterHub.load_roles = v["roles"]',
+            "# Everyone may reach Hubkeeper's sign-in, so a person without a Hubkeeper role sees",
+            "# Hubkeeper's own clear 403 page instead of the hub's bare refusal (6.0+ option;",
+            "# it adds to the default `user` role instead of redefining it).",
+            f"c.JupyterHub.extra_user_scopes = {{{USER_SCOPE!r}}}",
+            "",
+            "# --- extra config ---",
+            self.extra_config,
+            "",
+        ]
+        return "\n".join(lines)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> LocalHub:
+        if self.running:
+            return self
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.homes_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("jupyterhub.pid", "proxy.pid"):
+            (self.state_dir / stale).unlink(missing_ok=True)
+        if not port_is_free(self.port):
+            raise LocalHubError(f"port {self.port} is taken")
+        self.config_path.write_text(self.config_text())
+        env = dict(os.environ)
+        env["CONFIGPROXY_AUTH_TOKEN"] = self._proxy_token
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        # Hubkeeper's own settings must not leak from our environment into the hub's children.
+        for key in list(env):
+            if key.startswith(("JUPYTERHUB_", "HUBKEEPER_")):
+                env.pop(key)
+        self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        started = time.monotonic()
+        self._proc = subprocess.Popen(
+            [str(VENV_BIN / "jupyterhub"), "-f", str(self.config_path)],
+            cwd=self.state_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("JupyterHub up at %s in %.1f s", self.url, time.monotonic() - started)
+        return self
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise LocalHubError(
+                    f"jupyterhub exited with {self._proc.returncode}\n{self.log_tail()}"
+                )
+            try:
+                response = httpx.get(self.api_url + "/", timeout=2.0)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalHubError(
+                    f"jupyterhub did not answer at {self.api_url} within "
+                    f"{self.start_timeout:.0f} s\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no hub log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop the hub (it stops user servers, the proxy and a managed service), then make
+        sure nothing it started is left running."""
+        proc = self._proc
+        if proc is not None:
+            leftovers = self._descendants(proc.pid)
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("jupyterhub did not stop in %.0f s; killing it", timeout)
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(5)
+            leftovers |= self._own_processes()
+            self._kill_all(leftovers)
+            self._proc = None
+        else:
+            self._kill_all(self._own_processes())
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+
+    def kill(self) -> None:
+        """Kill the hub and its proxy at once, as a crash would (tests of an absent hub)."""
+        if self._proc is not None and self._proc.poll() is None:
+            with_children = self._descendants(self._proc.pid)
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(5)
+            self._kill_all(with_children)
+        self.stop()
+
+    # --- process bookkeeping ---------------------------------------------------------------
+    @staticmethod
+    def _children_map() -> dict[int, list[int]]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read().decode(errors="replace")
+            except OSError:
+                continue
+            # the command name may contain spaces and parentheses: split after the last ')'
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 2:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+        return children
+
+    def _descendants(self, pid: int) -> set[int]:
+        children = self._children_map()
+        found: set[int] = set()
+        todo = [pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
+
+    def _own_processes(self) -> set[int]:
+        """Processes working inside the state dir that belong to a hub (orphans included)."""
+        own: set[int] = set()
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            inside = cwd == str(self.state_dir) or cwd.startswith(str(self.state_dir) + os.sep)
+            if inside and any(marker in cmdline for marker in OWN_PROCESS_MARKERS):
+                own.add(int(entry))
+        return own
+
+    @staticmethod
+    def _kill_all(pids: set[int], grace: float = 5.0) -> None:
+        alive = set()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                alive.add(pid)
+            except (ProcessLookupError, PermissionError):
+                continue
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                if not _pid_alive(pid):
+                    alive.discard(pid)
+            time.sleep(0.05)
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # --- API helpers (the service token has admin scopes) --------------------------------
+    def api(
+        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """A call to the hub's REST API, with the service token unless told otherwise."""
+        auth = f"token {token or self.service_token}"
+        headers = {"Authorization": auth, **kwargs.pop("headers", {})}
+        return httpx.request(
+            method,
+            self.api_url + path,
+            headers=headers,
+            timeout=kwargs.pop("timeout", 30.0),
+            **kwargs,
+        )
+
+    def create_users(self, names: Iterable[str], *, admin: bool = False) -> None:
+        """Create users that do not exist yet, in batches of at most 100."""
+        names = list(names)
+        for start in range(0, len(names), 100):
+            batch = names[start : start + 100]
+            response = self.api(
+                "POST",
+                "/users",
+                json={"usernames": batch, "admin": admin},
+                token=self.admin_token if admin else None,
+            )
+            if response.status_code == 409:  # all of them exist already
+                continue
+            response.raise_for_status()
+
+    def add_to_group(self, group: str, users: Iterable[str]) -> None:
+        self.api("POST", f"/groups/{quote(group, safe='')}", json={})
+        response = self.api(
+            "POST", f"/groups/{quote(group, safe='')}/users", json={"users": list(users)}
+        )
+        response.raise_for_status()
+
+    def user_token(self, name: str, *, note: str = "hubkeeper tests") -> str:
+        """A new API token for user `name` (made with the service's `tokens` scope)."""
+        response = self.api("POST", f"/users/{quote(name, safe='')}/tokens", json={"note": note})
+        response.raise_for_status()
+        return str(response.json()["token"])
+
+    def server_model(self, name: str, server: str = "") -> dict[str, Any] | None:
+        response = self.api("GET", f"/users/{quote(name, safe='')}")
+        response.raise_for_status()
+        servers: dict[str, Any] = response.json().get("servers") or {}
+        return servers.get(server)
+
+    def start_server(self, name: str, server: str = "", *, timeout: float = 60.0) -> None:
+        """Start a server and wait until the hub says it is ready."""
+        response = self.api("POST", _server_path(name, server), json={})
+        if response.status_code not in (201, 202, 400):
+            response.raise_for_status()
+        deadline = time.monotonic() + timeout
+        while True:
+            model = self.server_model(name, server)
+            if model and model.get("ready") and not model.get("pending"):
+                return
+            if time.monotonic() > deadline:
+                raise LocalHubError(
+                    f"server {name!r}/{server!r} not ready after {timeout:.0f} s: {model}\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def stop_server(self, name: str, server: str = "", *, timeout: float = 30.0) -> None:
+        """Stop a server (if running) and wait until the hub says it has stopped."""
+        response = self.api("DELETE", _server_path(name, server))
+        if response.status_code not in (202, 204, 400, 404):
+            response.raise_for_status()
+        deadline = time.monotonic() + timeout
+        while True:
+            model = self.server_model(name, server)
+            if not model or (not model.get("ready") and not model.get("pending")):
+                return
+            if time.monotonic() > deadline:
+                raise LocalHubError(f"server {name!r}/{server!r} still up: {model}")
+            time.sleep(0.1)
+
+    # --- context manager -----------------------------------------------------------------
+    def __enter__(self) -> LocalHub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _server_path(name: str, server: str) -> str:
+    user = quote(name, safe="")
+    return f"/users/{user}/servers/{quote(server, safe='')}" if server else f"/users/{user}/server"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"

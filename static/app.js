@@ -1,0 +1,481 @@
+// Hubkeeper's few behaviours that HTMX does not cover: confirm dialogs, toasts, spawn progress,
+// keyboard shortcuts and the theme toggle. No framework; every string from the server is set
+// with textContent, never innerHTML.
+(function () {
+  "use strict";
+
+  var $ = function (sel, root) {
+    return (root || document).querySelector(sel);
+  };
+  var $$ = function (sel, root) {
+    return Array.prototype.slice.call((root || document).querySelectorAll(sel));
+  };
+
+  // --- toasts -------------------------------------------------------------------------------
+  var TOAST_MS = { ok: 6000, info: 8000, warning: 12000, error: 15000 };
+
+  function toastKind(el) {
+    var kinds = ["error", "warning", "info", "ok"];
+    for (var i = 0; i < kinds.length; i++) {
+      if (el.classList.contains("toast-" + kinds[i])) return kinds[i];
+    }
+    return "ok";
+  }
+
+  function dismiss(el) {
+    if (!el || el.classList.contains("is-leaving")) return;
+    el.classList.add("is-leaving");
+    setTimeout(function () {
+      el.remove();
+    }, 200);
+  }
+
+  function armToast(el) {
+    if (el.dataset.armed) return;
+    el.dataset.armed = "1";
+    var ms = TOAST_MS[toastKind(el)] || 6000;
+    var timer = setTimeout(function () {
+      dismiss(el);
+    }, ms);
+    el.addEventListener("mouseenter", function () {
+      clearTimeout(timer);
+    });
+    el.addEventListener("mouseleave", function () {
+      timer = setTimeout(function () {
+        dismiss(el);
+      }, 3000);
+    });
+  }
+
+  // Shows a toast built on the client (network errors, reminders). `key` keeps one per kind.
+  function toast(message, kind, key) {
+    var box = $("#toasts");
+    if (!box) return;
+    if (key) {
+      var old = box.querySelector('[data-toast-key="' + key + '"]');
+      if (old) old.remove();
+    }
+    var el = document.createElement("div");
+    el.className = "toast toast-" + (kind || "ok");
+    el.setAttribute("role", kind === "error" ? "alert" : "status");
+    el.setAttribute("data-toast", "");
+    if (key) el.setAttribute("data-toast-key", key);
+    var icon = document.createElement("span");
+    icon.className = "toast-icon";
+    icon.setAttribute("aria-hidden", "true");
+    var text = document.createElement("div");
+    text.className = "toast-text";
+    text.textContent = message;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close";
+    close.setAttribute("aria-label", "Dismiss");
+    close.setAttribute("data-toast-close", "");
+    close.textContent = "×";
+    el.append(icon, text, close);
+    box.append(el);
+    armToast(el);
+  }
+
+  function watchToasts() {
+    var box = $("#toasts");
+    if (!box) return;
+    $$("[data-toast]", box).forEach(armToast);
+    new MutationObserver(function () {
+      $$("[data-toast]", box).forEach(armToast);
+    }).observe(box, { childList: true, subtree: true });
+  }
+
+  // --- confirm dialog -------------------------------------------------------------------------
+  // `hx-confirm` and `<form data-confirm>` both ask through this native <dialog>.
+  function confirmDialog(opts) {
+    var dialog = $("#confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") {
+      return Promise.resolve(window.confirm(opts.message)); // very old browsers only
+    }
+    $("#confirm-title", dialog).textContent = opts.title || "Are you sure?";
+    $("#confirm-message", dialog).textContent = opts.message || "";
+    var note = $("#confirm-note", dialog);
+    note.textContent = opts.note || "";
+    note.hidden = !opts.note;
+    var ok = $("#confirm-ok", dialog);
+    ok.textContent = opts.confirmLabel || "Confirm";
+    ok.className = "button " + (opts.danger ? "button-danger" : "button-primary");
+    dialog.returnValue = "";
+    return new Promise(function (resolve) {
+      dialog.addEventListener(
+        "close",
+        function () {
+          resolve(dialog.returnValue === "confirm");
+        },
+        { once: true }
+      );
+      dialog.showModal();
+      ok.focus();
+    });
+  }
+
+  function confirmOptions(el, message) {
+    return {
+      title: el.getAttribute("data-confirm-title"),
+      message: message,
+      note: el.getAttribute("data-confirm-note"),
+      confirmLabel: el.getAttribute("data-confirm-label"),
+      danger: el.hasAttribute("data-confirm-danger"),
+    };
+  }
+
+  document.addEventListener("htmx:confirm", function (evt) {
+    var question = evt.detail.question;
+    if (!question) return;
+    evt.preventDefault();
+    confirmDialog(confirmOptions(evt.detail.elt, question)).then(function (yes) {
+      if (yes) evt.detail.issueRequest(true);
+    });
+  });
+
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var message = form.getAttribute("data-confirm");
+    if (message && !form.dataset.confirmed) {
+      evt.preventDefault();
+      confirmDialog(confirmOptions(form, message)).then(function (yes) {
+        if (!yes) return;
+        form.dataset.confirmed = "1";
+        form.submit(); // submit() skips this listener and any validation: fine for a button form
+        delete form.dataset.confirmed;
+        var after = form.getAttribute("data-after-submit");
+        if (after) toast(after, "warning");
+      });
+    }
+  });
+
+  // --- dialogs opened by HTMX, and their close buttons ---------------------------------------
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var elt = evt.detail.elt;
+    var id = elt && elt.getAttribute && elt.getAttribute("data-opens-dialog");
+    if (!id || !evt.detail.successful) return;
+    var dialog = document.getElementById(id);
+    if (dialog && !dialog.open) {
+      dialog.showModal();
+      var focus = $("[autofocus]", dialog);
+      if (focus) focus.focus();
+    }
+  });
+
+  document.addEventListener("click", function (evt) {
+    var t = evt.target;
+    if (!(t instanceof Element)) return;
+    var closer = t.closest("[data-close-dialog]");
+    if (closer) {
+      var dialog = closer.closest("dialog");
+      if (dialog) dialog.close();
+      return;
+    }
+    var toastClose = t.closest("[data-toast-close]");
+    if (toastClose) {
+      dismiss(toastClose.closest("[data-toast]"));
+      return;
+    }
+    var sorter = t.closest("a[data-sort]");
+    if (sorter && setFilter("sort", sorter.getAttribute("data-sort"))) {
+      evt.preventDefault();
+      return;
+    }
+    var clear = t.closest("[data-clear-filters]");
+    if (clear && clearFilters()) {
+      evt.preventDefault();
+    }
+  });
+
+  // After a stop-all dialog closes, refresh the list at once rather than on the next poll.
+  document.addEventListener(
+    "close",
+    function (evt) {
+      if (evt.target && evt.target.id === "stop-all-dialog" && window.htmx) {
+        window.htmx.trigger(document.body, "refresh-rows");
+      }
+    },
+    true
+  );
+
+  // --- filters --------------------------------------------------------------------------------
+  function setFilter(name, value) {
+    var form = $("#filters");
+    var field = form && form.elements.namedItem(name);
+    if (!field) return false;
+    field.value = value;
+    field.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  }
+
+  function clearFilters() {
+    var form = $("#filters");
+    if (!form) return false;
+    $$("input[type=search]", form).forEach(function (input) {
+      input.value = "";
+    });
+    $$("select", form).forEach(function (select) {
+      if (select.name !== "sort") select.selectedIndex = 0;
+    });
+    form.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  }
+
+  // --- keyboard -------------------------------------------------------------------------------
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "/" || evt.ctrlKey || evt.metaKey || evt.altKey) return;
+    var active = document.activeElement;
+    if (active && (active.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName))) {
+      return;
+    }
+    if ($("dialog[open]")) return;
+    var search = $("[data-search-shortcut]");
+    if (search) {
+      evt.preventDefault();
+      search.focus();
+      search.select();
+    }
+  });
+
+  // --- theme ----------------------------------------------------------------------------------
+  var THEMES = ["auto", "dark", "light"];
+
+  function currentTheme() {
+    return document.documentElement.getAttribute("data-theme") || "auto";
+  }
+
+  function labelTheme() {
+    $$("[data-theme-toggle]").forEach(function (button) {
+      button.setAttribute("aria-label", "Colour theme: " + currentTheme() + " (click to change)");
+      button.title = "Theme: " + currentTheme();
+    });
+  }
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target instanceof Element && evt.target.closest("[data-theme-toggle]");
+    if (!button) return;
+    var next = THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length];
+    if (next === "auto") document.documentElement.removeAttribute("data-theme");
+    else document.documentElement.setAttribute("data-theme", next);
+    try {
+      if (next === "auto") localStorage.removeItem("hubkeeper-theme");
+      else localStorage.setItem("hubkeeper-theme", next);
+    } catch (e) {
+      /* not remembered; still applied */
+    }
+    labelTheme();
+  });
+
+  // --- spawn progress -------------------------------------------------------------------------
+  // One EventSource per starting server, kept across row re-renders (polling replaces rows);
+  // the last event is re-applied to whichever element now shows that server. The hub answers
+  // "not starting" until the start request reaches it, so a stream that fails is reopened
+  // while the row still shows progress.
+  var streams = {};
+  var RETRY_MS = 700;
+  var MAX_RETRIES = 40;
+  var FORGET_AFTER_MS = 5000;
+
+  function progressElements(key) {
+    return $$('.spawn-progress[data-progress-key="' + key + '"]');
+  }
+
+  function applyProgress(key) {
+    var s = streams[key];
+    if (!s) return;
+    progressElements(key).forEach(function (el) {
+      var pct = Math.max(0, Math.min(100, s.progress || 0));
+      var bar = $(".spawn-bar", el);
+      if (bar) bar.style.width = Math.max(pct, 4) + "%";
+      el.setAttribute("aria-valuenow", String(pct));
+      var msg = $(".spawn-message", el);
+      if (msg && s.message) {
+        msg.textContent = s.message;
+        msg.title = s.message;
+      }
+      el.classList.toggle("is-ready", !!s.ready);
+      el.classList.toggle("is-failed", !!s.failed);
+    });
+  }
+
+  function openStream(key, url) {
+    var s = streams[key];
+    if (!s || s.finished) return;
+    var source = new EventSource(url);
+    s.source = source;
+    var retry = function () {
+      source.close();
+      if (s.finished || streams[key] !== s) return;
+      if (s.retries++ >= MAX_RETRIES || !progressElements(key).length) return;
+      setTimeout(function () {
+        openStream(key, url);
+      }, RETRY_MS);
+    };
+    source.onmessage = function (msg) {
+      var data;
+      try {
+        data = JSON.parse(msg.data);
+      } catch (e) {
+        return;
+      }
+      if (typeof data.progress === "number") s.progress = data.progress;
+      if (data.message) s.message = data.message;
+      if (data.ready) {
+        s.ready = true;
+        s.progress = 100;
+        s.message = data.message || "Ready";
+      }
+      if (data.failed) {
+        s.failed = true;
+        s.message = data.message || "The server failed to start";
+      }
+      applyProgress(key);
+      if (data.ready || data.failed) {
+        s.finished = true;
+        source.close();
+        setTimeout(function () {
+          if (streams[key] === s) delete streams[key];
+          if (window.htmx) window.htmx.trigger(document.body, "refresh-rows");
+        }, 800);
+      }
+    };
+    // Both a dropped connection and Hubkeeper's own `event: error` (e.g. "not starting yet").
+    source.addEventListener("error", retry);
+    source.addEventListener("timeout", retry);
+  }
+
+  function watchProgress(root) {
+    $$(".spawn-progress[data-progress-url]", root).forEach(function (el) {
+      var key = el.getAttribute("data-progress-key");
+      if (!key) return;
+      if (streams[key]) {
+        applyProgress(key);
+        return;
+      }
+      streams[key] = { progress: 0, message: "", retries: 0, source: null };
+      applyProgress(key);
+      openStream(key, el.getAttribute("data-progress-url"));
+    });
+  }
+
+  // Rows re-render often; stop listening only once a server has been gone a while.
+  setInterval(function () {
+    var now = Date.now();
+    Object.keys(streams).forEach(function (key) {
+      var s = streams[key];
+      if (progressElements(key).length) {
+        s.missingSince = 0;
+      } else if (!s.missingSince) {
+        s.missingSince = now;
+      } else if (now - s.missingSince > FORGET_AFTER_MS) {
+        if (s.source) s.source.close();
+        s.finished = true;
+        delete streams[key];
+      }
+    });
+  }, 1000);
+
+  // Starting can take the hub's whole spawn before the POST answers: show progress at once.
+  function showStarting(button) {
+    var row = button.closest("tr");
+    var cell = row && $(".cell-status", row);
+    if (!cell || $(".spawn-progress", cell)) return;
+    var pill = $(".pill", cell);
+    if (pill) {
+      pill.className = "pill pill-starting";
+      pill.lastChild.textContent = "starting";
+    }
+    var box = document.createElement("div");
+    box.className = "spawn-progress";
+    box.setAttribute("data-progress-url", button.getAttribute("data-progress-url"));
+    box.setAttribute("data-progress-key", button.getAttribute("data-progress-key"));
+    box.setAttribute("role", "progressbar");
+    box.setAttribute("aria-label", "Start progress");
+    box.setAttribute("aria-valuemin", "0");
+    box.setAttribute("aria-valuemax", "100");
+    box.setAttribute("aria-valuenow", "0");
+    var track = document.createElement("div");
+    track.className = "spawn-track";
+    var bar = document.createElement("div");
+    bar.className = "spawn-bar";
+    track.append(bar);
+    var msg = document.createElement("span");
+    msg.className = "spawn-message";
+    msg.textContent = "Asking the hub to start it…";
+    box.append(track, msg);
+    cell.append(box);
+    watchProgress(cell);
+  }
+
+  // While an action is on its way, polling would show the row as it was: hold it back.
+  var actionsInFlight = 0;
+
+  // --- HTMX integration -----------------------------------------------------------------------
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var elt = evt.detail.elt;
+    if (elt && elt.id === "results" && actionsInFlight > 0) {
+      evt.preventDefault();
+      return;
+    }
+    if (evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
+      actionsInFlight++;
+      if (elt && elt.hasAttribute("data-progress-url")) showStarting(elt);
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
+      actionsInFlight = Math.max(0, actionsInFlight - 1);
+      if (!evt.detail.successful) reloadResults();
+    }
+  });
+
+  // Re-render the list even if nothing changed on the server (undoes optimistic changes).
+  function reloadResults() {
+    var results = $("#results");
+    if (!results || !window.htmx) return;
+    var url = (results.getAttribute("hx-get") || "").replace(/([?&])since=[^&]*&?/, "$1");
+    window.htmx.ajax("GET", url, { source: results, target: results, swap: "outerHTML" });
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var xhr = evt.detail.xhr;
+    // Errors from Hubkeeper come retargeted to #toasts; anything else (a proxy's 502 page)
+    // must not replace the list.
+    if (xhr && xhr.status >= 400 && !xhr.getResponseHeader("HX-Retarget")) {
+      evt.detail.shouldSwap = false;
+      toast(
+        "Hubkeeper answered " + xhr.status + " " + (xhr.statusText || "") + "; try again.",
+        "error",
+        "http-" + xhr.status
+      );
+    }
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    toast("Hubkeeper did not answer. Is it running? Retrying…", "error", "offline");
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    var offline = $('[data-toast-key="offline"]');
+    if (offline) dismiss(offline);
+  });
+
+  function onLoad(root) {
+    watchProgress(root || document);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    watchToasts();
+    labelTheme();
+    if (window.htmx) {
+      window.htmx.onLoad(onLoad);
+    } else {
+      onLoad(document);
+    }
+  });
+
+  window.hubkeeper = { toast: toast, confirm: confirmDialog };
+})();

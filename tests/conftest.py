@@ -1,0 +1,195 @@
+"""Shared fixtures: one real JupyterHub for the session, Hubkeeper served on the hub's service
+port, databases (SQLite always, PostgreSQL when HUBKEEPER_TEST_POSTGRES_URL is set) and a
+headless Chromium. See docs/TEAM-NOTES.md, "Test fixtures".
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.demo.localhub import MANAGERS_GROUP, LocalHub
+
+# The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
+for _key in list(os.environ):
+    if _key.startswith(("JUPYTERHUB_", "HUBKEEPER_")) and not _key.startswith("HUBKEEPER_TEST_"):
+        del os.environ[_key]
+
+POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
+TEST_COOKIE_SECRET = "0123456789abcdef" * 4
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+# --- the hub -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """A real JupyterHub; Hubkeeper is registered as an EXTERNAL service on `hub.service_port`.
+
+    Helpers: create_users(names, admin=False), add_to_group(group, users),
+    start_server(name, server=""), stop_server(name, server=""), user_token(name),
+    api(method, path, token=None, **httpx_kwargs). Tokens: service_token, admin_token.
+    """
+    local = LocalHub(tmp_path_factory.mktemp("hub"))
+    atexit.register(local.stop)  # even if the session dies before the finalizer runs
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+# --- databases -----------------------------------------------------------------------------
+def _postgres_database() -> Iterator[str]:
+    """A fresh, uniquely named database on the test server, dropped afterwards."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from app.db.engine import normalise_url
+
+    server = make_url(normalise_url(POSTGRES_URL))
+    name = f"hubkeeper_test_{uuid.uuid4().hex[:12]}"
+    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DB_KINDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(params=DB_KINDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, and (when configured) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hubkeeper.sqlite'}"
+    else:
+        yield from _postgres_database()
+
+
+# --- settings ------------------------------------------------------------------------------
+def build_settings(hub: LocalHub, db_url: str, tmp_dir: Path, **overrides: Any) -> Settings:
+    """Settings as the hub would hand them to Hubkeeper; overrides by env name or field name."""
+    values: dict[str, Any] = {
+        **hub.hubkeeper_env(),
+        "HUBKEEPER_DATABASE_URL": db_url,
+        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
+        "HUBKEEPER_COOKIE_SECRET_FILE": str(tmp_dir / "hubkeeper_cookie_secret"),
+        "HUBKEEPER_MANAGER_GROUPS": MANAGERS_GROUP,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
+    """`make_settings(db_url=None, **overrides)`: Settings for the session hub."""
+
+    def make(db_url: str | None = None, **overrides: Any) -> Settings:
+        url = db_url or f"sqlite:///{tmp_path / 'hubkeeper.sqlite'}"
+        return build_settings(hub, url, tmp_path, **overrides)
+
+    return make
+
+
+# --- Hubkeeper served where the hub proxies /services/hubkeeper/ -----------------------------
+@dataclass
+class HubkeeperServer:
+    app: Any
+    settings: Settings
+    direct_url: str  # http://127.0.0.1:<service port>/services/hubkeeper/
+    proxied_url: str  # <hub url>/services/hubkeeper/
+    server: Any
+    thread: threading.Thread
+
+
+@pytest.fixture(scope="session")
+def hubkeeper_server(
+    hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubkeeperServer]:
+    """Hubkeeper (create_app + uvicorn in a thread) on the hub's service port."""
+    import uvicorn
+
+    from app.main import create_app
+
+    tmp = tmp_path_factory.mktemp("hubkeeper")
+    settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=hub.service_port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="hubkeeper-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("Hubkeeper did not start on the hub's service port")
+        time.sleep(0.02)
+    prefix = hub.service_prefix
+    try:
+        yield HubkeeperServer(
+            app=app,
+            settings=settings,
+            direct_url=f"http://127.0.0.1:{hub.service_port}{prefix}",
+            proxied_url=f"{hub.url}{prefix}",
+            server=server,
+            thread=thread,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+# --- browser -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright's SYNC API: use it from plain `def` tests only
+    (an `async def` test runs inside the event loop, where the sync API refuses to work)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make install installs it)")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test."""
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -1,0 +1,62 @@
+"""Settings: required hub variables, comma lists and the generated cookie secret."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from app.config import MissingSetting, Settings
+from app.main import create_app
+
+HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
+
+
+@pytest.mark.parametrize("missing", ["JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN"])
+def test_missing_hub_setting_names_the_variable(missing, tmp_path):
+    values = {**HUB, missing: "", "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite"}
+    with pytest.raises(MissingSetting, match=missing):
+        Settings(**values).require_hub()
+    with pytest.raises(MissingSetting, match=missing):
+        create_app(Settings(**values))
+
+
+def test_serve_without_hub_settings_exits_2_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "JUPYTERHUB_API_URL" in lines[0]
+
+
+def test_group_lists_parse_from_commas(monkeypatch):
+    monkeypatch.setenv("HUBKEEPER_ADMIN_GROUPS", " ops, platform ,,")
+    monkeypatch.setenv("HUBKEEPER_MANAGER_GROUPS", "managers")
+    settings = Settings()
+    assert settings.admin_groups == ["ops", "platform"]
+    assert settings.manager_groups == ["managers"]
+    assert Settings(HUBKEEPER_ADMIN_GROUPS="").admin_groups == []
+    monkeypatch.delenv("HUBKEEPER_MANAGER_GROUPS")
+    assert Settings().manager_groups == []
+
+
+def test_cookie_secret_is_generated_once_into_a_private_file(tmp_path):
+    path = tmp_path / "state" / "hubkeeper_cookie_secret"
+    first = Settings(HUBKEEPER_COOKIE_SECRET_FILE=str(path)).resolved_cookie_secret()
+    assert len(first) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = Settings(HUBKEEPER_COOKIE_SECRET_FILE=str(path)).resolved_cookie_secret()
+    assert again == first
+    explicit = Settings(HUBKEEPER_COOKIE_SECRET="x" * 64, HUBKEEPER_COOKIE_SECRET_FILE=str(path))
+    assert explicit.resolved_cookie_secret() == "x" * 64
