@@ -72,4 +72,4 @@ bench: install
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts
-	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -not -path "./node_modules/*" -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./node_modules \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

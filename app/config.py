@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     hub_base_url: str = Field("/", validation_alias="JUPYTERHUB_BASE_URL")
     hub_host: str = Field("", validation_alias="JUPYTERHUB_HOST")
     hub_public_url: str = Field("", validation_alias="JUPYTERHUB_PUBLIC_URL")
+    hub_public_hub_url: str = Field("", validation_alias="JUPYTERHUB_PUBLIC_HUB_URL")
 
     # --- Hubkeeper's own -----------------------------------------------------------------
     database_url: str = Field(
@@ -109,17 +110,27 @@ class Settings(BaseSettings):
 
     @cached_property
     def browser_hub_url(self) -> str:
-        """Where a browser reaches the hub: public URL, host, or same origin (relative)."""
-        if self.hub_public_url and urlsplit(self.hub_public_url).path.strip("/"):
-            # A public URL with a path already holds the base URL.
-            return self.hub_public_url.rstrip("/")
-        base = (self.hub_public_url or self.hub_host).rstrip("/")
-        path = self.hub_base_url.strip("/")
-        return f"{base}/{path}".rstrip("/") if path else base
+        """Where a browser reaches the hub: its public origin + base URL, no trailing slash.
+
+        The hub gives a managed service JUPYTERHUB_PUBLIC_HUB_URL (the hub's public URL) and
+        JUPYTERHUB_PUBLIC_URL (the *service's* own public URL); only their origin is used, the
+        path always comes from JUPYTERHUB_BASE_URL. Empty origin = same origin (relative).
+        """
+        origin = ""
+        for candidate in (self.hub_public_hub_url, self.hub_public_url, self.hub_host):
+            parts = urlsplit(candidate)
+            if parts.scheme and parts.netloc:
+                origin = f"{parts.scheme}://{parts.netloc}"
+                break
+        return (
+            origin + "/" + self.hub_base_url.strip("/") if self.hub_base_url.strip("/") else origin
+        )
 
     @cached_property
     def secure_cookies(self) -> bool:
-        return (self.hub_public_url or self.hub_host).startswith("https://")
+        return self.browser_hub_url.startswith("https://") or self.hub_public_url.startswith(
+            "https://"
+        )
 
     def resolved_cookie_secret(self) -> str:
         """The configured secret, or one generated once and kept in a 0600 file."""

@@ -13,10 +13,10 @@ Writes docs/performance.md and .bench/results-N.json. Everything binds to 127.0.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import platform
+import re
 import signal
 import sys
 import time
@@ -46,9 +46,18 @@ log = logging.getLogger("bench")
 PAGE_SIZE = 50
 PREFIX = "/services/hubkeeper/"
 TARGET_P95_MS = 20.0
+PROFILE_RATE = 250  # py-spy samples per second
 
-# (label, q): none, many matches (20 %), a handful, none at all
-SEARCHES = (("none", ""), ("common", "user-1"), ("rare", "-4999"), ("no match", "zzz-nobody"))
+# (label, q): none, many matches (20 % at 50,000), ten users, none at all; set by `searches()`
+SEARCHES: tuple[tuple[str, str], ...] = ()
+
+
+def searches(n_users: int) -> tuple[tuple[str, str], ...]:
+    common = "user-1" if n_users >= 20_000 else "user-01"
+    rare = f"-{n_users // 10 - 1:04d}"  # user-49990 … user-49999 at 50,000
+    return (("none", ""), ("common", common), ("rare", rare), ("no match", "zzz-nobody"))
+
+
 # label → (page status, API state, hub state)
 STATUSES = {
     "any": ("any", "any", None),
@@ -171,15 +180,82 @@ def measure(
     result = {name: Samples() for name in ("page", "api", "hub") if reqs[name] is not None}
     for i in range(warmup + repeat):
         for name, samples in result.items():
+            started = time.time()
             ms, response = timed_get(clients[name], urls[name], reqs[name], headers.get(name))
             if i >= warmup:
                 samples.ms.append(ms)
+                samples.starts.append(started)
                 samples.statuses.add(response.status_code)
             elif i == 0 and response.status_code != 200:
                 log.warning(
                     "%s %s → %s: %s", combo.label, name, response.status_code, response.text[:300]
                 )
     return result
+
+
+def measure_floor(clients: dict[str, httpx.Client], repeat: int) -> dict[str, Any]:
+    """Trivial requests through the same proxy: what a request costs before any work."""
+    out = {}
+    for name, client, url in (
+        ("hubkeeper health", clients["api"], PREFIX + "api/v1/health"),
+        ("hubkeeper me (auth)", clients["api"], PREFIX + "api/v1/me"),
+        ("hub api root", clients["hub"], "/hub/api/"),
+        ("hubkeeper me, direct (no proxy)", clients["direct"], PREFIX + "api/v1/me"),
+    ):
+        s = Samples()
+        for i in range(repeat + 3):
+            ms, response = timed_get(client, url, {})
+            if i >= 3:
+                s.ms.append(ms)
+                s.statuses.add(response.status_code)
+        out[name] = {"p50": s.p50, "p95": s.p95, "statuses": sorted(s.statuses)}
+    return out
+
+
+def directory_code_hash() -> str:
+    """Which app/console/directory.py the measured Hubkeeper ran (it changes while in work)."""
+    import hashlib
+
+    data = (REPO / "app" / "console" / "directory.py").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+SYNC_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*HTTP Request: GET \S+/hub/api/users\?"
+)
+
+
+def slow_vs_sync(
+    timeline: list[tuple[float, float]], log_path: Path, threshold_ms: float = TARGET_P95_MS
+) -> dict[str, Any]:
+    """Are Hubkeeper's slow requests the ones that ran while its sync loop talked to the hub?
+
+    Hubkeeper logs each hub request (httpx, at INFO) when its answer arrives; the sync then
+    parses and applies it on the same event loop. A request counts as "near a sync" when a
+    hub answer was logged between 0.2 s before it started and the moment it ended.
+    """
+    marks = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        m = SYNC_LINE.match(line)
+        if m:
+            when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            marks.append(when.replace(tzinfo=UTC).timestamp())
+    marks.sort()
+
+    def near(start: float, ms: float) -> bool:
+        import bisect
+
+        i = bisect.bisect_left(marks, start - 0.2)
+        return i < len(marks) and marks[i] <= start + ms / 1000
+
+    slow = [(t, ms) for t, ms in timeline if ms > threshold_ms]
+    return {
+        "requests": len(timeline),
+        "slow": len(slow),
+        "slow_near_sync": sum(near(t, ms) for t, ms in slow),
+        "all_near_sync": sum(near(t, ms) for t, ms in timeline),
+        "hub_answers_logged": len(marks),
+    }
 
 
 # --- freshness ---------------------------------------------------------------------------------
@@ -240,31 +316,88 @@ def freshness(hub_client: httpx.Client, api: httpx.Client, names: list[str]) -> 
 # --- in-process cold query cost --------------------------------------------------------------
 
 
-async def cold_queries(hub_api_url: str, token: str, repeat: int) -> dict[str, Any]:
-    """A UserDirectory in this process, filled by its own full sweep; each query timed with
-    the per-version result cache invalidated (what a new search, or any change on the hub,
-    costs)."""
+def fetch_directory_copy(api: httpx.Client) -> list[dict[str, Any]]:
+    """Every user as Hubkeeper's API lists them (fast: no hub walk)."""
+    users: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        response = api.get(PREFIX + "api/v1/users", params={"offset": offset, "limit": 500})
+        response.raise_for_status()
+        data = response.json()
+        users.extend(data["items"])
+        offset += 500
+        if offset >= data["total"]:
+            return users
+
+
+def cold_queries(users: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
+    """A UserDirectory in this process holding the same users (copied from Hubkeeper's API);
+    each query timed with the per-version result cache invalidated, which is what a new
+    search, or any change on the hub, costs. Also the index rebuild."""
     from app.config import Settings
     from app.console.directory import UserDirectory
-    from app.hub.client import HubClient
+    from app.hub.models import HubServer, HubUser
 
-    settings = Settings(JUPYTERHUB_API_URL=hub_api_url, JUPYTERHUB_API_TOKEN=token)
-    hub = HubClient(hub_api_url, token, timeout=60.0, concurrency=8)
-    directory = UserDirectory(hub, settings)
-    try:
-        t0 = time.perf_counter()
-        await directory.full_sweep()
-        sweep = time.perf_counter() - t0
-    finally:
-        await hub.aclose()
+    settings = Settings(JUPYTERHUB_API_URL="http://127.0.0.1:1/hub/api", JUPYTERHUB_API_TOKEN="x")
+    directory = UserDirectory(None, settings)  # type: ignore[arg-type]  # never syncs
+    for u in users:
+        servers = {
+            s["name"]: HubServer(
+                name=s["name"],
+                ready=s["status"] == "running",
+                pending="spawn" if s["status"] == "pending" else None,
+                started=s["started"],
+                last_activity=s["last_activity"],
+                url=s["url"],
+            )
+            for s in u["servers"]
+            if s["status"] != "stopped" or s["started"]
+        }
+        directory.upsert(
+            HubUser(
+                name=u["name"],
+                admin=u["admin"],
+                groups=u["groups"],
+                last_activity=u["last_activity"],
+                servers=servers,
+            )
+        )
+    t = time.perf_counter()
+    directory.reindex()
+    build_ms = {"first build (name order)": (time.perf_counter() - t) * 1000}
+    # The first query of each sort may build that sort's order: time it apart.
+    for sort in ("-last_activity", "-started", "last_activity", "started"):
+        directory.version += 1
+        t = time.perf_counter()
+        directory.query_rows(sort=sort, status="stopped")
+        build_ms[f"first rows query sorted {sort}"] = (time.perf_counter() - t) * 1000
+    for sort in ("-last_activity", "last_activity"):
+        directory.version += 1
+        t = time.perf_counter()
+        directory.query_users(sort=sort, state="stopped")
+        build_ms[f"first users query sorted {sort}"] = (time.perf_counter() - t) * 1000
+    build_ms.update(change_costs(directory))
+    import gc
+
+    gc.collect()
+    t = time.perf_counter()
+    gc.collect()
+    gc_ms = (time.perf_counter() - t) * 1000
+    build_ms[f"a full gc.collect() with it loaded ({len(gc.get_objects()):,} objects)"] = gc_ms
     rows: dict[str, Any] = {}
     for combo in combos():
+        if combo.page != "first":
+            continue  # the page is a slice of the same cached list
         page_status, api_state, _ = STATUSES[combo.status]
         page_sort, api_sort, _ = SORTS[combo.sort]
         for kind in ("rows", "users"):
             if kind == "users" and api_sort is None:
                 continue
             ms = []
+            if kind == "rows":  # untimed: builds that sort's order if not yet built
+                directory.query_rows(q=combo.q, status=page_status, sort=page_sort)
+            else:
+                directory.query_users(q=combo.q, state=api_state, sort=api_sort)
             for _ in range(repeat):
                 directory.version += 1  # a change on the hub: the result cache starts empty
                 t = time.perf_counter()
@@ -279,7 +412,130 @@ async def cold_queries(hub_api_url: str, token: str, repeat: int) -> dict[str, A
                 "p95": percentile(ms, 95),
                 "total": total,
             }
-    return {"sweep_s": sweep, "queries": rows}
+    return {"users": len(users), "build_ms": build_ms, "queries": rows}
+
+
+def change_costs(directory: Any) -> dict[str, float]:
+    """What applying a change costs (it runs on the event loop): one user, and a batch big
+    enough to rebuild every index (e.g. stop-all, or users created in bulk)."""
+    from datetime import timedelta
+
+    out = {}
+    names = sorted(directory._users)[:: max(1, len(directory._users) // 400)][:400]  # noqa: SLF001
+    for label, batch in (("1 user changed", names[:1]), (f"{len(names)} users changed", names)):
+        for name in batch:
+            user = directory.get(name)
+            when = (user.last_activity or datetime.now(UTC)) + timedelta(seconds=1)
+            directory.upsert(user.model_copy(update={"last_activity": when}))
+        t = time.perf_counter()
+        directory.reindex()
+        out[f"apply: {label} (reindex)"] = (time.perf_counter() - t) * 1000
+    return out
+
+
+# --- profile -----------------------------------------------------------------------------------
+
+
+def start_profiler(pid: int, path: Path) -> Any:
+    """py-spy (dev extra) sampling Hubkeeper while it answers; None when not installed."""
+    import shutil
+    import subprocess
+
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists() and not shutil.which("py-spy"):
+        log.warning("py-spy is not installed: no profile")
+        return None
+    return subprocess.Popen(
+        [
+            str(exe if exe.exists() else "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(path),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(proc: Any) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except Exception:
+        proc.kill()
+
+
+# (label, frame prefix, per what): frames of interest in py-spy's "func (file:line)" form
+PROFILE_FRAMES = (
+    ("users page handler, all", "users_page (app/console/pages.py", "page"),
+    ("  template rendering", "render (app/web/templating.py", "page"),
+    ("  directory query (query_rows)", "UserDirectory.query_rows (", "page"),
+    ("users API handler, all", "list_users (app/console/api.py", "api"),
+    ("  UserOut.of (building the models)", "UserOut.of (", "api"),
+    ("  response serialisation", "serialize_response (fastapi/routing.py", "api"),
+    ("  directory query (query_users)", "UserDirectory.query_users (", "api"),
+    ("auth: principal (event loop)", "_principal (app/auth/dependencies.py", "all"),
+    ("auth: session row read (worker thread)", "_load (app/auth/sessions.py", "page"),
+    ("background: active sync", "UserDirectory.sync_active (", "run"),
+    ("background: full sweep", "UserDirectory.full_sweep (", "run"),
+    ("index patch/rebuild (reindex)", "UserDirectory.reindex (", "run"),
+)
+
+
+def profile_breakdown(
+    path: Path, rate: int, requests: dict[str, int]
+) -> list[tuple[str, float, float]]:
+    """(label, CPU seconds, ms per request) for PROFILE_FRAMES, from a py-spy raw file."""
+    seconds: dict[str, float] = {label: 0.0 for label, _, _ in PROFILE_FRAMES}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        for label, prefix, _ in PROFILE_FRAMES:
+            if any(f.startswith(prefix) for f in frames):
+                seconds[label] += int(count) / rate
+    out = []
+    for label, _, per in PROFILE_FRAMES:
+        n = requests.get(per, 0)
+        out.append((label, seconds[label], 1000 * seconds[label] / n if n else float("nan")))
+    return out
+
+
+def summarise_profile(path: Path, top: int = 30) -> list[tuple[str, float, float]]:
+    """(frame, inclusive %, self %) of the busiest frames in a py-spy raw (collapsed) file."""
+    from collections import Counter
+
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if frames and frames[0].startswith("process "):
+            frames = frames[1:]
+        if frames and frames[0].startswith("thread "):
+            frames = frames[1:]
+        total += n
+        for frame in set(frames):
+            inclusive[frame] += n
+        if frames:
+            own[frames[-1]] += n
+    if not total:
+        return []
+    return [(f, 100 * c / total, 100 * own[f] / total) for f, c in inclusive.most_common(top)]
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -321,6 +577,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"- Date: {r['date']}",
         f"- Command: `{r['command']}`",
+        f"- Code: app/console/directory.py sha256 {r['code_hash']['at_start']} "
+        f"(at the end: {r['code_hash']['at_end']}).",
         f"- Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
         f"{r['machine']['ram']} RAM; Python {r['machine']['python']}; "
         f"JupyterHub {r['machine']['jupyterhub']}; {r['machine']['os']}",
@@ -338,6 +596,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         "`inactive`. The hub and Hubkeeper's API have no `started` sort (n/a). "
         "`last` = the last page of that view.",
         f"- Target: Hubkeeper p95 ≤ {TARGET_P95_MS:.0f} ms in every combination.",
+        f"- Load average (1/5/15 min) before the table: {' '.join(r['load']['before'])}; "
+        f"after: {' '.join(r['load']['after'])}. The machine is shared: other work ran "
+        "beside the benchmark, so tails (p95) carry noise.",
+        "- Floor (trivial requests through the same proxy, p50 / p95 ms): "
+        + "; ".join(f"{k} {v['p50']:.1f} / {v['p95']:.1f}" for k, v in r["floor"].items())
+        + ".",
         "",
         "## Results",
         "",
@@ -421,8 +685,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"- Hubkeeper start → answering: {r['hk_startup_s']:.1f} s; → directory holds all "
         f"{r['hub_total']:,} users (first full sweep): {r['sync_s']:.1f} s.",
-        f"- Full sweep of the same code in-process (paced, page size 200): "
-        f"{r['cold']['sweep_s']:.1f} s.",
+        f"- Directory version changes during the read benchmark: {r['version_changes']} "
+        "(each one empties the per-version query cache).",
+        "- Index work, in-process, each blocking the event loop while it runs: "
+        + "; ".join(f"{k} {v:.1f} ms" for k, v in r["cold"]["build_ms"].items())
+        + ".",
         f"- RSS after sync: Hubkeeper {r['hk_rss_mib']:.0f} MiB (after the benchmark "
         f"{r['hk_rss_after_mib']:.0f} MiB); hub {r['hub_rss_mib']:.0f} MiB.",
         "",
@@ -445,6 +712,32 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"{fmt(users_['p50'], 2) if users_ else 'n/a'} | "
             f"{fmt(users_['p95'], 2) if users_ else 'n/a'} | {rows_['total']:,} |"
         )
+    sv = r.get("slow_vs_sync")
+    if sv and sv["requests"]:
+        lines += [
+            "",
+            "## Slow requests and the sync loop",
+            "",
+            f"Of {sv['requests']:,} timed Hubkeeper requests, {sv['slow']} took over "
+            f"{TARGET_P95_MS:.0f} ms; {sv['slow_near_sync']} of those ran while a hub answer "
+            "to the sync loop arrived (0.2 s before the request to its end), against "
+            f"{100 * sv['all_near_sync'] / sv['requests']:.0f} % of all requests "
+            f"({sv['hub_answers_logged']} hub answers logged by Hubkeeper).",
+        ]
+    if r.get("breakdown"):
+        lines += [
+            "",
+            "## Where Hubkeeper's time goes (py-spy, during the read benchmark)",
+            "",
+            f"py-spy sampled the Hubkeeper process at {PROFILE_RATE} Hz (non-blocking) while "
+            "the table above was measured; CPU seconds in each part (inclusive) and that "
+            "divided by the requests of its kind (warm-ups included).",
+            "",
+            "| part | CPU s | ms per request |",
+            "| --- | ---: | ---: |",
+        ]
+        for label, secs, per in r["breakdown"]:
+            lines.append(f"| {label} | {secs:.2f} | {fmt(per, 2)} |")
     if r.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"
@@ -499,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=30, help="timed requests per cell")
     parser.add_argument("--servers", type=int, default=20, help="user servers to start")
     parser.add_argument("--freshness-runs", type=int, default=3)
+    parser.add_argument(
+        "--profile", action="store_true", help="sample Hubkeeper with py-spy (dev extra)"
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 users, 10 repeats (smoke)")
     parser.add_argument(
         "--out",
@@ -525,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
 
+    global SEARCHES
+    SEARCHES = searches(args.users)
     state_dir = REPO / ".bench" / f"hub-{args.users}"
     state_dir.mkdir(parents=True, exist_ok=True)
     command = (
@@ -578,13 +876,24 @@ def main(argv: list[str] | None = None) -> int:
                 totals[(q, status)] = hub_total(hub, **params)
 
         clients = {"page": page, "api": api, "hub": hub_client}
-        rows, lag_samples = [], []
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        direct = httpx.Client(
+            base_url=hub.service_url, headers={"Authorization": f"token {token}"}, timeout=60.0
+        )
+        floor = measure_floor({**clients, "direct": direct}, args.repeat)
+        rows, lag_samples, versions = [], [], []
+        timeline: list[tuple[float, float]] = []  # (start, ms) of every Hubkeeper request
+        code_hash = directory_code_hash()
         all_combos = combos()
+        profile_path = REPO / ".bench" / f"profile-{args.users}.txt"
+        profiler = start_profiler(hk.pid, profile_path) if args.profile else None
         for n, combo in enumerate(all_combos, 1):
             reqs = requests_for(combo, totals)
             result = measure(combo, reqs, clients, args.repeat)
             row: dict[str, Any] = {"label": combo.label, "offset": reqs["offset"]}
             for name, s in result.items():
+                if name != "hub":
+                    timeline.extend((t, ms) for t, ms in zip(s.starts, s.ms, strict=True))
                 row[name] = {
                     "p50": s.p50,
                     "p95": s.p95,
@@ -595,6 +904,8 @@ def main(argv: list[str] | None = None) -> int:
             info = directory_info(api)
             if info and isinstance(info.get("lag_seconds"), (int, float)):
                 lag_samples.append(float(info["lag_seconds"]))
+            if info:
+                versions.append(info.get("version"))
             log.info(
                 "[%d/%d] %s page %s api %s hub %s",
                 n,
@@ -602,12 +913,29 @@ def main(argv: list[str] | None = None) -> int:
                 combo.label,
                 *(f"{row[k]['p95']:.1f}" if k in row else "n/a" for k in ("page", "api", "hub")),
             )
+        stop_profiler(profiler)
+        profile = summarise_profile(profile_path) if profiler and profile_path.exists() else []
+        n_page = sum(1 for r in rows if r.get("page")) * (args.repeat + 3)
+        n_api = sum(1 for r in rows if r.get("api")) * (args.repeat + 3)
+        breakdown = (
+            profile_breakdown(
+                profile_path,
+                PROFILE_RATE,
+                {"page": n_page, "api": n_api, "all": n_page + n_api, "run": 0},
+            )
+            if profiler and profile_path.exists()
+            else []
+        )
         print_table(rows)
+        for label, secs, per in breakdown:
+            print(f"{label:<45} {secs:7.2f} s {per:7.2f} ms/request")
 
         fresh_names = [user_name(i) for i in range(2, 2 + args.freshness_runs)]
         fresh = freshness(hub_client, api, fresh_names)
         hk_rss_after = (rss_kib(hk.pid) or 0) / 1024
-        cold = asyncio.run(cold_queries(hub.api_url, hub.service_token, min(args.repeat, 20)))
+        copy = fetch_directory_copy(api)
+        (REPO / ".bench" / f"directory-copy-{args.users}.json").write_text(json.dumps(copy))
+        cold = cold_queries(copy, min(args.repeat, 20))
 
         notes = [
             "Hubkeeper ran with `HUBKEEPER_LOG_LEVEL=warning` (no uvicorn access log) and its "
@@ -636,6 +964,15 @@ def main(argv: list[str] | None = None) -> int:
             "hk_rss_after_mib": hk_rss_after,
             "hub_rss_mib": hub_rss,
             "cold": cold,
+            "floor": floor,
+            "load": {"before": load_before, "after": Path("/proc/loadavg").read_text().split()[:3]},
+            "profile": profile,
+            "breakdown": breakdown,
+            "code_hash": {"at_start": code_hash, "at_end": directory_code_hash()},
+            "slow_vs_sync": slow_vs_sync(timeline, hk.log_path),
+            "version_changes": len(set(v for v in versions if v is not None)) - 1
+            if versions
+            else "unknown",
             "notes": notes,
         }
         (REPO / ".bench" / f"results-{args.users}.json").write_text(

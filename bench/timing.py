@@ -27,6 +27,7 @@ class Samples:
 
     ms: list[float] = field(default_factory=list)
     statuses: set[int] = field(default_factory=set)
+    starts: list[float] = field(default_factory=list)  # time.time() at each request's start
 
     @property
     def p50(self) -> float:

@@ -411,16 +411,36 @@
 
   // While an action is on its way, polling would show the row as it was: hold it back.
   var actionsInFlight = 0;
+  // The row a keyboard user acted on is replaced by the answer: give focus back to it.
+  var lastActedRow = null;
+
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!lastActedRow) return;
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) return;
+    var row = document.getElementById(lastActedRow);
+    var button = row && $("button:not([disabled])", row);
+    if (button) button.focus({ preventScroll: true });
+    lastActedRow = null;
+  });
 
   // --- HTMX integration -----------------------------------------------------------------------
+  // The list must not change under someone who is confirming or acting on a row: the button
+  // they pressed would be replaced, and its request lost.
+  function holdList() {
+    return actionsInFlight > 0 || !!$("dialog[open]");
+  }
+
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var elt = evt.detail.elt;
-    if (elt && elt.id === "results" && actionsInFlight > 0) {
-      evt.preventDefault();
+    if (elt && elt.id === "results" && (holdList() || document.hidden)) {
+      evt.preventDefault(); // a hidden tab does not poll; it catches up when shown again
       return;
     }
     if (evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
       actionsInFlight++;
+      var actedRow = elt && elt.closest && elt.closest("tr[id]");
+      if (actedRow) lastActedRow = actedRow.id;
       if (elt && elt.hasAttribute("data-progress-url")) showStarting(elt);
     }
   });
@@ -428,7 +448,8 @@
   document.addEventListener("htmx:afterRequest", function (evt) {
     if (evt.detail.requestConfig && evt.detail.requestConfig.verb === "post") {
       actionsInFlight = Math.max(0, actionsInFlight - 1);
-      if (!evt.detail.successful) reloadResults();
+      // After htmx has finished with this request (its own bookkeeping runs after this event).
+      if (!evt.detail.successful) setTimeout(reloadResults, 0);
     }
   });
 
@@ -442,6 +463,11 @@
 
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var xhr = evt.detail.xhr;
+    var target = evt.detail.target;
+    if (target && target.id === "results" && evt.detail.elt === target && holdList()) {
+      evt.detail.shouldSwap = false;
+      return;
+    }
     // Errors from Hubkeeper come retargeted to #toasts; anything else (a proxy's 502 page)
     // must not replace the list.
     if (xhr && xhr.status >= 400 && !xhr.getResponseHeader("HX-Retarget")) {
@@ -461,6 +487,10 @@
   document.addEventListener("htmx:afterSwap", function () {
     var offline = $('[data-toast-key="offline"]');
     if (offline) dismiss(offline);
+  });
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && window.htmx) window.htmx.trigger(document.body, "refresh-rows");
   });
 
   function onLoad(root) {

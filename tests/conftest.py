@@ -5,7 +5,9 @@ headless Chromium. See docs/TEAM-NOTES.md, "Test fixtures".
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import os
 import threading
 import time
@@ -166,23 +168,54 @@ def hubkeeper_server(
 
 
 # --- browser -------------------------------------------------------------------------------
+# Playwright's sync API runs its own asyncio loop in a greenlet and, after every sync call,
+# marks that loop as *running* in this thread. pytest-asyncio then refuses to run any async
+# test or fixture afterwards ("Runner.run() cannot be called from a running event loop").
+# So the loop is marked running only while a browser test (or fixture) uses Playwright, and
+# unmarked again afterwards.
+@contextlib.contextmanager
+def _playwright_loop(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    asyncio._set_running_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(None)
+
+
+@dataclass
+class _Browser:
+    browser: Any
+    loop: asyncio.AbstractEventLoop
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Chromium through Playwright's SYNC API: use it from plain `def` tests only
-    (an `async def` test runs inside the event loop, where the sync API refuses to work)."""
+def _browser_session() -> Iterator[_Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (make install installs it)")
     from playwright.sync_api import sync_playwright
 
-    playwright = sync_playwright().start()
+    manager = sync_playwright()
+    playwright = manager.start()
+    loop = manager._loop
     try:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        with _playwright_loop(loop):
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield chromium
+            yield _Browser(chromium, loop)
         finally:
-            chromium.close()
+            with _playwright_loop(loop):
+                chromium.close()
     finally:
-        playwright.stop()
+        with _playwright_loop(loop):
+            playwright.stop()
+
+
+@pytest.fixture
+def browser(_browser_session: _Browser) -> Iterator[Any]:
+    """Headless Chromium through Playwright's SYNC API, for plain `def` tests only (an
+    `async def` test runs inside pytest-asyncio's loop, where the sync API refuses to work)."""
+    with _playwright_loop(_browser_session.loop):
+        yield _browser_session.browser
 
 
 @pytest.fixture

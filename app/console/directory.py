@@ -21,10 +21,12 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections import Counter, OrderedDict
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -45,8 +47,9 @@ SWEEP_PAGE = 200
 SWEEP_SOONER_MIN_GAP = 30.0  # s between a finished sweep and one asked for "sooner"
 VERIFY_MISSING_MAX = 200  # users missing from a sweep re-read one by one (else dropped)
 REFRESH_CONCURRENCY = 8
-ACTIVE_SORT_MAX = 2000  # up to this many active users, sort theirs rather than scan all
+SMALL_SET = 3000  # this few candidate users (active, in a group): sort theirs, scan no index
 REBUILD_THRESHOLD = 300  # more dirty users than this → rebuild indexes instead of patching
+REBUILD_MIN_GAP = 2.0  # s between rebuilds asked for by queries (the loops force theirs)
 CACHE_SIZE = 64
 MAX_BACKOFF = 30.0
 
@@ -170,6 +173,7 @@ class _SortedIndex(Generic[T]):
         self.lowers: list[str] = []
         self.statuses: list[str] = []
         self.groups: list[tuple[str, ...]] = []
+        self.built = False  # time orders are built on first use, then kept up to date
 
     def set(
         self,
@@ -179,6 +183,7 @@ class _SortedIndex(Generic[T]):
         groups: list[tuple[str, ...]],
     ) -> None:
         self.items, self.lowers, self.statuses, self.groups = items, lowers, statuses, groups
+        self.built = True
 
     def add(self, item: T) -> None:
         i = bisect.bisect_left(self.items, self.key(item), key=self.key)
@@ -187,6 +192,18 @@ class _SortedIndex(Generic[T]):
         self.lowers.insert(i, lower)
         self.statuses.insert(i, status)
         self.groups.insert(i, groups)
+
+    def replace(self, old: T, new: T) -> None:
+        """Swap in the new version of an item; in place (no list shifting) if its key is kept."""
+        k = self.key(old)
+        if k == self.key(new):
+            i = bisect.bisect_left(self.items, k, key=self.key)
+            if i < len(self.items) and self.key(self.items[i]) == k:
+                self.items[i] = new
+                self.lowers[i], self.statuses[i], self.groups[i] = self.columns(new)
+                return
+        self.remove(old)
+        self.add(new)
 
     def remove(self, item: T) -> None:
         k = self.key(item)
@@ -213,6 +230,54 @@ def user_state(rows: Iterable[ServerRow]) -> str:
     if running and pending:
         return BOTH
     return RUNNING if running else PENDING if pending else STOPPED
+
+
+def _gather(items: list[T], order: list[int]) -> list[T]:
+    """`[items[i] for i in order]`, in C."""
+    if not order:
+        return []
+    if len(order) == 1:
+        return [items[order[0]]]
+    return list(itemgetter(*order)(items))
+
+
+def _contiguous(texts: list[str]) -> list[str]:
+    """Fresh copies of `texts`, allocated in list order.
+
+    A scan like `q in text` over 50,000 strings is ~8x slower when they lie scattered in
+    memory (as after permuting them into a time order) than when they lie in order.
+    """
+    joined = "\x01".join(texts)
+    parts = joined.split("\x01")
+    return parts if len(parts) == len(texts) else list(texts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection(Generic[T]):
+    """A query's result without copying it: positions into a sorted list (None = all)."""
+
+    items: list[T]
+    picked: list[int] | None = None
+    reverse: bool = False
+
+    def __len__(self) -> int:
+        return len(self.items) if self.picked is None else len(self.picked)
+
+    def page(self, offset: int, limit: int) -> list[T]:
+        n = len(self)
+        offset, limit = max(0, offset), max(0, limit)
+        if self.reverse:  # count from the end
+            start, stop = max(0, n - offset - limit), max(0, n - offset)
+        else:
+            start, stop = min(n, offset), min(n, offset + limit)
+        if self.picked is None:
+            out = self.items[start:stop]
+        else:
+            items = self.items
+            out = [items[i] for i in self.picked[start:stop]]
+        if self.reverse:
+            out.reverse()
+        return out
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -246,8 +311,10 @@ class UserDirectory:
         # the data
         self._users: dict[str, HubUser] = {}
         self._rows: dict[str, tuple[ServerRow, ...]] = {}
+        self._texts: dict[str, tuple[str, ...]] = {}  # search text of each row
+        self._states: dict[str, str] = {}  # user_state() of each user
         self._active: set[str] = set()  # users with any server not stopped
-        self._group_counts: Counter[str] = Counter()
+        self._group_members: dict[str, set[str]] = {}
         self._row_total = 0
 
         # indexes, patched lazily from `_dirty` (name → the user and rows before the change)
@@ -256,15 +323,17 @@ class UserDirectory:
             k: _SortedIndex[HubUser](f, self._user_columns) for k, f in USER_KEYS.items()
         }
         self._built = False
+        self._rebuilt_at = 0.0
         self._dirty: dict[str, tuple[HubUser | None, tuple[ServerRow, ...]]] = {}
-        self._cache: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+        # Selections point into the index lists: valid until the next reindex, which clears it.
+        self._cache: OrderedDict[tuple[Any, ...], _Selection[Any]] = OrderedDict()
         self._cache_version = -1
+        self._counts: tuple[int, dict[str, int]] | None = None
 
         # sync bookkeeping
         self._hub_total: int | None = None
         self._touched: set[str] | None = None  # names upserted while a sweep runs
         self._sweep_soon = asyncio.Event()
-        self._last_sweep_end: datetime | None = None
 
     # --- state for the UI ----------------------------------------------------------------
     @property
@@ -294,8 +363,11 @@ class UserDirectory:
         self._users[user.name] = user
         rows = rows_of(user, self._base_url)
         self._rows[user.name] = rows
+        self._texts[user.name] = tuple(_row_text(r) for r in rows)
+        self._states[user.name] = user_state(rows)
         self._row_total += len(rows)
-        self._group_counts.update(user.groups)
+        for g in user.groups:
+            self._group_members.setdefault(g, set()).add(user.name)
         if any(r.status != "stopped" for r in rows):
             self._active.add(user.name)
         else:
@@ -310,6 +382,8 @@ class UserDirectory:
         self._forget(name, old)
         del self._users[name]
         self._rows.pop(name, None)
+        self._texts.pop(name, None)
+        self._states.pop(name, None)
         self._active.discard(name)
         self.version += 1
         return True
@@ -321,82 +395,127 @@ class UserDirectory:
             self._dirty[name] = (old, old_rows)
         if old is not None:
             self._row_total -= len(old_rows)
-            self._group_counts.subtract(old.groups)
             for g in old.groups:
-                if self._group_counts[g] <= 0:
-                    del self._group_counts[g]
+                members = self._group_members.get(g)
+                if members is not None:
+                    members.discard(name)
+                    if not members:
+                        del self._group_members[g]
 
     # --- indexes -------------------------------------------------------------------------
-    def reindex(self) -> None:
-        """Bring the sorted lists up to date (patched when few users changed, else rebuilt)."""
+    def reindex(self, *, force: bool = True) -> None:
+        """Bring the sorted lists up to date (patched when few users changed, else rebuilt).
+
+        Queries pass `force=False`: while a sweep streams in thousands of changes they then
+        keep using lists up to REBUILD_MIN_GAP s old instead of rebuilding per request (rows
+        are immutable, so an old list is consistent, only late); the sync loops force it.
+        """
         if self._built and not self._dirty:
             return
         if not self._built or len(self._dirty) > REBUILD_THRESHOLD:
+            if not force and self._built and time.monotonic() - self._rebuilt_at < REBUILD_MIN_GAP:
+                return
             self._rebuild()
+            self._rebuilt_at = time.monotonic()
         else:
             for name, (old_user, old_rows) in self._dirty.items():
-                for row in old_rows:
-                    for index in self._row_index.values():
-                        index.remove(row)
-                if old_user is not None:
-                    for uindex in self._user_index.values():
-                        uindex.remove(old_user)
-                new_user = self._users.get(name)
-                if new_user is not None:
-                    for row in self._rows[name]:
-                        for index in self._row_index.values():
-                            index.add(row)
-                    for uindex in self._user_index.values():
-                        uindex.add(new_user)
+                self._patch(name, old_user, old_rows)
         self._dirty.clear()
         self._cache.clear()
         self._cache_version = self.version
 
+    def _patch(self, name: str, old_user: HubUser | None, old_rows: tuple[ServerRow, ...]) -> None:
+        """Move one user's rows and entry in every index from their old to their new state."""
+        new_user = self._users.get(name)
+        new_rows = {r.server: r for r in self._rows.get(name, ())} if new_user else {}
+        before = {r.server: r for r in old_rows}
+        for index in self._row_index.values():
+            if not index.built:  # built from the name order when first used
+                continue
+            for server, row in before.items():
+                if server in new_rows:
+                    index.replace(row, new_rows[server])
+                else:
+                    index.remove(row)
+            for server, row in new_rows.items():
+                if server not in before:
+                    index.add(row)
+        for uindex in self._user_index.values():
+            if not uindex.built:
+                continue
+            if old_user is not None and new_user is not None:
+                uindex.replace(old_user, new_user)
+            elif old_user is not None:
+                uindex.remove(old_user)
+            elif new_user is not None:
+                uindex.add(new_user)
+
     def _user_columns(self, user: HubUser) -> tuple[str, str, tuple[str, ...]]:
-        return user.name.lower(), user_state(self._rows.get(user.name, ())), ()
+        return user.name.lower(), self._states.get(user.name, STOPPED), ()
 
     def _rebuild(self) -> None:
-        rows = sorted((row for rows in self._rows.values() for row in rows), key=ROW_KEYS["name"])
-        cols = (
-            [_row_text(r) for r in rows],
-            [r.status for r in rows],
-            [r.groups for r in rows],
+        """Rebuild the name orders now, and the time orders that are in use."""
+        # name order without comparing tuples: users by name, each user's rows by server
+        names = sorted(self._rows)
+        by_name, texts = self._rows, self._texts
+        rows = [row for name in names for row in by_name[name]]
+        lowers = [text for name in names for text in texts[name]]
+        self._row_index["name"].set(
+            rows, lowers, [r.status for r in rows], [r.groups for r in rows]
         )
-        self._row_index["name"].set(rows, *cols)
-        seconds = {
-            "last_activity": [_f(r.last_activity) for r in rows],
-            "started": [_f(r.started) for r in rows],
-        }
-        for field in ("last_activity", "started"):
-            asc = seconds[field]
-            desc = [INF if x == INF else -x for x in asc]  # None stays last
-            for sort, keys in ((field, asc), ("-" + field, desc)):
-                # stable: equal seconds keep the (user, server) order, as the unique key says
-                order = sorted(range(len(rows)), key=keys.__getitem__)
-                self._row_index[sort].set(
-                    [rows[i] for i in order],
-                    [cols[0][i] for i in order],
-                    [cols[1][i] for i in order],
-                    [cols[2][i] for i in order],
-                )
-        users = sorted(self._users.values(), key=USER_KEYS["name"])
-        ulowers = [u.name.lower() for u in users]
-        ustates = [user_state(self._rows.get(u.name, ())) for u in users]
+        users = [self._users[name] for name in names]
+        ulowers = [texts[name][0].partition("\x00")[0] for name in names]
+        ustates = [self._states[name] for name in names]
         self._user_index["name"].set(users, ulowers, ustates, [()] * len(users))
-        asc = [_f(u.last_activity) for u in users]
-        desc = [INF if x == INF else -x for x in asc]
-        for sort, keys in (("last_activity", asc), ("-last_activity", desc)):
-            order = sorted(range(len(users)), key=keys.__getitem__)
-            self._user_index[sort].set(
-                [users[i] for i in order],
-                [ulowers[i] for i in order],
-                [ustates[i] for i in order],
-                [()] * len(users),  # users are not filtered by group
-            )
+        for sort in ROW_TIME_FIELDS:
+            if self._row_index[sort].built:
+                self._build_row_order(sort)
+        for sort in ("last_activity", "-last_activity"):
+            if self._user_index[sort].built:
+                self._build_user_order(sort)
         self._built = True
 
-    def _cached(self, key: tuple[Any, ...], compute: Callable[[], list[Any]]) -> list[Any]:
-        self.reindex()
+    def _build_row_order(self, sort: str) -> None:
+        base = self._row_index["name"]
+        field, fn = ROW_TIME_FIELDS[sort]
+        keys = [fn(getattr(r, field)) for r in base.items]
+        # stable: equal seconds keep the (user, server) order, as the unique key says
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self._row_index[sort].set(
+            _gather(base.items, order),
+            _contiguous(_gather(base.lowers, order)),
+            _gather(base.statuses, order),
+            _gather(base.groups, order),
+        )
+
+    def _build_user_order(self, sort: str) -> None:
+        base = self._user_index["name"]
+        fn = _f if sort == "last_activity" else _nf
+        keys = [fn(u.last_activity) for u in base.items]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self._user_index[sort].set(
+            _gather(base.items, order),
+            _contiguous(_gather(base.lowers, order)),
+            _gather(base.statuses, order),
+            [()] * len(keys),  # users are not filtered by group
+        )
+
+    def _row_order(self, sort: str) -> _SortedIndex[ServerRow]:
+        index = self._row_index[sort]
+        if not index.built:
+            self._build_row_order(sort)
+        return index
+
+    def _user_order(self, sort: str) -> _SortedIndex[HubUser]:
+        index = self._user_index[sort]
+        if not index.built:
+            self._build_user_order(sort)
+        return index
+
+    def _cached(
+        self, key: tuple[Any, ...], compute: Callable[[], _Selection[Any]]
+    ) -> _Selection[Any]:
+        self.reindex(force=False)
         if self._cache_version != self.version:
             self._cache.clear()
             self._cache_version = self.version
@@ -428,30 +547,39 @@ class UserDirectory:
             ("rows", q.lower(), status, group, sort),
             lambda: self._filter_rows(q=q.lower(), status=status, group=group, sort=sort),
         )
-        offset = max(0, offset)
-        return rows[offset : offset + max(0, limit)], len(rows)
+        return rows.page(offset, limit), len(rows)
 
-    def _filter_rows(self, *, q: str, status: str, group: str, sort: str) -> list[ServerRow]:
+    def _filter_rows(self, *, q: str, status: str, group: str, sort: str) -> _Selection[ServerRow]:
         if "\x00" in q:
-            return []
+            return _Selection([])
         reverse = sort == "-name"
-        index = self._row_index["name" if reverse else sort]
-        if status not in ("any", "stopped") and len(self._active) < ACTIVE_SORT_MAX:
-            # few servers run compared with users: sort just those rows
-            return sorted(
+        index = self._row_order("name" if reverse else sort)
+        # Few users can match (few servers run; a small group): sort just their rows.
+        candidates: set[str] | None = None
+        if status not in ("any", "stopped"):
+            candidates = self._active
+        if group:
+            members = self._group_members.get(group, set())
+            candidates = members if candidates is None else candidates & members
+        if candidates is not None and len(candidates) < SMALL_SET:
+            small = sorted(
                 (
                     r
-                    for name in self._active
+                    for name in candidates
                     for r in self._rows[name]
-                    if (r.status == status or (status == "active" and r.status != "stopped"))
+                    if (
+                        status == "any"
+                        or r.status == status
+                        or (status == "active" and r.status != "stopped")
+                    )
                     and (not q or q in _row_text(r))
-                    and (not group or group in r.groups)
                 ),
                 key=index.key,
                 reverse=reverse,
             )
+            return _Selection(small)
         # one tight pass per filter, each over the survivors of the last (positions only)
-        picked: Iterable[int] | None = None
+        picked: list[int] | None = None
         if status == "active":
             picked = [i for i, st in enumerate(index.statuses) if st != "stopped"]
         elif status != "any":
@@ -468,11 +596,7 @@ class UserDirectory:
                 picked = [i for i, gs in enumerate(groups) if group in gs]
             else:
                 picked = [i for i in picked if group in groups[i]]
-        items = index.items
-        out = list(items) if picked is None else [items[i] for i in picked]
-        if reverse:
-            out.reverse()
-        return out
+        return _Selection(index.items, picked, reverse)
 
     def query_users(
         self,
@@ -490,38 +614,38 @@ class UserDirectory:
             ("users", q.lower(), state, sort),
             lambda: self._filter_users(q=q.lower(), state=state, sort=sort),
         )
-        offset = max(0, offset)
-        return users[offset : offset + max(0, limit)], len(users)
+        return users.page(offset, limit), len(users)
 
-    def _filter_users(self, *, q: str, state: str, sort: str) -> list[HubUser]:
+    def _filter_users(self, *, q: str, state: str, sort: str) -> _Selection[HubUser]:
         reverse = sort == "-name"
-        index = self._user_index["name" if reverse else sort]
+        index = self._user_order("name" if reverse else sort)
         wanted = {
             "any": (RUNNING, PENDING, BOTH, STOPPED),
             "running": (RUNNING, BOTH),
             "pending": (PENDING, BOTH),
             "stopped": (STOPPED,),
         }[state]
-        if state in ("running", "pending") and len(self._active) < ACTIVE_SORT_MAX:
-            return sorted(
-                (
-                    self._users[name]
-                    for name in self._active
-                    if user_state(self._rows[name]) in wanted and (not q or q in name.lower())
-                ),
-                key=index.key,
-                reverse=reverse,
+        if state in ("running", "pending") and len(self._active) < SMALL_SET:
+            return _Selection(
+                sorted(
+                    (
+                        self._users[name]
+                        for name in self._active
+                        if self._states[name] in wanted and (not q or q in name.lower())
+                    ),
+                    key=index.key,
+                    reverse=reverse,
+                )
             )
-        items, lowers, states = index.items, index.lowers, index.statuses
+        lowers, states = index.lowers, index.statuses
+        picked: list[int] | None
         if state == "any":
-            out = [items[i] for i, text in enumerate(lowers) if q in text] if q else list(items)
+            picked = [i for i, text in enumerate(lowers) if q in text] if q else None
         elif q:
-            out = [items[i] for i, st in enumerate(states) if st in wanted and q in lowers[i]]
+            picked = [i for i, st in enumerate(states) if st in wanted and q in lowers[i]]
         else:
-            out = [items[i] for i, st in enumerate(states) if st in wanted]
-        if reverse:
-            out.reverse()
-        return out
+            picked = [i for i, st in enumerate(states) if st in wanted]
+        return _Selection(index.items, picked, reverse)
 
     def get(self, name: str) -> HubUser | None:
         return self._users.get(name)
@@ -531,10 +655,12 @@ class UserDirectory:
 
     def groups(self) -> list[str]:
         """Every group name seen on a user, sorted."""
-        return sorted(g for g, n in self._group_counts.items() if n > 0)
+        return sorted(self._group_members)
 
     def counts(self) -> dict[str, int]:
-        """Servers by status, and users, for the header."""
+        """Servers by status, and users, for the header (computed once per version)."""
+        if self._counts is not None and self._counts[0] == self.version:
+            return dict(self._counts[1])
         counts = {"running": 0, "starting": 0, "stopping": 0}
         for name in self._active:
             for r in self._rows[name]:
@@ -543,7 +669,8 @@ class UserDirectory:
         active = sum(counts.values())
         counts["stopped"] = self._row_total - active
         counts["users"] = len(self._users)
-        return counts
+        self._counts = (self.version, counts)
+        return dict(counts)
 
     def __len__(self) -> int:
         return len(self._users)
@@ -622,8 +749,13 @@ class UserDirectory:
                 for name in missing:
                     self.remove(name)
         self.reindex()
+        if not self.ready:
+            # build every order now, off the request path; from here on they are patched
+            for sort in ROW_TIME_FIELDS:
+                self._row_order(sort)
+            for sort in USER_SORTS:
+                self._user_order(sort.lstrip("-") if sort == "-name" else sort)
         self.full_synced_at = self.clock()
-        self._last_sweep_end = self.full_synced_at
         self._sweep_error = None
         self.ready = True
 

@@ -91,7 +91,19 @@ class JobRegistry:
 
     async def start_stop_all(self, hk: HubkeeperState, who: Actor, reason: str) -> Job:
         """Snapshot the running and starting servers (fresh from the hub) and stop them all."""
-        await hk.directory.refresh_active()
+        try:
+            await hk.directory.refresh_active()
+        except HubkeeperError as exc:
+            await audit(
+                hk,
+                who,
+                "servers.stop_all",
+                "*",
+                outcome="failed",
+                detail=f"reason: {reason}",
+                error=exc.detail,
+            )
+            raise
         rows, _ = hk.directory.query_rows(status="active", limit=10**9)
         targets = [(r.user, r.server) for r in rows if r.status in ("running", "starting")]
         job = Job(id=self._new_id(), kind="stop_all", actor=who.name, reason=reason)

@@ -95,7 +95,10 @@ async def users_page(request: Request, who: CurrentReader, hk: StateDep) -> Resp
     view = UsersView.from_params(request.query_params)
     context = _results_context(hk, view)
     if _wants_results(request):
-        return render(request, "console/_results.html", {**context, "partial": True})
+        response = render(request, "console/_results.html", {**context, "partial": True})
+        # The address bar shows the view without default values: short links to share.
+        response.headers["HX-Push-Url"] = context["view"].url(hk.settings.service_prefix)
+        return response
     context.update(
         active_nav="users",
         groups=hk.directory.groups(),
@@ -148,7 +151,9 @@ def _action_response(
     )
 
 
-async def _start(request: Request, hk: HubkeeperState, who: Any, user: str, server: str) -> Response:
+async def _start(
+    request: Request, hk: HubkeeperState, who: Any, user: str, server: str
+) -> Response:
     result = await service.start_server(hk, who, user, server)
     expected = "running" if result == "running" else "starting"
     row = await _current_row(hk, user, server, expected)

@@ -9,6 +9,7 @@ files, log and the users' home directories. Everything listens on free local por
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -340,25 +341,21 @@ class LocalHub:
             return "(no hub log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Stop the hub (it stops user servers, the proxy and a managed service), then make
         sure nothing it started is left running."""
         proc = self._proc
         if proc is not None:
             leftovers = self._descendants(proc.pid)
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
                     log.warning("jupyterhub did not stop in %.0f s; killing it", timeout)
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                     proc.wait(5)
             leftovers |= self._own_processes()
             self._kill_all(leftovers)
@@ -441,10 +438,8 @@ class LocalHub:
                     alive.discard(pid)
             time.sleep(0.05)
         for pid in alive:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     # --- API helpers (the service token has admin scopes) --------------------------------
     def api(

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.console.directory import REBUILD_THRESHOLD, ROW_SORTS, STATUSES, UserDirectory
+from app.console.directory import (
+    REBUILD_THRESHOLD,
+    ROW_SORTS,
+    STATUSES,
+    USER_SORTS,
+    USER_STATES,
+    UserDirectory,
+)
 from app.demo.localhub import free_port
 from app.hub.client import HubClient
 from app.hub.models import HubServer, HubUser
@@ -39,9 +46,7 @@ def stopped(name: str = "", *, la: int | None = None) -> HubServer:
 
 
 def user(name: str, *servers: HubServer, la: int | None = None, **kw: Any) -> HubUser:
-    return HubUser(
-        name=name, last_activity=at(la), servers={s.name: s for s in servers}, **kw
-    )
+    return HubUser(name=name, last_activity=at(la), servers={s.name: s for s in servers}, **kw)
 
 
 def offline_directory() -> UserDirectory:
@@ -215,6 +220,10 @@ def test_incremental_updates_match_a_full_rebuild():
     for i in range(300):
         patched.upsert(random_user(i))
     patched.reindex()
+    for sort in ROW_SORTS:  # build every order now, so the patches below must keep them right
+        patched.query_rows(sort=sort)
+    for sort in USER_SORTS:
+        patched.query_users(sort=sort)
     for _ in range(5):  # small batches: patched, not rebuilt
         for _ in range(20):
             patched.upsert(random_user(rng.randint(0, 349)))
@@ -231,6 +240,11 @@ def test_incremental_updates_match_a_full_rebuild():
                 b = rebuilt.query_rows(status=status, sort=sort, q=q, limit=10**6)
                 assert names(a[0]) == names(b[0]), (status, sort, q)
                 assert a[1] == b[1]
+    for state in USER_STATES:
+        for sort in USER_SORTS:
+            a_users = patched.query_users(state=state, sort=sort, limit=10**6)[0]
+            b_users = rebuilt.query_users(state=state, sort=sort, limit=10**6)[0]
+            assert [u.name for u in a_users] == [u.name for u in b_users], (state, sort)
 
 
 def test_queries_stay_fast_at_50000_users():
@@ -243,7 +257,9 @@ def test_queries_stay_fast_at_50000_users():
             servers.append(running(la=rng.randint(0, 600)))
         elif rng.random() < 0.5:
             servers.append(stopped(la=rng.randint(0, 9000)))
-        d.upsert(user(f"user{i:05d}-{rng.choice(['ann', 'bob'])}", *servers, la=rng.randint(0, 9000)))
+        d.upsert(
+            user(f"user{i:05d}-{rng.choice(['ann', 'bob'])}", *servers, la=rng.randint(0, 9000))
+        )
     t = time.perf_counter()
     d.reindex()
     rebuild = time.perf_counter() - t
@@ -263,8 +279,8 @@ def test_queries_stay_fast_at_50000_users():
 
 
 # --- against a real hub ----------------------------------------------------------------------
-async def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
@@ -299,9 +315,7 @@ async def test_directory_syncs_from_the_hub_and_sees_a_server_started_there(hub,
 
         await asyncio.to_thread(hub.start_server, name)
         try:
-            await wait_for(
-                lambda: [r.status for r in directory.rows_for(name)] == ["running"], 5
-            )
+            await wait_for(lambda: [r.status for r in directory.rows_for(name)] == ["running"], 5)
             assert name in [r.user for r in directory.query_rows(status="running")[0]]
         finally:
             await asyncio.to_thread(hub.stop_server, name)
@@ -359,10 +373,27 @@ async def test_the_directory_recovers_when_the_hub_comes_back(hub, make_settings
     async with running_directory(settings) as directory:
         await wait_for(lambda: directory.ready)
         # simulate an outage by pointing the client at a dead port, then back
-        real = directory.hub._http.base_url  # noqa: F841 - keeps the intent readable
         api_url = directory.hub.api_url
         directory.hub.api_url = f"http://127.0.0.1:{free_port()}/hub/api"
         await wait_for(lambda: directory.stale, 10)
         directory.hub.api_url = api_url
         await wait_for(lambda: not directory.stale, 35)
         assert directory.last_error is None
+
+
+def test_pages_are_slices_of_the_whole_result_in_every_order(directory):
+    for sort in ROW_SORTS:
+        for status in ("any", "stopped", "active"):
+            everything, total = directory.query_rows(sort=sort, status=status, limit=1000)
+            assert total == len(everything)
+            for offset in range(0, total + 2):
+                for limit in (1, 2, 3):
+                    page, _ = directory.query_rows(
+                        sort=sort, status=status, offset=offset, limit=limit
+                    )
+                    assert page == everything[offset : offset + limit], (sort, status, offset)
+    for sort in USER_SORTS:
+        everything = directory.query_users(sort=sort, limit=1000)[0]
+        for offset in range(0, len(everything) + 2):
+            page = directory.query_users(sort=sort, offset=offset, limit=2)[0]
+            assert page == everything[offset : offset + 2]

@@ -46,3 +46,19 @@ def test_db_upgrade_command(db_url):
     )
     assert result.returncode == 0, result.stderr
     assert set(SQLModel.metadata.tables) <= table_names(db_url)
+
+
+def test_migrations_match_the_models(db_url):
+    """A model change without its migration fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    migrate(db_url)
+    engine = create_db_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(context, SQLModel.metadata)
+    finally:
+        engine.dispose()
+    assert diff == [], f"models and migrations differ: {diff}"

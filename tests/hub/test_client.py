@@ -147,9 +147,7 @@ async def test_single_user_server_log_kernels_and_status(hub, client):
         async with httpx.AsyncClient(
             headers={"Authorization": f"token {hub.service_token}"}, timeout=30
         ) as http:
-            created = await http.post(
-                f"{hub.url}{url}api/kernels", json={"name": "python3"}
-            )
+            created = await http.post(f"{hub.url}{url}api/kernels", json={"name": "python3"})
             assert created.status_code == 201, created.text
         kernels = await client.list_kernels(url)
         assert [kernel["id"] for kernel in kernels] == [created.json()["id"]]

@@ -1,0 +1,21 @@
+# Hubkeeper as a container: an external JupyterHub service (see docs/deployment.md).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /srv/hubkeeper
+
+COPY requirements-prod.lock pyproject.toml README.md alembic.ini ./
+# requirements-prod.lock: the runtime set only (requirements.lock adds the dev/test tools).
+RUN pip install --no-cache-dir uv \
+ && uv pip install --system --no-cache -r requirements-prod.lock
+
+COPY app ./app
+COPY alembic ./alembic
+COPY templates ./templates
+COPY static ./static
+RUN uv pip install --system --no-cache --no-deps -e .
+
+RUN useradd --system --home /srv/hubkeeper hubkeeper && chown -R hubkeeper /srv/hubkeeper
+USER hubkeeper
+EXPOSE 10101
+CMD ["hubkeeper", "serve", "--host", "0.0.0.0"]

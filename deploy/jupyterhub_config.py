@@ -1,0 +1,48 @@
+"""JupyterHub config for docker-compose.yml: registers Hubkeeper as an external service.
+
+Replace the authenticator and spawner with your own; the Hubkeeper parts are marked.
+"""
+
+import os
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+c.JupyterHub.bind_url = "http://0.0.0.0:8000"
+c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
+c.JupyterHub.hub_connect_url = "http://hub:8081"
+c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/data/jupyterhub_cookie_secret"  # noqa: S105
+c.JupyterHub.authenticator_class = "dummy"  # replace with your authenticator
+c.Authenticator.admin_users = {"admin"}
+c.Authenticator.allow_all = True
+
+# --- Hubkeeper ---------------------------------------------------------------------------
+c.JupyterHub.services = [
+    {
+        "name": "hubkeeper",
+        "url": "http://hubkeeper:10101",
+        "api_token": os.environ["HUBKEEPER_API_TOKEN"],
+        "oauth_no_confirm": True,
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "hubkeeper-service",
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "access:servers",
+            "admin:groups",
+            "read:metrics",
+            "read:hub",
+        ],
+        "services": ["hubkeeper"],
+    },
+    {
+        # Everyone may reach Hubkeeper's sign-in; Hubkeeper itself decides who gets in
+        # (hub admins, HUBKEEPER_ADMIN_GROUPS, HUBKEEPER_MANAGER_GROUPS) and shows others a
+        # clear 403 page instead of the hub's bare refusal.
+        "name": "user",
+        "scopes": ["self", "access:services!service=hubkeeper"],
+    },
+]
