@@ -18,19 +18,29 @@ lists and cache their result per `version`.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
-from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 from app.config import Settings
+from app.console.index import (
+    ROW_KEYS,
+    ROW_TIME_FIELDS,
+    USER_KEYS,
+    Selection,
+    SortedIndex,
+    contiguous,
+    gather,
+    neg_seconds_or_inf,
+    row_columns,
+    row_text,
+    seconds_or_inf,
+)
+from app.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
 from app.errors import HubkeeperError, NotFound
 from app.hub.client import HubClient
 from app.hub.models import HubUser
@@ -52,232 +62,6 @@ REBUILD_THRESHOLD = 300  # more dirty users than this → rebuild indexes instea
 REBUILD_MIN_GAP = 2.0  # s between rebuilds asked for by queries (the loops force theirs)
 CACHE_SIZE = 64
 MAX_BACKOFF = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServerRow:
-    """One server (default or named, stopped too) of one user, as the console lists it."""
-
-    user: str
-    server: str  # "" = the default server
-    status: str  # running | starting | stopping | stopped
-    started: datetime | None
-    last_activity: datetime | None  # the server's, else the user's
-    url: str  # hub path, e.g. /user/ann/ or /user/ann/lab/
-    admin: bool
-    groups: tuple[str, ...]
-    user_last_activity: datetime | None
-    pending: str | None  # the hub's "spawn" | "stop" | None
-
-
-def rows_of(user: HubUser, base_url: str = "/") -> tuple[ServerRow, ...]:
-    """The rows of one user: its servers by name; a user with none gets a stopped default."""
-    groups = tuple(sorted(user.groups))
-    if not user.servers:
-        url = f"{base_url.rstrip('/')}/user/{quote(user.name, safe='')}/"
-        return (
-            ServerRow(
-                user=user.name,
-                server="",
-                status="stopped",
-                started=None,
-                last_activity=user.last_activity,
-                url=url,
-                admin=user.admin,
-                groups=groups,
-                user_last_activity=user.last_activity,
-                pending=None,
-            ),
-        )
-    return tuple(
-        ServerRow(
-            user=user.name,
-            server=name,
-            status=server.status,
-            started=server.started,
-            last_activity=server.last_activity or user.last_activity,
-            url=server.url,
-            admin=user.admin,
-            groups=groups,
-            user_last_activity=user.last_activity,
-            pending=server.pending,
-        )
-        for name, server in sorted(user.servers.items())
-    )
-
-
-INF = float("inf")
-
-
-def _f(value: datetime | None) -> float:
-    """A time as seconds; None as +inf so it sorts last."""
-    return INF if value is None else value.timestamp()
-
-
-def _nf(value: datetime | None) -> float:
-    """Descending order as ascending on -seconds; None still last."""
-    return INF if value is None else -value.timestamp()
-
-
-# Every key ends with a unique part, so an item can be found again by bisecting on its key.
-# Time keys are (seconds, names): a stable sort on seconds over the name order gives the same
-# order, which is how the bulk rebuild makes them cheaply.
-ROW_TIME_FIELDS: dict[str, tuple[str, Callable[[datetime | None], float]]] = {
-    "last_activity": ("last_activity", _f),
-    "-last_activity": ("last_activity", _nf),
-    "started": ("started", _f),
-    "-started": ("started", _nf),
-}
-
-
-def _time_key(field: str, fn: Callable[[datetime | None], float]) -> Callable[[ServerRow], Any]:
-    def key(row: ServerRow) -> tuple[float, str, str]:
-        return (fn(getattr(row, field)), row.user, row.server)
-
-    return key
-
-
-ROW_KEYS: dict[str, Callable[[ServerRow], Any]] = {
-    "name": lambda r: (r.user, r.server),
-    **{sort: _time_key(field, fn) for sort, (field, fn) in ROW_TIME_FIELDS.items()},
-}
-USER_KEYS: dict[str, Callable[[HubUser], Any]] = {
-    "name": lambda u: u.name,
-    "last_activity": lambda u: (_f(u.last_activity), u.name),
-    "-last_activity": lambda u: (_nf(u.last_activity), u.name),
-}
-
-T = TypeVar("T")
-
-
-def _row_text(row: ServerRow) -> str:
-    """What `q` is matched against: user and server name, NUL-separated (no name has NUL)."""
-    return f"{row.user}\x00{row.server}".lower()
-
-
-class _SortedIndex(Generic[T]):
-    """Items kept sorted by a unique key, with parallel columns the filters scan.
-
-    Filters read the columns (plain strings and tuples, made together so they sit close in
-    memory), never the items: touching 50,000 scattered objects costs more than the filtering.
-    `lowers[i]` is the search text of `items[i]`, `statuses[i]` its status word, `groups[i]`
-    its groups. Small changes insert/remove by bisection; big ones rebuild wholesale.
-    """
-
-    def __init__(
-        self, key: Callable[[T], Any], columns: Callable[[T], tuple[str, str, tuple[str, ...]]]
-    ) -> None:
-        self.key = key
-        self.columns = columns
-        self.items: list[T] = []
-        self.lowers: list[str] = []
-        self.statuses: list[str] = []
-        self.groups: list[tuple[str, ...]] = []
-        self.built = False  # time orders are built on first use, then kept up to date
-
-    def set(
-        self,
-        items: list[T],
-        lowers: list[str],
-        statuses: list[str],
-        groups: list[tuple[str, ...]],
-    ) -> None:
-        self.items, self.lowers, self.statuses, self.groups = items, lowers, statuses, groups
-        self.built = True
-
-    def add(self, item: T) -> None:
-        i = bisect.bisect_left(self.items, self.key(item), key=self.key)
-        lower, status, groups = self.columns(item)
-        self.items.insert(i, item)
-        self.lowers.insert(i, lower)
-        self.statuses.insert(i, status)
-        self.groups.insert(i, groups)
-
-    def replace(self, old: T, new: T) -> None:
-        """Swap in the new version of an item; in place (no list shifting) if its key is kept."""
-        k = self.key(old)
-        if k == self.key(new):
-            i = bisect.bisect_left(self.items, k, key=self.key)
-            if i < len(self.items) and self.key(self.items[i]) == k:
-                self.items[i] = new
-                self.lowers[i], self.statuses[i], self.groups[i] = self.columns(new)
-                return
-        self.remove(old)
-        self.add(new)
-
-    def remove(self, item: T) -> None:
-        k = self.key(item)
-        i = bisect.bisect_left(self.items, k, key=self.key)
-        if i < len(self.items) and self.key(self.items[i]) == k:
-            del self.items[i]
-            del self.lowers[i]
-            del self.statuses[i]
-            del self.groups[i]
-
-
-def _row_columns(row: ServerRow) -> tuple[str, str, tuple[str, ...]]:
-    return _row_text(row), row.status, row.groups
-
-
-# A user's state word: which of the contract's `state` filters it passes.
-RUNNING, PENDING, BOTH, STOPPED = "running", "pending", "running+pending", "stopped"
-
-
-def user_state(rows: Iterable[ServerRow]) -> str:
-    statuses = {r.status for r in rows}
-    running = "running" in statuses
-    pending = bool(statuses & {"starting", "stopping"})
-    if running and pending:
-        return BOTH
-    return RUNNING if running else PENDING if pending else STOPPED
-
-
-def _gather(items: list[T], order: list[int]) -> list[T]:
-    """`[items[i] for i in order]`, in C."""
-    if not order:
-        return []
-    if len(order) == 1:
-        return [items[order[0]]]
-    return list(itemgetter(*order)(items))
-
-
-def _contiguous(texts: list[str]) -> list[str]:
-    """Fresh copies of `texts`, allocated in list order.
-
-    A scan like `q in text` over 50,000 strings is ~8x slower when they lie scattered in
-    memory (as after permuting them into a time order) than when they lie in order.
-    """
-    joined = "\x01".join(texts)
-    parts = joined.split("\x01")
-    return parts if len(parts) == len(texts) else list(texts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Selection(Generic[T]):
-    """A query's result without copying it: positions into a sorted list (None = all)."""
-
-    items: list[T]
-    picked: list[int] | None = None
-    reverse: bool = False
-
-    def __len__(self) -> int:
-        return len(self.items) if self.picked is None else len(self.picked)
-
-    def page(self, offset: int, limit: int) -> list[T]:
-        n = len(self)
-        offset, limit = max(0, offset), max(0, limit)
-        if self.reverse:  # count from the end
-            start, stop = max(0, n - offset - limit), max(0, n - offset)
-        else:
-            start, stop = min(n, offset), min(n, offset + limit)
-        if self.picked is None:
-            out = self.items[start:stop]
-        else:
-            items = self.items
-            out = [items[i] for i in self.picked[start:stop]]
-        if self.reverse:
-            out.reverse()
-        return out
 
 
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -318,15 +102,15 @@ class UserDirectory:
         self._row_total = 0
 
         # indexes, patched lazily from `_dirty` (name → the user and rows before the change)
-        self._row_index = {k: _SortedIndex[ServerRow](f, _row_columns) for k, f in ROW_KEYS.items()}
+        self._row_index = {k: SortedIndex[ServerRow](f, row_columns) for k, f in ROW_KEYS.items()}
         self._user_index = {
-            k: _SortedIndex[HubUser](f, self._user_columns) for k, f in USER_KEYS.items()
+            k: SortedIndex[HubUser](f, self._user_columns) for k, f in USER_KEYS.items()
         }
         self._built = False
         self._rebuilt_at = 0.0
         self._dirty: dict[str, tuple[HubUser | None, tuple[ServerRow, ...]]] = {}
         # Selections point into the index lists: valid until the next reindex, which clears it.
-        self._cache: OrderedDict[tuple[Any, ...], _Selection[Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], Selection[Any]] = OrderedDict()
         self._cache_version = -1
         self._counts: tuple[int, dict[str, int]] | None = None
 
@@ -363,7 +147,7 @@ class UserDirectory:
         self._users[user.name] = user
         rows = rows_of(user, self._base_url)
         self._rows[user.name] = rows
-        self._texts[user.name] = tuple(_row_text(r) for r in rows)
+        self._texts[user.name] = tuple(row_text(r) for r in rows)
         self._states[user.name] = user_state(rows)
         self._row_total += len(rows)
         for g in user.groups:
@@ -482,39 +266,39 @@ class UserDirectory:
         # stable: equal seconds keep the (user, server) order, as the unique key says
         order = sorted(range(len(keys)), key=keys.__getitem__)
         self._row_index[sort].set(
-            _gather(base.items, order),
-            _contiguous(_gather(base.lowers, order)),
-            _gather(base.statuses, order),
-            _gather(base.groups, order),
+            gather(base.items, order),
+            contiguous(gather(base.lowers, order)),
+            gather(base.statuses, order),
+            gather(base.groups, order),
         )
 
     def _build_user_order(self, sort: str) -> None:
         base = self._user_index["name"]
-        fn = _f if sort == "last_activity" else _nf
+        fn = seconds_or_inf if sort == "last_activity" else neg_seconds_or_inf
         keys = [fn(u.last_activity) for u in base.items]
         order = sorted(range(len(keys)), key=keys.__getitem__)
         self._user_index[sort].set(
-            _gather(base.items, order),
-            _contiguous(_gather(base.lowers, order)),
-            _gather(base.statuses, order),
+            gather(base.items, order),
+            contiguous(gather(base.lowers, order)),
+            gather(base.statuses, order),
             [()] * len(keys),  # users are not filtered by group
         )
 
-    def _row_order(self, sort: str) -> _SortedIndex[ServerRow]:
+    def _row_order(self, sort: str) -> SortedIndex[ServerRow]:
         index = self._row_index[sort]
         if not index.built:
             self._build_row_order(sort)
         return index
 
-    def _user_order(self, sort: str) -> _SortedIndex[HubUser]:
+    def _user_order(self, sort: str) -> SortedIndex[HubUser]:
         index = self._user_index[sort]
         if not index.built:
             self._build_user_order(sort)
         return index
 
     def _cached(
-        self, key: tuple[Any, ...], compute: Callable[[], _Selection[Any]]
-    ) -> _Selection[Any]:
+        self, key: tuple[Any, ...], compute: Callable[[], Selection[Any]]
+    ) -> Selection[Any]:
         self.reindex(force=False)
         if self._cache_version != self.version:
             self._cache.clear()
@@ -549,9 +333,9 @@ class UserDirectory:
         )
         return rows.page(offset, limit), len(rows)
 
-    def _filter_rows(self, *, q: str, status: str, group: str, sort: str) -> _Selection[ServerRow]:
+    def _filter_rows(self, *, q: str, status: str, group: str, sort: str) -> Selection[ServerRow]:
         if "\x00" in q:
-            return _Selection([])
+            return Selection([])
         reverse = sort == "-name"
         index = self._row_order("name" if reverse else sort)
         # Few users can match (few servers run; a small group): sort just their rows.
@@ -572,12 +356,12 @@ class UserDirectory:
                         or r.status == status
                         or (status == "active" and r.status != "stopped")
                     )
-                    and (not q or q in _row_text(r))
+                    and (not q or q in row_text(r))
                 ),
                 key=index.key,
                 reverse=reverse,
             )
-            return _Selection(small)
+            return Selection(small)
         # one tight pass per filter, each over the survivors of the last (positions only)
         picked: list[int] | None = None
         if status == "active":
@@ -596,7 +380,7 @@ class UserDirectory:
                 picked = [i for i, gs in enumerate(groups) if group in gs]
             else:
                 picked = [i for i in picked if group in groups[i]]
-        return _Selection(index.items, picked, reverse)
+        return Selection(index.items, picked, reverse)
 
     def query_users(
         self,
@@ -616,7 +400,7 @@ class UserDirectory:
         )
         return users.page(offset, limit), len(users)
 
-    def _filter_users(self, *, q: str, state: str, sort: str) -> _Selection[HubUser]:
+    def _filter_users(self, *, q: str, state: str, sort: str) -> Selection[HubUser]:
         reverse = sort == "-name"
         index = self._user_order("name" if reverse else sort)
         wanted = {
@@ -626,7 +410,7 @@ class UserDirectory:
             "stopped": (STOPPED,),
         }[state]
         if state in ("running", "pending") and len(self._active) < SMALL_SET:
-            return _Selection(
+            return Selection(
                 sorted(
                     (
                         self._users[name]
@@ -645,7 +429,7 @@ class UserDirectory:
             picked = [i for i, st in enumerate(states) if st in wanted and q in lowers[i]]
         else:
             picked = [i for i, st in enumerate(states) if st in wanted]
-        return _Selection(index.items, picked, reverse)
+        return Selection(index.items, picked, reverse)
 
     def get(self, name: str) -> HubUser | None:
         return self._users.get(name)

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_serializer
 
-from app.console.directory import ServerRow, UserDirectory, rows_of
+from app.console.directory import UserDirectory
+from app.console.rows import ServerRow, rows_of
 from app.hub.models import HubUser
 
 ServerStatus = Literal["running", "pending", "stopped"]
