@@ -42,6 +42,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop_all(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.console.cli import stop_all
+
+    settings = Settings()
+    settings.require_hub()
+    return asyncio.run(stop_all(settings, reason=args.reason, assume_yes=args.yes))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo.run import run_demo
 
@@ -66,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    stop = sub.add_parser("stop-all", help="stop every running server (audited)")
+    stop.add_argument(
+        "--reason", default="stop-all from the command line", help="kept in the audit trail"
+    )
+    stop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    stop.set_defaults(func=cmd_stop_all)
 
     demo = sub.add_parser("demo", help="a local JupyterHub with Hubkeeper and demo users")
     demo.add_argument("--dir", default=".demo", help="state folder (default: .demo)")

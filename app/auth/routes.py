@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -12,6 +13,7 @@ from itsdangerous import BadSignature
 from pydantic import BaseModel
 from starlette.responses import RedirectResponse, Response
 
+from app.audit import service as audit
 from app.auth import oauth
 from app.auth.principal import role_for
 from app.auth.sessions import (
@@ -88,6 +90,15 @@ async def oauth_callback(
         admin_groups=hk.settings.admin_groups,
         manager_groups=hk.settings.manager_groups,
     )
+    await asyncio.to_thread(
+        audit.record,
+        hk.engine,
+        actor=identity.name,
+        action="auth.login",
+        outcome="ok" if role else "refused",
+        detail=f"role: {role or 'none'}",
+        via="web",
+    )
     # People without a role still get a session, so they see a clear 403 page, not a loop.
     name, value, _csrf = await issue_session(
         hk, user=identity.name, role=role or "", access_token=access_token
@@ -127,6 +138,9 @@ async def logout(request: Request, hk: StateDep) -> Response:
         if not csrf_matches(web_session.csrf_token, given if isinstance(given, str) else None):
             raise Forbidden("This request is missing its CSRF token", code="csrf_failed")
         await end_session(hk, cookie)
+        await asyncio.to_thread(
+            audit.record, hk.engine, actor=web_session.user, action="auth.logout", via="web"
+        )
     response = render(request, "signed_out.html", {})
     response.delete_cookie(SESSION_COOKIE, path=hk.settings.service_prefix)
     return response
