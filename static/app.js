@@ -489,6 +489,25 @@
     if (offline) dismiss(offline);
   });
 
+  // A row whose status changed since the last render flashes once, so a change is noticed.
+  var lastStatus = {};
+
+  function markChangedRows() {
+    var seen = {};
+    $$("#results tbody tr[id]").forEach(function (row) {
+      var status = row.getAttribute("data-status");
+      seen[row.id] = status;
+      if (lastStatus[row.id] && lastStatus[row.id] !== status) {
+        row.classList.remove("is-changed");
+        void row.offsetWidth; // restart the animation
+        row.classList.add("is-changed");
+      }
+    });
+    lastStatus = seen;
+  }
+
+  document.addEventListener("htmx:afterSettle", markChangedRows);
+
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden && window.htmx) window.htmx.trigger(document.body, "refresh-rows");
   });
@@ -499,6 +518,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     watchToasts();
+    markChangedRows();
     labelTheme();
     if (window.htmx) {
       window.htmx.onLoad(onLoad);
