@@ -1,6 +1,6 @@
 """Shared fixtures: one real JupyterHub for the session, Hubkeeper served on the hub's service
 port, databases (SQLite always, PostgreSQL when HUBKEEPER_TEST_POSTGRES_URL is set) and a
-headless Chromium. See docs/TEAM-NOTES.md, "Test fixtures".
+headless Chromium. See docs/architecture.md, "Test fixtures".
 """
 
 from __future__ import annotations
