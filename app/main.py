@@ -24,6 +24,7 @@ from app.hub.client import HubClient
 from app.state import HubkeeperState
 from app.web.errors import install_error_handlers
 from app.web.prefix import ServicePrefixMiddleware
+from app.web.security import SecurityHeadersMiddleware
 from app.web.templating import ROOT
 
 log = logging.getLogger(__name__)
@@ -82,5 +83,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)
+    app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app

@@ -94,8 +94,10 @@ def prepare_hub(state_dir: Path, n_users: int, **hub_kwargs: object) -> tuple[Lo
         log.info("Populating %s with %d users (one-off; reused by later runs)", state_dir, n_users)
         # First start creates the schema, the roles and the `admin` user; then write the rows.
         first = LocalHub(state_dir, **hub_kwargs)  # type: ignore[arg-type]
-        first.start()
-        first.stop()
+        try:
+            first.start()
+        finally:
+            first.stop()
         db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
         t0 = time.monotonic()
         _insert_users(db_url, n_users)
