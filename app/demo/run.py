@@ -22,6 +22,8 @@ from app.demo.localhub import MANAGERS_GROUP, LocalHub, free_port, port_is_free
 ADMIN = "admin"
 MANAGER = "manager"
 USERS = ["alice", "bob", "carol", "dave"]
+# Course groups, so the console's group filter has something to filter.
+GROUPS = {"physics-101": ["alice", "bob", "carol"], "data-science": ["carol", "dave"]}
 # (user, server name): started at every run so the console has something to show.
 RUNNING_SERVERS = [("alice", ""), ("bob", ""), ("bob", "gpu")]
 
@@ -69,6 +71,8 @@ def populate(hub: LocalHub) -> None:
     # ADMIN exists already: LocalHub lists it in the hub's admin_users.
     hub.create_users([MANAGER, *USERS])
     hub.add_to_group(MANAGERS_GROUP, [MANAGER])
+    for group, members in GROUPS.items():
+        hub.add_to_group(group, members)
     with ThreadPoolExecutor(max_workers=len(RUNNING_SERVERS)) as pool:
         futures = [
             pool.submit(hub.start_server, user, server, timeout=90.0)
@@ -131,12 +135,14 @@ def run_demo(args: argparse.Namespace) -> int:
         _say("\nStopping ...")
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        # A second Ctrl-C during shutdown must not leave processes behind.
+        # A second Ctrl-C or SIGTERM during shutdown (a supervisor, `timeout`, an impatient
+        # user) must not cut the clean-up short and leave the hub and its servers behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             hub.stop()
         finally:
+            signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, signal.default_int_handler)
         _say("Stopped.")
 
