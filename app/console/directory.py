@@ -108,6 +108,7 @@ class UserDirectory:
             k: SortedIndex[HubUser](f, self._user_columns) for k, f in USER_KEYS.items()
         }
         self._built = False
+        self._rebuilding = False  # a rebuild is running in a worker thread
         self._rebuilt_at = 0.0
         self._dirty: dict[str, tuple[HubUser | None, tuple[ServerRow, ...]]] = {}
         # Selections point into the index lists: valid until the next reindex, which clears it.
@@ -195,7 +196,7 @@ class UserDirectory:
         keep using lists up to REBUILD_MIN_GAP s old instead of rebuilding per request (rows
         are immutable, so an old list is consistent, only late); the sync loops force it.
         """
-        if self._built and not self._dirty:
+        if self._rebuilding or (self._built and not self._dirty):
             return
         if not self._built or len(self._dirty) > REBUILD_THRESHOLD:
             if not force and self._built and time.monotonic() - self._rebuilt_at < REBUILD_MIN_GAP:
@@ -239,62 +240,52 @@ class UserDirectory:
         return user.name.lower(), self._states.get(user.name, STOPPED), ()
 
     def _rebuild(self) -> None:
-        """Rebuild the name orders now, and the time orders that are in use."""
-        # name order without comparing tuples: users by name, each user's rows by server
-        names = sorted(self._rows)
-        by_name, texts = self._rows, self._texts
-        rows = [row for name in names for row in by_name[name]]
-        lowers = [text for name in names for text in texts[name]]
-        self._row_index["name"].set(
-            rows, lowers, [r.status for r in rows], [r.groups for r in rows]
+        """Rebuild every order now, on the event loop (queries use `rebuild_off_loop`)."""
+        self._row_index, self._user_index = build_indexes(
+            self._rows, self._texts, self._users, self._states, self._user_columns
         )
-        users = [self._users[name] for name in names]
-        ulowers = [texts[name][0].partition("\x00")[0] for name in names]
-        ustates = [self._states[name] for name in names]
-        self._user_index["name"].set(users, ulowers, ustates, [()] * len(users))
-        for sort in ROW_TIME_FIELDS:
-            if self._row_index[sort].built:
-                self._build_row_order(sort)
-        for sort in ("last_activity", "-last_activity"):
-            if self._user_index[sort].built:
-                self._build_user_order(sort)
         self._built = True
 
-    def _build_row_order(self, sort: str) -> None:
-        base = self._row_index["name"]
-        field, fn = ROW_TIME_FIELDS[sort]
-        keys = [fn(getattr(r, field)) for r in base.items]
-        # stable: equal seconds keep the (user, server) order, as the unique key says
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        self._row_index[sort].set(
-            gather(base.items, order),
-            contiguous(gather(base.lowers, order)),
-            gather(base.statuses, order),
-            gather(base.groups, order),
-        )
+    async def rebuild_off_loop(self) -> None:
+        """Bring the lists up to date; a wholesale rebuild runs in a worker thread.
 
-    def _build_user_order(self, sort: str) -> None:
-        base = self._user_index["name"]
-        fn = seconds_or_inf if sort == "last_activity" else neg_seconds_or_inf
-        keys = [fn(u.last_activity) for u in base.items]
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        self._user_index[sort].set(
-            gather(base.items, order),
-            contiguous(gather(base.lowers, order)),
-            gather(base.statuses, order),
-            [()] * len(keys),  # users are not filtered by group
-        )
+        At 50,000 users a rebuild takes ~300 ms: on the event loop that would stall every
+        request. The thread builds new lists from a snapshot while queries keep reading the
+        old ones (consistent, only late); changes that arrive meanwhile stay in `_dirty` and
+        are patched onto the new lists once they are swapped in.
+        """
+        if self._rebuilding:
+            return
+        if self._built and len(self._dirty) <= REBUILD_THRESHOLD:
+            self.reindex()
+            return
+        self._rebuilding = True
+        try:
+            snapshot = (dict(self._rows), dict(self._texts), dict(self._users), dict(self._states))
+            self._dirty.clear()  # what changes from here on is patched onto the new lists
+            row_index, user_index = await asyncio.to_thread(
+                build_indexes, *snapshot, self._user_columns
+            )
+            self._row_index, self._user_index = row_index, user_index
+            self._built = True
+            self._rebuilt_at = time.monotonic()
+        finally:
+            self._rebuilding = False
+        self._cache.clear()
+        self._cache_version = -1
+        if len(self._dirty) <= REBUILD_THRESHOLD:
+            self.reindex()
 
     def _row_order(self, sort: str) -> SortedIndex[ServerRow]:
         index = self._row_index[sort]
         if not index.built:
-            self._build_row_order(sort)
+            build_row_order(self._row_index, sort)
         return index
 
     def _user_order(self, sort: str) -> SortedIndex[HubUser]:
         index = self._user_index[sort]
         if not index.built:
-            self._build_user_order(sort)
+            build_user_order(self._user_index, sort)
         return index
 
     def _cached(
@@ -507,7 +498,7 @@ class UserDirectory:
                 log.info("hub has %d users, directory %d: sweeping soon", total, len(self._users))
             self._sweep_soon.set()
         self._hub_total = total
-        self.reindex()
+        await self.rebuild_off_loop()
         self.synced_at = self.clock()
         self._active_error = None
 
@@ -533,13 +524,7 @@ class UserDirectory:
             else:
                 for name in missing:
                     self.remove(name)
-        self.reindex()
-        if not self.ready:
-            # build every order now, off the request path; from here on they are patched
-            for sort in ROW_TIME_FIELDS:
-                self._row_order(sort)
-            for sort in USER_SORTS:
-                self._user_order(sort.lstrip("-") if sort == "-name" else sort)
+        await self.rebuild_off_loop()
         first = not self.ready
         self.full_synced_at = self.clock()
         self._sweep_error = None
@@ -600,6 +585,59 @@ class UserDirectory:
             # asked for sooner: still leave a gap so a mismatch cannot make us sweep nonstop
             await asyncio.sleep(min(SWEEP_SOONER_MIN_GAP, interval))
         self._sweep_soon.clear()
+
+
+def build_indexes(
+    rows_by_name: dict[str, tuple[ServerRow, ...]],
+    texts: dict[str, tuple[str, ...]],
+    users: dict[str, HubUser],
+    states: dict[str, str],
+    user_columns: Callable[[HubUser], tuple[str, str, tuple[str, ...]]],
+) -> tuple[dict[str, SortedIndex[ServerRow]], dict[str, SortedIndex[HubUser]]]:
+    """Every sorted list, built from scratch (pure: safe to run in a worker thread)."""
+    row_index = {k: SortedIndex[ServerRow](f, row_columns) for k, f in ROW_KEYS.items()}
+    user_index = {k: SortedIndex[HubUser](f, user_columns) for k, f in USER_KEYS.items()}
+    # name order without comparing tuples: users by name, each user's rows by server
+    names = sorted(rows_by_name)
+    rows = [row for name in names for row in rows_by_name[name]]
+    lowers = [text for name in names for text in texts[name]]
+    row_index["name"].set(rows, lowers, [r.status for r in rows], [r.groups for r in rows])
+    ordered_users = [users[name] for name in names]
+    ulowers = [texts[name][0].partition("\x00")[0] for name in names]
+    ustates = [states[name] for name in names]
+    user_index["name"].set(ordered_users, ulowers, ustates, [()] * len(ordered_users))
+    for sort in ROW_TIME_FIELDS:
+        build_row_order(row_index, sort)
+    for sort in ("last_activity", "-last_activity"):
+        build_user_order(user_index, sort)
+    return row_index, user_index
+
+
+def build_row_order(row_index: dict[str, SortedIndex[ServerRow]], sort: str) -> None:
+    """A time order of rows, from the name order (a stable sort keeps ties by name)."""
+    base = row_index["name"]
+    field, fn = ROW_TIME_FIELDS[sort]
+    keys = [fn(getattr(r, field)) for r in base.items]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    row_index[sort].set(
+        gather(base.items, order),
+        contiguous(gather(base.lowers, order)),
+        gather(base.statuses, order),
+        gather(base.groups, order),
+    )
+
+
+def build_user_order(user_index: dict[str, SortedIndex[HubUser]], sort: str) -> None:
+    base = user_index["name"]
+    fn = seconds_or_inf if sort == "last_activity" else neg_seconds_or_inf
+    keys = [fn(u.last_activity) for u in base.items]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    user_index[sort].set(
+        gather(base.items, order),
+        contiguous(gather(base.lowers, order)),
+        gather(base.statuses, order),
+        [()] * len(keys),  # users are not filtered by group
+    )
 
 
 def _describe(exc: Exception) -> str:
