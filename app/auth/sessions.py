@@ -7,11 +7,14 @@ a restart keeps people signed in and logout really ends the session.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.auth.principal import role_for
@@ -45,12 +48,32 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _fernet(hk: HubkeeperState) -> Fernet:
+    key = hashlib.sha256(b"hubkeeper.access-token:" + hk.cookie_secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal_token(hk: HubkeeperState, token: str) -> str:
+    """Hub access tokens are kept encrypted: a copy of the database is no key to the hub."""
+    return _fernet(hk).encrypt(token.encode()).decode() if token else ""
+
+
+def open_token(hk: HubkeeperState, sealed: str) -> str | None:
+    """The token, or None when it cannot be read (another cookie secret): sign in again."""
+    if not sealed:
+        return ""
+    try:
+        return _fernet(hk).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return None
+
+
 def _create(hk: HubkeeperState, user: str, role: str, access_token: str) -> WebSession:
     web_session = WebSession(
         id=secrets.token_urlsafe(32),
         user=user,
         role=role,
-        access_token=access_token,
+        access_token=seal_token(hk, access_token),
         csrf_token=secrets.token_urlsafe(32),
     )
     with session_scope(hk.engine) as db:
@@ -119,10 +142,14 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
     if now - _as_utc(web_session.created_at) > SESSION_MAX_AGE:
         await asyncio.to_thread(_delete, hk, session_id)
         return None
+    access_token = open_token(hk, web_session.access_token)
+    if access_token is None:
+        await asyncio.to_thread(_delete, hk, session_id)
+        return None
     age = (now - _as_utc(web_session.checked_at)).total_seconds()
-    if age >= hk.settings.identity_recheck_seconds and web_session.access_token:
+    if age >= hk.settings.identity_recheck_seconds and access_token:
         try:
-            identity = await hk.hub.identify(web_session.access_token)
+            identity = await hk.hub.identify(access_token)
         except Unauthenticated:
             log.info("Hub no longer accepts %s's token; ending the session", web_session.user)
             await asyncio.to_thread(_delete, hk, session_id)

@@ -52,6 +52,11 @@ def test_admin_signs_in_through_hub_oauth_and_returns_to_next(hub, hubkeeper_ser
         assert any("samesite=lax" in h.lower() for h in set_cookie if SESSION_COOKIE in h)
         me = client.get(hubkeeper_server.proxied_url + "api/v1/me")
         assert me.json() == {"name": "auth-admin", "role": "admin"}
+        hk = hubkeeper_server.app.state.hk
+        with session_scope(hk.engine) as db:
+            stored = db.exec(select(WebSession).where(WebSession.user == "auth-admin")).first()
+        assert stored is not None
+        assert stored.access_token.startswith("gAAAA")  # Fernet: not the token itself
         audit = client.get(
             hubkeeper_server.proxied_url + "api/v1/audit",
             params={"actor": "auth-admin", "action": "auth.login"},
