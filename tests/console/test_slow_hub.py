@@ -1,0 +1,88 @@
+"""A hub that answers 202 ("still going") to every start and stop.
+
+The session hub starts and stops local servers within its 10 s grace, so it always answers
+201/204. This hub has its grace set to zero (`slow_spawn_timeout`, `slow_stop_timeout` are
+real hub settings), which is what a busy production hub with slow spawners looks like: the
+API must say "pending", and stop-all must wait for each stop to finish before counting it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.demo.localhub import LocalHub
+from app.main import create_app
+from tests.conftest import build_settings
+
+SLOW = 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "slow_stop_timeout": 0}'
+
+
+@pytest.fixture(scope="module")
+def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    hub = LocalHub(tmp_path_factory.mktemp("slowhub"), extra_config=SLOW)
+    try:
+        hub.start()
+        hub.create_users(["slow-ann", "slow-ben", "slow-cy"])
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def api(slow_hub: LocalHub, tmp_path: Any) -> Iterator[TestClient]:
+    settings = build_settings(
+        slow_hub,
+        f"sqlite:///{tmp_path / 'hk.sqlite'}",
+        tmp_path,
+        HUBKEEPER_ACTIVE_SYNC_INTERVAL="0.5",
+    )
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"token {slow_hub.user_token('admin')}"
+        yield client
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def server_status(client: TestClient, user: str) -> str:
+    body = client.get(f"/services/hubkeeper/api/v1/users/{user}").json()
+    return str(body["servers"][0]["status"]) if body["servers"] else "stopped"
+
+
+def test_start_and_stop_answer_pending_then_settle(api: TestClient, slow_hub: LocalHub) -> None:
+    started = api.post("/services/hubkeeper/api/v1/users/slow-ann/server/start")
+    assert started.status_code == 200
+    assert started.json() == {"status": "pending"}
+    wait_for(lambda: server_status(api, "slow-ann") == "running")
+    stopped = api.post("/services/hubkeeper/api/v1/users/slow-ann/server/stop")
+    assert stopped.status_code == 200
+    assert stopped.json() == {"status": "pending"}
+    wait_for(lambda: server_status(api, "slow-ann") == "stopped")
+
+
+def test_stop_all_waits_for_pending_stops(api: TestClient, slow_hub: LocalHub) -> None:
+    for name in ("slow-ben", "slow-cy"):
+        slow_hub.start_server(name)
+    accepted = api.post("/services/hubkeeper/api/v1/servers/stop-all", json={"reason": "slow"})
+    assert accepted.status_code == 202
+    job_id = accepted.json()["job"]
+    assert accepted.json()["total"] == 2
+
+    def done() -> bool:
+        return api.get(f"/services/hubkeeper/api/v1/jobs/{job_id}").json()["state"] == "done"
+
+    wait_for(done, timeout=60)
+    job = api.get(f"/services/hubkeeper/api/v1/jobs/{job_id}").json()
+    assert job == {"state": "done", "total": 2, "done": 2, "failed": []}
+    for name in ("slow-ben", "slow-cy"):
+        model = slow_hub.server_model(name)
+        assert model is None or (not model.get("ready") and not model.get("pending"))
