@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     token_cache_seconds: int = Field(
         60, ge=0, le=300, validation_alias="HUBKEEPER_TOKEN_CACHE_SECONDS"
     )
+    server_log_path: str = Field(
+        ".jupyter-server-log.txt", min_length=1, validation_alias="HUBKEEPER_SERVER_LOG_PATH"
+    )
     log_level: str = Field("info", validation_alias="HUBKEEPER_LOG_LEVEL")
 
     @field_validator("admin_groups", "manager_groups", mode="before")

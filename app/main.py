@@ -21,6 +21,8 @@ from app.console.routes import router as console_router
 from app.db.engine import create_db_engine, migrate
 from app.health.routes import router as health_router
 from app.hub.client import HubClient
+from app.lockdown.routes import router as lockdown_router
+from app.logs.routes import router as logs_router
 from app.state import HubkeeperState
 from app.web.errors import install_error_handlers
 from app.web.prefix import ServicePrefixMiddleware
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)
+    app.include_router(lockdown_router)
+    app.include_router(logs_router)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app

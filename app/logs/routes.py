@@ -1,0 +1,5 @@
+"""STUB: being built."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
