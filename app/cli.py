@@ -53,6 +53,24 @@ def cmd_stop_all(args: argparse.Namespace) -> int:
     return asyncio.run(stop_all(settings, reason=args.reason, assume_yes=args.yes))
 
 
+def cmd_lockdown(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.lockdown.cli import lockdown
+
+    settings = Settings()
+    if args.lockdown_command == "on" and not args.keep_servers:
+        settings.require_hub()  # it stops the running servers unless --keep-servers
+    return asyncio.run(
+        lockdown(
+            settings,
+            args.lockdown_command,
+            reason=getattr(args, "reason", ""),
+            keep=getattr(args, "keep_servers", False),
+        )
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo.run import run_demo
 
@@ -84,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     stop.set_defaults(func=cmd_stop_all)
+
+    lock = sub.add_parser("lockdown", help="lock the hub (no server may start), lift it, or ask")
+    lock_sub = lock.add_subparsers(dest="lockdown_command", required=True)
+    lock_on = lock_sub.add_parser("on", help="lock the hub and stop every running server")
+    lock_on.add_argument("--reason", required=True, help="shown to users; kept in the audit")
+    lock_on.add_argument("--keep-servers", action="store_true", help="leave running servers alone")
+    lock_sub.add_parser("off", help="lift the lockdown")
+    lock_sub.add_parser("status", help="is the hub locked?")
+    lock.set_defaults(func=cmd_lockdown)
 
     demo = sub.add_parser("demo", help="a local JupyterHub with Hubkeeper and demo users")
     demo.add_argument("--dir", default=".demo", help="state folder (default: .demo)")

@@ -21,6 +21,7 @@ from app.console.routes import router as console_router
 from app.db.engine import create_db_engine, migrate
 from app.health.routes import router as health_router
 from app.hub.client import HubClient
+from app.lockdown import service as lockdown
 from app.lockdown.routes import router as lockdown_router
 from app.logs.routes import router as logs_router
 from app.state import HubkeeperState
@@ -56,13 +57,16 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
+        await lockdown.refresh(state)  # a lockdown survives restarts
         sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
+        watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
         try:
             yield
         finally:
-            sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sync
+            for task in (sync, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await state.jobs.shutdown()
             await hub.aclose()
             engine.dispose()

@@ -46,3 +46,29 @@ c.JupyterHub.load_roles = [
         "scopes": ["self", "access:services!service=hubkeeper"],
     },
 ]
+
+
+# --- Hubkeeper lockdown: refuse spawns while the hub is locked (see README) ---------------
+import json  # noqa: E402
+import logging  # noqa: E402
+
+from tornado.httpclient import AsyncHTTPClient  # noqa: E402
+from tornado.web import HTTPError  # noqa: E402
+
+LOCKDOWN_STATUS = "http://hubkeeper:10101/services/hubkeeper/api/v1/lockdown/status"
+
+
+async def hubkeeper_lockdown_hook(spawner):  # type: ignore[no-untyped-def]
+    try:
+        response = await AsyncHTTPClient().fetch(LOCKDOWN_STATUS, request_timeout=2)
+        status = json.loads(response.body)
+    except Exception as exc:  # Hubkeeper unreachable: let the spawn go ahead (fail open)
+        logging.getLogger("hubkeeper").warning("lockdown check failed: %s", exc)
+        return
+    if status.get("locked"):
+        error = HTTPError(503, status["message"])
+        error.jupyterhub_message = status["message"]  # what the user's page shows
+        raise error
+
+
+c.Spawner.pre_spawn_hook = hubkeeper_lockdown_hook

@@ -15,6 +15,7 @@ from app.audit.service import record
 from app.config import Settings
 from app.errors import Conflict, HubkeeperError, NotFound
 from app.hub.models import HubUser
+from app.lockdown.state import current as current_lockdown
 
 if TYPE_CHECKING:
     from app.state import HubkeeperState
@@ -101,9 +102,15 @@ async def _refresh_after(hk: HubkeeperState, user: str) -> None:
 
 
 async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
-    """Start a server: "running" when it is up, "pending" while the hub is still starting it."""
+    """Start a server: "running" when it is up, "pending" while the hub is still starting it.
+
+    Refused (409 locked) while the hub is locked down: the hub's spawn hook would refuse it too.
+    """
     target = target_of(user, server)
     try:
+        lockdown = current_lockdown(hk)
+        if lockdown.active:
+            raise Conflict(lockdown.message, code="locked")
         current = await _current(hk, user)
         status = _status(current, server)
         if status in ("running", "starting"):

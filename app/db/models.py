@@ -44,3 +44,19 @@ class WebSession(SQLModel, table=True):
     csrf_token: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
     checked_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+
+
+class Lockdown(SQLModel, table=True):
+    """A period during which the hub refuses to start servers; `ended_at` is null while active."""
+
+    __tablename__ = "lockdown"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True)
+    )
+    started_by: str = Field(max_length=255)
+    stop_servers: bool = Field(default=True)
+    ended_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    ended_by: str | None = Field(default=None, max_length=255)

@@ -219,6 +219,7 @@ class LocalHub:
             "home_dir_template": str(self.homes_dir / "{username}"),
             "spawner_cmd": cmd,
             "spawner_args": args,
+            "lockdown_status_url": (f"{self.service_url}{SERVICE_PREFIX}api/v1/lockdown/status"),
             "services": [
                 self._service_spec(),
                 {"name": ADMIN_SERVICE_NAME, "api_token": self.admin_token, "admin": True},
@@ -253,6 +254,9 @@ class LocalHub:
             'c.Spawner.ip = "127.0.0.1"',
             'c.Spawner.cmd = v["spawner_cmd"]',
             'c.Spawner.args = v["spawner_args"]',
+            "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
+            "from app.lockdown.hook import make_pre_spawn_hook",
+            'c.Spawner.pre_spawn_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",
             "c.Spawner.http_timeout = 60",

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +31,16 @@ PAGINATION_ACCEPT = "application/jupyterhub-pagination+json"
 READ_RETRIES = 2
 RETRY_PAUSE = 0.3
 UNAVAILABLE_STATUSES = {502, 503, 504, 599}
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Part of a file in a user's server: `data` starts at byte `start`; `size` is the whole
+    file's size when the server said so (None if it did not)."""
+
+    data: bytes
+    start: int
+    size: int | None
 
 
 def q(segment: str) -> str:
@@ -413,3 +424,52 @@ class HubClient:
         elif len(response.content) > nbytes:
             return response.content[-nbytes:], True
         return response.content, truncated
+
+    async def read_file_range(
+        self,
+        server_url: str,
+        path: str,
+        start: int | None = None,
+        *,
+        end: int | None = None,
+        last: int | None = None,
+    ) -> FileRange:
+        """Bytes `start`..`end` (inclusive; to the end of the file when None), or the `last`
+        bytes, of a file in the user's server, with the file's current size.
+
+        A `start` at or past the end gives no data and the size, so a caller following a
+        file sees it grow or shrink. 404 → NotFound `file_not_found`; the hub answering for
+        a server that is not running (a redirect or 424) → Conflict `server_not_running`.
+        """
+        if last is not None:
+            wanted = f"bytes=-{max(last, 1)}"
+        else:
+            first = max(start or 0, 0)
+            wanted = f"bytes={first}-" + ("" if end is None else str(max(end, first)))
+        quoted = "/".join(q(part) for part in path.strip("/").split("/"))
+        response = await self._singleuser(
+            "GET", server_url, f"files/{quoted}", headers={"Range": wanted}
+        )
+        status = response.status_code
+        if status == 404:
+            raise NotFound(f"No file {path!r} in the user's server", code="file_not_found")
+        if 300 <= status < 400 or status == 424:
+            raise Conflict("The server is not running", code="server_not_running")
+        content_range = response.headers.get("Content-Range", "")
+        total = content_range.rsplit("/", 1)[-1]
+        size = int(total) if total.isdigit() else None
+        if status == 416:  # nothing at or past `start`, or an empty file
+            return FileRange(b"", size if size is not None else 0, size)
+        self._raise_for(response, "read file")
+        data = response.content
+        if status == 206:
+            head = content_range.removeprefix("bytes ").split("-", 1)[0]
+            return FileRange(data, int(head) if head.isdigit() else 0, size)
+        # 200: the server ignored the Range and sent the whole file.
+        size = len(data)
+        if last is not None:
+            cut = max(size - last, 0)
+            return FileRange(data[cut:], cut, size)
+        first = max(start or 0, 0)
+        stop = size if end is None else min(end + 1, size)
+        return FileRange(data[first:stop], min(first, size), size)

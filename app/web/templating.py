@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
+from app.lockdown.state import current as current_lockdown
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 templates = Jinja2Templates(directory=str(ROOT / "templates"))
 templates.env.autoescape = True
@@ -65,6 +67,10 @@ def render(
         "hub_url": request.app.state.settings.browser_hub_url,
         "principal": getattr(request.state, "principal", None),
         "csrf_token": getattr(request.state, "csrf_token", ""),
+        # In memory (app.lockdown.state), never a query: every page shows a banner when locked.
+        "lockdown": current_lockdown(hk)
+        if (hk := getattr(request.app.state, "hk", None))
+        else None,
     }
     ctx.update(context or {})
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)

@@ -1,0 +1,78 @@
+"""`hubkeeper lockdown on|off|status` from a terminal, audited as `cli:<user>`.
+
+Writes the database directly; a running Hubkeeper picks the change up within seconds
+(`app.lockdown.service.watch`), and so does the hub's spawn hook through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+
+from app.config import Settings
+from app.console.cli import CliActor, _state
+from app.db.engine import migrate
+from app.errors import HubkeeperError
+from app.lockdown import service
+from app.lockdown.state import LockdownState
+from app.state import HubkeeperState
+
+
+def _describe(state: LockdownState) -> str:
+    if not state.active or state.since is None:
+        return "The hub is open: servers may start."
+    return f"The hub is LOCKED since {state.since:%Y-%m-%d %H:%M} UTC by {state.by}: {state.reason}"
+
+
+async def _wait(hk: HubkeeperState, job_id: str) -> int:
+    job = hk.jobs.get(job_id)
+    shown = -1
+    while job is not None and job.state != "done":
+        if job.done != shown:
+            shown = job.done
+            print(f"  {job.done}/{job.total} servers handled", flush=True)
+        await asyncio.sleep(0.5)
+    if job is None:
+        return 0
+    print(f"Stopped {job.stopped} of {job.total} server(s).")
+    for failure in job.failed:
+        print(f"  failed: {failure['user']}/{failure['server']}: {failure['error']}")
+    return 1 if job.failed else 0
+
+
+async def lockdown(settings: Settings, action: str, *, reason: str = "", keep: bool = False) -> int:
+    """Exit codes: 0 done, 1 refused (already so) or some servers failed to stop, 3 hub/db."""
+    await asyncio.to_thread(migrate, settings.database_url)
+    hk = _state(settings)
+    who = CliActor(name=f"cli:{getpass.getuser()}")
+    try:
+        if action == "status":
+            print(_describe(await asyncio.to_thread(service.load, hk.engine)))
+            return 0
+        if action == "off":
+            ended = await service.unlock(hk, who)
+            print(f"Lockdown lifted ({ended.reason}). Servers may start again.")
+            return 0
+        reason = reason.strip()
+        if not reason or len(reason) > service.REASON_MAX:
+            print(
+                f"hubkeeper: give a --reason of 1 to {service.REASON_MAX} characters",
+                file=sys.stderr,
+            )
+            return 2
+        result = await service.lock(hk, who, reason, stop_servers=not keep)
+        print(_describe(result.state))
+        if result.stop_error:
+            print(f"hubkeeper: could not stop the servers: {result.stop_error}", file=sys.stderr)
+            return 3
+        if result.job is not None:
+            return await _wait(hk, result.job.id)
+        return 0
+    except HubkeeperError as exc:
+        print(f"hubkeeper: {exc.detail}", file=sys.stderr)
+        return 1 if exc.status_code == 409 else 3
+    finally:
+        await hk.jobs.shutdown()
+        await hk.hub.aclose()
+        hk.engine.dispose()

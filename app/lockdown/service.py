@@ -1,0 +1,178 @@
+"""Lock the hub (no server may start), lift it, and read its history; every change audited.
+
+The database is the truth, so the CLI and other replicas agree: each Hubkeeper keeps a copy
+in memory (`app.lockdown.state`), loaded at start-up, replaced on every change it makes, and
+re-read every `REFRESH_SECONDS` by `watch()` to pick up changes made elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from app.console.jobs import Job
+from app.console.service import Actor, audit
+from app.db.engine import session_scope
+from app.db.models import Lockdown, utcnow
+from app.errors import Conflict, HubkeeperError
+from app.lockdown.state import OPEN, LockdownState, current, remember
+
+if TYPE_CHECKING:
+    from app.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2.0
+REASON_MAX = 500
+
+
+def _state_of(row: Lockdown | None) -> LockdownState:
+    if row is None:
+        return OPEN
+    return LockdownState(
+        active=True, reason=row.reason, since=row.started_at, by=row.started_by, id=row.id
+    )
+
+
+def _active(session: Session) -> Lockdown | None:
+    query = (
+        select(Lockdown)
+        .where(col(Lockdown.ended_at).is_(None))
+        .order_by(col(Lockdown.started_at).desc(), col(Lockdown.id).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
+
+
+def load(engine: Engine) -> LockdownState:
+    """The active lockdown in the database, if any (blocking: call it in a thread)."""
+    with session_scope(engine) as session:
+        return _state_of(_active(session))
+
+
+async def refresh(hk: HubkeeperState) -> LockdownState:
+    """Re-read the state from the database into memory; on a database error keep the old one."""
+    try:
+        state = await asyncio.to_thread(load, hk.engine)
+    except Exception as exc:
+        log.warning("could not read the lockdown state; keeping the last known one: %s", exc)
+        return current(hk)
+    remember(hk, state)
+    return state
+
+
+async def watch(hk: HubkeeperState, interval: float = REFRESH_SECONDS) -> None:
+    """Lifespan task: pick up lockdowns set by the CLI or another replica. Never dies."""
+    while True:
+        await asyncio.sleep(interval)
+        await refresh(hk)
+
+
+def _insert(engine: Engine, who: str, reason: str, stop_servers: bool) -> LockdownState:
+    with session_scope(engine) as session:
+        active = _active(session)
+        if active is not None:
+            raise _AlreadyLocked(_state_of(active))
+        row = Lockdown(reason=reason, started_by=who, stop_servers=stop_servers)
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+        return _state_of(row)
+
+
+def _end(engine: Engine, who: str) -> Lockdown | None:
+    with session_scope(engine) as session:
+        active = _active(session)
+        if active is None:
+            return None
+        active.ended_at = utcnow()
+        active.ended_by = who
+        session.add(active)
+        session.flush()
+        session.refresh(active)
+        session.expunge(active)
+        return active
+
+
+class _AlreadyLocked(Exception):
+    def __init__(self, state: LockdownState) -> None:
+        self.state = state
+
+
+def already_locked(state: LockdownState) -> Conflict:
+    return Conflict(
+        f"The hub is already locked (since {state.since:%Y-%m-%d %H:%M} UTC by {state.by}: "
+        f"{state.reason})"
+        if state.since
+        else "The hub is already locked",
+        code="already_locked",
+    )
+
+
+@dataclass
+class LockResult:
+    state: LockdownState
+    job: Job | None
+    stop_error: str | None = None
+
+
+async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: bool) -> LockResult:
+    """Lock first (so nothing restarts meanwhile), then stop the running servers if asked."""
+    reason = reason.strip()
+    try:
+        state = await asyncio.to_thread(_insert, hk.engine, who.name, reason, stop_servers)
+    except _AlreadyLocked as exc:
+        remember(hk, exc.state)
+        error = already_locked(exc.state)
+        await audit(hk, who, "lockdown.on", "hub", outcome="failed", error=error.detail)
+        raise error from None
+    remember(hk, state)
+    await audit(
+        hk,
+        who,
+        "lockdown.on",
+        "hub",
+        detail=f"reason: {reason}; stop servers: {'yes' if stop_servers else 'no'}",
+    )
+    if not stop_servers:
+        return LockResult(state, None)
+    try:
+        job = await hk.jobs.start_stop_all(hk, who, f"lockdown: {reason}")
+    except HubkeeperError as exc:
+        # The lock holds; only the stopping failed (audited by the job as servers.stop_all).
+        log.warning("lockdown set, but its stop-all could not start: %s", exc.detail)
+        return LockResult(state, None, stop_error=exc.detail)
+    return LockResult(state, job)
+
+
+async def unlock(hk: HubkeeperState, who: Actor) -> Lockdown:
+    """Lift the active lockdown; 409 not_locked when there is none."""
+    ended = await asyncio.to_thread(_end, hk.engine, who.name)
+    if ended is None:
+        remember(hk, OPEN)
+        error = Conflict("The hub is not locked", code="not_locked")
+        await audit(hk, who, "lockdown.off", "hub", outcome="failed", error=error.detail)
+        raise error
+    remember(hk, OPEN)
+    await audit(hk, who, "lockdown.off", "hub", detail=f"lifted lockdown: {ended.reason}")
+    return ended
+
+
+def history(engine: Engine, *, offset: int = 0, limit: int = 50) -> tuple[list[Lockdown], int]:
+    """Every lockdown, newest first (blocking: call it in a thread)."""
+    with session_scope(engine) as session:
+        total = session.exec(select(func.count()).select_from(Lockdown)).one()
+        rows = session.exec(
+            select(Lockdown)
+            .order_by(col(Lockdown.started_at).desc(), col(Lockdown.id).desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        for row in rows:
+            session.expunge(row)
+        return list(rows), int(total)

@@ -1,0 +1,92 @@
+"""`api/v1/users/{name}/logs` (a tail, JSON or a text download) and `.../logs/stream` (SSE).
+
+Admins only: a server's log can hold anything the user's code printed. Every read is audited.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from app.console.api import UserName
+from app.deps import CurrentAdmin, StateDep
+from app.logs import service
+from app.logs.schemas import LogOut
+
+router = APIRouter(prefix="/api/v1", tags=["logs"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+ServerQuery = Annotated[
+    str, Query(max_length=255, description="a named server; empty for the default server")
+]
+
+
+def download_name(user: str, server: str) -> str:
+    return f"{user}-{server}-server-log.txt" if server else f"{user}-server-log.txt"
+
+
+def content_disposition(filename: str) -> str:
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]+", "_", filename)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@router.get(
+    "/users/{name}/logs",
+    response_model=LogOut,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "JSON, or text with format=text"}
+    },
+)
+async def get_log(
+    name: UserName,
+    who: CurrentAdmin,
+    hk: StateDep,
+    server: ServerQuery = "",
+    lines: Annotated[int, Query(ge=1, le=service.MAX_LINES)] = service.DEFAULT_LINES,
+    format: Literal["json", "text"] = "json",
+) -> LogOut | PlainTextResponse:
+    """The last `lines` lines of a running server's log (409 when it is not running)."""
+    tail = await service.view_log(hk, who, name, server, lines)
+    if format == "text":
+        body = "\n".join(tail.lines) + ("\n" if tail.lines else "")
+        return PlainTextResponse(
+            body,
+            headers={
+                "Content-Disposition": content_disposition(download_name(name, server)),
+                "Cache-Control": "no-store",
+            },
+        )
+    return LogOut(lines=tail.lines, source=tail.source, truncated=tail.truncated)
+
+
+@router.get("/users/{name}/logs/stream", response_class=StreamingResponse)
+async def stream_log(
+    name: UserName,
+    who: CurrentAdmin,
+    hk: StateDep,
+    request: Request,
+    server: ServerQuery = "",
+    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> StreamingResponse:
+    """Server-sent events: the last 200 lines, then new lines as they are written.
+
+    `data: {"lines": [...]}` with `id:` = byte offset (a reconnecting EventSource resumes
+    there); `event: notice` (file shrank, skipped ahead), `event: timeout` after 10 min
+    (reconnect), `event: error` with the error JSON when the server stops or the hub goes.
+    """
+    resume_at = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    model, tail = await service.open_stream(hk, who, name, server, resume_at)
+    events = service.follow_log(
+        hk,
+        name,
+        server,
+        model,
+        tail=tail,
+        resume_at=resume_at,
+        is_disconnected=request.is_disconnected,
+    )
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
