@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -18,6 +17,7 @@ from app.auth.sessions import issue_session
 from app.console.views import PAGE_SIZE
 from app.hub.client import HubClient
 from app.main import create_app
+from tests.waiting import wait_for
 
 SCRIPT_USER = "<script>alert('hk')"  # the hub refuses "/" in names, so no closing tag
 ATTR_USER = '"><img src=x onerror=alert(1)>'
@@ -27,17 +27,6 @@ NOBODY = "pages-nobody"
 WORKER = "pages-worker"
 PAGED_GROUP = "pages-paged"
 PAGED_USERS = [f"pages-paged-{i:02d}" for i in range(PAGE_SIZE + 7)]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def soup(response: httpx.Response) -> BeautifulSoup:

@@ -8,7 +8,6 @@ API must say "pending", and stop-all must wait for each stop to finish before co
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from app.demo.localhub import LocalHub
 from app.main import create_app
 from tests.conftest import build_settings
+from tests.waiting import wait_for
 
 SLOW = 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "slow_stop_timeout": 0}'
 
@@ -44,13 +44,6 @@ def api(slow_hub: LocalHub, tmp_path: Any) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"token {slow_hub.user_token('admin')}"
         yield client
-
-
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def server_status(client: TestClient, user: str) -> str:
@@ -80,7 +73,7 @@ def test_stop_all_waits_for_pending_stops(api: TestClient, slow_hub: LocalHub) -
     def done() -> bool:
         return api.get(f"/services/hubkeeper/api/v1/jobs/{job_id}").json()["state"] == "done"
 
-    wait_for(done, timeout=60)
+    wait_for(done, timeout=60, what="the stop-all job")
     job = api.get(f"/services/hubkeeper/api/v1/jobs/{job_id}").json()
     assert job == {"state": "done", "total": 2, "done": 2, "failed": []}
     for name in ("slow-ben", "slow-cy"):
