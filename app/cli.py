@@ -71,6 +71,12 @@ def cmd_lockdown(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.history.cli import report
+
+    return report(Settings(), since=args.since, until=args.until, by=args.by, as_csv=args.csv)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo.run import run_demo
 
@@ -111,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     lock_sub.add_parser("off", help="lift the lockdown")
     lock_sub.add_parser("status", help="is the hub locked?")
     lock.set_defaults(func=cmd_lockdown)
+
+    rep = sub.add_parser("report", help="server usage per day, user or group (from the database)")
+    rep.add_argument("--since", default="", help="ISO date or date-time (default: 30 days ago)")
+    rep.add_argument("--until", default="", help="ISO date or date-time, exclusive (default: now)")
+    rep.add_argument("--by", choices=("day", "user", "group"), default="day")
+    rep.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
+    rep.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="a local JupyterHub with Hubkeeper and demo users")
     demo.add_argument("--dir", default=".demo", help="state folder (default: .demo)")

@@ -20,6 +20,8 @@ from app.console.jobs import JobRegistry
 from app.console.routes import router as console_router
 from app.db.engine import create_db_engine, migrate
 from app.health.routes import router as health_router
+from app.history.recorder import SessionRecorder
+from app.history.routes import router as history_router
 from app.hub.client import HubClient
 from app.lockdown import service as lockdown
 from app.lockdown.routes import router as lockdown_router
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         jobs=JobRegistry(),
         cookie_secret=settings.resolved_cookie_secret(),
     )
+    recorder = state.history = SessionRecorder(engine)
+    state.directory.listeners.append(recorder.on_change)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,14 +64,18 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         await lockdown.refresh(state)  # a lockdown survives restarts
         sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
         watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
+        record = asyncio.create_task(
+            recorder.run(state.directory), name="hubkeeper-history-recorder"
+        )
         try:
             yield
         finally:
-            for task in (sync, watch):
+            for task in (sync, watch, record):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await state.jobs.shutdown()
+            await recorder.flush()  # nothing seen is lost on shutdown
             await hub.aclose()
             engine.dispose()
 
@@ -91,6 +99,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(audit_router)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
+    app.include_router(history_router)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app

@@ -16,6 +16,7 @@ from app.hub.client import HubClient
 if TYPE_CHECKING:
     from app.console.directory import UserDirectory
     from app.console.jobs import JobRegistry
+    from app.history.recorder import SessionRecorder
 
 
 @dataclass
@@ -27,3 +28,4 @@ class HubkeeperState:
     jobs: JobRegistry
     cookie_secret: str
     extras: dict[str, object] = field(default_factory=dict)
+    history: SessionRecorder | None = None  # records server sessions (None in the CLI)

@@ -121,6 +121,9 @@ class UserDirectory:
         self._touched: set[str] | None = None  # names upserted while a sweep runs
         self._sweep_soon = asyncio.Event()
 
+        # called with (old, new) on every change of a user (None = absent); must be cheap
+        self.listeners: list[Callable[[HubUser | None, HubUser | None], None]] = []
+
     # --- state for the UI ----------------------------------------------------------------
     @property
     def stale(self) -> bool:
@@ -159,6 +162,7 @@ class UserDirectory:
         else:
             self._active.discard(user.name)
         self.version += 1
+        self._notify(old, user)
         return True
 
     def remove(self, name: str) -> bool:
@@ -172,7 +176,15 @@ class UserDirectory:
         self._states.pop(name, None)
         self._active.discard(name)
         self.version += 1
+        self._notify(old, None)
         return True
+
+    def _notify(self, old: HubUser | None, new: HubUser | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(old, new)
+            except Exception:  # a listener's bug must not break the sync
+                log.exception("directory listener %r failed", listener)
 
     def _forget(self, name: str, old: HubUser | None) -> None:
         """Undo the counters of the old state and remember it for patching the indexes."""

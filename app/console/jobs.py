@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from app.console.service import Actor, audit, target_of
+from app.console.service import Actor, audit, stop_recorded, target_of
 from app.errors import Conflict, HubkeeperError, NotFound
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class JobRegistry:
 
         async def one(user: str, server: str) -> None:
             async with limit:
-                error = await self._stop_one(hk, who, user, server)
+                error = await self._stop_one(hk, who, job, user, server)
             if error:
                 job.failed.append({"user": user, "server": server, "error": error})
             else:
@@ -152,12 +152,15 @@ class JobRegistry:
                 error=errors[:4000],
             )
 
-    async def _stop_one(self, hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
+    async def _stop_one(
+        self, hk: HubkeeperState, who: Actor, job: Job, user: str, server: str
+    ) -> str:
         """Stop one server and wait for a pending stop; returns an error text or ""."""
         target = target_of(user, server)
         try:
             try:
-                result = await hk.hub.stop_server(user, server)
+                reason = "lockdown" if job.reason.startswith("lockdown:") else "admin"
+                result = await stop_recorded(hk, who, user, server, reason=reason)
             except Conflict as exc:
                 if exc.code != "already_stopped":
                     raise

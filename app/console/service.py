@@ -135,7 +135,7 @@ async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "
     """Stop a server: "stopped" when it is down, "pending" while the hub is still stopping it."""
     target = target_of(user, server)
     try:
-        result = await _stop(hk, user, server)
+        result = await _stop(hk, who, user, server)
     except HubkeeperError as exc:
         await audit(hk, who, "server.stop", target, outcome="failed", error=exc.detail)
         raise
@@ -144,7 +144,7 @@ async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "
     return "stopped" if result == "stopped" else "pending"
 
 
-async def _stop(hk: HubkeeperState, user: str, server: str) -> str:
+async def _stop(hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
     current = await _current(hk, user)
     status = _status(current, server)
     if status is None:
@@ -153,7 +153,21 @@ async def _stop(hk: HubkeeperState, user: str, server: str) -> str:
         raise Conflict(f"{server_label(user, server)} is already stopped", code="already_stopped")
     if status == "stopping":
         raise Conflict(f"{server_label(user, server)} is already stopping", code="action_pending")
-    return await hk.hub.stop_server(user, server)
+    return await stop_recorded(hk, who, user, server, reason="admin")
+
+
+async def stop_recorded(
+    hk: HubkeeperState, who: Actor, user: str, server: str, *, reason: str
+) -> str:
+    """Ask the hub to stop a server, telling the session history who did it and why first."""
+    if hk.history is not None:
+        hk.history.expect_stop(user, server, reason=reason, by=who.name)
+    try:
+        return await hk.hub.stop_server(user, server)
+    except HubkeeperError:
+        if hk.history is not None:
+            hk.history.forget_stop(user, server)
+        raise
 
 
 async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:

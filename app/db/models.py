@@ -60,3 +60,20 @@ class Lockdown(SQLModel, table=True):
     stop_servers: bool = Field(default=True)
     ended_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
     ended_by: str | None = Field(default=None, max_length=255)
+
+
+class ServerSession(SQLModel, table=True):
+    """One run of one server, from ready to stopped; `stopped_at` is null while it runs."""
+
+    __tablename__ = "server_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True, max_length=255)
+    server: str = Field(default="", max_length=255)  # "" = the default server
+    started_at: datetime = Field(sa_column=UTCDateTime(nullable=False, index=True))
+    stopped_at: datetime | None = Field(
+        default=None, sa_column=UTCDateTime(nullable=True, index=True)
+    )
+    duration_s: float | None = Field(default=None)  # set when it stops
+    stop_reason: str | None = Field(default=None, max_length=16)  # admin|culled|lockdown|unknown
+    stopped_by: str | None = Field(default=None, max_length=255)

@@ -1,0 +1,102 @@
+"""`api/v1/sessions` (server sessions) and `api/v1/usage` (aggregates, JSON or CSV)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from app.deps import CurrentReader, StateDep
+from app.history import service
+from app.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
+from app.history.usage import MAX_DAYS, UsageRow, aggregate, to_csv
+from app.state import HubkeeperState
+
+router = APIRouter(prefix="/api/v1", tags=["history"])
+
+
+@router.get("/sessions", response_model=SessionList)
+async def sessions(
+    who: CurrentReader,
+    hk: StateDep,
+    user: Annotated[str, Query(max_length=255)] = "",
+    since: str | None = None,
+    until: str | None = None,
+    stop_reason: Literal["", "user", "admin", "culled", "lockdown", "unknown"] = "",
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SessionList:
+    """Server sessions overlapping [since, until), newest first."""
+    start = service.parse_when(since, "since")
+    end = service.parse_when(until, "until")
+    if start and end and start > end:
+        raise service.BadInput("since must not be after until", code="invalid_window")
+    rows, total = await asyncio.to_thread(
+        service.list_sessions,
+        hk.engine,
+        user=user,
+        since=start,
+        until=end,
+        stop_reason=stop_reason,
+        offset=offset,
+        limit=limit,
+    )
+    now = datetime.now(UTC)
+    return SessionList(
+        items=[SessionOut.of(r, now) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+async def usage_rows(
+    hk: HubkeeperState, since: str | None, until: str | None, by: str
+) -> tuple[datetime, datetime, list[UsageRow]]:
+    """The window and its rows (shared by the API and the page); 422 on bad input."""
+    now = datetime.now(UTC)
+    start, end = service.window(since, until, now=now)
+    if by == "day" and (end - start).days > MAX_DAYS:
+        raise service.BadInput(f"by=day covers at most {MAX_DAYS} days", code="invalid_window")
+    found = await asyncio.to_thread(service.sessions_between, hk.engine, start, end)
+
+    def groups_of(user: str) -> list[str]:
+        known = hk.directory.get(user)
+        return list(known.groups) if known else []
+
+    rows = aggregate(found, since=start, until=end, by=by, now=now, groups_of=groups_of)
+    return start, end, rows
+
+
+@router.get("/usage", response_model=UsageOut)
+async def usage(
+    who: CurrentReader,
+    hk: StateDep,
+    since: str | None = None,
+    until: str | None = None,
+    by: Literal["day", "user", "group"] = "day",
+    format: Literal["json", "csv"] = "json",  # noqa: A002 - the contract's name
+) -> Response | UsageOut:
+    """Sessions, server-hours and distinct users per day, user or group (default: last 30
+    days by day). by=group uses the users' current groups: a user in two groups counts in both.
+    `format=csv` answers a CSV attachment."""
+    start, end, rows = await usage_rows(hk, since, until, by)
+    if format == "csv":
+        return csv_response(rows, start, end, by)
+    return UsageOut(
+        since=start,
+        until=end,
+        by=by,
+        rows=[UsageRowOut.model_validate(r.as_dict()) for r in rows],
+    )
+
+
+def csv_response(rows: list[UsageRow], start: datetime, end: datetime, by: str) -> Response:
+    """The rows as a CSV attachment named for the window."""
+    body = to_csv(rows)
+    name = f"hubkeeper-usage-{by}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

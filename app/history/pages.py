@@ -1,0 +1,158 @@
+"""The history page: server-hours per day (an SVG chart and its table), usage by user or
+group, a CSV download, and the sessions, newest first. The view lives in the query string."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.console.views import Pager
+from app.deps import CurrentReader, StateDep
+from app.history import service
+from app.history.api import usage_rows
+from app.history.chart import bar_chart
+from app.history.recorder import aware
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 50
+MAX_PAGE_DAYS = 366
+REASONS = ("admin", "lockdown", "culled", "unknown", "user")
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    since: str = ""  # YYYY-MM-DD, first day shown
+    until: str = ""  # YYYY-MM-DD, last day shown (inclusive)
+    by: str = "user"
+    user: str = ""
+    reason: str = ""
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Any) -> HistoryView:
+        def get(key: str) -> str:
+            value = params.get(key, "")
+            return value.strip()[:200] if isinstance(value, str) else ""
+
+        try:
+            page = max(1, min(int(get("page") or "1"), 1_000_000))
+        except ValueError:
+            page = 1
+        return cls(
+            since=get("since"),
+            until=get("until"),
+            by="group" if get("by") == "group" else "user",
+            user=get("user"),
+            reason=get("reason") if get("reason") in REASONS else "",
+            page=page,
+        )
+
+    def url(self, base: str, **changes: Any) -> str:
+        view = replace(self, **changes) if changes else self
+        query = urlencode(
+            {
+                f.name: str(getattr(view, f.name))
+                for f in fields(view)
+                if getattr(view, f.name) != f.default
+            }
+        )
+        return f"{base}history?{query}" if query else f"{base}history"
+
+
+def _day(raw: str) -> datetime | None:
+    try:
+        return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _window(view: HistoryView, now: datetime) -> tuple[datetime, datetime, dict[str, str]]:
+    """[first day 00:00, day after the last 00:00); bad fields fall back, with a message."""
+    errors: dict[str, str] = {}
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    last = _day(view.until) if view.until else today
+    if last is None:
+        errors["until"] = "Use a date like 2026-11-26."
+        last = today
+    first = _day(view.since) if view.since else last - timedelta(days=29)
+    if first is None:
+        errors["since"] = "Use a date like 2026-11-01."
+        first = last - timedelta(days=29)
+    if first > last:
+        errors["since"] = "The first day must not be after the last."
+        first = last - timedelta(days=29)
+    if (last - first).days >= MAX_PAGE_DAYS:
+        errors["since"] = f"Show at most {MAX_PAGE_DAYS} days; showing the last 30."
+        first = last - timedelta(days=29)
+    return first, last + timedelta(days=1), errors
+
+
+def duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min" if minutes else f"{int(seconds)} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@router.get("/history")
+async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
+    """Server usage over time, by user or group, and the server sessions."""
+    view = HistoryView.from_params(request.query_params)
+    now = datetime.now(UTC)
+    start, end, errors = _window(view, now)
+    iso = {"since": start.isoformat(), "until": end.isoformat()}
+    _, _, days = await usage_rows(hk, iso["since"], iso["until"], "day")
+    _, _, table = await usage_rows(hk, iso["since"], iso["until"], view.by)
+    rows, total = await asyncio.to_thread(
+        service.list_sessions,
+        hk.engine,
+        user=view.user,
+        since=start,
+        until=end,
+        stop_reason=view.reason,
+        offset=(view.page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    sessions = [
+        {
+            "row": r,
+            "started": aware(r.started_at),
+            "stopped": aware(r.stopped_at) if r.stopped_at else None,
+            "duration": duration(
+                r.duration_s
+                if r.duration_s is not None
+                else (now - aware(r.started_at)).total_seconds()
+            ),
+        }
+        for r in rows
+    ]
+    csv_query = urlencode({**iso, "by": view.by, "format": "csv"})
+    context = {
+        "active_nav": "history",
+        "view": view,
+        "errors": errors,
+        "first_day": start.date().isoformat(),
+        "last_day": (end - timedelta(days=1)).date().isoformat(),
+        "days": days,
+        "chart": bar_chart(days),
+        "total_hours": round(sum(r.seconds for r in days) / 3600, 1),
+        "table": table,
+        "csv_url": f"api/v1/usage?{csv_query}",
+        "sessions": sessions,
+        "pager": Pager(view.page, total, PAGE_SIZE),
+        "reasons": REASONS,
+        "counts": hk.directory.counts(),
+    }
+    return render(request, "history/history.html", context)

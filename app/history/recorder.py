@@ -1,0 +1,216 @@
+"""Server sessions recorded from what the user directory sees change.
+
+The directory calls `on_change(old, new)` for every change of a user (on the event loop, so
+it only compares the two and queues a write); `run()` writes the queue every second in a
+worker thread and, once the directory's first sweep is done, reconciles the database with
+what runs now (sessions left open while Hubkeeper was down are closed as "unknown"; servers
+started meanwhile get a session from their `started` time).
+
+Stop reasons: "admin" / "lockdown" when Hubkeeper stopped the server (`expect_stop` is called
+just before the hub is asked), else "unknown" (the user, the hub, a crash: we cannot tell).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from app.db.engine import session_scope
+from app.db.models import ServerSession
+from app.hub.models import HubUser
+
+if TYPE_CHECKING:
+    from app.console.directory import UserDirectory
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+EXPECT_TTL = 300.0  # s an announced stop stays attributable to whoever asked
+LIVE = ("running", "stopping")  # a session is open through its stopping phase
+
+Key = tuple[str, str]  # (user, server)
+
+
+@dataclass(frozen=True)
+class Open:
+    user: str
+    server: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Close:
+    user: str
+    server: str
+    at: datetime
+    reason: str
+    by: str | None
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    live: frozenset[Key]  # running or stopping now: their open sessions stay open
+    running: dict[Key, datetime]  # running now, with their start time
+    at: datetime
+
+
+Op = Open | Close | Reconcile
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datetime | None]:
+    if user is None:
+        return {}
+    return {n: s.started for n, s in user.servers.items() if s.status in statuses}
+
+
+class SessionRecorder:
+    """Turns directory changes into `ServerSession` rows; `hk.history`."""
+
+    def __init__(
+        self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.reconciled = False
+        self._queue: list[Op] = []
+        self._expected: dict[Key, tuple[str, str, float]] = {}  # reason, by, monotonic deadline
+        self._inflight: asyncio.Future[None] | None = None
+
+    # --- what Hubkeeper is about to do -------------------------------------------------
+    def expect_stop(self, user: str, server: str, *, reason: str, by: str) -> None:
+        """Call just before asking the hub to stop a server: its session closes with `reason`."""
+        self._expected[(user, server)] = (reason, by, time.monotonic() + EXPECT_TTL)
+
+    def forget_stop(self, user: str, server: str) -> None:
+        """The stop was refused or failed: a later stop is not ours."""
+        self._expected.pop((user, server), None)
+
+    def _reason(self, key: Key) -> tuple[str, str | None]:
+        found = self._expected.pop(key, None)
+        if found is None or found[2] < time.monotonic():
+            return "unknown", None
+        return found[0], found[1]
+
+    # --- what the directory saw ----------------------------------------------------------
+    def on_change(self, old: HubUser | None, new: HubUser | None) -> None:
+        """A directory listener: compare the two states and queue opens and closes (cheap)."""
+        if not self.reconciled:
+            return  # the reconcile derives everything from the state it finds
+        either = new or old
+        if either is None:
+            return
+        name = either.name
+        was = _servers(old, LIVE)
+        live = _servers(new, LIVE)
+        running = _servers(new, ("running",))
+        now = self.clock()
+        for server, started in was.items():
+            if server not in live:
+                reason, by = self._reason((name, server))
+                self._queue.append(Close(name, server, now, reason, by))
+            elif started and live[server] and live[server] != started:
+                # restarted between two syncs: the hub's start time moved
+                restarted = live[server] or now
+                self._queue.append(Close(name, server, min(now, restarted), "unknown", None))
+                self._queue.append(Open(name, server, restarted))
+        for server, started in running.items():
+            if server not in was:
+                self._queue.append(Open(name, server, started or now))
+
+    def reconcile_with(self, directory: UserDirectory) -> None:
+        """Queue a reconcile against the directory's current rows; recording starts now."""
+        rows, _ = directory.query_rows(status="active", limit=10**9)
+        live = frozenset((r.user, r.server) for r in rows if r.status in LIVE)
+        now = self.clock()
+        running = {(r.user, r.server): r.started or now for r in rows if r.status == "running"}
+        self._queue.append(Reconcile(live, running, now))
+        self.reconciled = True
+
+    # --- writing -------------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Write what is queued (in a thread); waits for a write still under way first.
+
+        The write is shielded: a cancelled loop must not lose a batch the thread is writing;
+        the lifespan's last `flush()` then waits for it and writes the rest.
+        """
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.shield(self._inflight)
+        if not self._queue:
+            return
+        ops, self._queue = self._queue, []
+        self._inflight = asyncio.ensure_future(self._write(ops))
+        await asyncio.shield(self._inflight)
+
+    async def _write(self, ops: list[Op]) -> None:
+        try:
+            await asyncio.to_thread(apply_ops, self.engine, ops)
+        except Exception:
+            log.exception("could not record %d server session change(s); will retry", len(ops))
+            self._queue[:0] = ops
+
+    async def run(self, directory: UserDirectory, interval: float = FLUSH_SECONDS) -> None:
+        """Lifespan task: reconcile after the first sweep, then flush every `interval` s."""
+        while not directory.ready:  # noqa: ASYNC110 - `ready` is a plain flag, not an event
+            await asyncio.sleep(0.2)
+        self.reconcile_with(directory)
+        while True:
+            await self.flush()
+            await asyncio.sleep(interval)
+
+
+# --- the database side (blocking: worker thread) ---------------------------------------------
+def _open_sessions(session: Session, key: Key | None = None) -> list[ServerSession]:
+    query = select(ServerSession).where(col(ServerSession.stopped_at).is_(None))
+    if key is not None:
+        query = query.where(ServerSession.user == key[0], ServerSession.server == key[1])
+    return list(session.exec(query).all())
+
+
+def _close(row: ServerSession, at: datetime, reason: str, by: str | None) -> None:
+    started = aware(row.started_at)
+    at = max(at, started)
+    row.stopped_at = at
+    row.duration_s = (at - started).total_seconds()
+    row.stop_reason = reason
+    row.stopped_by = by
+
+
+def apply_ops(engine: Engine, ops: list[Op]) -> None:
+    """Apply a batch in order, in one transaction (an open never doubles an open session)."""
+    with session_scope(engine) as session:
+        for op in ops:
+            if isinstance(op, Open):
+                if not _open_sessions(session, (op.user, op.server)):
+                    session.add(
+                        ServerSession(user=op.user, server=op.server, started_at=op.started_at)
+                    )
+            elif isinstance(op, Close):
+                for row in _open_sessions(session, (op.user, op.server)):
+                    _close(row, op.at, op.reason, op.by)
+                    session.add(row)
+            else:
+                have: set[Key] = set()
+                for row in _open_sessions(session):
+                    key = (row.user, row.server)
+                    if key in op.live:
+                        have.add(key)
+                    else:
+                        _close(row, op.at, "unknown", None)
+                        session.add(row)
+                for key, started in op.running.items():
+                    if key not in have:
+                        session.add(ServerSession(user=key[0], server=key[1], started_at=started))
+            session.flush()

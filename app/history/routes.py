@@ -1,0 +1,10 @@
+"""The history capability: `api/v1/sessions`, `api/v1/usage` and the history page."""
+
+from fastapi import APIRouter
+
+from app.history.api import router as api_router
+from app.history.pages import router as pages_router
+
+router = APIRouter()
+router.include_router(api_router)
+router.include_router(pages_router)

@@ -1,0 +1,61 @@
+"""JSON shapes of `api/v1/sessions` and `api/v1/usage`, per the contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app.console.schemas import _Times
+from app.db.models import ServerSession
+from app.history.recorder import aware
+
+
+class SessionOut(_Times):
+    id: int
+    user: str
+    server: str = Field(description='"" is the default server')
+    started_at: datetime
+    stopped_at: datetime | None
+    duration_s: float = Field(description="seconds; an open session counts up to now")
+    stop_reason: str | None = Field(description="admin|culled|lockdown|unknown; null while open")
+    stopped_by: str | None
+
+    @classmethod
+    def of(cls, row: ServerSession, now: datetime) -> SessionOut:
+        started = aware(row.started_at)
+        stopped = aware(row.stopped_at) if row.stopped_at else None
+        duration = row.duration_s
+        if duration is None:
+            duration = max(0.0, ((stopped or now) - started).total_seconds())
+        return cls(
+            id=row.id or 0,
+            user=row.user,
+            server=row.server,
+            started_at=started,
+            stopped_at=stopped,
+            duration_s=round(duration, 3),
+            stop_reason=row.stop_reason,
+            stopped_by=row.stopped_by,
+        )
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class UsageRowOut(BaseModel):
+    key: str = Field(description="YYYY-MM-DD (UTC day), a user name or a group name")
+    sessions: int
+    server_hours: float
+    users: int = Field(description="distinct users")
+
+
+class UsageOut(_Times):
+    since: datetime
+    until: datetime
+    by: str
+    rows: list[UsageRowOut]

@@ -1,0 +1,96 @@
+"""`hubkeeper report` on a prepared database (and the hub's groups for --by group)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.history.factories import add_session, prepared
+
+ANN, BEN = "hist-cli-ann", "hist-cli-ben"
+WINDOW = ("--since", "2026-11-01", "--until", "2026-11-03")
+
+
+def report(
+    db_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))},
+        **(env or {}),
+        "HUBKEEPER_DATABASE_URL": db_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "report", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def seeded(tmp_path: Any) -> str:
+    db_url = f"sqlite:///{tmp_path / 'report.sqlite'}"
+    engine = prepared(db_url)
+    try:
+        add_session(engine, ANN, "2026-11-01T22:00", "2026-11-02T03:00")
+        add_session(engine, BEN, "2026-11-02T10:00", "2026-11-02T12:00")
+    finally:
+        engine.dispose()
+    return db_url
+
+
+def test_report_by_day_is_a_table(tmp_path):
+    result = report(seeded(tmp_path), *WINDOW, "--by", "day")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Usage by day, 2026-11-01 00:00 to 2026-11-03 00:00 UTC"
+    assert lines[1].split() == ["key", "sessions", "server-hours", "users"]
+    assert lines[3].split() == ["2026-11-01", "1", "2.00", "1"]
+    assert lines[4].split() == ["2026-11-02", "2", "5.00", "2"]
+    assert lines[-1] == "Total: 7.00 server-hours"
+
+
+def test_report_by_user_as_csv(tmp_path):
+    result = report(seeded(tmp_path), *WINDOW, "--by", "user", "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows == [
+        ["key", "sessions", "server_hours", "users"],
+        [ANN, "1", "5.000", "1"],
+        [BEN, "1", "2.000", "1"],
+    ]
+
+
+def test_report_by_group_asks_the_hub(hub, tmp_path):
+    hub.create_users([ANN, BEN])
+    hub.add_to_group("hist-cli-team", [ANN])
+    result = report(seeded(tmp_path), *WINDOW, "--by", "group", "--csv", env=hub.hubkeeper_env())
+    assert result.returncode == 0, result.stderr
+    rows = {r[0]: r for r in csv.reader(io.StringIO(result.stdout))}
+    assert rows["hist-cli-team"] == ["hist-cli-team", "1", "5.000", "1"]
+    assert rows["(no group)"] == ["(no group)", "1", "2.000", "1"]
+
+
+def test_report_by_group_without_the_hub_exits_3(hub, tmp_path):
+    down = {
+        **hub.hubkeeper_env(),
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",  # nothing listens there
+        "HUBKEEPER_HUB_TIMEOUT": "2",
+    }
+    result = report(seeded(tmp_path), *WINDOW, "--by", "group", env=down)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "hubkeeper: by=group needs the hub's groups" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_with_a_bad_date_exits_2(tmp_path):
+    result = report(seeded(tmp_path), "--since", "last tuesday")
+    assert result.returncode == 2
+    assert "since must be an ISO 8601 date" in result.stderr and "Traceback" not in result.stderr
+    backwards = report(seeded(tmp_path), "--since", "2026-11-03", "--until", "2026-11-01")
+    assert backwards.returncode == 2 and "since must not be after until" in backwards.stderr

@@ -1,0 +1,93 @@
+"""The history page on the shared Hubkeeper: chart, tables, filters kept in links, escaping."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from bs4 import BeautifulSoup
+
+from app.auth.sessions import issue_session
+from app.db.engine import create_db_engine
+from tests.history.factories import add_session
+
+EVIL = "hist-<script>alert(1)</script>"
+
+
+def seed_recent(db_url: str) -> None:
+    """Closed sessions over the last days (closed, so no reconcile touches them)."""
+    engine = create_db_engine(db_url)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        for n in range(1, 8):
+            day = today - timedelta(days=n)
+            start = (day + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M")
+            stop = (day + timedelta(hours=8 + n % 4 + 1)).strftime("%Y-%m-%dT%H:%M")
+            add_session(engine, "hist-page-ann", start, stop, reason="admin", by="admin")
+            if n % 2:
+                add_session(engine, EVIL, start, stop)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def seeded(hubkeeper_server) -> None:
+    seed_recent(hubkeeper_server.settings.database_url)
+
+
+@pytest.fixture
+def reader(hubkeeper_server, seeded) -> httpx.Client:
+    hk = hubkeeper_server.app.state.hk
+    name, value, _csrf = asyncio.run(issue_session(hk, user="hist-page-manager", role="manager"))
+    return httpx.Client(base_url=hubkeeper_server.direct_url, cookies={name: value}, timeout=30)
+
+
+def soup(response: httpx.Response) -> BeautifulSoup:
+    assert response.status_code == 200, response.text[:500]
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def test_the_page_shows_a_chart_with_its_values_and_escapes_names(reader):
+    page = soup(reader.get("history"))
+    assert page.select_one('nav a[aria-current="page"]').get_text() == "History"
+    svg = page.select_one("svg.bar-chart")
+    assert svg["role"] == "img" and svg.select_one("title").get_text().startswith(
+        "Server-hours per day"
+    )
+    bars = svg.select("rect.chart-bar")
+    assert len(bars) == 30  # the last 30 days, one bar each
+    day_rows = page.select("#day-table tbody tr")
+    assert len(day_rows) == 30
+    assert any(float(r.select("td")[1].get_text()) > 0 for r in day_rows)
+    users = [th.get_text() for th in page.select("#usage-table tbody th")]
+    assert "hist-page-ann" in users and EVIL in users
+    assert "<script>alert(1)" not in reader.get("history").text  # escaped, never markup
+    assert page.select_one("#sessions-table tbody tr")
+
+
+def test_the_csv_link_and_the_filters_keep_the_view(reader):
+    page = soup(reader.get("history", params={"by": "group", "reason": "admin"}))
+    link = page.find("a", string="Download CSV")
+    query = parse_qs(urlsplit(link["href"]).query)
+    assert query["by"] == ["group"] and query["format"] == ["csv"]
+    download = reader.get(link["href"].split("/services/hubkeeper/")[-1])
+    assert download.status_code == 200 and download.text.startswith("key,sessions")
+    reasons = {
+        td.get_text(strip=True) for td in page.select("#sessions-table tbody td:nth-of-type(6)")
+    }
+    assert reasons == {"admin"}
+    assert page.select_one('#history-window input[name="reason"]')["value"] == "admin"
+
+
+def test_a_bad_date_is_reported_next_to_its_field(reader):
+    page = soup(reader.get("history", params={"since": "soon"}))
+    assert page.select_one("#since-error").get_text().startswith("Use a date")
+    assert len(page.select("rect.chart-bar")) == 30
+
+
+def test_anonymous_is_sent_to_login(hubkeeper_server):
+    response = httpx.get(hubkeeper_server.direct_url + "history", follow_redirects=False)
+    assert response.status_code == 302 and "login" in response.headers["location"]

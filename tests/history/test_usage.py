@@ -1,0 +1,107 @@
+"""Usage aggregation on sessions written directly: day split, clipping, by user/group, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from app.history.service import sessions_between
+from app.history.usage import aggregate, safe_cell, to_csv
+from tests.history.factories import add_session, at, prepared
+
+WINDOW = {"since": at("2026-11-01T00:00"), "until": at("2026-11-04T00:00")}
+NOW = at("2026-11-10T00:00")
+
+
+def rows_of(db_url: str, by: str, groups: dict[str, list[str]] | None = None) -> dict:
+    engine = prepared(db_url)
+    try:
+        found = sessions_between(engine, WINDOW["since"], WINDOW["until"])
+    finally:
+        engine.dispose()
+    rows = aggregate(found, by=by, now=NOW, groups_of=lambda u: (groups or {}).get(u, []), **WINDOW)
+    return {r.key: r.as_dict() for r in rows}
+
+
+def seed(db_url: str) -> None:
+    engine = prepared(db_url)
+    try:
+        # over midnight: 2 h on the 1st, 3 h on the 2nd
+        add_session(engine, "hist-ann", "2026-11-01T22:00", "2026-11-02T03:00")
+        # clipped: started before the window, 1 h inside it
+        add_session(engine, "hist-ben", "2026-10-31T20:00", "2026-11-01T01:00")
+        # a second session of ann on the 2nd, named server: 1 h
+        add_session(engine, "hist-ann", "2026-11-02T10:00", "2026-11-02T11:00", server="gpu")
+        # outside the window entirely
+        add_session(engine, "hist-cy", "2026-10-01T10:00", "2026-10-01T11:00")
+        add_session(engine, "hist-cy", "2026-11-05T10:00", "2026-11-05T11:00")
+        # clipped at the end: 2 h inside
+        add_session(engine, "=cmd|' /C calc'!A0", "2026-11-03T22:00", "2026-11-04T05:00")
+    finally:
+        engine.dispose()
+
+
+def test_by_day_splits_at_midnight_clips_and_counts_distinct_users(db_url):
+    seed(db_url)
+    rows = rows_of(db_url, "day")
+    assert list(rows) == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert rows["2026-11-01"] == {
+        "key": "2026-11-01",
+        "sessions": 2,
+        "server_hours": 3.0,
+        "users": 2,
+    }
+    assert rows["2026-11-02"] == {
+        "key": "2026-11-02",
+        "sessions": 2,
+        "server_hours": 4.0,
+        "users": 1,
+    }
+    assert rows["2026-11-03"]["server_hours"] == 2.0
+    assert rows["2026-11-03"]["sessions"] == 1
+
+
+def test_by_user_and_by_group(db_url):
+    seed(db_url)
+    by_user = rows_of(db_url, "user")
+    assert by_user["hist-ann"] == {
+        "key": "hist-ann",
+        "sessions": 2,
+        "server_hours": 6.0,
+        "users": 1,
+    }
+    assert by_user["hist-ben"]["server_hours"] == 1.0
+    assert "hist-cy" not in by_user
+    assert list(by_user)[0] == "hist-ann"  # most hours first
+
+    groups = {"hist-ann": ["hist-a", "hist-b"], "hist-ben": ["hist-b"]}
+    by_group = rows_of(db_url, "group", groups)
+    assert by_group["hist-b"] == {"key": "hist-b", "sessions": 3, "server_hours": 7.0, "users": 2}
+    assert by_group["hist-a"]["server_hours"] == 6.0  # ann counts in both of her groups
+    assert by_group["(no group)"]["users"] == 1
+
+
+def test_an_open_session_counts_up_to_now():
+    from app.db.models import ServerSession
+
+    open_one = ServerSession(user="hist-ann", started_at=at("2026-11-03T20:00"))
+    rows = aggregate(
+        [open_one], by="user", now=at("2026-11-03T21:30"), groups_of=lambda u: [], **WINDOW
+    )
+    assert rows[0].server_hours == 1.5
+
+
+def test_csv_parses_back_and_neutralises_formulas(db_url):
+    seed(db_url)
+    engine = prepared(db_url)
+    try:
+        found = sessions_between(engine, WINDOW["since"], WINDOW["until"])
+    finally:
+        engine.dispose()
+    text = to_csv(aggregate(found, by="user", now=NOW, **WINDOW))
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == ["key", "sessions", "server_hours", "users"]
+    keys = {row[0]: row for row in parsed[1:]}
+    assert keys["'=cmd|' /C calc'!A0"] == ["'=cmd|' /C calc'!A0", "1", "2.000", "1"]
+    assert keys["hist-ann"][2] == "6.000"
+    assert [safe_cell(v) for v in ("+1", "-1", "@x", "ok", 5)] == ["'+1", "'-1", "'@x", "ok", 5]
