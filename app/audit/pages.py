@@ -22,6 +22,7 @@ from app.console.views import Pager
 from app.db.engine import session_scope
 from app.db.models import AuditEvent
 from app.deps import CurrentReader, StateDep
+from app.web.params import page_param, text_param
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -61,13 +62,9 @@ class AuditView:
     @classmethod
     def from_params(cls, params: Any) -> AuditView:
         def get(key: str) -> str:
-            value = params.get(key, "")
-            return value.strip()[:200] if isinstance(value, str) else ""
+            return text_param(params, key)
 
-        try:
-            page = max(1, min(int(get("page") or "1"), 1_000_000))
-        except ValueError:
-            page = 1
+        page = page_param(params)
         outcome = get("outcome")
         return cls(
             actor=get("actor"),

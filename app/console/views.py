@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from app.web.params import page_param, text_param
 from app.web.templating import templates
 
 PAGE_SIZE = 50
@@ -48,18 +49,6 @@ class RowLike(Protocol):
     def server(self) -> str: ...
 
 
-def _first(params: Mapping[str, Any], key: str) -> str:
-    value = params.get(key, "")
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _page_number(raw: str) -> int:
-    try:
-        return max(1, min(int(raw), 1_000_000))
-    except ValueError:
-        return 1
-
-
 @dataclass(frozen=True)
 class UsersView:
     """Search, filters, sort and page of the users list."""
@@ -73,14 +62,14 @@ class UsersView:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> UsersView:
         """Read a query string; unknown values fall back to the defaults instead of failing."""
-        status = _first(params, "status") or "any"
-        sort = _first(params, "sort") or "name"
+        status = text_param(params, "status") or "any"
+        sort = text_param(params, "sort") or "name"
         return cls(
-            q=_first(params, "q")[:200],
+            q=text_param(params, "q"),
             status=status if status in dict(STATUS_CHOICES) else "any",
-            group=_first(params, "group")[:200],
+            group=text_param(params, "group"),
             sort=sort if sort in dict(SORT_CHOICES) else "name",
-            page=_page_number(_first(params, "page") or "1"),
+            page=page_param(params),
         )
 
     @property

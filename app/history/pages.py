@@ -18,6 +18,7 @@ from app.history import service
 from app.history.api import usage_rows
 from app.history.chart import bar_chart
 from app.history.recorder import aware
+from app.web.params import page_param, text_param
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -39,13 +40,9 @@ class HistoryView:
     @classmethod
     def from_params(cls, params: Any) -> HistoryView:
         def get(key: str) -> str:
-            value = params.get(key, "")
-            return value.strip()[:200] if isinstance(value, str) else ""
+            return text_param(params, key)
 
-        try:
-            page = max(1, min(int(get("page") or "1"), 1_000_000))
-        except ValueError:
-            page = 1
+        page = page_param(params)
         return cls(
             since=get("since"),
             until=get("until"),

@@ -1,0 +1,27 @@
+"""Reading a page's view (search, filters, page number) from its query string, forgivingly.
+
+Pages keep their view in the URL so it can be shared and reloaded; a hand-edited or stale URL
+falls back to defaults instead of failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MAX_TEXT = 200
+MAX_PAGE = 1_000_000
+
+
+def text_param(params: Mapping[str, Any], key: str, limit: int = MAX_TEXT) -> str:
+    """A text field, stripped and capped; absent or not text → ""."""
+    value = params.get(key, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def page_param(params: Mapping[str, Any], key: str = "page") -> int:
+    """A 1-based page number; absent or nonsense → 1."""
+    try:
+        return max(1, min(int(text_param(params, key) or "1"), MAX_PAGE))
+    except ValueError:
+        return 1
