@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.db.engine import session_scope
 from app.db.models import AuditEvent
+from app.db.paging import fetch_page
 
 
 def record(
@@ -65,10 +66,11 @@ def search(
         query = query.where(AuditEvent.at < until)
     if outcome:
         query = query.where(AuditEvent.outcome == outcome)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    rows = session.exec(
-        query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(rows), int(total)
+    return fetch_page(
+        session,
+        query,
+        col(AuditEvent.at).desc(),
+        col(AuditEvent.id).desc(),
+        offset=offset,
+        limit=limit,
+    )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, or_
+from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.db.engine import session_scope
 from app.db.models import ServerSession
+from app.db.paging import fetch_page
 from app.errors import HubkeeperError
 
 STOP_REASONS = ("user", "admin", "culled", "lockdown", "unknown")
@@ -76,15 +77,17 @@ def list_sessions(
     if stop_reason:
         query = query.where(ServerSession.stop_reason == stop_reason)
     with session_scope(engine) as session:
-        total = session.exec(select(func.count()).select_from(query.subquery())).one()
-        rows = session.exec(
-            query.order_by(col(ServerSession.started_at).desc(), col(ServerSession.id).desc())
-            .offset(offset)
-            .limit(limit)
-        ).all()
+        rows, total = fetch_page(
+            session,
+            query,
+            col(ServerSession.started_at).desc(),
+            col(ServerSession.id).desc(),
+            offset=offset,
+            limit=limit,
+        )
         for row in rows:
             session.expunge(row)
-        return list(rows), int(total)
+        return rows, total
 
 
 def sessions_between(engine: Engine, since: datetime, until: datetime) -> list[ServerSession]:

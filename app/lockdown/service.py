@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.console.jobs import Job
 from app.console.service import Actor, audit
 from app.db.engine import session_scope
 from app.db.models import Lockdown, utcnow
+from app.db.paging import fetch_page
 from app.errors import Conflict, HubkeeperError
 from app.lockdown.state import OPEN, LockdownState, current, remember
 
@@ -166,13 +167,14 @@ async def unlock(hk: HubkeeperState, who: Actor) -> Lockdown:
 def history(engine: Engine, *, offset: int = 0, limit: int = 50) -> tuple[list[Lockdown], int]:
     """Every lockdown, newest first (blocking: call it in a thread)."""
     with session_scope(engine) as session:
-        total = session.exec(select(func.count()).select_from(Lockdown)).one()
-        rows = session.exec(
-            select(Lockdown)
-            .order_by(col(Lockdown.started_at).desc(), col(Lockdown.id).desc())
-            .offset(offset)
-            .limit(limit)
-        ).all()
+        rows, total = fetch_page(
+            session,
+            select(Lockdown),
+            col(Lockdown.started_at).desc(),
+            col(Lockdown.id).desc(),
+            offset=offset,
+            limit=limit,
+        )
         for row in rows:
             session.expunge(row)
-        return list(rows), int(total)
+        return rows, total
