@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from app.config import MissingSetting, Settings
 from app.main import create_app
+from tests.cli import run_cli
 
 HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
 
@@ -25,15 +23,7 @@ def test_missing_hub_setting_names_the_variable(missing, tmp_path):
 
 
 def test_serve_without_hub_settings_exits_2_with_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("serve", cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.screenshots import shot
 from tests.browser.test_console import sign_in
 from tests.history.test_page import seed_recent
 
 pytestmark = pytest.mark.browser
 
 MANAGER = "hist-br-manager"
-# HUBKEEPER_TEST_SCREENSHOTS=1 saves the page to test-artifacts/history-*.png for review.
-SHOTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
-
-
-def shot(page: Any, name: str) -> None:
-    if not os.environ.get("HUBKEEPER_TEST_SCREENSHOTS"):
-        return
-    SHOTS.mkdir(exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(SHOTS / f"history-{name}-{scheme}.png"), full_page=True)
-    page.emulate_media(color_scheme="light")
 
 
 def test_a_manager_reads_the_history_and_switches_to_groups(page, hub, hubkeeper_server):
@@ -40,7 +25,7 @@ def test_a_manager_reads_the_history_and_switches_to_groups(page, hub, hubkeeper
     expect(page.get_by_role("heading", name="History", exact=True)).to_be_visible()
     expect(page.get_by_role("img", name="Server-hours per day")).to_be_visible()
     expect(page.locator("#usage-table")).to_contain_text("hist-<script>alert(1)</script>")
-    shot(page, "by-user")
+    shot(page, "history", "by-user")
 
     page.get_by_label("Usage by", exact=True).select_option("group")
     page.get_by_role("button", name="Show").click()

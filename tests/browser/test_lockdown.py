@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.screenshots import shot
 from tests.browser.test_console import sign_in
 
 pytestmark = pytest.mark.browser
 
 ADMIN = "lock-br-admin"
 ANN = "lock-br-ann"
-# HUBKEEPER_TEST_SCREENSHOTS=1 saves the pages to test-artifacts/lockdown-*.png for review.
-SHOTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
-
-
-def shot(page: Any, name: str) -> None:
-    if not os.environ.get("HUBKEEPER_TEST_SCREENSHOTS"):
-        return
-    SHOTS.mkdir(exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        page.wait_for_timeout(300)  # let the colour transitions finish
-        page.screenshot(path=str(SHOTS / f"lockdown-{name}-{scheme}.png"), full_page=True)
-    page.emulate_media(color_scheme="light")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         stop = page.get_by_label(re.compile("Also stop all running servers"))
         expect(stop).to_be_checked()
         page.get_by_label(re.compile("Reason")).fill("Upgrading the file server; back at 14:00")
-        shot(page, "open")
+        shot(page, "lockdown", "open")
 
         page.get_by_role("button", name="Lock the hub…").click()
         confirm = page.locator("#confirm-dialog")
@@ -60,7 +45,7 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         expect(progress).to_be_visible()
         expect(progress.locator("[data-job-summary]")).to_be_visible(timeout=60_000)
         expect(progress).to_contain_text("stopped")
-        shot(page, "stopped")
+        shot(page, "lockdown", "stopped")
         progress.get_by_role("button", name="Close").click()
 
         banner = page.locator("#lockdown-banner")
@@ -69,11 +54,11 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         expect(page.get_by_role("heading", name="Hub is locked")).to_be_visible()
         model = hub.server_model(ANN)
         assert model is None or not model.get("ready")
-        shot(page, "locked")
+        shot(page, "lockdown", "locked")
 
         page.get_by_role("link", name="Users").click()
         expect(page.locator("#lockdown-banner")).to_contain_text("The hub is locked")
-        shot(page, "banner-on-users")
+        shot(page, "lockdown", "banner-on-users")
         page.get_by_role("link", name="Lockdown details").click()
 
         page.get_by_role("button", name="Lift lockdown").click()
@@ -82,7 +67,7 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         expect(page.get_by_role("heading", name="Hub is open")).to_be_visible()
         expect(page.locator("#lockdown-banner")).to_be_empty()
         expect(page.locator("#lockdown-history-table tbody tr").first).to_contain_text(ADMIN)
-        shot(page, "lifted")
+        shot(page, "lockdown", "lifted")
     finally:
         token = hub.user_token("admin")
         httpx.delete(

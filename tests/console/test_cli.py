@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from sqlmodel import Session, select
 
 from app.db.engine import create_db_engine
 from app.db.models import AuditEvent
+from tests.cli import run_cli
 
 
 def test_stop_all_command_stops_running_servers_and_audits(hub, tmp_path):
@@ -18,18 +15,10 @@ def test_stop_all_command_stops_running_servers_and_audits(hub, tmp_path):
     hub.start_server("cli-ben")
     db_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))},
         **hub.hubkeeper_env(),
         "HUBKEEPER_DATABASE_URL": db_url,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "stop-all", "--reason", "maintenance window"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_cli("stop-all", "--reason", "maintenance window", env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Stopped" in result.stdout
     for name in ("cli-ann", "cli-ben"):
@@ -47,19 +36,11 @@ def test_stop_all_command_stops_running_servers_and_audits(hub, tmp_path):
 
 def test_stop_all_command_with_the_hub_down_says_so(tmp_path):
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))},
         "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
         "JUPYTERHUB_API_TOKEN": "x",
         "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "stop-all", "--yes"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_cli("stop-all", "--yes", env=env, timeout=60)
     assert result.returncode == 3
     assert "unreachable" in result.stderr
     assert "Traceback" not in result.stderr

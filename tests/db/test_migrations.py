@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 import app.main  # noqa: F401 - imports every module that defines a table
 from app.db.engine import create_db_engine, migrate
+from tests.cli import run_cli
 
 
 def table_names(url: str) -> set[str]:
@@ -36,14 +33,7 @@ def test_migrate_twice_is_a_no_op(db_url):
 
 
 def test_db_upgrade_command(db_url):
-    env = {**os.environ, "HUBKEEPER_DATABASE_URL": db_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "upgrade"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("db", "upgrade", env={"HUBKEEPER_DATABASE_URL": db_url}, timeout=60)
     assert result.returncode == 0, result.stderr
     assert set(SQLModel.metadata.tables) <= table_names(db_url)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
-import sys
 from typing import Any
 
+from tests.cli import run_cli
 from tests.history.factories import add_session, prepared
 
 ANN, BEN = "hist-cli-ann", "hist-cli-ben"
@@ -18,19 +17,7 @@ WINDOW = ("--since", "2026-11-01", "--until", "2026-11-03")
 def report(
     db_url: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))},
-        **(env or {}),
-        "HUBKEEPER_DATABASE_URL": db_url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "report", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli("report", *args, env={**(env or {}), "HUBKEEPER_DATABASE_URL": db_url})
 
 
 def seeded(tmp_path: Any) -> str:

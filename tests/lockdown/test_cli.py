@@ -3,31 +3,19 @@ the running Hubkeeper picks the change up, and so does the hub's spawn hook."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 
+from tests.cli import run_cli
+
 ANN = "lock-cli-ann"
 
 
 def hubkeeper(hub: Any, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))},
-        **hub.hubkeeper_env(),
-        "HUBKEEPER_DATABASE_URL": db_url,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "lockdown", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli("lockdown", *args, env={**hub.hubkeeper_env(), "HUBKEEPER_DATABASE_URL": db_url})
 
 
 def status_of(server: Any) -> dict[str, Any]:
