@@ -61,6 +61,7 @@ test: install postgres
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p .typecheck && ln -sfn ../app .typecheck/hubkeeper
 	$(BIN)/mypy
 
 format: install

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
+import hubkeeper.db.models  # noqa: F401 - registers every table on SQLModel.metadata
+from hubkeeper.db.engine import normalise_url
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import app.db.models  # noqa: F401 - registers every table on SQLModel.metadata
 from alembic import context
-from app.db.engine import normalise_url
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from app.config import MissingSetting, Settings
+from hubkeeper.config import MissingSetting, Settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -15,8 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require_hub()  # before the imports below log anything: one clean line, exit 2
 
     import uvicorn
-
-    from app.main import create_app
+    from hubkeeper.main import create_app
 
     try:
         app = create_app(settings)
@@ -35,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from app.db.engine import migrate
+    from hubkeeper.db.engine import migrate
 
     settings = Settings()
     migrate(settings.database_url, args.revision)
@@ -46,7 +45,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_stop_all(args: argparse.Namespace) -> int:
     import asyncio
 
-    from app.console.cli import stop_all
+    from hubkeeper.console.cli import stop_all
 
     settings = Settings()
     settings.require_hub()
@@ -56,7 +55,7 @@ def cmd_stop_all(args: argparse.Namespace) -> int:
 def cmd_lockdown(args: argparse.Namespace) -> int:
     import asyncio
 
-    from app.lockdown.cli import lockdown
+    from hubkeeper.lockdown.cli import lockdown
 
     settings = Settings()
     if args.lockdown_command == "on" and not args.keep_servers:
@@ -72,13 +71,13 @@ def cmd_lockdown(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from app.history.cli import report
+    from hubkeeper.history.cli import report
 
     return report(Settings(), since=args.since, until=args.until, by=args.by, as_csv=args.csv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from app.demo.run import run_demo
+    from hubkeeper.demo.run import run_demo
 
     return run_demo(args)
 

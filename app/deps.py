@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
-from app.auth.dependencies import require_admin, require_reader
-from app.auth.principal import Principal
-from app.state import HubkeeperState
+from hubkeeper.auth.dependencies import require_admin, require_reader
+from hubkeeper.auth.principal import Principal
+from hubkeeper.state import HubkeeperState
 
 
 def get_state(request: Request) -> HubkeeperState:

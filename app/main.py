@@ -10,27 +10,26 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-
-from app import __version__
-from app.audit.routes import router as audit_router
-from app.auth.routes import router as auth_router
-from app.config import Settings
-from app.console.directory import UserDirectory
-from app.console.jobs import JobRegistry
-from app.console.routes import router as console_router
-from app.db.engine import create_db_engine, migrate
-from app.health.routes import router as health_router
-from app.history.recorder import SessionRecorder
-from app.history.routes import router as history_router
-from app.hub.client import HubClient
-from app.lockdown import service as lockdown
-from app.lockdown.routes import router as lockdown_router
-from app.logs.routes import router as logs_router
-from app.state import HubkeeperState
-from app.web.errors import install_error_handlers
-from app.web.prefix import ServicePrefixMiddleware
-from app.web.security import SecurityHeadersMiddleware
-from app.web.templating import ROOT
+from hubkeeper import __version__
+from hubkeeper.audit.routes import router as audit_router
+from hubkeeper.auth.routes import router as auth_router
+from hubkeeper.config import Settings
+from hubkeeper.console.directory import UserDirectory
+from hubkeeper.console.jobs import JobRegistry
+from hubkeeper.console.routes import router as console_router
+from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.health.routes import router as health_router
+from hubkeeper.history.recorder import SessionRecorder
+from hubkeeper.history.routes import router as history_router
+from hubkeeper.hub.client import HubClient
+from hubkeeper.lockdown import service as lockdown
+from hubkeeper.lockdown.routes import router as lockdown_router
+from hubkeeper.logs.routes import router as logs_router
+from hubkeeper.paths import STATIC_DIR
+from hubkeeper.state import HubkeeperState
+from hubkeeper.web.errors import install_error_handlers
+from hubkeeper.web.prefix import ServicePrefixMiddleware
+from hubkeeper.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.hk = state
 
     install_error_handlers(app)
-    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(console_router)

@@ -8,15 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hubkeeper.config import Settings
+from hubkeeper.hub.client import HubClient
 from sqlalchemy import Engine
 
-from app.config import Settings
-from app.hub.client import HubClient
-
 if TYPE_CHECKING:
-    from app.console.directory import UserDirectory
-    from app.console.jobs import JobRegistry
-    from app.history.recorder import SessionRecorder
+    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.console.jobs import JobRegistry
+    from hubkeeper.history.recorder import SessionRecorder
 
 
 @dataclass

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+from hubkeeper.db.engine import create_db_engine, migrate, session_scope
+from hubkeeper.db.models import WebSession
+from hubkeeper.demo.localhub import LocalHub
 from itsdangerous import URLSafeTimedSerializer
-
-from app.db.engine import create_db_engine, migrate, session_scope
-from app.db.models import WebSession
-from app.demo.localhub import LocalHub
 
 VENV_BIN = Path(sys.executable).parent
 SESSION_COOKIE = "hubkeeper-session"  # app/auth/sessions.py

@@ -335,9 +335,9 @@ def cold_queries(users: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
     """A UserDirectory in this process holding the same users (copied from Hubkeeper's API);
     each query timed with the per-version result cache invalidated, which is what a new
     search, or any change on the hub, costs. Also the index rebuild."""
-    from app.config import Settings
-    from app.console.directory import UserDirectory
-    from app.hub.models import HubServer, HubUser
+    from hubkeeper.config import Settings
+    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.hub.models import HubServer, HubUser
 
     settings = Settings(JUPYTERHUB_API_URL="http://127.0.0.1:1/hub/api", JUPYTERHUB_API_TOKEN="x")
     directory = UserDirectory(None, settings)  # type: ignore[arg-type]  # never syncs

@@ -15,10 +15,10 @@ def run_cli(
     cwd: str | Path | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m app.cli ARGS`: the caller's JUPYTERHUB_*/HUBKEEPER_* are dropped, no stdin."""
+    """`python -m hubkeeper.cli ARGS`: the caller's JUPYTERHUB_*/HUBKEEPER_* are dropped."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "hubkeeper.cli", *args],
         env={**clean, **(env or {})},
         cwd=cwd,
         capture_output=True,

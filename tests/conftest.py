@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from app.config import Settings
-from app.demo.localhub import MANAGERS_GROUP, LocalHub
+from hubkeeper.config import Settings
+from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
 
 # The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
 for _key in list(os.environ):
@@ -65,9 +64,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
 def _postgres_database() -> Iterator[str]:
     """A fresh, uniquely named database on the test server, dropped afterwards."""
     import psycopg
+    from hubkeeper.db.engine import normalise_url
     from sqlalchemy.engine import make_url
-
-    from app.db.engine import normalise_url
 
     server = make_url(normalise_url(POSTGRES_URL))
     name = f"hubkeeper_test_{uuid.uuid4().hex[:12]}"
@@ -135,8 +133,7 @@ def hubkeeper_server(
 ) -> Iterator[HubkeeperServer]:
     """Hubkeeper (create_app + uvicorn in a thread) on the hub's service port."""
     import uvicorn
-
-    from app.main import create_app
+    from hubkeeper.main import create_app
 
     tmp = tmp_path_factory.mktemp("hubkeeper")
     settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp)

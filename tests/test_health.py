@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from hubkeeper.demo.localhub import free_port
+from hubkeeper.main import create_app
 from starlette.testclient import TestClient
-
-from app.demo.localhub import free_port
-from app.main import create_app
 
 
 def test_health_ok_with_the_real_hub(make_settings):

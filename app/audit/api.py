@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from hubkeeper.audit.service import search
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.deps import CurrentReader, StateDep
 from pydantic import BaseModel, field_serializer
-
-from app.audit.service import search
-from app.db.engine import session_scope
-from app.db.models import AuditEvent
-from app.deps import CurrentReader, StateDep
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 

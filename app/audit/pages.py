@@ -13,17 +13,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from hubkeeper.audit.service import search
+from hubkeeper.console.views import Pager
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.templating import render
 from sqlalchemy import Engine
 from sqlmodel import col, select
 from starlette.responses import Response
-
-from app.audit.service import search
-from app.console.views import Pager
-from app.db.engine import session_scope
-from app.db.models import AuditEvent
-from app.deps import CurrentReader, StateDep
-from app.web.params import page_param, text_param
-from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

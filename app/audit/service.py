@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.db.paging import fetch_page
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-
-from app.db.engine import session_scope
-from app.db.models import AuditEvent
-from app.db.paging import fetch_page
 
 
 def record(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from fastapi import Request
-
-from app.auth.principal import Principal, role_for
-from app.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
-from app.auth.tokens import TokenCache, token_from_header
-from app.errors import Forbidden, Unauthenticated
-from app.state import HubkeeperState
+from hubkeeper.auth.principal import Principal, role_for
+from hubkeeper.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
+from hubkeeper.auth.tokens import TokenCache, token_from_header
+from hubkeeper.errors import Forbidden, Unauthenticated
+from hubkeeper.state import HubkeeperState
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"

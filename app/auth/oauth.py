@@ -6,8 +6,7 @@ from urllib.parse import urlsplit
 
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-
-from app.state import HubkeeperState
+from hubkeeper.state import HubkeeperState
 
 
 def safe_next(value: str | None, default: str) -> str:

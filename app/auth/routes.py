@@ -9,14 +9,10 @@ import logging
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from fastapi import APIRouter, Request
-from itsdangerous import BadSignature
-from pydantic import BaseModel
-from starlette.responses import RedirectResponse, Response
-
-from app.audit import service as audit
-from app.auth import oauth
-from app.auth.principal import role_for
-from app.auth.sessions import (
+from hubkeeper.audit import service as audit
+from hubkeeper.auth import oauth
+from hubkeeper.auth.principal import role_for
+from hubkeeper.auth.sessions import (
     SESSION_COOKIE,
     STATE_COOKIE,
     STATE_MAX_AGE_SECONDS,
@@ -25,9 +21,12 @@ from app.auth.sessions import (
     issue_session,
     serializer,
 )
-from app.deps import CurrentReader, StateDep
-from app.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
-from app.web.templating import render
+from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
+from hubkeeper.web.templating import render
+from itsdangerous import BadSignature
+from pydantic import BaseModel
+from starlette.responses import RedirectResponse, Response
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
@@ -115,7 +114,7 @@ async def oauth_callback(
 @router.get("/logout", include_in_schema=False)
 async def logout_page(request: Request, hk: StateDep) -> Response:
     """A page with a button: logging out is a write, so it is a POST with the CSRF token."""
-    from app.auth.sessions import load_session
+    from hubkeeper.auth.sessions import load_session
 
     web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
     if web_session is None:
@@ -128,7 +127,7 @@ async def logout_page(request: Request, hk: StateDep) -> Response:
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request, hk: StateDep) -> Response:
     """End the session (CSRF-checked), then show the signed-out page."""
-    from app.auth.sessions import csrf_matches, load_session
+    from hubkeeper.auth.sessions import csrf_matches, load_session
 
     cookie = request.cookies.get(SESSION_COOKIE)
     web_session = await load_session(hk, cookie)

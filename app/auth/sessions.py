@@ -15,13 +15,12 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
+from hubkeeper.auth.principal import role_for
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import WebSession
+from hubkeeper.errors import HubUnavailable, Unauthenticated
+from hubkeeper.state import HubkeeperState
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-
-from app.auth.principal import role_for
-from app.db.engine import session_scope
-from app.db.models import WebSession
-from app.errors import HubUnavailable, Unauthenticated
-from app.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 

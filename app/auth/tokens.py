@@ -6,8 +6,8 @@ import hashlib
 import time
 from collections import OrderedDict
 
-from app.hub.client import HubClient
-from app.hub.models import HubIdentity
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.models import HubIdentity
 
 MAX_CACHED_TOKENS = 10_000
 

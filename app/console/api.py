@@ -14,9 +14,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
-
-from app.console import service
-from app.console.schemas import (
+from hubkeeper.console import service
+from hubkeeper.console.schemas import (
     DirectoryStatus,
     JobOut,
     StartResult,
@@ -26,10 +25,10 @@ from app.console.schemas import (
     UserList,
     UserOut,
 )
-from app.deps import CurrentAdmin, CurrentReader, StateDep
-from app.errors import HubkeeperError, NotFound
-from app.hub.models import HubUser
-from app.state import HubkeeperState
+from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.hub.models import HubUser
+from hubkeeper.state import HubkeeperState
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 

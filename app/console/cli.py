@@ -7,13 +7,13 @@ import getpass
 import sys
 from dataclasses import dataclass
 
-from app.config import Settings
-from app.console.directory import UserDirectory
-from app.console.jobs import JobRegistry
-from app.db.engine import create_db_engine, migrate
-from app.errors import HubkeeperError
-from app.hub.client import HubClient
-from app.state import HubkeeperState
+from hubkeeper.config import Settings
+from hubkeeper.console.directory import UserDirectory
+from hubkeeper.console.jobs import JobRegistry
+from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.hub.client import HubClient
+from hubkeeper.state import HubkeeperState
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.config import Settings
-from app.console.index import (
+from hubkeeper.config import Settings
+from hubkeeper.console.index import (
     ROW_KEYS,
     ROW_TIME_FIELDS,
     USER_KEYS,
@@ -41,10 +41,10 @@ from app.console.index import (
     row_text,
     seconds_or_inf,
 )
-from app.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
-from app.errors import HubkeeperError, NotFound
-from app.hub.client import HubClient
-from app.hub.models import HubUser
+from hubkeeper.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
+from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.models import HubUser
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
-from app.console.rows import ServerRow
-from app.hub.models import HubUser
+from hubkeeper.console.rows import ServerRow
+from hubkeeper.hub.models import HubUser
 
 INF = float("inf")
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from app.console.service import Actor, audit, stop_recorded, target_of
-from app.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.console.service import Actor, audit, stop_recorded, target_of
+from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 
 if TYPE_CHECKING:
-    from app.state import HubkeeperState
+    from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 

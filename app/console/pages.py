@@ -12,14 +12,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
+from hubkeeper.console import service
+from hubkeeper.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, Pager, UsersView
+from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.errors import NotFound
+from hubkeeper.state import HubkeeperState
+from hubkeeper.web.templating import render
 from starlette.responses import RedirectResponse, Response
-
-from app.console import service
-from app.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, Pager, UsersView
-from app.deps import CurrentAdmin, CurrentReader, StateDep
-from app.errors import NotFound
-from app.state import HubkeeperState
-from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,9 +1,8 @@
 """The console capability: the users API and the users pages."""
 
 from fastapi import APIRouter
-
-from app.console.api import router as api_router
-from app.console.pages import router as pages_router
+from hubkeeper.console.api import router as api_router
+from hubkeeper.console.pages import router as pages_router
 
 router = APIRouter()
 router.include_router(api_router)

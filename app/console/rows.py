@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from app.hub.models import HubUser
+from hubkeeper.hub.models import HubUser
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
+from hubkeeper.console.directory import UserDirectory
+from hubkeeper.console.rows import ServerRow, rows_of
+from hubkeeper.hub.models import HubUser
 from pydantic import BaseModel, Field, field_serializer
-
-from app.console.directory import UserDirectory
-from app.console.rows import ServerRow, rows_of
-from app.hub.models import HubUser
 
 ServerStatus = Literal["running", "pending", "stopped"]
 

@@ -11,14 +11,14 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
-from app.audit.service import record
-from app.config import Settings
-from app.errors import Conflict, HubkeeperError, NotFound
-from app.hub.models import HubUser
-from app.lockdown.state import current as current_lockdown
+from hubkeeper.audit.service import record
+from hubkeeper.config import Settings
+from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.hub.models import HubUser
+from hubkeeper.lockdown.state import current as current_lockdown
 
 if TYPE_CHECKING:
-    from app.state import HubkeeperState
+    from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 

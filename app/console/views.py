@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from app.web.params import page_param, text_param
-from app.web.templating import templates
+from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.templating import templates
 
 PAGE_SIZE = 50
 

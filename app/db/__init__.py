@@ -1,5 +1,5 @@
 """Database: one engine per app, Alembic migrations applied at start."""
 
-from app.db.engine import create_db_engine, migrate, session_scope
+from hubkeeper.db.engine import create_db_engine, migrate, session_scope
 
 __all__ = ["create_db_engine", "migrate", "session_scope"]

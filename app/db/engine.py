@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from alembic.config import Config
+from hubkeeper.paths import MIGRATIONS_DIR
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
 from alembic import command
-
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent.parent / "alembic"
 
 
 def normalise_url(url: str) -> str:
@@ -49,7 +47,7 @@ def create_db_engine(url: str) -> Engine:
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     return config
 

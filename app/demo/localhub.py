@@ -55,7 +55,7 @@ OWN_PROCESS_MARKERS = (
     "jupyterhub",
     "configurable-http-proxy",
     "jupyterhub-singleuser",
-    "app.cli",
+    "hubkeeper.cli",
     "ipykernel",
 )
 
@@ -167,7 +167,7 @@ class LocalHub:
         # No oauth_redirect_uri: the hub registers `<prefix>oauth_callback` (relative) for
         # both kinds, the same value JUPYTERHUB_OAUTH_CALLBACK_URL carries.
         if self.managed:
-            spec["command"] = [sys.executable, "-m", "app.cli", "serve"]
+            spec["command"] = [sys.executable, "-m", "hubkeeper.cli", "serve"]
             spec["cwd"] = str(self.state_dir)
             spec["environment"] = {
                 "JUPYTERHUB_PUBLIC_URL": self.url,
@@ -255,7 +255,7 @@ class LocalHub:
             'c.Spawner.cmd = v["spawner_cmd"]',
             'c.Spawner.args = v["spawner_args"]',
             "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
-            "from app.lockdown.hook import make_pre_spawn_hook",
+            "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
             'c.Spawner.pre_spawn_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
+from hubkeeper.db.engine import database_ok
+from hubkeeper.errors import HubkeeperError
 from starlette.concurrency import run_in_threadpool
-
-from app.db.engine import database_ok
-from app.errors import HubkeeperError
 
 router = APIRouter()
 

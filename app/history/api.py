@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.history import service
+from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
+from hubkeeper.history.usage import MAX_DAYS, UsageRow, aggregate, to_csv
+from hubkeeper.state import HubkeeperState
 from starlette.responses import Response
-
-from app.deps import CurrentReader, StateDep
-from app.history import service
-from app.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
-from app.history.usage import MAX_DAYS, UsageRow, aggregate, to_csv
-from app.state import HubkeeperState
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.history.usage import UsageRow
+from hubkeeper.history.usage import UsageRow
 
 WIDTH, HEIGHT = 800, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 26  # room for the axis labels

@@ -10,17 +10,17 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from app.config import Settings
-from app.db.engine import create_db_engine, migrate
-from app.errors import HubkeeperError
-from app.history import service
-from app.history.usage import aggregate, to_csv
+from hubkeeper.config import Settings
+from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.history import service
+from hubkeeper.history.usage import aggregate, to_csv
 
 HEADER = ("key", "sessions", "server-hours", "users")
 
 
 async def _groups_by_user(settings: Settings) -> dict[str, list[str]]:
-    from app.hub.client import HubClient
+    from hubkeeper.hub.client import HubClient
 
     hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
     try:

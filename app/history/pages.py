@@ -10,16 +10,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from hubkeeper.console.views import Pager
+from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.history import service
+from hubkeeper.history.api import usage_rows
+from hubkeeper.history.chart import bar_chart
+from hubkeeper.history.recorder import aware
+from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.templating import render
 from starlette.responses import Response
-
-from app.console.views import Pager
-from app.deps import CurrentReader, StateDep
-from app.history import service
-from app.history.api import usage_rows
-from app.history.chart import bar_chart
-from app.history.recorder import aware
-from app.web.params import page_param, text_param
-from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

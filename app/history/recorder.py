@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import ServerSession
+from hubkeeper.hub.models import HubUser
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.db.engine import session_scope
-from app.db.models import ServerSession
-from app.hub.models import HubUser
-
 if TYPE_CHECKING:
-    from app.console.directory import UserDirectory
+    from hubkeeper.console.directory import UserDirectory
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hubkeeper.console.schemas import _Times
+from hubkeeper.db.models import ServerSession
+from hubkeeper.history.recorder import aware
 from pydantic import BaseModel, Field
-
-from app.console.schemas import _Times
-from app.db.models import ServerSession
-from app.history.recorder import aware
 
 
 class SessionOut(_Times):

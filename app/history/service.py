@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import ServerSession
+from hubkeeper.db.paging import fetch_page
+from hubkeeper.errors import HubkeeperError
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
-
-from app.db.engine import session_scope
-from app.db.models import ServerSession
-from app.db.paging import fetch_page
-from app.errors import HubkeeperError
 
 STOP_REASONS = ("user", "admin", "culled", "lockdown", "unknown")
 DEFAULT_DAYS = 30

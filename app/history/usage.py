@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.db.models import ServerSession
-from app.history.recorder import aware
+from hubkeeper.db.models import ServerSession
+from hubkeeper.history.recorder import aware
 
 BY = ("day", "user", "group")
 NO_GROUP = "(no group)"

@@ -1,6 +1,6 @@
 """Everything that speaks to JupyterHub lives in this package."""
 
-from app.hub.client import HubClient
-from app.hub.models import HubServer, HubUser
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.models import HubServer, HubUser
 
 __all__ = ["HubClient", "HubServer", "HubUser"]

@@ -21,9 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-
-from app.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
-from app.hub.models import HubIdentity, HubUser, ProgressEvent
+from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
+from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ class HubClient:
             headers={"Authorization": f"token {token}"},
         )
         if response.status_code in (401, 403):
-            from app.errors import Unauthenticated
+            from hubkeeper.errors import Unauthenticated
 
             raise Unauthenticated("The hub does not accept this token", code="invalid_token")
         self._raise_for(response, "identify token")

@@ -6,10 +6,9 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-
-from app.deps import CurrentAdmin, CurrentReader, StateDep
-from app.lockdown import service
-from app.lockdown.schemas import (
+from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.lockdown import service
+from hubkeeper.lockdown.schemas import (
     LockdownItem,
     LockdownList,
     LockdownOut,
@@ -17,7 +16,7 @@ from app.lockdown.schemas import (
     LockRequest,
     LockStatus,
 )
-from app.lockdown.state import OPEN, current
+from hubkeeper.lockdown.state import OPEN, current
 
 router = APIRouter(prefix="/api/v1", tags=["lockdown"])
 

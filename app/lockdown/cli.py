@@ -10,13 +10,13 @@ import asyncio
 import getpass
 import sys
 
-from app.config import Settings
-from app.console.cli import CliActor, _state
-from app.db.engine import migrate
-from app.errors import HubkeeperError
-from app.lockdown import service
-from app.lockdown.state import LockdownState
-from app.state import HubkeeperState
+from hubkeeper.config import Settings
+from hubkeeper.console.cli import CliActor, _state
+from hubkeeper.db.engine import migrate
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.lockdown import service
+from hubkeeper.lockdown.state import LockdownState
+from hubkeeper.state import HubkeeperState
 
 
 def _describe(state: LockdownState) -> str:

@@ -3,7 +3,7 @@
 Loaded by JupyterHub in its own process, so it imports nothing from the rest of `app`
 (only the standard library and tornado, which the hub always has):
 
-    from app.lockdown.hook import make_pre_spawn_hook
+    from hubkeeper.lockdown.hook import make_pre_spawn_hook
     c.Spawner.pre_spawn_hook = make_pre_spawn_hook(
         "http://127.0.0.1:10101/services/hubkeeper/api/v1/lockdown/status"
     )

@@ -10,12 +10,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
+from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.lockdown import service
+from hubkeeper.state import HubkeeperState
+from hubkeeper.web.templating import render
 from starlette.responses import RedirectResponse, Response
-
-from app.deps import CurrentAdmin, CurrentReader, StateDep
-from app.lockdown import service
-from app.state import HubkeeperState
-from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from hubkeeper.console.schemas import _Times
+from hubkeeper.db.models import Lockdown
+from hubkeeper.lockdown.service import REASON_MAX
+from hubkeeper.lockdown.state import LockdownState
 from pydantic import BaseModel, Field, field_validator
-
-from app.console.schemas import _Times
-from app.db.models import Lockdown
-from app.lockdown.service import REASON_MAX
-from app.lockdown.state import LockdownState
 
 
 class LockdownOut(_Times):

@@ -12,19 +12,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hubkeeper.console.jobs import Job
+from hubkeeper.console.service import Actor, audit
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import Lockdown, utcnow
+from hubkeeper.db.paging import fetch_page
+from hubkeeper.errors import Conflict, HubkeeperError
+from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.console.jobs import Job
-from app.console.service import Actor, audit
-from app.db.engine import session_scope
-from app.db.models import Lockdown, utcnow
-from app.db.paging import fetch_page
-from app.errors import Conflict, HubkeeperError
-from app.lockdown.state import OPEN, LockdownState, current, remember
-
 if TYPE_CHECKING:
-    from app.state import HubkeeperState
+    from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 

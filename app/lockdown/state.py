@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.state import HubkeeperState
+    from hubkeeper.state import HubkeeperState
 
 KEY = "lockdown"
 

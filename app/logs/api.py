@@ -11,11 +11,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-
-from app.console.api import UserName
-from app.deps import CurrentAdmin, StateDep
-from app.logs import service
-from app.logs.schemas import LogOut
+from hubkeeper.console.api import UserName
+from hubkeeper.deps import CurrentAdmin, StateDep
+from hubkeeper.logs import service
+from hubkeeper.logs.schemas import LogOut
 
 router = APIRouter(prefix="/api/v1", tags=["logs"])
 

@@ -10,14 +10,13 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from hubkeeper.console.api import ServerName, UserName
+from hubkeeper.deps import CurrentAdmin, StateDep
+from hubkeeper.errors import HubUnavailable, NotFound
+from hubkeeper.logs.service import describe
+from hubkeeper.state import HubkeeperState
+from hubkeeper.web.templating import render
 from starlette.responses import Response
-
-from app.console.api import ServerName, UserName
-from app.deps import CurrentAdmin, StateDep
-from app.errors import HubUnavailable, NotFound
-from app.logs.service import describe
-from app.state import HubkeeperState
-from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

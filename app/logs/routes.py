@@ -1,9 +1,8 @@
 """The logs capability: `api/v1/users/{name}/logs[/stream]` and the log pages."""
 
 from fastapi import APIRouter
-
-from app.logs.api import router as api_router
-from app.logs.pages import router as pages_router
+from hubkeeper.logs.api import router as api_router
+from hubkeeper.logs.pages import router as pages_router
 
 router = APIRouter()
 router.include_router(api_router)

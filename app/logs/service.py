@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.console.service import Actor, audit, server_label, target_of
-from app.errors import Conflict, HubkeeperError, NotFound
-from app.hub.client import FileRange
-from app.hub.models import HubServer
+from hubkeeper.console.service import Actor, audit, server_label, target_of
+from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.hub.client import FileRange
+from hubkeeper.hub.models import HubServer
 
 if TYPE_CHECKING:
-    from app.state import HubkeeperState
+    from hubkeeper.state import HubkeeperState
 
 DEFAULT_LINES = 200
 MAX_LINES = 5000

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from hubkeeper.lockdown.state import current as current_lockdown
+from hubkeeper.paths import TEMPLATES_DIR
 from starlette.responses import HTMLResponse
 
-from app.lockdown.state import current as current_lockdown
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-templates = Jinja2Templates(directory=str(ROOT / "templates"))
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.autoescape = True
 
 

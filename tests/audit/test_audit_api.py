@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.audit.service import record, search
-from app.db.engine import session_scope
-from app.db.models import AuditEvent
-from app.main import create_app
+from hubkeeper.audit.service import record, search
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.main import create_app
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

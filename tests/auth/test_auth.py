@@ -9,11 +9,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from hubkeeper.auth.sessions import SESSION_COOKIE, STATE_COOKIE, issue_session
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import WebSession
 from sqlmodel import select
 
-from app.auth.sessions import SESSION_COOKIE, STATE_COOKIE, issue_session
-from app.db.engine import session_scope
-from app.db.models import WebSession
 from tests.auth.hub_login import hub_login, sign_in
 
 PREFIX = "/services/hubkeeper/"
@@ -194,7 +194,7 @@ def test_identity_is_rechecked_and_a_dead_token_ends_the_session(hubkeeper_serve
     hk = hubkeeper_server.app.state.hk
     cookies, _ = _session_cookie(hubkeeper_server, "auth-admin", "admin", access_token="revoked")
     session_id = next(iter(cookies.values()))
-    from app.auth.sessions import _unsign
+    from hubkeeper.auth.sessions import _unsign
 
     sid = _unsign(hk, session_id)
     with session_scope(hk.engine) as db:

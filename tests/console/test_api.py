@@ -14,8 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
-from app.demo.localhub import MANAGERS_GROUP
+from hubkeeper.demo.localhub import MANAGERS_GROUP
 
 
 def unique(prefix: str) -> str:

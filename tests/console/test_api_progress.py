@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
-from app.console.api import relay_progress
-from app.errors import HubUnavailable
-from app.hub.models import ProgressEvent
+from hubkeeper.console.api import relay_progress
+from hubkeeper.errors import HubUnavailable
+from hubkeeper.hub.models import ProgressEvent
 
 
 class StallingHubStandIn:

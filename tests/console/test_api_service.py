@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.auth.principal import Principal
-from app.console import service
-from app.errors import NotFound
-from app.main import create_app
+from hubkeeper.auth.principal import Principal
+from hubkeeper.console import service
+from hubkeeper.errors import NotFound
+from hubkeeper.main import create_app
 
 WHO = Principal(name="admin", role="admin", via="web")
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.auth.sessions import issue_session
-from app.demo.localhub import free_port
-from app.hub.models import HubUser
-from app.main import create_app
+from hubkeeper.auth.sessions import issue_session
+from hubkeeper.demo.localhub import free_port
+from hubkeeper.hub.models import HubUser
+from hubkeeper.main import create_app
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from app.config import Settings
-from app.console.directory import (
+from hubkeeper.config import Settings
+from hubkeeper.console.directory import (
     REBUILD_THRESHOLD,
     ROW_SORTS,
     STATUSES,
@@ -24,9 +23,9 @@ from app.console.directory import (
     USER_STATES,
     UserDirectory,
 )
-from app.demo.localhub import free_port
-from app.hub.client import HubClient
-from app.hub.models import HubServer, HubUser
+from hubkeeper.demo.localhub import free_port
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.models import HubServer, HubUser
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

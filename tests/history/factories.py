@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hubkeeper.db.engine import create_db_engine, migrate, session_scope
+from hubkeeper.db.models import ServerSession
 from sqlmodel import select
-
-from app.db.engine import create_db_engine, migrate, session_scope
-from app.db.models import ServerSession
 
 
 def at(text: str) -> datetime:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hubkeeper.main import create_app
 
-from app.main import create_app
 from tests.history.factories import add_session, prepared
 from tests.waiting import wait_for
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app.console.directory import UserDirectory
-from app.history.recorder import SessionRecorder
-from app.hub.models import HubServer, HubUser
+from hubkeeper.console.directory import UserDirectory
+from hubkeeper.history.recorder import SessionRecorder
+from hubkeeper.hub.models import HubServer, HubUser
+
 from tests.history.factories import add_session, at, prepared, sessions_of
 
 T0 = at("2026-11-20T10:00")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-from app.history.service import sessions_between
-from app.history.usage import aggregate, safe_cell, to_csv
+from hubkeeper.history.service import sessions_between
+from hubkeeper.history.usage import aggregate, safe_cell, to_csv
+
 from tests.history.factories import add_session, at, prepared
 
 WINDOW = {"since": at("2026-11-01T00:00"), "until": at("2026-11-04T00:00")}
@@ -82,7 +83,7 @@ def test_by_user_and_by_group(db_url):
 
 
 def test_an_open_session_counts_up_to_now():
-    from app.db.models import ServerSession
+    from hubkeeper.db.models import ServerSession
 
     open_one = ServerSession(user="hist-ann", started_at=at("2026-11-03T20:00"))
     rows = aggregate(

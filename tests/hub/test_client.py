@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
-from app.demo.localhub import LocalHub, free_port
-from app.errors import Conflict, HubUnavailable, NotFound
-from app.hub.client import HubClient
+from hubkeeper.demo.localhub import LocalHub, free_port
+from hubkeeper.errors import Conflict, HubUnavailable, NotFound
+from hubkeeper.hub.client import HubClient
 
 PAGED = [f"page-user-{i:03d}" for i in range(230)]
 READY = ["page-user-005", "page-user-120", "page-user-228"]

@@ -7,8 +7,7 @@ import re
 import httpx
 import pytest
 from bs4 import BeautifulSoup
-
-from app.demo.localhub import SERVICE_SCOPES
+from hubkeeper.demo.localhub import SERVICE_SCOPES
 
 
 def hub_home(hub, username: str) -> BeautifulSoup:

@@ -6,19 +6,18 @@ import subprocess
 import sys
 
 import pytest
+from hubkeeper.demo.localhub import free_port
+from hubkeeper.lockdown.hook import UNREACHABLE_MESSAGE, make_pre_spawn_hook
 from tornado.web import HTTPError
-
-from app.demo.localhub import free_port
-from app.lockdown.hook import UNREACHABLE_MESSAGE, make_pre_spawn_hook
 
 
 def test_the_hook_imports_nothing_else_from_hubkeeper():
     code = (
-        "import sys, app.lockdown.hook; "
-        "print(sorted(m for m in sys.modules if m == 'app' or m.startswith('app.')))"
+        "import sys, hubkeeper.lockdown.hook; "
+        "print(sorted(m for m in sys.modules if m == 'hubkeeper' or m.startswith('hubkeeper.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['app', 'app.lockdown', 'app.lockdown.hook']"
+    assert out.stdout.strip() == "['hubkeeper', 'hubkeeper.lockdown', 'hubkeeper.lockdown.hook']"
 
 
 async def test_an_unreachable_hubkeeper_lets_spawns_through_by_default(caplog):

@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
-
-from app.auth.sessions import issue_session
-from app.db.engine import create_db_engine
-from app.lockdown import service
-from app.lockdown.state import LockdownState, current, remember
-from app.main import create_app
+from hubkeeper.auth.sessions import issue_session
+from hubkeeper.db.engine import create_db_engine
+from hubkeeper.lockdown import service
+from hubkeeper.lockdown.state import LockdownState, current, remember
+from hubkeeper.main import create_app
 
 ADMIN = "lock-page-admin"
 MANAGER = "lock-page-manager"

@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.demo.localhub import MANAGERS_GROUP
 from sqlmodel import select
-
-from app.db.engine import session_scope
-from app.db.models import AuditEvent
-from app.demo.localhub import MANAGERS_GROUP
 
 ADMIN = "logs-admin"
 MANAGER = "logs-manager"

@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from app.hub.client import FileRange, HubClient
-from app.logs.service import MAX_BACKLOG, _advance, follow_log, split_lines
+from hubkeeper.hub.client import FileRange, HubClient
+from hubkeeper.logs.service import MAX_BACKLOG, _advance, follow_log, split_lines
 
 USER = "logs-timing"
 

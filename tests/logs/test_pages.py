@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from hubkeeper.auth.sessions import issue_session
+from hubkeeper.demo.localhub import MANAGERS_GROUP
 from playwright.sync_api import expect
-
-from app.auth.sessions import issue_session
-from app.demo.localhub import MANAGERS_GROUP
 
 ADMIN = "logs-page-admin"
 MANAGER = "logs-page-manager"

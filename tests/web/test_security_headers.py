@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-
-from app.main import create_app
+from hubkeeper.main import create_app
 
 
 def test_pages_and_api_carry_security_headers(make_settings):
