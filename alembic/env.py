@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-import hubkeeper.db.models  # noqa: F401 - registers every table on SQLModel.metadata
-from hubkeeper.db.engine import normalise_url
+from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-from alembic import context
+import hubkeeper.db.models  # noqa: F401 - registers every table on SQLModel.metadata
+from hubkeeper.db.engine import normalise_url
 
 config = context.config
 target_metadata = SQLModel.metadata

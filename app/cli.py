@@ -15,6 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.require_hub()  # before the imports below log anything: one clean line, exit 2
 
     import uvicorn
+
     from hubkeeper.main import create_app
 
     try:

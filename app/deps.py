@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+
 from hubkeeper.auth.dependencies import require_admin, require_reader
 from hubkeeper.auth.principal import Principal
 from hubkeeper.state import HubkeeperState

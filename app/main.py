@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+
 from hubkeeper import __version__
 from hubkeeper.audit.routes import router as audit_router
 from hubkeeper.auth.routes import router as auth_router

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
+
 from hubkeeper.config import Settings
 from hubkeeper.hub.client import HubClient
-from sqlalchemy import Engine
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
@@ -28,3 +29,20 @@ class HubkeeperState:
     cookie_secret: str
     extras: dict[str, object] = field(default_factory=dict)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+
+
+def cli_state(settings: Settings) -> HubkeeperState:
+    """A state for one command-line action: no loops, no session recorder."""
+    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.console.jobs import JobRegistry
+    from hubkeeper.db.engine import create_db_engine
+
+    hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
+    return HubkeeperState(
+        settings=settings,
+        engine=create_db_engine(settings.database_url),
+        hub=hub,
+        directory=UserDirectory(hub, settings),
+        jobs=JobRegistry(),
+        cookie_secret="",
+    )

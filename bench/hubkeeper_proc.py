@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+from itsdangerous import URLSafeTimedSerializer
+
 from hubkeeper.db.engine import create_db_engine, migrate, session_scope
 from hubkeeper.db.models import WebSession
 from hubkeeper.demo.localhub import LocalHub
-from itsdangerous import URLSafeTimedSerializer
 
 VENV_BIN = Path(sys.executable).parent
 SESSION_COOKIE = "hubkeeper-session"  # app/auth/sessions.py

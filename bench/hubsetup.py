@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+
 from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
 
 log = logging.getLogger("bench.hub")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hubkeeper.config import Settings
 from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
 
@@ -64,8 +65,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
 def _postgres_database() -> Iterator[str]:
     """A fresh, uniquely named database on the test server, dropped afterwards."""
     import psycopg
-    from hubkeeper.db.engine import normalise_url
     from sqlalchemy.engine import make_url
+
+    from hubkeeper.db.engine import normalise_url
 
     server = make_url(normalise_url(POSTGRES_URL))
     name = f"hubkeeper_test_{uuid.uuid4().hex[:12]}"
@@ -133,6 +135,7 @@ def hubkeeper_server(
 ) -> Iterator[HubkeeperServer]:
     """Hubkeeper (create_app + uvicorn in a thread) on the hub's service port."""
     import uvicorn
+
     from hubkeeper.main import create_app
 
     tmp = tmp_path_factory.mktemp("hubkeeper")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import stat
 
 import pytest
+
 from hubkeeper.config import MissingSetting, Settings
 from hubkeeper.main import create_app
-
 from tests.cli import run_cli
 
 HUB = {"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api", "JUPYTERHUB_API_TOKEN": "t"}

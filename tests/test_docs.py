@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from hubkeeper.config import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from starlette.testclient import TestClient
+
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.main import create_app
-from starlette.testclient import TestClient
 
 
 def test_health_ok_with_the_real_hub(make_settings):

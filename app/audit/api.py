@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, field_serializer
+
 from hubkeeper.audit.service import search
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.deps import CurrentReader, StateDep
-from pydantic import BaseModel, field_serializer
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from hubkeeper.audit.service import search
-from hubkeeper.console.views import Pager
-from hubkeeper.db.engine import session_scope
-from hubkeeper.db.models import AuditEvent
-from hubkeeper.deps import CurrentReader, StateDep
-from hubkeeper.web.params import page_param, text_param
-from hubkeeper.web.templating import render
 from sqlalchemy import Engine
 from sqlmodel import col, select
 from starlette.responses import Response
+
+from hubkeeper.audit.service import search
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import AuditEvent
+from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.kit.window import BadInput, parse_when
+from hubkeeper.web.pager import Pager
+from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,22 +32,6 @@ PAGE_SIZE = 50
 OUTCOMES = ("ok", "failed", "pending")
 # Offered as suggestions in the filter fields; small, so one query each is cheap.
 SUGGESTIONS = 200
-
-
-def parse_when(raw: str, *, end: bool = False) -> datetime | None:
-    """'2026-11-26', '2026-11-26T12:00' or full ISO 8601 → aware UTC datetime.
-
-    A bare date used as the end of a range means the end of that day.
-    Raises ValueError on anything else.
-    """
-    raw = raw.strip()
-    if not raw:
-        return None
-    if len(raw) == 10:
-        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
-        return day + timedelta(days=1) if end else day
-    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -122,8 +108,8 @@ async def audit_page(request: Request, who: CurrentReader, hk: StateDep) -> Resp
     bounds: dict[str, datetime | None] = {}
     for name, end in (("since", False), ("until", True)):
         try:
-            bounds[name] = parse_when(getattr(view, name), end=end)
-        except ValueError:
+            bounds[name] = parse_when(getattr(view, name), name, end=end)
+        except BadInput:
             bounds[name] = None
             errors[name] = "Use a date like 2026-11-26 or 2026-11-26T14:30 (UTC)."
     events, total, actions, actors = await asyncio.to_thread(

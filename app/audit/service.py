@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.db.paging import fetch_page
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+
+if TYPE_CHECKING:
+    from hubkeeper.kit.actors import Actor
+    from hubkeeper.state import HubkeeperState
+
+log = logging.getLogger(__name__)
 
 
 def record(
@@ -37,6 +47,33 @@ def record(
         session.flush()
         session.refresh(event)
     return event
+
+
+async def audit(
+    hk: HubkeeperState,
+    who: Actor,
+    action: str,
+    target: str,
+    *,
+    outcome: str = "ok",
+    detail: str = "",
+    error: str = "",
+) -> None:
+    """Write one audit event off the event loop; a database failure is logged, not raised."""
+    try:
+        await asyncio.to_thread(
+            record,
+            hk.engine,
+            actor=who.name,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail,
+            error=error,
+            via=who.via,
+        )
+    except Exception:
+        log.exception("could not write audit event %s %s by %s", action, target, who.name)
 
 
 def search(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
+
 from hubkeeper.auth.principal import Principal, role_for
 from hubkeeper.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
 from hubkeeper.auth.tokens import TokenCache, token_from_header

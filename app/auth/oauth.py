@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+
 from hubkeeper.state import HubkeeperState
 
 

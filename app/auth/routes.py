@@ -9,6 +9,10 @@ import logging
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from fastapi import APIRouter, Request
+from itsdangerous import BadSignature
+from pydantic import BaseModel
+from starlette.responses import RedirectResponse, Response
+
 from hubkeeper.audit import service as audit
 from hubkeeper.auth import oauth
 from hubkeeper.auth.principal import role_for
@@ -24,9 +28,6 @@ from hubkeeper.auth.sessions import (
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
 from hubkeeper.web.templating import render
-from itsdangerous import BadSignature
-from pydantic import BaseModel
-from starlette.responses import RedirectResponse, Response
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])

@@ -15,12 +15,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
 from hubkeeper.auth.principal import role_for
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import WebSession
 from hubkeeper.errors import HubUnavailable, Unauthenticated
+from hubkeeper.kit.clock import utcnow
 from hubkeeper.state import HubkeeperState
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
     web_session = await asyncio.to_thread(_load, hk, session_id)
     if web_session is None:
         return None
-    now = datetime.now(UTC)
+    now = utcnow()
     if now - _as_utc(web_session.created_at) > SESSION_MAX_AGE:
         await asyncio.to_thread(_delete, hk, session_id)
         return None

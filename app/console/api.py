@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
+
 from hubkeeper.console import service
 from hubkeeper.console.schemas import (
     DirectoryStatus,
@@ -28,16 +28,14 @@ from hubkeeper.console.schemas import (
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
+from hubkeeper.kit.sse import SSE_HEADERS, sse
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.params import NAME_MAX, ServerName, UserName
 
 router = APIRouter(prefix="/api/v1", tags=["console"])
 
-NAME_MAX = 255
 SSE_KEEPALIVE = 8.0  # s, like the hub's own progress stream
 SSE_MAX_LIFETIME = 600.0  # s; the browser's EventSource reconnects if it still cares
-
-UserName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="hub user name")]
-ServerName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="named server")]
 
 
 async def find_user(hk: HubkeeperState, name: str) -> HubUser:
@@ -139,7 +137,6 @@ async def directory_status(who: CurrentReader, hk: StateDep) -> DirectoryStatus:
 
 
 # --- spawn progress --------------------------------------------------------------------------
-SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 
 
 @router.get("/users/{name}/server/progress", response_class=StreamingResponse)
@@ -163,11 +160,6 @@ async def _progress(hk: HubkeeperState, name: str, server: str) -> StreamingResp
     return StreamingResponse(
         relay_progress(hk, name, server), media_type="text/event-stream", headers=SSE_HEADERS
     )
-
-
-def sse(data: dict[str, Any], event: str | None = None) -> str:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data)}\n\n"
 
 
 async def relay_progress(

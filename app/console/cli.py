@@ -5,39 +5,18 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from dataclasses import dataclass
 
 from hubkeeper.config import Settings
-from hubkeeper.console.directory import UserDirectory
-from hubkeeper.console.jobs import JobRegistry
-from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
-from hubkeeper.hub.client import HubClient
-from hubkeeper.state import HubkeeperState
-
-
-@dataclass(frozen=True)
-class CliActor:
-    name: str
-    via: str = "cli"
-
-
-def _state(settings: Settings) -> HubkeeperState:
-    hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
-    return HubkeeperState(
-        settings=settings,
-        engine=create_db_engine(settings.database_url),
-        hub=hub,
-        directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(),
-        cookie_secret="",
-    )
+from hubkeeper.kit.actors import SystemActor
+from hubkeeper.state import cli_state
 
 
 async def stop_all(settings: Settings, *, reason: str, assume_yes: bool) -> int:
     await asyncio.to_thread(migrate, settings.database_url)
-    hk = _state(settings)
-    who = CliActor(name=f"cli:{getpass.getuser()}")
+    hk = cli_state(settings)
+    who = SystemActor(name=f"cli:{getpass.getuser()}", via="cli")
     try:
         await hk.directory.refresh_active()
         rows, _total = hk.directory.query_rows(status="active", limit=10**9)

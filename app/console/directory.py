@@ -24,7 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from hubkeeper.config import Settings
@@ -45,6 +45,7 @@ from hubkeeper.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, r
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.models import HubUser
+from hubkeeper.kit.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class UserDirectory:
         hub: HubClient,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.hub = hub
         self.settings = settings

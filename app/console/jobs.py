@@ -12,11 +12,14 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from hubkeeper.console.service import Actor, audit, stop_recorded, target_of
+from hubkeeper.audit.service import audit
+from hubkeeper.console.service import stop_recorded
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.kit.actors import Actor, target_of
+from hubkeeper.kit.clock import utcnow
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
@@ -40,7 +43,7 @@ class Job:
     done: int = 0  # handled so far, failures included
     stopped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     _finished_mono: float | None = field(default=None, repr=False)
@@ -133,7 +136,7 @@ class JobRegistry:
             await asyncio.gather(*(one(u, s) for u, s in targets))
         finally:
             job.state = "done"
-            job.finished_at = datetime.now(UTC)
+            job.finished_at = utcnow()
             job._finished_mono = time.monotonic()
             detail = (
                 f"reason: {job.reason}; stopped {job.stopped} of {job.total}; "

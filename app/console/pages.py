@@ -12,13 +12,15 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
 from hubkeeper.console import service
-from hubkeeper.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, Pager, UsersView
+from hubkeeper.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, UsersView
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import NotFound
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.pager import Pager
 from hubkeeper.web.templating import render
-from starlette.responses import RedirectResponse, Response
 
 router = APIRouter(include_in_schema=False)
 

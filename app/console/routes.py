@@ -1,6 +1,7 @@
 """The console capability: the users API and the users pages."""
 
 from fastapi import APIRouter
+
 from hubkeeper.console.api import router as api_router
 from hubkeeper.console.pages import router as pages_router
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from hubkeeper.console.directory import UserDirectory
 from hubkeeper.console.rows import ServerRow, rows_of
 from hubkeeper.hub.models import HubUser
-from pydantic import BaseModel, Field, field_serializer
+from hubkeeper.kit.schemas import UtcTimes
 
 ServerStatus = Literal["running", "pending", "stopped"]
 
@@ -20,22 +22,7 @@ API_STATUS = {
 }
 
 
-def utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with an explicit offset (`+00:00`)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat()
-
-
-class _Times(BaseModel):
-    @field_serializer("*", when_used="json")
-    def _utc(self, value: object) -> object:
-        return utc(value) if isinstance(value, datetime) else value
-
-
-class ServerOut(_Times):
+class ServerOut(UtcTimes):
     name: str = Field(description='"" is the default server')
     status: ServerStatus
     started: datetime | None
@@ -43,7 +30,7 @@ class ServerOut(_Times):
     url: str = Field(description="the server's path on the hub, e.g. /user/ann/")
 
 
-class UserOut(_Times):
+class UserOut(UtcTimes):
     name: str
     admin: bool
     groups: list[str]
@@ -123,7 +110,7 @@ class DirectoryCounts(BaseModel):
     users: int
 
 
-class DirectoryStatus(_Times):
+class DirectoryStatus(UtcTimes):
     ready: bool = Field(description="the first full sweep of the hub's users has finished")
     synced_at: datetime | None
     full_synced_at: datetime | None

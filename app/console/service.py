@@ -6,40 +6,21 @@ A failure is recorded first and then re-raised, so the API still answers with it
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from hubkeeper.audit.service import record
+from hubkeeper.audit.service import audit
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
+from hubkeeper.kit.actors import Actor, server_label, target_of
 from hubkeeper.lockdown.state import current as current_lockdown
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
-
-
-class Actor(Protocol):
-    """Who asked: a Principal, or the system (CLI, culler, lockdown) with the same fields."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def via(self) -> str: ...
-
-
-def target_of(user: str, server: str = "") -> str:
-    """The audit target: `user` for the default server, `user/server` for a named one."""
-    return f"{user}/{server}" if server else user
-
-
-def server_label(user: str, server: str = "") -> str:
-    return f"{user}'s server {server!r}" if server else f"{user}'s server"
 
 
 def server_url(settings: Settings, user: str, server: str = "") -> str:
@@ -49,33 +30,6 @@ def server_url(settings: Settings, user: str, server: str = "") -> str:
     if server:
         path += f"{quote(server, safe='')}/"
     return base + path
-
-
-async def audit(
-    hk: HubkeeperState,
-    who: Actor,
-    action: str,
-    target: str,
-    *,
-    outcome: str = "ok",
-    detail: str = "",
-    error: str = "",
-) -> None:
-    """Write one audit event off the event loop; a database failure is logged, not raised."""
-    try:
-        await asyncio.to_thread(
-            record,
-            hk.engine,
-            actor=who.name,
-            action=action,
-            target=target,
-            outcome=outcome,
-            detail=detail,
-            error=error,
-            via=who.via,
-        )
-    except Exception:
-        log.exception("could not write audit event %s %s by %s", action, target, who.name)
 
 
 async def _current(hk: HubkeeperState, user: str) -> HubUser:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from hubkeeper.kit.clock import utcnow
 from hubkeeper.web.params import page_param, text_param
 from hubkeeper.web.templating import templates
 
@@ -114,44 +115,6 @@ class UsersView:
         return "descending" if self.sort.startswith("-") else "ascending"
 
 
-@dataclass(frozen=True)
-class Pager:
-    page: int
-    total: int
-    size: int = PAGE_SIZE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.size))
-
-    @property
-    def first_item(self) -> int:
-        return 0 if self.total == 0 else (self.page - 1) * self.size + 1
-
-    @property
-    def last_item(self) -> int:
-        return min(self.total, self.page * self.size)
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    def window(self, radius: int = 2) -> list[int | None]:
-        """Page numbers to link, with None for a gap: 1 … 4 5 [6] 7 8 … 20."""
-        wanted = {1, self.pages, *range(self.page - radius, self.page + radius + 1)}
-        numbers = sorted(n for n in wanted if 1 <= n <= self.pages)
-        out: list[int | None] = []
-        for n in numbers:
-            if out and isinstance(out[-1], int) and n - out[-1] > 1:
-                out.append(None)
-            out.append(n)
-        return out
-
-
 def server_path(row: RowLike) -> str:
     """`users/{name}/server` or `users/{name}/servers/{server}`, every segment quoted."""
     user = quote(row.user, safe="")
@@ -173,7 +136,7 @@ def clock(value: datetime | None) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    if value.date() == datetime.now(UTC).date():
+    if value.date() == utcnow().date():
         return value.strftime("%H:%M UTC")
     return value.strftime("%Y-%m-%d %H:%M UTC")
 

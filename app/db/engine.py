@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from alembic import command
 from alembic.config import Config
-from hubkeeper.paths import MIGRATIONS_DIR
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
 
-from alembic import command
+from hubkeeper.paths import MIGRATIONS_DIR
 
 
 def normalise_url(url: str) -> str:

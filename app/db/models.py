@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from hubkeeper.kit.clock import utcnow
 
 
 def UTCDateTime(**kw: object) -> Column:  # noqa: N802 - reads like a type in models

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+
 from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub, free_port, port_is_free
 
 ADMIN = "admin"

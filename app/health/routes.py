@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
 from hubkeeper.db.engine import database_ok
 from hubkeeper.errors import HubkeeperError
-from starlette.concurrency import run_in_threadpool
 
 router = APIRouter()
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
+
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
 from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
 from hubkeeper.history.usage import MAX_DAYS, UsageRow, aggregate, to_csv
+from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.window import BadInput, bounds, window
 from hubkeeper.state import HubkeeperState
-from starlette.responses import Response
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
 
@@ -29,10 +32,7 @@ async def sessions(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> SessionList:
     """Server sessions overlapping [since, until), newest first."""
-    start = service.parse_when(since, "since")
-    end = service.parse_when(until, "until")
-    if start and end and start > end:
-        raise service.BadInput("since must not be after until", code="invalid_window")
+    start, end = bounds(since, until)
     rows, total = await asyncio.to_thread(
         service.list_sessions,
         hk.engine,
@@ -43,7 +43,7 @@ async def sessions(
         offset=offset,
         limit=limit,
     )
-    now = datetime.now(UTC)
+    now = utcnow()
     return SessionList(
         items=[SessionOut.of(r, now) for r in rows], total=total, offset=offset, limit=limit
     )
@@ -53,10 +53,10 @@ async def usage_rows(
     hk: HubkeeperState, since: str | None, until: str | None, by: str
 ) -> tuple[datetime, datetime, list[UsageRow]]:
     """The window and its rows (shared by the API and the page); 422 on bad input."""
-    now = datetime.now(UTC)
-    start, end = service.window(since, until, now=now)
+    now = utcnow()
+    start, end = window(since, until, now=now)
     if by == "day" and (end - start).days > MAX_DAYS:
-        raise service.BadInput(f"by=day covers at most {MAX_DAYS} days", code="invalid_window")
+        raise BadInput(f"by=day covers at most {MAX_DAYS} days", code="invalid_window")
     found = await asyncio.to_thread(service.sessions_between, hk.engine, start, end)
 
     def groups_of(user: str) -> list[str]:

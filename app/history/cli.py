@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 
 from hubkeeper.config import Settings
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.history import service
 from hubkeeper.history.usage import aggregate, to_csv
+from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.window import window
 
 HEADER = ("key", "sessions", "server-hours", "users")
 
@@ -48,9 +49,9 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 
 def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool) -> int:
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
-        start, end = service.window(since or None, until or None, now=now)
+        start, end = window(since or None, until or None, now=now)
     except HubkeeperError as exc:
         print(f"hubkeeper: {exc.detail}", file=sys.stderr)
         return 2

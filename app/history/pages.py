@@ -10,15 +10,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from hubkeeper.console.views import Pager
+from starlette.responses import Response
+
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
 from hubkeeper.history.api import usage_rows
 from hubkeeper.history.chart import bar_chart
 from hubkeeper.history.recorder import aware
+from hubkeeper.kit.clock import utcnow
+from hubkeeper.web.pager import Pager
 from hubkeeper.web.params import page_param, text_param
 from hubkeeper.web.templating import render
-from starlette.responses import Response
 
 router = APIRouter(include_in_schema=False)
 
@@ -106,7 +108,7 @@ def duration(seconds: float) -> str:
 async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """Server usage over time, by user or group, and the server sessions."""
     view = HistoryView.from_params(request.query_params)
-    now = datetime.now(UTC)
+    now = utcnow()
     start, end, errors = _window(view, now)
     iso = {"since": start.isoformat(), "until": end.isoformat()}
     _, _, days = await usage_rows(hk, iso["since"], iso["until"], "day")

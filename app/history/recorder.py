@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.hub.models import HubUser
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from hubkeeper.kit.clock import utcnow
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
@@ -78,9 +80,7 @@ def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datet
 class SessionRecorder:
     """Turns directory changes into `ServerSession` rows; `hk.history`."""
 
-    def __init__(
-        self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
         self.reconciled = False

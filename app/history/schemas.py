@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from hubkeeper.console.schemas import _Times
-from hubkeeper.db.models import ServerSession
-from hubkeeper.history.recorder import aware
 from pydantic import BaseModel, Field
 
+from hubkeeper.db.models import ServerSession
+from hubkeeper.history.recorder import aware
+from hubkeeper.kit.schemas import UtcTimes
 
-class SessionOut(_Times):
+
+class SessionOut(UtcTimes):
     id: int
     user: str
     server: str = Field(description='"" is the default server')
@@ -53,7 +54,7 @@ class UsageRowOut(BaseModel):
     users: int = Field(description="distinct users")
 
 
-class UsageOut(_Times):
+class UsageOut(UtcTimes):
     since: datetime
     until: datetime
     by: str

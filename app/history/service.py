@@ -2,49 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from hubkeeper.db.engine import session_scope
-from hubkeeper.db.models import ServerSession
-from hubkeeper.db.paging import fetch_page
-from hubkeeper.errors import HubkeeperError
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import ServerSession
+from hubkeeper.db.paging import fetch_page
+
 STOP_REASONS = ("user", "admin", "culled", "lockdown", "unknown")
-DEFAULT_DAYS = 30
-
-
-class BadInput(HubkeeperError):
-    status_code = 422
-    code = "invalid_parameter"
-
-
-def parse_when(raw: str | None, what: str) -> datetime | None:
-    """ISO 8601 date or date-time → aware UTC (a bare date is its midnight); 422 otherwise."""
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(
-            f"{what} must be an ISO 8601 date or date-time, like 2026-11-01 or "
-            f"2026-11-01T08:00:00Z, not {raw[:40]!r}"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def window(
-    since: str | None, until: str | None, *, now: datetime, default_days: int = DEFAULT_DAYS
-) -> tuple[datetime, datetime]:
-    """The [since, until) window asked for; until defaults to now, since to `default_days`
-    before it. 422 on a bad value or when since is after until."""
-    end = parse_when(until, "until") or now
-    start = parse_when(since, "since") or end - timedelta(days=default_days)
-    if start > end:
-        raise BadInput("since must not be after until", code="invalid_window")
-    return start, end
 
 
 def _overlapping(

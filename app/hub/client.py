@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
 from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
 

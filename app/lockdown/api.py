@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.lockdown import service
 from hubkeeper.lockdown.schemas import (

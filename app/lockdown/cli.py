@@ -11,12 +11,12 @@ import getpass
 import sys
 
 from hubkeeper.config import Settings
-from hubkeeper.console.cli import CliActor, _state
 from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
+from hubkeeper.kit.actors import SystemActor
 from hubkeeper.lockdown import service
 from hubkeeper.lockdown.state import LockdownState
-from hubkeeper.state import HubkeeperState
+from hubkeeper.state import HubkeeperState, cli_state
 
 
 def _describe(state: LockdownState) -> str:
@@ -44,8 +44,8 @@ async def _wait(hk: HubkeeperState, job_id: str) -> int:
 async def lockdown(settings: Settings, action: str, *, reason: str = "", keep: bool = False) -> int:
     """Exit codes: 0 done, 1 refused (already so) or some servers failed to stop, 3 hub/db."""
     await asyncio.to_thread(migrate, settings.database_url)
-    hk = _state(settings)
-    who = CliActor(name=f"cli:{getpass.getuser()}")
+    hk = cli_state(settings)
+    who = SystemActor(name=f"cli:{getpass.getuser()}", via="cli")
     try:
         if action == "status":
             print(_describe(await asyncio.to_thread(service.load, hk.engine)))

@@ -10,11 +10,12 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.lockdown import service
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.templating import render
-from starlette.responses import RedirectResponse, Response
 
 router = APIRouter(include_in_schema=False)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from hubkeeper.console.schemas import _Times
-from hubkeeper.db.models import Lockdown
-from hubkeeper.lockdown.service import REASON_MAX
-from hubkeeper.lockdown.state import LockdownState
 from pydantic import BaseModel, Field, field_validator
 
+from hubkeeper.db.models import Lockdown
+from hubkeeper.kit.schemas import UtcTimes
+from hubkeeper.lockdown.service import REASON_MAX
+from hubkeeper.lockdown.state import LockdownState
 
-class LockdownOut(_Times):
+
+class LockdownOut(UtcTimes):
     active: bool
     reason: str | None
     since: datetime | None
@@ -48,7 +49,7 @@ class LockStatus(BaseModel):
     message: str = Field(description="what users see when a start is refused")
 
 
-class LockdownItem(_Times):
+class LockdownItem(UtcTimes):
     id: int
     reason: str
     started_at: datetime

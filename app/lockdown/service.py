@@ -12,15 +12,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubkeeper.console.jobs import Job
-from hubkeeper.console.service import Actor, audit
-from hubkeeper.db.engine import session_scope
-from hubkeeper.db.models import Lockdown, utcnow
-from hubkeeper.db.paging import fetch_page
-from hubkeeper.errors import Conflict, HubkeeperError
-from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+
+from hubkeeper.audit.service import audit
+from hubkeeper.console.jobs import Job
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import Lockdown
+from hubkeeper.db.paging import fetch_page
+from hubkeeper.errors import Conflict, HubkeeperError
+from hubkeeper.kit.actors import Actor
+from hubkeeper.kit.clock import utcnow
+from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState

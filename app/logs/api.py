@@ -11,14 +11,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from hubkeeper.console.api import UserName
+
 from hubkeeper.deps import CurrentAdmin, StateDep
+from hubkeeper.kit.sse import SSE_HEADERS
 from hubkeeper.logs import service
 from hubkeeper.logs.schemas import LogOut
+from hubkeeper.web.params import UserName
 
 router = APIRouter(prefix="/api/v1", tags=["logs"])
 
-SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 ServerQuery = Annotated[
     str, Query(max_length=255, description="a named server; empty for the default server")
 ]

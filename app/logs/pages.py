@@ -10,13 +10,14 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
-from hubkeeper.console.api import ServerName, UserName
+from starlette.responses import Response
+
 from hubkeeper.deps import CurrentAdmin, StateDep
 from hubkeeper.errors import HubUnavailable, NotFound
 from hubkeeper.logs.service import describe
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.params import ServerName, UserName
 from hubkeeper.web.templating import render
-from starlette.responses import Response
 
 router = APIRouter(include_in_schema=False)
 

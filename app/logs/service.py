@@ -10,16 +10,17 @@ Log files may hold anything: bytes are decoded as UTF-8 with replacement charact
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hubkeeper.console.service import Actor, audit, server_label, target_of
+from hubkeeper.audit.service import audit
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.client import FileRange
 from hubkeeper.hub.models import HubServer
+from hubkeeper.kit.actors import Actor, server_label, target_of
+from hubkeeper.kit.sse import sse
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
@@ -148,13 +149,6 @@ async def view_log(
 
 
 # --- following ---------------------------------------------------------------------------------
-def sse(data: dict[str, Any], event: str | None = None, event_id: int | None = None) -> str:
-    head = f"event: {event}\n" if event else ""
-    if event_id is not None:
-        head += f"id: {event_id}\n"
-    return f"{head}data: {json.dumps(data)}\n\n"
-
-
 def error_event(exc: HubkeeperError) -> str:
     return sse({"error": exc.code, "detail": exc.detail}, event="error")
 

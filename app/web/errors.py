@@ -7,10 +7,11 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from hubkeeper.errors import HubkeeperError
-from hubkeeper.web.templating import render
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.web.templating import render
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,16 @@ falls back to defaults instead of failing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Path
 
 MAX_TEXT = 200
 MAX_PAGE = 1_000_000
+NAME_MAX = 255  # user and server names in paths
+
+UserName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="hub user name")]
+ServerName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="named server")]
 
 
 def text_param(params: Mapping[str, Any], key: str, limit: int = MAX_TEXT) -> str:

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from hubkeeper.kit.clock import utcnow
 from hubkeeper.lockdown.state import current as current_lockdown
 from hubkeeper.paths import TEMPLATES_DIR
-from starlette.responses import HTMLResponse
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.autoescape = True
@@ -19,7 +21,7 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     """'12 min ago' — coarse on purpose: the hub's activity is only minute-accurate."""
     if value is None:
         return "never"
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     seconds = int((now - value).total_seconds())

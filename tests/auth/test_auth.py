@@ -9,11 +9,11 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from sqlmodel import select
+
 from hubkeeper.auth.sessions import SESSION_COOKIE, STATE_COOKIE, issue_session
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import WebSession
-from sqlmodel import select
-
 from tests.auth.hub_login import hub_login, sign_in
 
 PREFIX = "/services/hubkeeper/"

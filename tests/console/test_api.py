@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+
 from hubkeeper.demo.localhub import MANAGERS_GROUP
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from hubkeeper.auth.principal import Principal
 from hubkeeper.console import service
 from hubkeeper.errors import NotFound

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.hub.models import HubUser

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hubkeeper.db.engine import create_db_engine
-from hubkeeper.db.models import AuditEvent
 from sqlmodel import Session, select
 
+from hubkeeper.db.engine import create_db_engine
+from hubkeeper.db.models import AuditEvent
 from tests.cli import run_cli
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from hubkeeper.config import Settings
 from hubkeeper.console.directory import (
     REBUILD_THRESHOLD,

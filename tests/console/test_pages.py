@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+
 from hubkeeper.audit.service import record
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.console.views import PAGE_SIZE
 from hubkeeper.hub.client import HubClient
 from hubkeeper.main import create_app
-
 from tests.waiting import wait_for
 
 SCRIPT_USER = "<script>alert('hk')"  # the hub refuses "/" in names, so no closing tag

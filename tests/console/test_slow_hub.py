@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.main import create_app
-
 from tests.conftest import build_settings
 from tests.waiting import wait_for
 

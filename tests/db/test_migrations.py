@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hubkeeper.main  # noqa: F401 - imports every module that defines a table
-from hubkeeper.db.engine import create_db_engine, migrate
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
+import hubkeeper.main  # noqa: F401 - imports every module that defines a table
+from hubkeeper.db.engine import create_db_engine, migrate
 from tests.cli import run_cli
 
 

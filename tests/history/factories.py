@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel import select
+
 from hubkeeper.db.engine import create_db_engine, migrate, session_scope
 from hubkeeper.db.models import ServerSession
-from sqlmodel import select
 
 
 def at(text: str) -> datetime:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hubkeeper.main import create_app
 
+from hubkeeper.main import create_app
 from tests.history.factories import add_session, prepared
 from tests.waiting import wait_for
 
@@ -40,7 +40,8 @@ def token(hub: Any, name: str) -> dict[str, str]:
     return {"Authorization": f"token {hub.user_token(name)}"}
 
 
-WINDOW = {"since": "2026-11-01", "until": "2026-11-03"}
+# A bare-date `until` includes that day (hubkeeper.kit.window): November 1st and 2nd.
+WINDOW = {"since": "2026-11-01", "until": "2026-11-02"}
 
 
 def test_sessions_are_listed_newest_first_and_filtered(hub, client):

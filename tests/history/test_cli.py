@@ -11,7 +11,7 @@ from tests.cli import run_cli
 from tests.history.factories import add_session, prepared
 
 ANN, BEN = "hist-cli-ann", "hist-cli-ben"
-WINDOW = ("--since", "2026-11-01", "--until", "2026-11-03")
+WINDOW = ("--since", "2026-11-01", "--until", "2026-11-02")  # a bare-date until includes that day
 
 
 def report(

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.engine import create_db_engine
-
 from tests.history.factories import add_session
 
 EVIL = "hist-<script>alert(1)</script>"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from hubkeeper.main import create_app
 
+from hubkeeper.main import create_app
 from tests.history.factories import add_session, prepared, sessions_of
 from tests.waiting import wait_for
 

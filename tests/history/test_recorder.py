@@ -9,7 +9,6 @@ from datetime import timedelta
 from hubkeeper.console.directory import UserDirectory
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.hub.models import HubServer, HubUser
-
 from tests.history.factories import add_session, at, prepared, sessions_of
 
 T0 = at("2026-11-20T10:00")

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from hubkeeper.db.engine import create_db_engine
 
+from hubkeeper.db.engine import create_db_engine
 from tests.history.factories import sessions_of
 from tests.waiting import wait_for
 

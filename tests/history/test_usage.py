@@ -7,7 +7,6 @@ import io
 
 from hubkeeper.history.service import sessions_between
 from hubkeeper.history.usage import aggregate, safe_cell, to_csv
-
 from tests.history.factories import add_session, at, prepared
 
 WINDOW = {"since": at("2026-11-01T00:00"), "until": at("2026-11-04T00:00")}

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from hubkeeper.demo.localhub import LocalHub, free_port
 from hubkeeper.errors import Conflict, HubUnavailable, NotFound
 from hubkeeper.hub.client import HubClient

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+
 from hubkeeper.demo.localhub import SERVICE_SCOPES
 
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from tornado.web import HTTPError
+
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.lockdown.hook import UNREACHABLE_MESSAGE, make_pre_spawn_hook
-from tornado.web import HTTPError
 
 
 def test_the_hook_imports_nothing_else_from_hubkeeper():

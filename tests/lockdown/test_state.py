@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
+
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.engine import create_db_engine
 from hubkeeper.lockdown import service

@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
+
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.demo.localhub import MANAGERS_GROUP
-from sqlmodel import select
 
 ADMIN = "logs-admin"
 MANAGER = "logs-manager"

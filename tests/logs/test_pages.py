@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from bs4 import BeautifulSoup
+from playwright.sync_api import expect
+
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import MANAGERS_GROUP
-from playwright.sync_api import expect
 
 ADMIN = "logs-page-admin"
 MANAGER = "logs-page-manager"
