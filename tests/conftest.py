@@ -131,17 +131,15 @@ class HubkeeperServer:
     thread: threading.Thread
 
 
-@pytest.fixture(scope="session")
-def hubkeeper_server(
-    hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[HubkeeperServer]:
-    """Hubkeeper (create_app + uvicorn in a thread) on the hub's service port."""
+@contextlib.contextmanager
+def serve_hubkeeper(hub: LocalHub, tmp: Path, **overrides: Any) -> Iterator[HubkeeperServer]:
+    """Hubkeeper (create_app + uvicorn in a thread) on `hub.service_port`, configured with
+    what the hub hands a service (`hub.hubkeeper_env()`)."""
     import uvicorn
 
     from hubkeeper.main import create_app
 
-    tmp = tmp_path_factory.mktemp("hubkeeper")
-    settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp)
+    settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp, **overrides)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=hub.service_port, log_level="warning", lifespan="on"
@@ -167,6 +165,39 @@ def hubkeeper_server(
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@pytest.fixture(scope="session")
+def hubkeeper_server(
+    hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubkeeperServer]:
+    """Hubkeeper on the session hub's service port."""
+    with serve_hubkeeper(hub, tmp_path_factory.mktemp("hubkeeper")) as served:
+        yield served
+
+
+# --- the second layout: an external service on a hub under base_url=/jhub/ --------------------
+@pytest.fixture(scope="session")
+def jhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """A second real hub, `c.JupyterHub.base_url = "/jhub/"` (hub's own port separate, proxy
+    API on a third), where Hubkeeper is an external service. Started only when a test asks."""
+    local = LocalHub(tmp_path_factory.mktemp("jhub"), base_url="/jhub/")
+    atexit.register(local.stop)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+@pytest.fixture(scope="session")
+def jhub_server(
+    jhub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubkeeperServer]:
+    """Hubkeeper on the /jhub/ hub's service port (prefix /jhub/services/hubkeeper/)."""
+    with serve_hubkeeper(jhub, tmp_path_factory.mktemp("jhubkeeper")) as served:
+        yield served
 
 
 # --- browser -------------------------------------------------------------------------------
