@@ -9,8 +9,6 @@ import asyncio
 import atexit
 import contextlib
 import os
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +18,13 @@ from typing import Any
 import pytest
 
 from hubkeeper.config import Settings
-from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
+from hubkeeper.demo.localhub import LocalHub
+from tests.serving import (  # noqa: F401 - build_settings, TEST_COOKIE_SECRET: importable here
+    TEST_COOKIE_SECRET,
+    HubkeeperServer,
+    build_settings,
+    serve_hubkeeper,
+)
 
 # The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
 for _key in list(os.environ):
@@ -30,7 +34,7 @@ for _key in list(os.environ):
         del os.environ[_key]
 
 POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
-TEST_COOKIE_SECRET = "0123456789abcdef" * 4
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -96,19 +100,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 # --- settings ------------------------------------------------------------------------------
-def build_settings(hub: LocalHub, db_url: str, tmp_dir: Path, **overrides: Any) -> Settings:
-    """Settings as the hub would hand them to Hubkeeper; overrides by env name or field name."""
-    values: dict[str, Any] = {
-        **hub.hubkeeper_env(),
-        "HUBKEEPER_DATABASE_URL": db_url,
-        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
-        "HUBKEEPER_COOKIE_SECRET_FILE": str(tmp_dir / "hubkeeper_cookie_secret"),
-        "HUBKEEPER_MANAGER_GROUPS": MANAGERS_GROUP,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
     """`make_settings(db_url=None, **overrides)`: Settings for the session hub."""
@@ -120,53 +111,7 @@ def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-# --- Hubkeeper served where the hub proxies /services/hubkeeper/ -----------------------------
-@dataclass
-class HubkeeperServer:
-    app: Any
-    settings: Settings
-    direct_url: str  # http://127.0.0.1:<service port>/services/hubkeeper/
-    proxied_url: str  # <hub url>/services/hubkeeper/
-    server: Any
-    thread: threading.Thread
-
-
-@contextlib.contextmanager
-def serve_hubkeeper(hub: LocalHub, tmp: Path, **overrides: Any) -> Iterator[HubkeeperServer]:
-    """Hubkeeper (create_app + uvicorn in a thread) on `hub.service_port`, configured with
-    what the hub hands a service (`hub.hubkeeper_env()`)."""
-    import uvicorn
-
-    from hubkeeper.main import create_app
-
-    settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp, **overrides)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=hub.service_port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="hubkeeper-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("Hubkeeper did not start on the hub's service port")
-        time.sleep(0.02)
-    prefix = hub.service_prefix
-    try:
-        yield HubkeeperServer(
-            app=app,
-            settings=settings,
-            direct_url=f"http://127.0.0.1:{hub.service_port}{prefix}",
-            proxied_url=f"{hub.origin}{prefix}",
-            server=server,
-            thread=thread,
-        )
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
+# --- Hubkeeper served where the hub proxies /services/hubkeeper/ (tests/serving.py) -------
 @pytest.fixture(scope="session")
 def hubkeeper_server(
     hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
