@@ -29,7 +29,7 @@ c.Spawner.cmd = [
 c.Spawner.args = ["--ContentsManager.allow_hidden=True", "--allow-root"]
 # Servers listen on all interfaces so Hubkeeper (another container) can reach them at their
 # route target, http://hub:<port> (docker-compose.yml gives this container hostname "hub").
-c.Spawner.ip = "0.0.0.0"
+c.Spawner.ip = "0.0.0.0"  # noqa: S104 - inside the compose network, by design
 # The proxy's REST API where Hubkeeper can read it (HUBKEEPER_PROXY_API_URL); its token is
 # CONFIGPROXY_AUTH_TOKEN from the environment, shared by the hub, the proxy and Hubkeeper.
 c.ConfigurableHTTPProxy.api_url = "http://hub:8001"
