@@ -102,7 +102,7 @@ def _end(engine: Engine, who: str) -> Lockdown | None:
     NULL` makes two lifts at once end it once: the second finds nothing left (→ 409).
     """
     with session_scope(engine) as session:
-        ended = session.exec(  # type: ignore[call-overload]
+        ended = session.exec(
             update(Lockdown)
             .where(col(Lockdown.ended_at).is_(None))
             .values(ended_at=utcnow(), ended_by=who)
