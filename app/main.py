@@ -24,6 +24,7 @@ from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
 from hubkeeper.lockdown import service as lockdown
+from hubkeeper.lockdown.enforce import Enforcer
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.paths import STATIC_DIR
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         settings.hub_api_token,
         timeout=settings.hub_timeout,
         concurrency=settings.hub_concurrency,
+        bulk_concurrency=settings.hub_bulk_concurrency,
     )
     state = HubkeeperState(
         settings=settings,
@@ -56,6 +58,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     recorder = state.history = SessionRecorder(engine)
     state.directory.listeners.append(recorder.on_change)
+    enforcer = Enforcer(state)
+    state.extras["lockdown_enforcer"] = enforcer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,10 +71,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         record = asyncio.create_task(
             recorder.run(state.directory), name="hubkeeper-history-recorder"
         )
+        enforce = asyncio.create_task(enforcer.run(), name="hubkeeper-lockdown-enforce")
         try:
             yield
         finally:
-            for task in (sync, watch, record):
+            for task in (sync, watch, record, enforce):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

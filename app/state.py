@@ -37,7 +37,13 @@ def cli_state(settings: Settings) -> HubkeeperState:
     from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.db.engine import create_db_engine
 
-    hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
+    hub = HubClient(
+        settings.hub_api_url,
+        settings.hub_api_token,
+        timeout=settings.hub_timeout,
+        concurrency=settings.hub_concurrency,
+        bulk_concurrency=settings.hub_bulk_concurrency,
+    )
     return HubkeeperState(
         settings=settings,
         engine=create_db_engine(settings.database_url),

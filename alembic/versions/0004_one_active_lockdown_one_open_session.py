@@ -1,4 +1,4 @@
-"""one active lockdown, one open session per server (partial unique indexes)
+"""one active lockdown, one open session per server (partial unique indexes); seen_at
 
 Revision ID: 0004
 Revises: 0003
@@ -37,6 +37,8 @@ def upgrade() -> None:
             'AND o."user" = server_session."user" AND o.server = server_session.server)'
         )
     )
+    with op.batch_alter_table("server_session", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index(
         "uq_lockdown_active",
         "lockdown",
@@ -58,3 +60,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("uq_server_session_open", table_name="server_session")
     op.drop_index("uq_lockdown_active", table_name="lockdown")
+    with op.batch_alter_table("server_session", schema=None) as batch_op:
+        batch_op.drop_column("seen_at")

@@ -68,6 +68,9 @@ class JobRegistry:
         keep_finished: float = KEEP_FINISHED,
     ) -> None:
         self._jobs: dict[str, Job] = {}
+        # Servers a job (or the lockdown enforcement) is stopping right now: whoever comes
+        # second leaves them alone instead of stopping (and auditing) them twice.
+        self.stopping: set[tuple[str, str]] = set()
         self.stop_concurrency = stop_concurrency
         self.stop_wait = stop_wait
         self.keep_finished = keep_finished
@@ -125,7 +128,11 @@ class JobRegistry:
 
         async def one(user: str, server: str) -> None:
             async with limit:
-                error = await self._stop_one(hk, who, job, user, server)
+                self.stopping.add((user, server))
+                try:
+                    error = await self._stop_one(hk, who, job, user, server)
+                finally:
+                    self.stopping.discard((user, server))
             if error:
                 job.failed.append({"user": user, "server": server, "error": error})
             else:
@@ -163,7 +170,7 @@ class JobRegistry:
         try:
             try:
                 reason = "lockdown" if job.reason.startswith("lockdown:") else "admin"
-                result = await stop_recorded(hk, who, user, server, reason=reason)
+                result = await stop_recorded(hk, who, user, server, reason=reason, bulk=True)
             except Conflict as exc:
                 if exc.code != "already_stopped":
                     raise
@@ -193,7 +200,7 @@ class JobRegistry:
             return f"{type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(HubkeeperError):
-                await hk.directory.refresh_user(user)
+                await hk.directory.refresh_user(user, bulk=True)
         await audit(hk, who, "server.stop", target, detail="stop-all")
         return ""
 
@@ -202,7 +209,7 @@ class JobRegistry:
         while time.monotonic() < deadline:
             await asyncio.sleep(STOP_POLL)
             try:
-                fresh = await hk.hub.get_user(user)
+                fresh = await hk.hub.bulk.get_user(user)
             except NotFound:
                 return
             found = fresh.servers.get(server)

@@ -100,3 +100,6 @@ class ServerSession(SQLModel, table=True):
     duration_s: float | None = Field(default=None)  # set when it stops
     stop_reason: str | None = Field(default=None, max_length=16)  # admin|culled|lockdown|unknown
     stopped_by: str | None = Field(default=None, max_length=255)
+    # The last active sync that saw it running (kept while open, every minute): when it
+    # ended while Hubkeeper was down and the hub no longer knows when, it ended after this.
+    seen_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))

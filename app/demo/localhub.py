@@ -108,6 +108,7 @@ class LocalHub:
         admin_users: Iterable[str] = ("admin",),
         extra_config: str = "",
         start_timeout: float = 30.0,
+        spawn_hook: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
@@ -116,6 +117,8 @@ class LocalHub:
         self.service_env = dict(service_env or {})
         self.admin_users = list(admin_users)
         self.extra_config = extra_config
+        # False: no lockdown pre-spawn hook, like a hub whose admin never configured it.
+        self.spawn_hook = spawn_hook
         self.start_timeout = start_timeout
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_url = self.url + "/hub/api"
@@ -254,9 +257,15 @@ class LocalHub:
             'c.Spawner.ip = "127.0.0.1"',
             'c.Spawner.cmd = v["spawner_cmd"]',
             'c.Spawner.args = v["spawner_args"]',
-            "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
-            "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
-            'c.Spawner.pre_spawn_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+            *(
+                [
+                    "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
+                    "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
+                    'c.Spawner.pre_spawn_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+                ]
+                if self.spawn_hook
+                else ["# No lockdown spawn hook (LocalHub(spawn_hook=False))."]
+            ),
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",
             "c.Spawner.http_timeout = 60",

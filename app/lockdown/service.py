@@ -23,7 +23,7 @@ from hubkeeper.db.models import Lockdown
 from hubkeeper.db.paging import fetch_page
 from hubkeeper.errors import Conflict, HubkeeperError
 from hubkeeper.kit.actors import Actor
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 
 if TYPE_CHECKING:
@@ -39,7 +39,12 @@ def _state_of(row: Lockdown | None) -> LockdownState:
     if row is None:
         return OPEN
     return LockdownState(
-        active=True, reason=row.reason, since=row.started_at, by=row.started_by, id=row.id
+        active=True,
+        reason=row.reason,
+        since=as_utc(row.started_at),
+        by=row.started_by,
+        id=row.id,
+        stop_servers=row.stop_servers,
     )
 
 
