@@ -7,7 +7,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -34,6 +36,11 @@ from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
+
+# SIGTERM must end the process within 5 s: open responses get SHUTDOWN_GRACE s (streams end
+# within about a second, told by `hk.shutting_down`), then stops under way STOP_GRACE s.
+SHUTDOWN_GRACE = 3.0
+STOP_GRACE = 1.0
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -63,6 +70,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # a fresh event per run (the same app may be started again, e.g. in tests)
+        state.shutting_down = asyncio.Event()
+        state.loop = asyncio.get_running_loop()
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
         await lockdown.refresh(state)  # a lockdown survives restarts
@@ -75,11 +85,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         try:
             yield
         finally:
+            # Shutdown order: streams first (already told by the signal, see `serve`), then
+            # the loops; the stops already asked of the hub finish their step (their
+            # sessions and audit records are written), what is left is cancelled; the
+            # history is written; only then the hub client and the database close.
+            state.shutting_down.set()
             for task in (sync, watch, record, enforce):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await state.jobs.shutdown()
+            await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
+            recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await hub.aclose()
             engine.dispose()
@@ -108,3 +124,30 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling Hubkeeper the moment a stop signal arrives: uvicorn then waits for
+    open responses before the lifespan's shutdown, so the streams must know sooner."""
+
+    def __init__(self, config: uvicorn.Config, hk: HubkeeperState) -> None:
+        super().__init__(config)
+        self.hk = hk
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.hk.begin_shutdown()
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Run `app` under uvicorn until SIGTERM/SIGINT; open responses get `SHUTDOWN_GRACE` s."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+    )
+    _Server(config, app.state.hk).run()

@@ -30,6 +30,7 @@ KEEP_FINISHED = 3600.0  # s
 STOP_CONCURRENCY = 8
 STOP_WAIT = 60.0  # s to wait for a 202 stop to finish before calling it failed
 STOP_POLL = 0.5
+SHUT_DOWN = "Hubkeeper shut down before it could stop this server"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class JobRegistry:
         # Servers a job (or the lockdown enforcement) is stopping right now: whoever comes
         # second leaves them alone instead of stopping (and auditing) them twice.
         self.stopping: set[tuple[str, str]] = set()
+        self._closing = False  # shutting down: no new stops
         self.stop_concurrency = stop_concurrency
         self.stop_wait = stop_wait
         self.keep_finished = keep_finished
@@ -128,6 +130,10 @@ class JobRegistry:
 
         async def one(user: str, server: str) -> None:
             async with limit:
+                if self._closing:
+                    job.failed.append({"user": user, "server": server, "error": SHUT_DOWN})
+                    job.done += 1
+                    return
                 self.stopping.add((user, server))
                 try:
                     error = await self._stop_one(hk, who, job, user, server)
@@ -221,9 +227,13 @@ class JobRegistry:
             status_code=504,
         )
 
-    async def shutdown(self) -> None:
-        """Cancel running jobs (at app shutdown)."""
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """At app shutdown: start no more stops (the rest of a job is counted failed, so the
+        job ends and is audited), give the stops under way `grace` s to finish, then cancel."""
+        self._closing = True
         tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         for task in tasks:

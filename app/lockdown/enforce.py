@@ -89,6 +89,11 @@ class Enforcer:
         if not state.active:
             self._failed.clear()
             return []
+        history = self.hk.history
+        if history is not None and not history.reconciled:
+            # Not before the session history has taken stock: a server stopped now would
+            # never get the session it ran (started while Hubkeeper was down).
+            return []
         directory = self.hk.directory
         await directory.refresh_active()
         rows, _ = directory.query_rows(status="active", limit=10**9)

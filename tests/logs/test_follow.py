@@ -44,7 +44,9 @@ async def test_keepalives_then_timeout_at_the_lifetime(hub: Any, hubkeeper_serve
     try:
         model = (await client.get_user(USER)).servers[""]
         hk = SimpleNamespace(
-            hub=client, settings=SimpleNamespace(server_log_path=".jupyter-server-log.txt")
+            hub=client,
+            settings=SimpleNamespace(server_log_path=".jupyter-server-log.txt"),
+            shutting_down=asyncio.Event(),
         )
         size = (Path(hub.state_dir) / "homes" / USER / ".jupyter-server-log.txt").stat().st_size
         chunks = [
