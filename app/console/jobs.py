@@ -69,8 +69,9 @@ class JobRegistry:
         keep_finished: float = KEEP_FINISHED,
     ) -> None:
         self._jobs: dict[str, Job] = {}
-        # Servers a job (or the lockdown enforcement) is stopping right now: whoever comes
-        # second leaves them alone instead of stopping (and auditing) them twice.
+        # Servers a job (from its snapshot on, queued ones included) or the lockdown
+        # enforcement is stopping: whoever comes second leaves them alone instead of
+        # stopping (and auditing) them twice.
         self.stopping: set[tuple[str, str]] = set()
         self._closing = False  # shutting down: no new stops
         self.stop_concurrency = stop_concurrency
@@ -116,6 +117,7 @@ class JobRegistry:
         targets = [(r.user, r.server) for r in rows if r.status in ("running", "starting")]
         job = Job(id=self._new_id(), kind="stop_all", actor=who.name, reason=reason)
         job.total = len(targets)
+        self.stopping.update(targets)
         self._prune()
         self._jobs[job.id] = job
         job.task = asyncio.create_task(
@@ -129,16 +131,15 @@ class JobRegistry:
         limit = asyncio.Semaphore(self.stop_concurrency)
 
         async def one(user: str, server: str) -> None:
-            async with limit:
-                if self._closing:
-                    job.failed.append({"user": user, "server": server, "error": SHUT_DOWN})
-                    job.done += 1
-                    return
-                self.stopping.add((user, server))
-                try:
+            try:
+                async with limit:
+                    if self._closing:
+                        job.failed.append({"user": user, "server": server, "error": SHUT_DOWN})
+                        job.done += 1
+                        return
                     error = await self._stop_one(hk, who, job, user, server)
-                finally:
-                    self.stopping.discard((user, server))
+            finally:
+                self.stopping.discard((user, server))
             if error:
                 job.failed.append({"user": user, "server": server, "error": error})
             else:

@@ -14,6 +14,10 @@ its cost grows with running servers, never with all users) and stops:
 - every other running server too, unless the lock was set with `stop_servers=false`
   ("keep the servers that are running now").
 
+A server found so is stopped when the next pass still finds it (leaving the lock's own
+stop-all job, which claims its servers at once, to do its work), and stays to be stopped while
+this lockdown lasts (a spawn found pending is stopped even if it came up meanwhile).
+
 Each stop is recorded in the session history with reason `lockdown` and audited as the
 system: actor `lockdown`, via `system`. Stops use the hub client's bulk budget.
 """
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENFORCE_SECONDS = 2.0  # between passes while locked (a pass while open costs nothing)
+# A server found in two passes in a row is stopped: at most ~2 passes + the stop (< 10 s).
 RETRY_AFTER_FAILURE = 30.0  # s before a server whose stop failed is tried (and audited) again
 LOCKDOWN_ACTOR = SystemActor("lockdown")
 
@@ -65,6 +70,11 @@ class Enforcer:
         self.hk = hk
         self.interval = interval
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._candidates: set[Key] = set()  # seen to stop in the last pass
+        # Found must-stop under this lockdown: stays so (a spawn found pending that came up
+        # before the next pass is still stopped, though it `started` before the lock).
+        self._marked: set[Key] = set()
+        self._lock_id: int | None = None
         self._failed: dict[Key, float] = {}  # monotonic time of the last failure
 
     async def run(self) -> None:
@@ -86,8 +96,12 @@ class Enforcer:
         Raises HubUnavailable when the hub's active servers cannot be read.
         """
         state = current(self.hk)
-        if not state.active:
+        if not state.active or state.id != self._lock_id:
             self._failed.clear()
+            self._candidates.clear()
+            self._marked.clear()
+            self._lock_id = state.id
+        if not state.active:
             return []
         history = self.hk.history
         if history is not None and not history.reconciled:
@@ -99,11 +113,20 @@ class Enforcer:
         rows, _ = directory.query_rows(status="active", limit=10**9)
         now = time.monotonic()
         begun: list[Key] = []
+        # A server is stopped when two passes in a row find it: the lock's own stop-all job
+        # (started just after the lock) claims its servers in between, and is left to them.
+        previous, self._candidates = self._candidates, set()
         for row in rows:
             key = (row.user, row.server)
-            if not must_stop(row, state) or key in self._tasks:
+            if row.status not in ("running", "starting"):
                 continue
+            if not (key in self._marked or must_stop(row, state)) or key in self._tasks:
+                continue
+            self._marked.add(key)
             if key in self.hk.jobs.stopping:  # a stop-all job is on it already
+                continue
+            self._candidates.add(key)
+            if key not in previous:
                 continue
             failed_at = self._failed.get(key)
             if failed_at is not None and now - failed_at < RETRY_AFTER_FAILURE:
