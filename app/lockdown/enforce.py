@@ -14,9 +14,10 @@ its cost grows with running servers, never with all users) and stops:
 - every other running server too, unless the lock was set with `stop_servers=false`
   ("keep the servers that are running now").
 
-A server found so is stopped when the next pass still finds it (leaving the lock's own
-stop-all job, which claims its servers at once, to do its work), and stays to be stopped while
-this lockdown lasts (a spawn found pending is stopped even if it came up meanwhile).
+A server found so is stopped at once — in the first seconds of a lockdown only when the next
+pass still finds it, leaving the lock's own stop-all job (which claims its servers at once)
+to do its work — and stays to be stopped while this lockdown lasts (a spawn found pending is
+stopped even if it came up meanwhile).
 
 Each stop is recorded in the session history with reason `lockdown` and audited as the
 system: actor `lockdown`, via `system`. Stops use the hub client's bulk budget.
@@ -28,13 +29,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from hubkeeper.audit.service import audit
 from hubkeeper.console.service import stop_recorded
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.kit.actors import SystemActor, target_of
-from hubkeeper.kit.clock import as_utc
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import LockdownState, current
 
 if TYPE_CHECKING:
@@ -113,9 +115,12 @@ class Enforcer:
         rows, _ = directory.query_rows(status="active", limit=10**9)
         now = time.monotonic()
         begun: list[Key] = []
-        # A server is stopped when two passes in a row find it: the lock's own stop-all job
-        # (started just after the lock) claims its servers in between, and is left to them.
+        # Just after a lock, a server is stopped when two passes in a row find it: the lock's
+        # own stop-all job (started right after the lock) claims its servers in between.
         previous, self._candidates = self._candidates, set()
+        young = state.since is not None and utcnow() - as_utc(state.since) < timedelta(
+            seconds=2 * self.interval
+        )
         for row in rows:
             key = (row.user, row.server)
             if row.status not in ("running", "starting"):
@@ -126,7 +131,7 @@ class Enforcer:
             if key in self.hk.jobs.stopping:  # a stop-all job is on it already
                 continue
             self._candidates.add(key)
-            if key not in previous:
+            if young and key not in previous:
                 continue
             failed_at = self._failed.get(key)
             if failed_at is not None and now - failed_at < RETRY_AFTER_FAILURE:
