@@ -111,7 +111,9 @@ class Enforcer:
             # never get the session it ran (started while Hubkeeper was down).
             return []
         directory = self.hk.directory
-        await directory.refresh_active()
+        lag = directory.lag_seconds()
+        if lag is None or lag > self.interval:  # else the active sync just read the same
+            await directory.refresh_active()
         rows, _ = directory.query_rows(status="active", limit=10**9)
         now = time.monotonic()
         begun: list[Key] = []
