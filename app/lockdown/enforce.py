@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENFORCE_SECONDS = 2.0  # between passes while locked (a pass while open costs nothing)
-# A server found in two passes in a row is stopped: at most ~2 passes + the stop (< 10 s).
+# So a server that comes up while locked is stopped within a pass or two plus the stop.
 RETRY_AFTER_FAILURE = 30.0  # s before a server whose stop failed is tried (and audited) again
 LOCKDOWN_ACTOR = SystemActor("lockdown")
 
