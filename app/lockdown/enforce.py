@@ -194,7 +194,15 @@ class Enforcer:
             jobs.stopping.discard(key)
             self._tasks.pop(key, None)
             with contextlib.suppress(HubkeeperError):
-                await self.hk.directory.refresh_user(user, bulk=True)
+                fresh = await self.hk.directory.refresh_user(user, bulk=True)
+                found = fresh.servers.get(server) if fresh is not None else None
+                if self.hk.history is not None and (
+                    found is None or found.status not in ("running", "stopping")
+                ):
+                    # Down now: a session it ran was closed as a lockdown stop just above
+                    # (the refresh's transition); an interrupted spawn never had one, and
+                    # its next run's stop must not be taken for ours.
+                    self.hk.history.forget_stop(user, server)
 
     async def drain(self, grace: float) -> None:
         """Let the stops under way finish (up to `grace` s), then cancel what is left."""

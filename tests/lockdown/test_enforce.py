@@ -163,6 +163,9 @@ def test_a_spawn_pending_when_the_lock_is_set_never_comes_up(
             assert is_down(bare_hub, user)
             (stop,) = wait_for(lambda: lockdown_stops(client, headers, user), 10, "the audit")
             assert (stop["via"], stop["outcome"]) == ("system", "ok")
+            # it never ran: no session, and its next run's stop is not taken for a lockdown's
+            history = client.app.state.hk.history  # type: ignore[attr-defined]
+            wait_for(lambda: (user, "") not in history._expected, 10, "the stop forgotten")
             assert client.delete("/api/v1/lockdown", headers=headers).status_code == 200
     finally:
         bare_hub.stop_server(user)
