@@ -174,3 +174,37 @@ def test_seen_marks_only_open_sessions(db_url, make_settings):
         engine.dispose()
     assert when(rows[open_id].seen_at) == naive("2026-11-20T09:59")
     assert rows[done_id].seen_at is None
+
+
+def test_two_replicas_opening_the_same_session_at_once_leave_one(db_url):
+    """Two recorders (two replicas) write the same open at the same instant: the database
+    refuses the second; its batch is retried and then finds the session there."""
+    import threading
+
+    from hubkeeper.history.recorder import Open
+
+    engine = prepared(db_url)
+    barrier = threading.Barrier(2)
+    recorders = [SessionRecorder(engine, clock=lambda: RESTART) for _ in range(2)]
+
+    def replica(recorder: SessionRecorder) -> None:
+        recorder._queue.append(Open("hist-d-twin", "", at("2026-11-20T09:00")))
+
+        async def go() -> None:
+            barrier.wait()
+            await recorder.flush()  # one of the two fails and queues its batch again
+            await recorder.flush()
+
+        asyncio.run(go())
+
+    try:
+        threads = [threading.Thread(target=replica, args=(r,)) for r in recorders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        rows = sessions_of(engine, "hist-d-twin")
+    finally:
+        engine.dispose()
+    assert len(rows) == 1 and rows[0].stopped_at is None
+    assert all(r._queue == [] for r in recorders)
