@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
@@ -220,6 +221,10 @@ class SessionRecorder:
     async def _write(self, ops: list[Op]) -> None:
         try:
             await asyncio.to_thread(apply_ops, self.engine, ops)
+        except IntegrityError:
+            # another writer (a replica) opened the same session first: the retry sees it
+            log.warning("session history: a concurrent write won; retrying %d change(s)", len(ops))
+            self._queue[:0] = ops
         except Exception:
             log.exception("could not record %d server session change(s); will retry", len(ops))
             self._queue[:0] = ops
