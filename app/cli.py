@@ -14,22 +14,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.require_hub()  # before the imports below log anything: one clean line, exit 2
 
-    import uvicorn
-
-    from hubkeeper.main import create_app
+    from hubkeeper.main import create_app, serve
 
     try:
         app = create_app(settings)
     except MissingSetting as exc:
         print(f"hubkeeper: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    serve(
         app,
         host=args.host or settings.bind_host,
         port=args.port or settings.bind_port,
         log_level=settings.log_level,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
     )
     return 0
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     )
     hub_timeout: float = Field(10.0, gt=0, validation_alias="HUBKEEPER_HUB_TIMEOUT")
     hub_concurrency: int = Field(8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_CONCURRENCY")
+    hub_bulk_concurrency: int = Field(
+        8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_BULK_CONCURRENCY"
+    )
     active_sync_interval: float = Field(
         3.0, gt=0, validation_alias="HUBKEEPER_ACTIVE_SYNC_INTERVAL"
     )

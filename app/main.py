@@ -7,7 +7,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -25,6 +27,7 @@ from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
 from hubkeeper.lockdown import service as lockdown
+from hubkeeper.lockdown.enforce import Enforcer
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.paths import STATIC_DIR
@@ -34,6 +37,11 @@ from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
+
+# SIGTERM must end the process within 5 s: open responses get SHUTDOWN_GRACE s (streams end
+# within about a second, told by `hk.shutting_down`), then stops under way STOP_GRACE s.
+SHUTDOWN_GRACE = 3.0
+STOP_GRACE = 1.0
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -46,6 +54,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         settings.hub_api_token,
         timeout=settings.hub_timeout,
         concurrency=settings.hub_concurrency,
+        bulk_concurrency=settings.hub_bulk_concurrency,
     )
     state = HubkeeperState(
         settings=settings,
@@ -58,9 +67,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     recorder = state.history = SessionRecorder(engine)
     state.directory.listeners.append(recorder.on_change)
+    enforcer = Enforcer(state)
+    state.extras["lockdown_enforcer"] = enforcer
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # a fresh event per run (the same app may be started again, e.g. in tests)
+        state.shutting_down = asyncio.Event()
+        state.loop = asyncio.get_running_loop()
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
         await lockdown.refresh(state)  # a lockdown survives restarts
@@ -69,14 +83,21 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         record = asyncio.create_task(
             recorder.run(state.directory), name="hubkeeper-history-recorder"
         )
+        enforce = asyncio.create_task(enforcer.run(), name="hubkeeper-lockdown-enforce")
         try:
             yield
         finally:
-            for task in (sync, watch, record):
+            # Shutdown order: streams first (already told by the signal, see `serve`), then
+            # the loops; the stops already asked of the hub finish their step (their
+            # sessions and audit records are written), what is left is cancelled; the
+            # history is written; only then the hub client and the database close.
+            state.shutting_down.set()
+            for task in (sync, watch, record, enforce):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await state.jobs.shutdown()
+            await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
+            recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await state.servers.aclose()
             await hub.aclose()
@@ -106,3 +127,30 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, telling Hubkeeper the moment a stop signal arrives: uvicorn then waits for
+    open responses before the lifespan's shutdown, so the streams must know sooner."""
+
+    def __init__(self, config: uvicorn.Config, hk: HubkeeperState) -> None:
+        super().__init__(config)
+        self.hk = hk
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.hk.begin_shutdown()
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Run `app` under uvicorn until SIGTERM/SIGINT; open responses get `SHUTDOWN_GRACE` s."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+    )
+    _Server(config, app.state.hk).run()

@@ -6,6 +6,7 @@ Kept on `app.state.hk`; routes reach it through the dependencies in `app/deps.py
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,19 @@ class HubkeeperState:
     servers: ServerGateway  # single-user servers: direct at the route target, own tokens
     extras: dict[str, object] = field(default_factory=dict)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+    # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
+    # responses): server-sent event streams check it every loop and end with
+    # `event: reconnect`, so the page's EventSource reconnects to the next process.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop | None = None  # the serving loop (set by the lifespan)
+
+    def begin_shutdown(self) -> None:
+        """Set `shutting_down`; safe from a signal handler or another thread."""
+        loop = self.loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self.shutting_down.set)
+        else:
+            self.shutting_down.set()
 
 
 def cli_state(settings: Settings) -> HubkeeperState:
@@ -40,7 +54,13 @@ def cli_state(settings: Settings) -> HubkeeperState:
     from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.db.engine import create_db_engine
 
-    hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
+    hub = HubClient(
+        settings.hub_api_url,
+        settings.hub_api_token,
+        timeout=settings.hub_timeout,
+        concurrency=settings.hub_concurrency,
+        bulk_concurrency=settings.hub_bulk_concurrency,
+    )
     return HubkeeperState(
         settings=settings,
         engine=create_db_engine(settings.database_url),

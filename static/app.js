@@ -344,6 +344,7 @@
     // Both a dropped connection and Hubkeeper's own `event: error` (e.g. "not starting yet").
     source.addEventListener("error", retry);
     source.addEventListener("timeout", retry);
+    source.addEventListener("reconnect", retry); // Hubkeeper restarting: ask the next one
   }
 
   function watchProgress(root) {
@@ -661,6 +662,9 @@
       });
       source.addEventListener("timeout", function () {
         setState("reconnecting", "reconnecting…"); // EventSource reconnects by itself
+      });
+      source.addEventListener("reconnect", function () {
+        setState("reconnecting", "reconnecting…"); // Hubkeeper restarting; resumes by Last-Event-ID
       });
       source.addEventListener("error", function (event) {
         if (event.data) {

@@ -28,7 +28,7 @@ from hubkeeper.console.schemas import (
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
-from hubkeeper.kit.sse import SSE_HEADERS, sse
+from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.params import NAME_MAX, ServerName, UserName
 
@@ -189,22 +189,35 @@ async def relay_progress(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
     task = asyncio.create_task(pump(), name=f"hubkeeper-progress-{name}")
+    # SIGTERM sets hk.shutting_down: wait for it beside the next event, end with reconnect
+    stopping = asyncio.ensure_future(hk.shutting_down.wait())
     try:
         yield ": progress of " + service.target_of(name, server).replace("\n", " ") + "\n\n"
         while True:
+            if stopping.done():
+                yield reconnect_event()
+                return
             remaining = deadline - loop.time()
             if remaining <= 0:
                 yield sse({"message": "stream lifetime reached; reconnect"}, event="timeout")
                 return
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=min(keepalive, remaining))
-            except TimeoutError:
-                yield ": keepalive\n\n"
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait(
+                (getter, stopping),
+                timeout=min(keepalive, remaining),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not getter.done():
+                getter.cancel()  # a cancelled get() takes nothing off the queue
+                if not stopping.done():
+                    yield ": keepalive\n\n"
                 continue
+            item = getter.result()
             if item is None:
                 return
             yield item
     finally:
+        stopping.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

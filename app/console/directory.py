@@ -43,7 +43,7 @@ from hubkeeper.console.index import (
 )
 from hubkeeper.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
 from hubkeeper.errors import HubkeeperError, NotFound
-from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.client import HubClient, UserPage
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import utcnow
 
@@ -120,6 +120,10 @@ class UserDirectory:
         # sync bookkeeping
         self._hub_total: int | None = None
         self._touched: set[str] | None = None  # names upserted while a sweep runs
+        # When the hub answer behind each user's state was asked for (time.monotonic()):
+        # an answer asked for earlier that arrives later is older, and is dropped. Kept for
+        # removed users too, so a late answer cannot bring a deleted user back.
+        self._fetched: dict[str, float] = {}
         self._sweep_soon = asyncio.Event()
 
         # called with (old, new) on every change of a user (None = absent); must be cheap
@@ -142,10 +146,27 @@ class UserDirectory:
         return max(0.0, (self.clock() - self.synced_at).total_seconds())
 
     # --- applying what the hub said ------------------------------------------------------
-    def upsert(self, user: HubUser) -> bool:
-        """Take the hub's view of one user; True when anything visible changed."""
+    def _is_older(self, name: str, fetched_at: float | None) -> bool:
+        """Whether an answer asked for at `fetched_at` is older than what we hold (and if
+        not, remember it as the newest). None = asked for just now."""
+        stamp = time.monotonic() if fetched_at is None else fetched_at
+        if stamp < self._fetched.get(name, float("-inf")):
+            return True
+        self._fetched[name] = stamp
+        return False
+
+    def upsert(self, user: HubUser, *, fetched_at: float | None = None) -> bool:
+        """Take the hub's view of one user; True when anything visible changed.
+
+        `fetched_at` is `time.monotonic()` when the request behind this view was sent (the
+        hub client stamps its pages with it, `UserPage.fetched_at`); a view older than the
+        one applied last is dropped, so a slow answer never flips a server back. None =
+        asked for now.
+        """
         if self._touched is not None:
             self._touched.add(user.name)
+        if self._is_older(user.name, fetched_at):
+            return False
         old = self._users.get(user.name)
         if old is not None and old == user:
             return False
@@ -166,7 +187,10 @@ class UserDirectory:
         self._notify(old, user)
         return True
 
-    def remove(self, name: str) -> bool:
+    def remove(self, name: str, *, fetched_at: float | None = None) -> bool:
+        """Drop a user the hub no longer has (unless a newer answer showed it since)."""
+        if self._is_older(name, fetched_at):
+            return False
         old = self._users.get(name)
         if old is None:
             return False
@@ -465,35 +489,42 @@ class UserDirectory:
         return len(self._users)
 
     # --- talking to the hub --------------------------------------------------------------
-    async def refresh_user(self, name: str) -> HubUser | None:
-        """Re-read one user from the hub now; None (and dropped) when the hub has none."""
+    async def refresh_user(self, name: str, *, bulk: bool = False) -> HubUser | None:
+        """Re-read one user from the hub now; None (and dropped) when the hub has none.
+
+        `bulk=True` for re-reads that are part of work on many servers (the hub client's
+        bulk budget, see `HubClient`). Raises HubUnavailable.
+        """
+        sent = time.monotonic()
         try:
-            user = await self.hub.get_user(name)
+            user = await (self.hub.bulk if bulk else self.hub).get_user(name)
         except NotFound:
-            self.remove(name)
+            self.remove(name, fetched_at=sent)
             return None
-        self.upsert(user)
+        self.upsert(user, fetched_at=sent)
         return user
 
-    async def _refresh_many(self, names: Iterable[str]) -> None:
+    async def _refresh_many(self, names: Iterable[str], *, bulk: bool = False) -> None:
         limit = asyncio.Semaphore(REFRESH_CONCURRENCY)
 
         async def one(name: str) -> None:
             async with limit:
-                await self.refresh_user(name)
+                await self.refresh_user(name, bulk=bulk)
 
         await asyncio.gather(*(one(n) for n in names))
 
     async def refresh_active(self) -> None:
         """Pull `state=active` now; re-read users we thought active that left that list."""
-        active: list[HubUser] = []
+        pages: list[UserPage] = []
         async for page, _total in self.hub.iter_user_pages(
             state="active", include_stopped_servers=True, page_size=SWEEP_PAGE
         ):
-            active.extend(page)
-        for user in active:
-            self.upsert(user)
-        seen = {u.name for u in active}
+            pages.append(page)
+        seen: set[str] = set()
+        for page in pages:
+            for user in page:
+                self.upsert(user, fetched_at=page.fetched_at)
+                seen.add(user.name)
         gone = [name for name in self._active if name not in seen]
         if gone:
             await self._refresh_many(gone)
@@ -502,8 +533,9 @@ class UserDirectory:
         """One active pass: newest users, recently active users, then the active list."""
         newest, total = await self.hub.user_page(sort="-id", limit=CHEAP_PAGE)
         recent, _ = await self.hub.user_page(sort="-last_activity", limit=CHEAP_PAGE)
-        for user in (*newest, *recent):
-            self.upsert(user)
+        for page in (newest, recent):
+            for user in page:
+                self.upsert(user, fetched_at=page.fetched_at)
         await self.refresh_active()
         if self.ready and total != len(self._users):
             # users were created in bulk or deleted: the sweep finds out which
@@ -518,14 +550,16 @@ class UserDirectory:
     async def full_sweep(self) -> None:
         """Walk every user (paced); drop the users the hub no longer has."""
         self._touched = set()
+        began = time.monotonic()
         try:
-            async for page, total in self.hub.iter_user_pages(
+            # A walk of every user is bulk work: it must not hold up sign-ins or pages.
+            async for page, total in self.hub.bulk.iter_user_pages(
                 page_size=SWEEP_PAGE,
                 pause=self.settings.full_sync_page_pause,
                 include_stopped_servers=True,
             ):
                 for user in page:
-                    self.upsert(user)
+                    self.upsert(user, fetched_at=page.fetched_at)
                 self._hub_total = total
             missing = set(self._users) - self._touched
         finally:
@@ -533,10 +567,10 @@ class UserDirectory:
         if missing:
             if len(missing) <= VERIFY_MISSING_MAX:
                 # a user deleted mid-walk shifts the pages: re-read before dropping anyone
-                await self._refresh_many(missing)
+                await self._refresh_many(missing, bulk=True)
             else:
                 for name in missing:
-                    self.remove(name)
+                    self.remove(name, fetched_at=began)
         await self.rebuild_off_loop()
         first = not self.ready
         self.full_synced_at = self.clock()

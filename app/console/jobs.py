@@ -30,6 +30,7 @@ KEEP_FINISHED = 3600.0  # s
 STOP_CONCURRENCY = 8
 STOP_WAIT = 60.0  # s to wait for a 202 stop to finish before calling it failed
 STOP_POLL = 0.5
+SHUT_DOWN = "Hubkeeper shut down before it could stop this server"
 
 
 @dataclass
@@ -68,6 +69,11 @@ class JobRegistry:
         keep_finished: float = KEEP_FINISHED,
     ) -> None:
         self._jobs: dict[str, Job] = {}
+        # Servers a job (from its snapshot on, queued ones included) or the lockdown
+        # enforcement is stopping: whoever comes second leaves them alone instead of
+        # stopping (and auditing) them twice.
+        self.stopping: set[tuple[str, str]] = set()
+        self._closing = False  # shutting down: no new stops
         self.stop_concurrency = stop_concurrency
         self.stop_wait = stop_wait
         self.keep_finished = keep_finished
@@ -111,6 +117,7 @@ class JobRegistry:
         targets = [(r.user, r.server) for r in rows if r.status in ("running", "starting")]
         job = Job(id=self._new_id(), kind="stop_all", actor=who.name, reason=reason)
         job.total = len(targets)
+        self.stopping.update(targets)
         self._prune()
         self._jobs[job.id] = job
         job.task = asyncio.create_task(
@@ -124,8 +131,15 @@ class JobRegistry:
         limit = asyncio.Semaphore(self.stop_concurrency)
 
         async def one(user: str, server: str) -> None:
-            async with limit:
-                error = await self._stop_one(hk, who, job, user, server)
+            try:
+                async with limit:
+                    if self._closing:
+                        job.failed.append({"user": user, "server": server, "error": SHUT_DOWN})
+                        job.done += 1
+                        return
+                    error = await self._stop_one(hk, who, job, user, server)
+            finally:
+                self.stopping.discard((user, server))
             if error:
                 job.failed.append({"user": user, "server": server, "error": error})
             else:
@@ -163,7 +177,7 @@ class JobRegistry:
         try:
             try:
                 reason = "lockdown" if job.reason.startswith("lockdown:") else "admin"
-                result = await stop_recorded(hk, who, user, server, reason=reason)
+                result = await stop_recorded(hk, who, user, server, reason=reason, bulk=True)
             except Conflict as exc:
                 if exc.code != "already_stopped":
                     raise
@@ -193,7 +207,7 @@ class JobRegistry:
             return f"{type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(HubkeeperError):
-                await hk.directory.refresh_user(user)
+                await hk.directory.refresh_user(user, bulk=True)
         await audit(hk, who, "server.stop", target, detail="stop-all")
         return ""
 
@@ -202,7 +216,7 @@ class JobRegistry:
         while time.monotonic() < deadline:
             await asyncio.sleep(STOP_POLL)
             try:
-                fresh = await hk.hub.get_user(user)
+                fresh = await hk.hub.bulk.get_user(user)
             except NotFound:
                 return
             found = fresh.servers.get(server)
@@ -214,9 +228,13 @@ class JobRegistry:
             status_code=504,
         )
 
-    async def shutdown(self) -> None:
-        """Cancel running jobs (at app shutdown)."""
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """At app shutdown: start no more stops (the rest of a job is counted failed, so the
+        job ends and is audited), give the stops under way `grace` s to finish, then cancel."""
+        self._closing = True
         tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -124,13 +124,17 @@ async def _stop(hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
 
 
 async def stop_recorded(
-    hk: HubkeeperState, who: Actor, user: str, server: str, *, reason: str
+    hk: HubkeeperState, who: Actor, user: str, server: str, *, reason: str, bulk: bool = False
 ) -> str:
-    """Ask the hub to stop a server, telling the session history who did it and why first."""
+    """Ask the hub to stop a server, telling the session history who did it and why first.
+
+    `bulk=True` when this stop is one of many (stop-all, lockdown enforcement): it then uses
+    the hub client's bulk budget and never delays interactive requests.
+    """
     if hk.history is not None:
         hk.history.expect_stop(user, server, reason=reason, by=who.name)
     try:
-        return await hk.hub.stop_server(user, server)
+        return await (hk.hub.bulk if bulk else hk.hub).stop_server(user, server)
     except HubkeeperError:
         if hk.history is not None:
             hk.history.forget_stop(user, server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from hubkeeper.kit.clock import utcnow
@@ -48,6 +48,19 @@ class Lockdown(SQLModel, table=True):
     """A period during which the hub refuses to start servers; `ended_at` is null while active."""
 
     __tablename__ = "lockdown"
+    # At most one active lockdown, enforced by the database: two locks at the same instant
+    # (two admins, two replicas) cannot both insert; the loser gets an IntegrityError → 409.
+    __table_args__ = (
+        # On the constant `ended_at IS NULL`, not on `ended_at`: unique indexes treat NULLs
+        # as distinct (SQLite and PostgreSQL), so an index on the column itself allows many.
+        Index(
+            "uq_lockdown_active",
+            text("(ended_at IS NULL)"),
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     reason: str = Field(sa_column=Column(Text, nullable=False))
@@ -64,6 +77,18 @@ class ServerSession(SQLModel, table=True):
     """One run of one server, from ready to stopped; `stopped_at` is null while it runs."""
 
     __tablename__ = "server_session"
+    # At most one open session per server, whoever writes (a reconcile and a transition seen
+    # at the same time, two replicas): the database refuses the second.
+    __table_args__ = (
+        Index(
+            "uq_server_session_open",
+            "user",
+            "server",
+            unique=True,
+            sqlite_where=text("stopped_at IS NULL"),
+            postgresql_where=text("stopped_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user: str = Field(index=True, max_length=255)
@@ -75,3 +100,6 @@ class ServerSession(SQLModel, table=True):
     duration_s: float | None = Field(default=None)  # set when it stops
     stop_reason: str | None = Field(default=None, max_length=16)  # admin|culled|lockdown|unknown
     stopped_by: str | None = Field(default=None, max_length=255)
+    # The last active sync that saw it running (kept while open, every minute): when it
+    # ended while Hubkeeper was down and the hub no longer knows when, it ended after this.
+    seen_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))

@@ -117,6 +117,7 @@ class LocalHub:
         extra_config: str = "",
         start_timeout: float = 30.0,
         base_url: str = "/",
+        spawn_hook: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
@@ -128,6 +129,8 @@ class LocalHub:
         self.service_env = dict(service_env or {})
         self.admin_users = list(admin_users)
         self.extra_config = extra_config
+        # False: no lockdown pre-spawn hook, like a hub whose admin never configured it.
+        self.spawn_hook = spawn_hook
         self.start_timeout = start_timeout
         self.origin = f"http://127.0.0.1:{self.port}"  # the proxy's public address
         self.url = self.origin + self.base_url.rstrip("/")  # + "/hub/..." = the hub's pages
@@ -281,15 +284,25 @@ class LocalHub:
             'c.Spawner.ip = "127.0.0.1"',
             'c.Spawner.cmd = v["spawner_cmd"]',
             'c.Spawner.args = v["spawner_args"]',
-            "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
-            "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
-            '_lockdown_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+            *(
+                [
+                    "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
+                    "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
+                    '_lockdown_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+                ]
+                if self.spawn_hook
+                else [
+                    "# No lockdown spawn hook (LocalHub(spawn_hook=False)).",
+                    "_lockdown_hook = None",
+                ]
+            ),
             "async def _pre_spawn(spawner):",
             f"    # Users named {NO_HIDDEN_PREFIX}* get a server that refuses hidden files,",
             "    # like a stock jupyter_server, to test how that refusal is reported.",
             f"    if spawner.user.name.startswith({NO_HIDDEN_PREFIX!r}):",
             '        spawner.args = [a for a in spawner.args if "allow_hidden" not in a]',
-            "    await _lockdown_hook(spawner)",
+            "    if _lockdown_hook is not None:",
+            "        await _lockdown_hook(spawner)",
             "c.Spawner.pre_spawn_hook = _pre_spawn",
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",

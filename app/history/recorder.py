@@ -2,9 +2,21 @@
 
 The directory calls `on_change(old, new)` for every change of a user (on the event loop, so
 it only compares the two and queues a write); `run()` writes the queue every second in a
-worker thread and, once the directory's first sweep is done, reconciles the database with
-what runs now (sessions left open while Hubkeeper was down are closed as "unknown"; servers
-started meanwhile get a session from their `started` time).
+worker thread. Once the directory's first active sync is done (it then knows every running
+server), `run()` reconciles the database with what runs now:
+
+- a session left open while Hubkeeper was down whose server no longer runs is closed at the
+  best time known: the hub's `last_activity` of that server (JupyterHub sets it to the stop
+  time when a server stops: `user.py` `User.stop`), capped at now and never before the
+  session's start; if the hub no longer knows the server (user deleted), at the last time
+  Hubkeeper saw it running (`seen_at`, kept every `SEEN_SECONDS`). Never the restart time.
+- a server stopped and started again meanwhile (its `started` changed) is two sessions: the
+  old one closed at the new start at the latest, a new one opened at the new `started`;
+- a server running without an open session gets one from its `started` time.
+
+The directory applies hub answers in the order they were asked for (`UserDirectory.upsert`'s
+`fetched_at`), so a late, older answer never reopens or closes a session. The database keeps
+at most one open session per server (a partial unique index).
 
 Stop reasons: "admin" / "lockdown" when Hubkeeper stopped the server (`expect_stop` is called
 just before the hub is asked), else "unknown" (the user, the hub, a crash: we cannot tell).
@@ -15,18 +27,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
+from hubkeeper.errors import HubkeeperError
 from hubkeeper.hub.models import HubUser
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
@@ -34,8 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+SEEN_SECONDS = 60.0  # s between updates of `seen_at` on the open sessions
+RECONCILE_RETRY = 2.0  # s between reconcile attempts while the hub cannot be read
 EXPECT_TTL = 300.0  # s an announced stop stays attributable to whoever asked
 LIVE = ("running", "stopping")  # a session is open through its stopping phase
+SAME_START = timedelta(seconds=1)  # a stored start this close to the hub's is the same run
 
 Key = tuple[str, str]  # (user, server)
 
@@ -57,13 +74,18 @@ class Close:
 
 
 @dataclass(frozen=True)
+class Seen:
+    at: datetime  # every open session was seen running then
+
+
+@dataclass(frozen=True)
 class Reconcile:
-    live: frozenset[Key]  # running or stopping now: their open sessions stay open
-    running: dict[Key, datetime]  # running now, with their start time
+    live: dict[Key, datetime | None]  # running or stopping now, with the hub's `started`
     at: datetime
+    ended: dict[Key, datetime] = field(default_factory=dict)  # best stop time of the rest
 
 
-Op = Open | Close | Reconcile
+Op = Open | Close | Seen | Reconcile
 
 
 def aware(value: datetime) -> datetime:
@@ -75,6 +97,18 @@ def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datet
     if user is None:
         return {}
     return {n: s.started for n, s in user.servers.items() if s.status in statuses}
+
+
+def stop_time(user: HubUser | None, server: str, now: datetime) -> datetime | None:
+    """The hub's best word on when a server that no longer runs stopped (None: no word).
+
+    Its `last_activity`, which JupyterHub sets to the stop time when it stops a server
+    (`user.py` `User.stop`), capped at `now`.
+    """
+    found = user.servers.get(server) if user is not None else None
+    if found is None or found.last_activity is None or found.status in LIVE:
+        return None
+    return min(as_utc(found.last_activity), now)
 
 
 class SessionRecorder:
@@ -114,29 +148,60 @@ class SessionRecorder:
         name = either.name
         was = _servers(old, LIVE)
         live = _servers(new, LIVE)
-        running = _servers(new, ("running",))
         now = self.clock()
         for server, started in was.items():
             if server not in live:
                 reason, by = self._reason((name, server))
-                self._queue.append(Close(name, server, now, reason, by))
+                at = stop_time(new, server, now) or now
+                self._queue.append(Close(name, server, at, reason, by))
             elif started and live[server] and live[server] != started:
-                # restarted between two syncs: the hub's start time moved
+                # stopped and started again between two syncs: the hub's start time moved.
+                # The old run ended before the new one began.
                 restarted = live[server] or now
-                self._queue.append(Close(name, server, min(now, restarted), "unknown", None))
+                reason, by = self._reason((name, server))
+                self._queue.append(Close(name, server, min(now, restarted), reason, by))
                 self._queue.append(Open(name, server, restarted))
-        for server, started in running.items():
+        for server, started in live.items():
             if server not in was:
                 self._queue.append(Open(name, server, started or now))
 
-    def reconcile_with(self, directory: UserDirectory) -> None:
-        """Queue a reconcile against the directory's current rows; recording starts now."""
+    def reconcile_with(self, directory: UserDirectory, open_keys: Iterable[Key] = ()) -> None:
+        """Queue a reconcile against the directory as it is now; recording starts now.
+
+        `open_keys`: the open sessions in the database; for those whose server no longer
+        runs, the hub's stop time is looked up in the directory (see `reconcile`).
+        """
         rows, _ = directory.query_rows(status="active", limit=10**9)
-        live = frozenset((r.user, r.server) for r in rows if r.status in LIVE)
+        live = {(r.user, r.server): r.started for r in rows if r.status in LIVE}
         now = self.clock()
-        running = {(r.user, r.server): r.started or now for r in rows if r.status == "running"}
-        self._queue.append(Reconcile(live, running, now))
+        ended: dict[Key, datetime] = {}
+        for key in open_keys:
+            if key not in live:
+                at = stop_time(directory.get(key[0]), key[1], now)
+                if at is not None:
+                    ended[key] = at
+        self._queue.append(Reconcile(live, now, ended))
         self.reconciled = True
+
+    async def reconcile(self, directory: UserDirectory) -> None:
+        """Read the open sessions, ask the hub about the users whose server no longer runs
+        (the directory's active sync does not bring them), then `reconcile_with`.
+
+        Raises HubUnavailable (and reconciles nothing) when the hub cannot be read.
+        """
+        open_keys = await asyncio.to_thread(_open_keys, self.engine)
+        live, _ = directory.query_rows(status="active", limit=10**9)
+        running = {(r.user, r.server) for r in live if r.status in LIVE}
+        unknown = {user for user, server in open_keys if (user, server) not in running}
+        unknown = {name for name in unknown if directory.get(name) is None}
+        for name in sorted(unknown):
+            await directory.refresh_user(name, bulk=True)  # None (dropped) if deleted
+        self.reconcile_with(directory, open_keys)
+
+    def mark_seen(self, directory: UserDirectory) -> None:
+        """Queue `seen_at` = the last active sync for every open session (they ran then)."""
+        if self.reconciled and directory.synced_at is not None:
+            self._queue.append(Seen(directory.synced_at))
 
     # --- writing -------------------------------------------------------------------------
     async def flush(self) -> None:
@@ -156,16 +221,32 @@ class SessionRecorder:
     async def _write(self, ops: list[Op]) -> None:
         try:
             await asyncio.to_thread(apply_ops, self.engine, ops)
+        except IntegrityError:
+            # another writer (a replica) opened the same session first: the retry sees it
+            log.warning("session history: a concurrent write won; retrying %d change(s)", len(ops))
+            self._queue[:0] = ops
         except Exception:
             log.exception("could not record %d server session change(s); will retry", len(ops))
             self._queue[:0] = ops
 
     async def run(self, directory: UserDirectory, interval: float = FLUSH_SECONDS) -> None:
-        """Lifespan task: reconcile after the first sweep, then flush every `interval` s."""
-        while not directory.ready:  # noqa: ASYNC110 - `ready` is a plain flag, not an event
-            await asyncio.sleep(0.2)
-        self.reconcile_with(directory)
+        """Lifespan task: reconcile once the directory knows every running server (its first
+        active sync or sweep), then flush every `interval` s and mark the open sessions seen
+        every `SEEN_SECONDS`."""
+        while not self.reconciled:
+            if directory.synced_at is None and not directory.ready:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                await self.reconcile(directory)
+            except HubkeeperError as exc:
+                log.warning("session history: cannot reconcile yet: %s", exc.detail)
+                await asyncio.sleep(RECONCILE_RETRY)
+        seen = time.monotonic()
         while True:
+            if time.monotonic() - seen >= SEEN_SECONDS:
+                self.mark_seen(directory)
+                seen = time.monotonic()
             await self.flush()
             await asyncio.sleep(interval)
 
@@ -178,13 +259,42 @@ def _open_sessions(session: Session, key: Key | None = None) -> list[ServerSessi
     return list(session.exec(query).all())
 
 
+def _open_keys(engine: Engine) -> list[Key]:
+    with session_scope(engine) as session:
+        return [(row.user, row.server) for row in _open_sessions(session)]
+
+
 def _close(row: ServerSession, at: datetime, reason: str, by: str | None) -> None:
     started = aware(row.started_at)
-    at = max(at, started)
+    at = max(aware(at), started)
     row.stopped_at = at
     row.duration_s = (at - started).total_seconds()
     row.stop_reason = reason
     row.stopped_by = by
+
+
+def _reconcile(session: Session, op: Reconcile) -> None:
+    have: set[Key] = set()
+    for row in _open_sessions(session):
+        key = (row.user, row.server)
+        started = op.live.get(key)
+        if key in op.live and (
+            started is None or abs(as_utc(started) - aware(row.started_at)) <= SAME_START
+        ):
+            have.add(key)  # the same run, still going
+            continue
+        if key in op.live and started is not None:
+            # stopped and started again while we were away: the old run ended by the new start
+            at = min(as_utc(started), op.at)
+        else:
+            seen = aware(row.seen_at) if row.seen_at is not None else None
+            at = min(op.ended.get(key) or seen or aware(row.started_at), op.at)
+        _close(row, at, "unknown", None)
+        session.add(row)
+    session.flush()  # the closes first: one open session per server (unique index)
+    for key, started in op.live.items():
+        if key not in have:
+            session.add(ServerSession(user=key[0], server=key[1], started_at=started or op.at))
 
 
 def apply_ops(engine: Engine, ops: list[Op]) -> None:
@@ -200,16 +310,13 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
                 for row in _open_sessions(session, (op.user, op.server)):
                     _close(row, op.at, op.reason, op.by)
                     session.add(row)
+            elif isinstance(op, Seen):
+                session.exec(
+                    update(ServerSession)
+                    .where(col(ServerSession.stopped_at).is_(None))
+                    .where(col(ServerSession.started_at) <= op.at)
+                    .values(seen_at=op.at)
+                )
             else:
-                have: set[Key] = set()
-                for row in _open_sessions(session):
-                    key = (row.user, row.server)
-                    if key in op.live:
-                        have.add(key)
-                    else:
-                        _close(row, op.at, "unknown", None)
-                        session.add(row)
-                for key, started in op.running.items():
-                    if key not in have:
-                        session.add(ServerSession(user=key[0], server=key[1], started_at=started))
+                _reconcile(session, op)
             session.flush()

@@ -11,9 +11,11 @@ Rules it keeps (see docs/jupyterhub-facts.md):
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +33,23 @@ RETRY_PAUSE = 0.3
 UNAVAILABLE_STATUSES = {502, 503, 504, 599}
 
 
+class UserPage(list[HubUser]):
+    """A page of users with `fetched_at`: `time.monotonic()` when its request was sent.
+
+    The hub's answer shows its state at some moment after that, so an answer whose request
+    was sent earlier than another's may be older than it, never newer: the user directory
+    orders what it applies by this stamp (an older answer arriving late is dropped).
+    """
+
+    fetched_at: float = 0.0
+
+    @classmethod
+    def of(cls, users: list[HubUser], fetched_at: float) -> UserPage:
+        page = cls(users)
+        page.fetched_at = fetched_at
+        return page
+
+
 def q(segment: str) -> str:
     """Quote one path segment, slashes included."""
     return quote(segment, safe="")
@@ -41,7 +60,16 @@ def server_path(user: str, server: str = "") -> str:
 
 
 class HubClient:
-    """One instance per app; safe to share between tasks."""
+    """One instance per app; safe to share between tasks.
+
+    Two concurrency budgets, so that sign-ins, token checks and page reads never queue
+    behind bulk work: calls made through this client use the *interactive* budget
+    (`concurrency` requests at once); calls made through `hub.bulk` — the same client and
+    connection pool with the *bulk* budget (`bulk_concurrency`) — are for work on many
+    servers at once (stop-all, lockdown enforcement, the full sweep, culling). A stop-all
+    of hundreds of servers, each held open by the hub up to its `slow_stop_timeout` (10 s),
+    then fills only the bulk budget.
+    """
 
     def __init__(
         self,
@@ -50,6 +78,7 @@ class HubClient:
         *,
         timeout: float = 10.0,
         concurrency: int = 8,
+        bulk_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
@@ -60,12 +89,23 @@ class HubClient:
         # before answering 202: give actions room beyond that.
         self._action_timeout = httpx.Timeout(max(timeout, 10.0) + 20.0, connect=min(timeout, 5.0))
         self._limit = asyncio.Semaphore(concurrency)
+        # Both budgets together stay within the pool, so neither waits for a connection.
+        pool = httpx.Limits(
+            max_connections=concurrency + bulk_concurrency + 20, max_keepalive_connections=20
+        )
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"token {token}"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport,
             follow_redirects=False,
+            limits=pool,
         )
+        self.is_bulk = False
+        # The bulk view: this client with the other semaphore (it shares the connections).
+        self.bulk: HubClient = copy.copy(self)
+        self.bulk._limit = asyncio.Semaphore(bulk_concurrency)
+        self.bulk.is_bulk = True
+        self.bulk.bulk = self.bulk
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -205,7 +245,7 @@ class HubClient:
         include_stopped_servers: bool = True,
         page_size: int = 200,
         pause: float = 0.0,
-    ) -> AsyncIterator[tuple[list[HubUser], int]]:
+    ) -> AsyncIterator[tuple[UserPage, int]]:
         """Yield (users, total) page by page, following `_pagination.next` to the end."""
         params: dict[str, Any] = {"offset": 0, "limit": page_size}
         if state:
@@ -221,17 +261,18 @@ class HubClient:
             if not first and pause:
                 await asyncio.sleep(pause)
             first = False
+            sent = time.monotonic()
             response = await self._api(
                 "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
             )
             self._raise_for(response, "list users")
             body = response.json()
             if isinstance(body, list):  # a hub too old for pagination: one bare page
-                yield [HubUser.from_api(u) for u in body], len(body)
+                yield UserPage.of([HubUser.from_api(u) for u in body], sent), len(body)
                 return
             pagination = body.get("_pagination") or {}
             yield (
-                [HubUser.from_api(u) for u in body.get("items", [])],
+                UserPage.of([HubUser.from_api(u) for u in body.get("items", [])], sent),
                 int(pagination.get("total") or 0),
             )
             next_page = pagination.get("next")
@@ -254,7 +295,7 @@ class HubClient:
         sort: str | None = None,
         state: str | None = None,
         name_filter: str | None = None,
-    ) -> tuple[list[HubUser], int]:
+    ) -> tuple[UserPage, int]:
         """One page as the hub cuts it, with the hub's total."""
         params: dict[str, Any] = {
             "offset": offset,
@@ -267,13 +308,14 @@ class HubClient:
             params["state"] = state
         if name_filter:
             params["name_filter"] = name_filter
+        sent = time.monotonic()
         response = await self._api(
             "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
         )
         self._raise_for(response, "list users")
         body = response.json()
         return (
-            [HubUser.from_api(u) for u in body.get("items", [])],
+            UserPage.of([HubUser.from_api(u) for u in body.get("items", [])], sent),
             int((body.get("_pagination") or {}).get("total") or 0),
         )
 

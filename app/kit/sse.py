@@ -14,3 +14,9 @@ def sse(data: dict[str, Any], event: str | None = None, event_id: int | None = N
     if event_id is not None:
         head += f"id: {event_id}\n"
     return f"{head}data: {json.dumps(data)}\n\n"
+
+
+def reconnect_event() -> str:
+    """The last event of a stream that ends because Hubkeeper is shutting down: the page's
+    EventSource reconnects by itself (to this process's successor)."""
+    return sse({"message": "Hubkeeper is restarting; reconnect"}, event="reconnect")

@@ -27,7 +27,13 @@ class LockRequest(BaseModel):
     reason: str = Field(
         min_length=1, max_length=REASON_MAX, description="shown to users and kept in the audit"
     )
-    stop_servers: bool = Field(default=True, description="also stop every running server")
+    stop_servers: bool = Field(
+        default=True,
+        description=(
+            "also stop every running server; false keeps the servers running now (servers "
+            "that start or were starting during the lockdown are stopped either way)"
+        ),
+    )
 
     @field_validator("reason")
     @classmethod

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from hubkeeper.audit.service import audit
@@ -22,7 +23,7 @@ from hubkeeper.db.models import Lockdown
 from hubkeeper.db.paging import fetch_page
 from hubkeeper.errors import Conflict, HubkeeperError
 from hubkeeper.kit.actors import Actor
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 
 if TYPE_CHECKING:
@@ -38,7 +39,12 @@ def _state_of(row: Lockdown | None) -> LockdownState:
     if row is None:
         return OPEN
     return LockdownState(
-        active=True, reason=row.reason, since=row.started_at, by=row.started_by, id=row.id
+        active=True,
+        reason=row.reason,
+        since=as_utc(row.started_at),
+        by=row.started_by,
+        id=row.id,
+        stop_servers=row.stop_servers,
     )
 
 
@@ -77,29 +83,46 @@ async def watch(hk: HubkeeperState, interval: float = REFRESH_SECONDS) -> None:
 
 
 def _insert(engine: Engine, who: str, reason: str, stop_servers: bool) -> LockdownState:
-    with session_scope(engine) as session:
-        active = _active(session)
-        if active is not None:
-            raise _AlreadyLocked(_state_of(active))
-        row = Lockdown(reason=reason, started_by=who, stop_servers=stop_servers)
-        session.add(row)
-        session.flush()
-        session.refresh(row)
-        return _state_of(row)
+    """Insert the active row; the database's unique index on the active row decides a race.
+
+    No check-then-insert: two locks at the same instant (two admins, two replicas) both try
+    the insert and exactly one commits; the other gets the IntegrityError → `_AlreadyLocked`.
+    """
+    try:
+        with session_scope(engine) as session:
+            row = Lockdown(reason=reason, started_by=who, stop_servers=stop_servers)
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            return _state_of(row)
+    except IntegrityError:
+        with session_scope(engine) as session:
+            raise _AlreadyLocked(_state_of(_active(session))) from None
 
 
 def _end(engine: Engine, who: str) -> Lockdown | None:
+    """End every active row in one conditional UPDATE; None when there was none.
+
+    Ending all (not "the" active one) makes a lift always unlock; the `WHERE ended_at IS
+    NULL` makes two lifts at once end it once: the second finds nothing left (→ 409).
+    """
     with session_scope(engine) as session:
-        active = _active(session)
-        if active is None:
+        ended = session.exec(
+            update(Lockdown)
+            .where(col(Lockdown.ended_at).is_(None))
+            .values(ended_at=utcnow(), ended_by=who)
+            .returning(col(Lockdown.id))
+        ).all()
+        if not ended:
             return None
-        active.ended_at = utcnow()
-        active.ended_by = who
-        session.add(active)
-        session.flush()
-        session.refresh(active)
-        session.expunge(active)
-        return active
+        newest = session.exec(
+            select(Lockdown)
+            .where(col(Lockdown.id).in_([row[0] for row in ended]))
+            .order_by(col(Lockdown.started_at).desc(), col(Lockdown.id).desc())
+            .limit(1)
+        ).one()
+        session.expunge(newest)
+        return newest
 
 
 class _AlreadyLocked(Exception):

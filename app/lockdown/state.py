@@ -23,6 +23,9 @@ class LockdownState:
     since: datetime | None = None
     by: str | None = None
     id: int | None = None
+    # False: the servers already running when the lock was set may keep running (nothing
+    # new may start, and the enforcement stops whatever does); True: stop them all.
+    stop_servers: bool = True
 
     @property
     def message(self) -> str:

@@ -22,7 +22,7 @@ from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubServer
 from hubkeeper.hub.servers import UNCONFIGURED, FileRange, ServerUnreachable
 from hubkeeper.kit.actors import Actor, server_label, target_of
-from hubkeeper.kit.sse import sse
+from hubkeeper.kit.sse import reconnect_event, sse
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
@@ -245,6 +245,9 @@ async def follow_log(
     else:
         offset = resume_at or 0
     while True:
+        if hk.shutting_down.is_set():  # SIGTERM: end now, the page reconnects elsewhere
+            yield reconnect_event()
+            return
         remaining = deadline - loop.time()
         if remaining <= 0:
             yield sse({"message": "stream lifetime reached; reconnect"}, event="timeout")

@@ -31,7 +31,7 @@ class StallingHubStandIn:
 
 
 def hk_with(hub: object) -> SimpleNamespace:
-    return SimpleNamespace(hub=hub)
+    return SimpleNamespace(hub=hub, shutting_down=asyncio.Event())
 
 
 async def collect(stream: AsyncIterator[str]) -> list[str]:
@@ -70,3 +70,16 @@ async def test_a_hub_error_becomes_an_error_event():
     )
     assert chunks[-1].startswith("event: error\n")
     assert '"error": "hub_unavailable"' in chunks[-1]
+
+
+async def test_a_shutdown_ends_the_stream_with_reconnect():
+    """SIGTERM sets hk.shutting_down: the stream ends at once, telling the page to reconnect."""
+    hub = StallingHubStandIn()
+    hk = hk_with(hub)
+    stream = relay_progress(hk, "ann", "", keepalive=10, lifetime=60)  # type: ignore[arg-type]
+    assert (await anext(stream)).startswith(": progress of ann")
+    assert (await anext(stream)).startswith("data: ")
+    hk.shutting_down.set()
+    rest = await asyncio.wait_for(collect(stream), timeout=2)
+    assert rest == ['event: reconnect\ndata: {"message": "Hubkeeper is restarting; reconnect"}\n\n']
+    await asyncio.wait_for(hub.closed.wait(), timeout=2)

@@ -49,6 +49,7 @@ async def test_keepalives_then_timeout_at_the_lifetime(hub: Any, hubkeeper_serve
             hub=client,
             servers=servers,
             settings=SimpleNamespace(server_log_path=".jupyter-server-log.txt"),
+            shutting_down=asyncio.Event(),
         )
         size = (Path(hub.state_dir) / "homes" / USER / ".jupyter-server-log.txt").stat().st_size
         chunks = [
