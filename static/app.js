@@ -11,6 +11,22 @@
     return Array.prototype.slice.call((root || document).querySelectorAll(sel));
   };
 
+  // The session's CSRF token (base.html puts it in the body's hx-headers). Hubkeeper wants it on
+  // every script-made request with the session cookie, reads included, as JupyterHub does since
+  // 4.1: EventSource cannot send headers, so it goes in the query as `_csrf`.
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || "";
+    } catch (e) {
+      return "";
+    }
+  }
+  function withCsrf(url) {
+    var token = csrfToken();
+    if (!token) return url;
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "_csrf=" + encodeURIComponent(token);
+  }
+
   // --- toasts -------------------------------------------------------------------------------
   var TOAST_MS = { ok: 6000, info: 8000, warning: 12000, error: 15000 };
 
@@ -303,7 +319,7 @@
   function openStream(key, url) {
     var s = streams[key];
     if (!s || s.finished) return;
-    var source = new EventSource(url);
+    var source = new EventSource(withCsrf(url));
     s.source = source;
     var retry = function () {
       source.close();
@@ -615,7 +631,7 @@
     // The stream's HTTP answer was an error (404/409/503): ask the JSON endpoint why.
     function explainFailure() {
       var jsonUrl = url.replace("/logs/stream", "/logs") + (url.indexOf("?") >= 0 ? "&" : "?") + "lines=1";
-      fetch(jsonUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      fetch(jsonUrl, { credentials: "same-origin", headers: { Accept: "application/json", "X-CSRF-Token": csrfToken() } })
         .then(function (response) {
           return response.json().then(function (body) {
             return { status: response.status, body: body };
@@ -648,7 +664,7 @@
 
     function connect() {
       if (ended) return;
-      source = new EventSource(url);
+      source = new EventSource(withCsrf(url));
       source.onopen = function () {
         setState("live", "live");
       };

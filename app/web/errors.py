@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from hubkeeper.auth.sessions import LOGIN_PENDING_COOKIE, LOGIN_PENDING_SECONDS
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.web.templating import render
 
@@ -56,10 +57,28 @@ def error_response(request: Request, status: int, code: str, detail: str) -> Res
 
 
 def login_redirect(request: Request, next_url: str) -> Response:
-    """Anonymous browsers go to `login?next=<this page>`; HTMX is told to go there whole."""
-    target = f"{request.app.state.settings.service_prefix}login?{urlencode({'next': next_url})}"
+    """Anonymous browsers go to `login?next=<this page>`; HTMX is told to go there whole.
+
+    HTMX is told once: the answer sets a short-lived marker cookie, and while it lives further
+    HTMX requests (the other polls of an expired page) get a bare 204, which HTMX ignores,
+    instead of each sending the browser off on a sign-in of its own.
+    """
+    settings = request.app.state.settings
+    target = f"{settings.service_prefix}login?{urlencode({'next': next_url})}"
     if request.headers.get("HX-Request"):
-        return Response(status_code=204, headers={"HX-Redirect": target})
+        if request.cookies.get(LOGIN_PENDING_COOKIE):
+            return Response(status_code=204)
+        response = Response(status_code=204, headers={"HX-Redirect": target})
+        response.set_cookie(
+            LOGIN_PENDING_COOKIE,
+            "1",
+            max_age=LOGIN_PENDING_SECONDS,
+            path=settings.service_prefix,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+        )
+        return response
     return RedirectResponse(target, status_code=302)
 
 
