@@ -214,7 +214,12 @@ def test_recheck_picks_up_a_role_change(hub, hubkeeper_server, people):
     with httpx.Client(timeout=15) as client:
         sign_in(client, hub.url, hubkeeper_server.proxied_url, "auth-fleeting")
         assert client.get(hubkeeper_server.proxied_url + "api/v1/me").json()["role"] == "manager"
-        hub.api("DELETE", "/groups/managers/users", json={"users": ["auth-fleeting"]})
+        hub.api(
+            "DELETE",
+            "/groups/managers/users",
+            json={"users": ["auth-fleeting"]},
+            token=hub.admin_token,
+        )
         hk = hubkeeper_server.app.state.hk
         with session_scope(hk.engine) as db:
             for row in db.exec(select(WebSession).where(WebSession.user == "auth-fleeting")):
