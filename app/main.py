@@ -28,6 +28,7 @@ from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import install_error_handlers
 from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
@@ -84,7 +85,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         description="Operations console for JupyterHub.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # web/apidocs.py serves it without a CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
+    app.include_router(apidocs_router)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)
