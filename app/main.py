@@ -29,7 +29,7 @@ from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.apidocs import router as apidocs_router
-from hubkeeper.web.errors import install_error_handlers
+from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
 from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 
@@ -103,6 +103,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
     app.include_router(history_router)
+    # Middleware order, innermost first: unexpected errors become the contract's answer, then
+    # every answer (errors too) gets the security headers, then the prefix is set outermost.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app
