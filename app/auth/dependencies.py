@@ -25,9 +25,9 @@ from hubkeeper.state import HubkeeperState
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "_csrf"
-# A navigation that lands in a document is a page view; into a frame/object it is not (the CSP
-# forbids framing, but the request would still be made).
-PAGE_DESTS = {"document", "unspecified"}
+# A navigation is a page view (or a download, which lands on disk), unless it loads into a
+# frame or object: the CSP forbids framing, but the request would still be made.
+FRAME_DESTS = {"iframe", "frame", "embed", "object"}
 
 
 class LoginRequired(Unauthenticated):
@@ -117,7 +117,7 @@ def needs_csrf(request: Request) -> bool:
     mode = request.headers.get("Sec-Fetch-Mode", "unspecified").lower()
     site = request.headers.get("Sec-Fetch-Site", "unspecified").lower()
     dest = request.headers.get("Sec-Fetch-Dest", "unspecified").lower()
-    if mode in ("navigate", "unspecified") and dest in PAGE_DESTS:
+    if mode in ("navigate", "unspecified") and dest not in FRAME_DESTS:
         return False
     # e.g. an <img> on our own page: the requesting page never sees the answer.
     return not (mode == "no-cors" and site == "same-origin")

@@ -165,3 +165,30 @@ async def test_unknown_tokens_are_remembered_briefly(hub):
         assert counting.calls == 3
     finally:
         await real.aclose()
+
+
+def test_a_sign_in_whose_token_lacks_the_access_scope_is_refused(hub, make_settings):
+    """The real OAuth flow, finished by a Hubkeeper that asks for another access scope: the
+    hub's token for the session does not carry it, so no session is made."""
+    from starlette.testclient import TestClient
+
+    from hubkeeper.main import create_app
+
+    hub.create_users(["auth-scopeless"], admin=True)
+    settings = make_settings(JUPYTERHUB_OAUTH_ACCESS_SCOPES='["access:services!service=other"]')
+    with (
+        TestClient(create_app(settings), follow_redirects=False) as app,
+        httpx.Client(timeout=15) as browser,
+    ):
+        hub_login(browser, hub.url, "auth-scopeless")
+        start = app.get("/services/hubkeeper/login")
+        assert start.status_code == 302
+        authorize = browser.get(start.headers["location"])
+        assert authorize.status_code == 302, authorize.text[:300]
+        callback = urljoin(hub.url, authorize.headers["location"])
+        assert "/services/hubkeeper/oauth_callback" in callback
+        path = callback[len(hub.url) :] if callback.startswith(hub.url) else callback
+        finished = app.get(path, cookies=dict(start.cookies))
+        assert finished.status_code == 403
+        assert "insufficient_scope" in finished.text or "scope" in finished.text.lower()
+        assert "hubkeeper-session" not in finished.cookies

@@ -4,6 +4,7 @@ signing in at once both arrive."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,3 +69,23 @@ def test_two_tabs_signing_in_at_once_both_arrive(
         expect(tab).to_have_url(re.compile(rf"/services/hubkeeper/{target}"), timeout=20_000)
         expect(tab.locator("body")).not_to_contain_text("state mismatch")
     second.close()
+
+
+def test_the_csv_download_link_works_with_the_session(
+    page: Any, hub: Any, hubkeeper_server: Any
+) -> None:
+    """A download made by a link on Hubkeeper's own page is a read the CSRF rules let through."""
+    hub.create_users(["gd-download"], admin=True)
+    page.goto(hubkeeper_server.proxied_url + "history")
+    expect(page).to_have_url(re.compile(r"/hub/login"))
+    page.locator("#username_input").fill("gd-download")
+    page.locator("#password_input").fill("any-password")
+    page.locator("#login_submit").click()
+    expect(page).to_have_url(re.compile(r"/services/hubkeeper/history"), timeout=20_000)
+    with page.expect_download() as caught:
+        page.get_by_role("link", name="Download CSV").click()
+    download = caught.value
+    path = download.path()
+    assert download.failure() is None
+    text = Path(path).read_text(encoding="utf-8")
+    assert text.startswith("key,") or "sessions" in text.splitlines()[0], text[:200]

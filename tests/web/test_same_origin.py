@@ -46,7 +46,9 @@ def get(hubkeeper_server, session, path: str, headers: dict[str, str], **params:
             },
             200,  # a link from elsewhere may open a page
         ),
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "empty"}, 200),  # a download
         ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe"}, 403),
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "object"}, 403),
         ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "same-origin"}, 200),
         ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site"}, 403),
         (FETCH, 403),  # fetch/XHR from a user's server on the same origin
