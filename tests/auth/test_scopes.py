@@ -188,7 +188,9 @@ def test_a_sign_in_whose_token_lacks_the_access_scope_is_refused(hub, make_setti
         callback = urljoin(hub.url, authorize.headers["location"])
         assert "/services/hubkeeper/oauth_callback" in callback
         path = callback[len(hub.url) :] if callback.startswith(hub.url) else callback
-        finished = app.get(path, cookies=dict(start.cookies))
+        for name, value in start.cookies.items():
+            app.cookies.set(name, value)
+        finished = app.get(path)
         assert finished.status_code == 403
         assert "insufficient_scope" in finished.text or "scope" in finished.text.lower()
         assert "hubkeeper-session" not in finished.cookies
