@@ -85,6 +85,9 @@ HARMLESS_BODY: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/lockdown"): {"data": {"reason": ""}},
 }
 IDENTITIES = ("anonymous", "no_role", "manager", "admin", "scoped_out")
+# The same people signed in with the browser session instead of a token (script requests from
+# Hubkeeper's own pages: the CSRF token and Sec-Fetch-Site: same-origin).
+COOKIE_IDENTITIES = ("cookie_no_role", "cookie_manager", "cookie_admin")
 
 
 def walk(routes: list[Any]) -> Iterator[Any]:
@@ -162,13 +165,27 @@ def expected(policy: str, identity: str, *, is_api: bool) -> set[int] | None:
     return None
 
 
-def call(client: TestClient, method: str, path: str, token: str | None):
+def call(
+    client: TestClient,
+    method: str,
+    path: str,
+    token: str | None,
+    session: tuple[dict[str, str], str] | None = None,
+):
     url = path
     for key, value in PATH_VALUES.items():
         url = url.replace("{" + key + "}", value)
     if method == "MOUNT":
         method, url = "GET", path + "/app.js"
     headers = {"Authorization": f"token {token}"} if token else {}
+    if session is not None:
+        cookies, csrf = session
+        client.cookies.clear()
+        for name, value in cookies.items():
+            client.cookies.set(name, value)
+        headers = {"X-CSRF-Token": csrf, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    else:
+        client.cookies.clear()
     kwargs = HARMLESS_BODY.get((method, path), {})
     # Through the service prefix, as the hub's proxy sends it.
     return client.request(method, "/services/hubkeeper" + url, headers=headers, **kwargs)
@@ -188,4 +205,31 @@ def test_the_authorisation_matrix(client, tokens, identity):
             failures.append(
                 f"{identity} {method} {path} ({policy}): {status} {response.text[:120]}"
             )
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("identity", COOKIE_IDENTITIES)
+def test_the_authorisation_matrix_with_browser_sessions(client, identity):
+    import asyncio
+
+    from hubkeeper.auth.sessions import issue_session
+
+    role = {"cookie_no_role": "", "cookie_manager": "manager", "cookie_admin": "admin"}[identity]
+    name, value, csrf = asyncio.run(
+        issue_session(client.app.state.hk, user=f"mx-{identity}", role=role)  # type: ignore[attr-defined]
+    )
+    as_token = {"cookie_no_role": "no_role", "cookie_manager": "manager", "cookie_admin": "admin"}
+    failures = []
+    # Logging out ends the session: it goes last.
+    routes = sorted(POLICY.items(), key=lambda item: (item[0] == ("POST", "/logout"), item[0]))
+    for (method, path), policy in routes:
+        response = call(client, method, path, None, session=({name: value}, csrf))
+        allowed = expected(policy, as_token[identity], is_api=path.startswith("/api/"))
+        status = response.status_code
+        ok = status < 500 and (status not in (401, 403) if allowed is None else status in allowed)
+        if not ok:
+            failures.append(
+                f"{identity} {method} {path} ({policy}): {status} {response.text[:120]}"
+            )
+    client.cookies.clear()
     assert not failures, "\n".join(failures)
