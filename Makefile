@@ -49,6 +49,8 @@ postgres:
 		for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done; \
 	fi
 
+# The suite includes tests/api/test_schemathesis.py: a bounded schemathesis run of the whole API
+# on SQLite and PostgreSQL (HUBKEEPER_TEST_FUZZ_EXAMPLES cases per operation, default 12).
 test: install postgres
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: database tests run on SQLite and PostgreSQL"; \

@@ -7,6 +7,7 @@ README's settings table; `tests/test_docs.py` keeps the two in step.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import cached_property
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -32,11 +33,15 @@ class Settings(BaseSettings):
     hub_api_token: str = Field("", validation_alias="JUPYTERHUB_API_TOKEN", repr=False)
     client_id: str = Field("service-hubkeeper", validation_alias="JUPYTERHUB_CLIENT_ID")
     oauth_callback_url: str = Field("", validation_alias="JUPYTERHUB_OAUTH_CALLBACK_URL")
-    service_prefix: str = Field(
-        "/services/hubkeeper/", validation_alias="JUPYTERHUB_SERVICE_PREFIX"
-    )
+    # Empty = derived in `_derive_paths` (from the hub's base URL and the service name).
+    service_prefix: str = Field("", validation_alias="JUPYTERHUB_SERVICE_PREFIX")
+    service_name: str = Field("", validation_alias="JUPYTERHUB_SERVICE_NAME")
+    # JSON list, as the hub gives a managed service (jupyterhub/services/auth.py
+    # HubAuth.access_scopes); empty = `access:services!service=<service_name>`.
+    oauth_access_scopes: str = Field("", validation_alias="JUPYTERHUB_OAUTH_ACCESS_SCOPES")
     service_url: str = Field("http://127.0.0.1:10101", validation_alias="JUPYTERHUB_SERVICE_URL")
-    hub_base_url: str = Field("/", validation_alias="JUPYTERHUB_BASE_URL")
+    # Empty = derived from JUPYTERHUB_API_URL (`.../jhub/hub/api` → `/jhub/`).
+    hub_base_url: str = Field("", validation_alias="JUPYTERHUB_BASE_URL")
     hub_host: str = Field("", validation_alias="JUPYTERHUB_HOST")
     hub_public_url: str = Field("", validation_alias="JUPYTERHUB_PUBLIC_URL")
     hub_public_hub_url: str = Field("", validation_alias="JUPYTERHUB_PUBLIC_HUB_URL")
@@ -89,10 +94,41 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("service_prefix", mode="after")
-    @classmethod
-    def _slashes(cls, value: str) -> str:
-        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        """Fill what an external service is often not given, as a managed one would get it.
+
+        The hub's base URL comes from JUPYTERHUB_API_URL when JUPYTERHUB_BASE_URL is unset:
+        the hub serves its API at `<base_url>hub/api` (jupyterhub/app.py `hub_prefix` =
+        base_url + "hub/"), so `http://hub:8081/jhub/hub/api` → `/jhub/`. The service name
+        comes from the client id `service-<name>` (jupyterhub/app.py `init_services`), the
+        prefix is `<base_url>services/<name>/` (jupyterhub/services/service.py `prefix`).
+        """
+        if not self.service_name:
+            client = self.client_id
+            self.service_name = client.removeprefix("service-") if client else "hubkeeper"
+        if not self.hub_base_url.strip():
+            self.hub_base_url = base_url_from_api_url(self.hub_api_url)
+        self.hub_base_url = _slashed(self.hub_base_url)
+        if not self.service_prefix.strip():
+            self.service_prefix = f"{self.hub_base_url}services/{self.service_name}/"
+        self.service_prefix = _slashed(self.service_prefix)
+        return self
+
+    @cached_property
+    def access_scopes(self) -> frozenset[str]:
+        """Scopes of which a caller's token must hold one to use Hubkeeper at all."""
+        if self.oauth_access_scopes.strip():
+            try:
+                listed = json.loads(self.oauth_access_scopes)
+            except ValueError:
+                listed = None
+            if isinstance(listed, list) and all(isinstance(x, str) for x in listed) and listed:
+                return frozenset(listed)
+            raise MissingSetting(
+                "JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scope strings"
+            )
+        return frozenset({f"access:services!service={self.service_name}"})
 
     # --- derived -------------------------------------------------------------------------
     def require_hub(self) -> None:
@@ -157,6 +193,21 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(secret)
         return secret
+
+
+def _slashed(path: str) -> str:
+    return "/" + path.strip("/") + "/" if path.strip("/") else "/"
+
+
+def base_url_from_api_url(api_url: str) -> str:
+    """The hub's base URL from its API URL: `http://h:8081/jhub/hub/api/` → `/jhub/`.
+
+    An API URL that does not end in `hub/api` (a proxy rewriting paths) gives `/`.
+    """
+    path = urlsplit(api_url).path.rstrip("/")
+    if path.endswith("/hub/api"):
+        return _slashed(path[: -len("/hub/api")])
+    return "/"
 
 
 def get_settings() -> Settings:

@@ -32,7 +32,8 @@ from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
-from hubkeeper.web.errors import install_error_handlers
+from hubkeeper.web.apidocs import router as apidocs_router
+from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
 from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 
@@ -108,7 +109,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         description="Operations console for JupyterHub.",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # web/apidocs.py serves it without a CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -118,12 +120,16 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
+    app.include_router(apidocs_router)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
     app.include_router(history_router)
+    # Middleware order, innermost first: unexpected errors become the contract's answer, then
+    # every answer (errors too) gets the security headers, then the prefix is set outermost.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app

@@ -1,6 +1,28 @@
 // Hubkeeper's few behaviours that HTMX does not cover: confirm dialogs, toasts, spawn progress,
 // keyboard shortcuts and the theme toggle. No framework; every string from the server is set
 // with textContent, never innerHTML.
+
+// The session's CSRF token (base.html puts it in the body's hx-headers). Hubkeeper wants it on
+// every script-made request with the session cookie, reads included, as JupyterHub does since
+// 4.1: EventSource cannot send headers, so it goes in the query as `_csrf`. Shared by the
+// sections below (each is its own closure).
+var hubkeeperCsrf = (function () {
+  "use strict";
+  function token() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || "";
+    } catch (e) {
+      return "";
+    }
+  }
+  function url(plain) {
+    var value = token();
+    if (!value) return plain;
+    return plain + (plain.indexOf("?") >= 0 ? "&" : "?") + "_csrf=" + encodeURIComponent(value);
+  }
+  return { token: token, url: url };
+})();
+
 (function () {
   "use strict";
 
@@ -10,6 +32,7 @@
   var $$ = function (sel, root) {
     return Array.prototype.slice.call((root || document).querySelectorAll(sel));
   };
+
 
   // --- toasts -------------------------------------------------------------------------------
   var TOAST_MS = { ok: 6000, info: 8000, warning: 12000, error: 15000 };
@@ -303,7 +326,7 @@
   function openStream(key, url) {
     var s = streams[key];
     if (!s || s.finished) return;
-    var source = new EventSource(url);
+    var source = new EventSource(hubkeeperCsrf.url(url));
     s.source = source;
     var retry = function () {
       source.close();
@@ -616,7 +639,7 @@
     // The stream's HTTP answer was an error (404/409/503): ask the JSON endpoint why.
     function explainFailure() {
       var jsonUrl = url.replace("/logs/stream", "/logs") + (url.indexOf("?") >= 0 ? "&" : "?") + "lines=1";
-      fetch(jsonUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      fetch(jsonUrl, { credentials: "same-origin", headers: { Accept: "application/json", "X-CSRF-Token": hubkeeperCsrf.token() } })
         .then(function (response) {
           return response.json().then(function (body) {
             return { status: response.status, body: body };
@@ -649,7 +672,7 @@
 
     function connect() {
       if (ended) return;
-      source = new EventSource(url);
+      source = new EventSource(hubkeeperCsrf.url(url));
       source.onopen = function () {
         setState("live", "live");
       };

@@ -50,3 +50,43 @@ def test_cookie_secret_is_generated_once_into_a_private_file(tmp_path):
     assert again == first
     explicit = Settings(HUBKEEPER_COOKIE_SECRET="x" * 64, HUBKEEPER_COOKIE_SECRET_FILE=str(path))
     assert explicit.resolved_cookie_secret() == "x" * 64
+
+
+@pytest.mark.parametrize(
+    ("api_url", "base", "prefix"),
+    [
+        ("http://hub.internal:8081/jhub/hub/api", "/jhub/", "/jhub/services/hubkeeper/"),
+        ("http://hub.internal:8081/jhub/hub/api/", "/jhub/", "/jhub/services/hubkeeper/"),
+        ("http://127.0.0.1:8081/hub/api", "/", "/services/hubkeeper/"),
+        ("http://h/a/b/hub/api", "/a/b/", "/a/b/services/hubkeeper/"),
+        ("http://proxy.example/weird/api", "/", "/services/hubkeeper/"),
+    ],
+)
+def test_hub_base_url_and_prefix_come_from_the_api_url_when_unset(api_url, base, prefix):
+    settings = Settings(JUPYTERHUB_API_URL=api_url, JUPYTERHUB_API_TOKEN="t")
+    assert settings.hub_base_url == base
+    assert settings.service_prefix == prefix
+    assert settings.browser_hub_url == base.rstrip("/")
+
+
+def test_given_base_url_and_prefix_win_over_the_derived_ones():
+    settings = Settings(
+        JUPYTERHUB_API_URL="http://hub.internal:8081/jhub/hub/api",
+        JUPYTERHUB_API_TOKEN="t",
+        JUPYTERHUB_BASE_URL="/other",
+        JUPYTERHUB_SERVICE_PREFIX="/other/services/hk",
+        JUPYTERHUB_CLIENT_ID="service-hk",
+    )
+    assert settings.hub_base_url == "/other/"
+    assert settings.service_prefix == "/other/services/hk/"
+    assert settings.service_name == "hk"
+    assert settings.access_scopes == {"access:services!service=hk"}
+
+
+def test_access_scopes_follow_the_hubs_variable():
+    settings = Settings(
+        **HUB, JUPYTERHUB_OAUTH_ACCESS_SCOPES='["access:services!service=a", "custom:x"]'
+    )
+    assert settings.access_scopes == {"access:services!service=a", "custom:x"}
+    with pytest.raises(MissingSetting, match="JUPYTERHUB_OAUTH_ACCESS_SCOPES"):
+        _ = Settings(**HUB, JUPYTERHUB_OAUTH_ACCESS_SCOPES="not json").access_scopes

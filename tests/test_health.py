@@ -30,3 +30,12 @@ def test_health_degraded_when_the_hub_is_down(make_settings):
     assert response.json()["status"] == "degraded"
     assert response.json()["hub"] == {"reachable": False, "version": None}
     assert response.json()["database"] == "ok"
+
+
+def test_health_does_not_ask_the_hub_on_every_request(make_settings):
+    from hubkeeper.health.routes import hub_check
+
+    with TestClient(create_app(make_settings())) as client:
+        for _ in range(20):
+            assert client.get("/api/v1/health").json()["hub"]["reachable"] is True
+        assert hub_check(client.app.state.hk).hub_requests == 1  # type: ignore[attr-defined]

@@ -1,18 +1,33 @@
-"""Who is asking: hub token (API) or session cookie (browser), and may they?"""
+"""Who is asking: hub token (API) or session cookie (browser), and may they?
+
+Cookie-authenticated requests follow JupyterHub's own defences (jupyterhub/_xsrf_utils.py
+`_needs_check_xsrf`, 4.1+): without `subdomain_host` every user's server shares Hubkeeper's
+origin, so a page on a server an admin opens could make the admin's browser call Hubkeeper.
+Only plain page views (`Sec-Fetch-Mode: navigate` into a document, or no Sec-Fetch headers at
+all) and same-origin `no-cors` reads go without the CSRF token; every script-made request
+(fetch/XHR/EventSource: modes `cors`, `same-origin`) must carry it, reads included, and a
+write must carry it and come from the same origin (`Sec-Fetch-Site`). Header tokens skip all
+of this: a page cannot make the browser attach one.
+"""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from hubkeeper.auth.principal import Principal, role_for
 from hubkeeper.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
-from hubkeeper.auth.tokens import TokenCache, token_from_header
+from hubkeeper.auth.tokens import TokenCache, require_access, token_from_header
 from hubkeeper.errors import Forbidden, Unauthenticated
 from hubkeeper.state import HubkeeperState
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "_csrf"
+# A navigation is a page view (or a download, which lands on disk), unless it loads into a
+# frame or object: the CSP forbids framing, but the request would still be made.
+FRAME_DESTS = {"iframe", "frame", "embed", "object"}
 
 
 class LoginRequired(Unauthenticated):
@@ -34,8 +49,18 @@ def _token_cache(hk: HubkeeperState) -> TokenCache:
 
 
 def _next_url(request: Request) -> str:
-    """Where to come back to after signing in: this page, always under the prefix."""
+    """Where to come back to after signing in: this page, always under the prefix.
+
+    An HTMX request (a poll, a fragment) is not a page to come back to: its `HX-Current-URL`
+    (the page it was made from) is used when it lies under the prefix, else the prefix.
+    """
     root = request.scope.get("root_path", "")
+    if request.headers.get("HX-Request"):
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        prefix = root + "/"
+        if current.path.startswith(prefix):
+            return current.path + (f"?{current.query}" if current.query else "")
+        return prefix
     path = request.url.path
     if root and not path.startswith(root + "/"):
         path = root + path
@@ -50,6 +75,7 @@ async def _principal(request: Request) -> Principal:
     token = token_from_header(request.headers.get("authorization"))
     if token:
         identity = await _token_cache(hk).identify(hk.hub, token)
+        require_access(identity, hk.settings.access_scopes)
         role = role_for(
             admin=identity.admin,
             groups=identity.groups,
@@ -84,22 +110,62 @@ async def _principal(request: Request) -> Principal:
     return principal
 
 
-async def _check_csrf(request: Request, principal: Principal) -> None:
-    """Cookie-authenticated writes must echo the session's CSRF token; header tokens skip it."""
-    if principal.via != "web" or request.method in SAFE_METHODS:
-        return
-    given = request.headers.get(CSRF_HEADER)
+def needs_csrf(request: Request) -> bool:
+    """Does this cookie-authenticated request need the CSRF token? (as `_needs_check_xsrf`)"""
+    if request.method not in SAFE_METHODS:
+        return True
+    mode = request.headers.get("Sec-Fetch-Mode", "unspecified").lower()
+    site = request.headers.get("Sec-Fetch-Site", "unspecified").lower()
+    dest = request.headers.get("Sec-Fetch-Dest", "unspecified").lower()
+    if mode in ("navigate", "unspecified") and dest not in FRAME_DESTS:
+        return False
+    # e.g. an <img> on our own page: the requesting page never sees the answer.
+    return not (mode == "no-cors" and site == "same-origin")
+
+
+async def given_csrf(request: Request) -> str | None:
+    """The CSRF token the request carries: header, form field, or `_csrf` in the query (an
+    EventSource cannot set headers)."""
+    given = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
     if not given and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
     ):
         form = await request.form()
         field = form.get(CSRF_FIELD)
         given = field if isinstance(field, str) else None
-    if not csrf_matches(principal.csrf_token, given):
+    return given
+
+
+def check_same_origin_write(request: Request) -> None:
+    """A cookie write must come from a page of this origin: browsers say so in Sec-Fetch-Site
+    (absent from older browsers and non-browser clients, which then rely on the token)."""
+    site = request.headers.get("Sec-Fetch-Site", "same-origin").lower()
+    if site != "same-origin":
+        raise Forbidden(
+            "Hubkeeper accepts changes only from its own pages (this request came from "
+            f"a {site} page)",
+            code="csrf_failed",
+        )
+
+
+async def check_csrf(request: Request, expected: str) -> None:
+    """Raise 403 `csrf_failed` unless a cookie-authenticated request may go on."""
+    if request.method not in SAFE_METHODS:
+        check_same_origin_write(request)
+    if not needs_csrf(request):
+        return
+    if not csrf_matches(expected, await given_csrf(request)):
         raise Forbidden(
             "This request is missing its CSRF token; reload the page and try again",
             code="csrf_failed",
         )
+
+
+async def _check_csrf(request: Request, principal: Principal) -> None:
+    """Cookie-authenticated requests: see the module's docstring; header tokens skip it."""
+    if principal.via != "web":
+        return
+    await check_csrf(request, principal.csrf_token)
 
 
 async def require_reader(request: Request) -> Principal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -10,17 +10,24 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 from hubkeeper.state import HubkeeperState
 
 
-def safe_next(value: str | None, default: str) -> str:
-    """Only same-origin absolute paths: no scheme, no host, no `//` or backslash tricks."""
+def safe_next(value: str | None, prefix: str) -> str:
+    """Only paths under the service prefix (else the prefix itself): no scheme, no host, no
+    `//` or backslash tricks, no `..` segments (also percent-encoded) that a browser would
+    resolve to a user's server on the same origin."""
     if not value:
-        return default
+        return prefix
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return default
+        return prefix
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
-        return default
-    if any(ord(ch) < 32 for ch in value):
-        return default
+        return prefix
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return prefix
+    path = unquote(parts.path)
+    if "\\" in path or any(seg in (".", "..") for seg in path.split("/")):
+        return prefix
+    if not (path + "/").startswith(prefix) and path != prefix.rstrip("/"):
+        return prefix
     return value
 
 

@@ -15,16 +15,21 @@ from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.audit import service as audit
 from hubkeeper.auth import oauth
+from hubkeeper.auth.dependencies import check_csrf
 from hubkeeper.auth.principal import role_for
 from hubkeeper.auth.sessions import (
+    LOGIN_PENDING_COOKIE,
     SESSION_COOKIE,
-    STATE_COOKIE,
     STATE_MAX_AGE_SECONDS,
     cookie_options,
     end_session,
     issue_session,
+    load_session,
     serializer,
+    stale_state_cookies,
+    state_cookie_name,
 )
+from hubkeeper.auth.tokens import reaches_service, require_access
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
 from hubkeeper.web.templating import render
@@ -35,14 +40,27 @@ router = APIRouter(tags=["auth"])
 
 @router.get("/login", include_in_schema=False)
 async def login(request: Request, hk: StateDep, next: str | None = None) -> Response:
-    """Start hub OAuth: remember where to go back to, then send the browser to the hub."""
+    """Start hub OAuth: remember where to go back to, then send the browser to the hub.
+
+    Each flow has its own state cookie (its name carries a hash of the state), as
+    jupyterhub/services/auth.py `HubOAuth.set_state_cookie` does for concurrent logins: two
+    tabs signing in at once, or a burst of expired polls, never overwrite each other's state.
+    """
     target = oauth.safe_next(next, hk.settings.service_prefix)
     state, verifier = oauth.new_state()
     response = RedirectResponse(oauth.authorize_url(hk, state, verifier), status_code=302)
     signed = serializer(hk, "oauth-state").dumps(
         {"state": state, "verifier": verifier, "next": target}
     )
-    response.set_cookie(STATE_COOKIE, signed, max_age=STATE_MAX_AGE_SECONDS, **cookie_options(hk))  # type: ignore[arg-type]
+    options = cookie_options(hk)
+    for stale in stale_state_cookies(hk, request.cookies):
+        response.delete_cookie(stale, path=str(options["path"]))
+    response.set_cookie(
+        state_cookie_name(state),
+        signed,
+        max_age=STATE_MAX_AGE_SECONDS,
+        **options,  # type: ignore[arg-type]
+    )
     return response
 
 
@@ -57,12 +75,14 @@ async def oauth_callback(
     """Finish hub OAuth: check the state, trade the code, start a session."""
     if error:
         raise Forbidden(f"The hub refused the sign-in: {error}", code="oauth_refused")
-    try:
-        remembered = serializer(hk, "oauth-state").loads(
-            request.cookies.get(STATE_COOKIE, ""), max_age=STATE_MAX_AGE_SECONDS
-        )
-    except BadSignature:
-        remembered = None
+    remembered: object = None
+    if state:
+        try:
+            remembered = serializer(hk, "oauth-state").loads(
+                request.cookies.get(state_cookie_name(state), ""), max_age=STATE_MAX_AGE_SECONDS
+            )
+        except BadSignature:
+            remembered = None
     if (
         not isinstance(remembered, dict)
         or not state
@@ -84,6 +104,17 @@ async def oauth_callback(
             "The hub did not accept the sign-in; start again", code="oauth_failed"
         ) from exc
     identity = await hk.hub.identify(access_token)
+    if not reaches_service(identity.scopes, hk.settings.access_scopes):
+        await asyncio.to_thread(
+            audit.record,
+            hk.engine,
+            actor=identity.name,
+            action="auth.login",
+            outcome="refused",
+            detail="token lacks the scope to reach Hubkeeper",
+            via="web",
+        )
+        require_access(identity, hk.settings.access_scopes)
     role = role_for(
         admin=identity.admin,
         groups=identity.groups,
@@ -108,16 +139,18 @@ async def oauth_callback(
     )
     options = cookie_options(hk)
     response.set_cookie(name, value, **options)  # type: ignore[arg-type]
-    response.delete_cookie(STATE_COOKIE, path=str(options["path"]))
+    response.delete_cookie(state_cookie_name(state), path=str(options["path"]))
+    response.delete_cookie(LOGIN_PENDING_COOKIE, path=str(options["path"]))
     return response
 
 
 @router.get("/logout", include_in_schema=False)
 async def logout_page(request: Request, hk: StateDep) -> Response:
     """A page with a button: logging out is a write, so it is a POST with the CSRF token."""
-    from hubkeeper.auth.sessions import load_session
-
-    web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
+    try:
+        web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
+    except Forbidden:
+        web_session = None
     if web_session is None:
         return RedirectResponse(hk.settings.service_prefix + "login", status_code=302)
     request.state.csrf_token = web_session.csrf_token
@@ -127,16 +160,14 @@ async def logout_page(request: Request, hk: StateDep) -> Response:
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request, hk: StateDep) -> Response:
-    """End the session (CSRF-checked), then show the signed-out page."""
-    from hubkeeper.auth.sessions import csrf_matches, load_session
-
+    """End the session (CSRF-checked, same origin only), then show the signed-out page."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    web_session = await load_session(hk, cookie)
+    try:
+        web_session = await load_session(hk, cookie)
+    except Forbidden:
+        web_session = None  # a session whose token lost its scope is already gone
     if web_session is not None:
-        form = await request.form()
-        given = request.headers.get("X-CSRF-Token") or form.get("_csrf")
-        if not csrf_matches(web_session.csrf_token, given if isinstance(given, str) else None):
-            raise Forbidden("This request is missing its CSRF token", code="csrf_failed")
+        await check_csrf(request, web_session.csrf_token)
         await end_session(hk, cookie)
         await asyncio.to_thread(
             audit.record, hk.engine, actor=web_session.user, action="auth.logout", via="web"

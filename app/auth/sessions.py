@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from hubkeeper.auth.principal import role_for
+from hubkeeper.auth.tokens import reaches_service, require_access
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import WebSession
 from hubkeeper.errors import HubUnavailable, Unauthenticated
@@ -27,13 +28,46 @@ from hubkeeper.state import HubkeeperState
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "hubkeeper-session"
+# One state cookie per OAuth flow: `hubkeeper-oauth-state-<hash of the state>`.
 STATE_COOKIE = "hubkeeper-oauth-state"
+# Set when an expired session's HTMX request was told to sign in, so the next polls of the
+# same page do not each send the browser off on another flow (seconds).
+LOGIN_PENDING_COOKIE = "hubkeeper-login-pending"
+LOGIN_PENDING_SECONDS = 30
+# At most this many sign-ins in flight per browser; older state cookies are dropped.
+MAX_STATE_COOKIES = 8
 SESSION_MAX_AGE = timedelta(hours=12)
 STATE_MAX_AGE_SECONDS = 600
 
 
 def serializer(hk: HubkeeperState, purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(hk.cookie_secret, salt=f"hubkeeper.{purpose}")
+
+
+def state_cookie_name(state: str) -> str:
+    """The cookie holding one flow's state; a hash, so the name stays short and plain."""
+    return f"{STATE_COOKIE}-{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+
+
+def stale_state_cookies(hk: HubkeeperState, cookies: dict[str, str]) -> list[str]:
+    """State cookies to drop before a new flow: unreadable or expired ones, and the oldest
+    beyond `MAX_STATE_COOKIES - 1`, so a browser never piles up cookies (header size)."""
+    live: list[tuple[datetime, str]] = []
+    stale: list[str] = []
+    for name, value in cookies.items():
+        if not name.startswith(STATE_COOKIE):
+            continue
+        try:
+            _, signed_at = serializer(hk, "oauth-state").loads(
+                value, max_age=STATE_MAX_AGE_SECONDS, return_timestamp=True
+            )
+        except BadSignature:
+            stale.append(name)
+            continue
+        live.append((signed_at, name))
+    live.sort(reverse=True)
+    stale.extend(name for _, name in live[MAX_STATE_COOKIES - 1 :])
+    return stale
 
 
 def cookie_options(hk: HubkeeperState) -> dict[str, object]:
@@ -130,7 +164,8 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
     """The live session behind a cookie, re-checked against the hub when it is due.
 
     The hub's word on who the person is (and which groups they are in) is re-read at least
-    every `identity_recheck_seconds`; a token the hub no longer accepts ends the session.
+    every `identity_recheck_seconds`; a token the hub no longer accepts ends the session, and
+    one whose scopes no longer reach this service ends it with 403 `insufficient_scope`.
     If the hub cannot be reached the session keeps its last known role for now.
     """
     session_id = _unsign(hk, cookie_value)
@@ -157,6 +192,12 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
             return None
         except HubUnavailable:
             return web_session
+        if not reaches_service(identity.scopes, hk.settings.access_scopes):
+            # The hub now says this token may not reach Hubkeeper (its scopes changed):
+            # the session ends, as for a token the hub no longer accepts.
+            log.info("%s's token lost the scope to reach Hubkeeper", web_session.user)
+            await asyncio.to_thread(_delete, hk, session_id)
+            require_access(identity, hk.settings.access_scopes)
         role = role_for(
             admin=identity.admin,
             groups=identity.groups,

@@ -42,16 +42,21 @@ SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
 ADMIN_SERVICE_NAME = "hub-admin"
 MANAGERS_GROUP = "managers"
 
-# What Hubkeeper asks of the hub (see README "Registering Hubkeeper with a hub").
+# What Hubkeeper asks of the hub: exactly the scopes its features use, one role for the demo,
+# the tests and the README ("Registering Hubkeeper with a hub"). Each is proven needed by
+# tests/auth/test_least_privilege.py (the feature that fails without it is named there).
+# Not here: `admin:users` is the opt-in extra for the culler's `cull_users` (deleting users);
+# `admin:groups`, `read:metrics`, `read:hub` are used by no feature (`GET /hub/api/` needs none).
 SERVICE_SCOPES = [
-    "admin:users",  # list/read/create users (users, list:users, read:users, users:activity)
-    "admin:servers",  # read, start and stop any server (servers, read:servers, ...)
-    "access:servers",  # reach single-user servers: status, kernels, log files
-    "admin:groups",  # read/list groups and their members (groups, read:groups, list:groups)
-    # issue each user's server a token that opens only that server (hub/servers.py)
-    "tokens",
-    "read:metrics",
-    "read:hub",
+    "list:users",  # the console's user list and the sync loops (GET /users)
+    "read:users",  # admin flag, groups and last_activity in the user models
+    "read:servers",  # the servers in the user models: status, started, last_activity, url
+    "start:servers",  # start a user's server (console, API)
+    "delete:servers",  # stop servers: console, stop-all, lockdown, culler
+    "list:groups",  # groups for usage by group (`hubkeeper report --by group`)
+    "read:groups",  # the members of those groups
+    "tokens",  # a short-lived token per user server, limited to that server (server gateway)
+    "access:servers",  # single-user server API with the service token (status, kernels, logs)
 ]
 USER_SCOPE = f"access:services!service={SERVICE_NAME}"
 MANAGER_SCOPES = [USER_SCOPE]
@@ -514,20 +519,25 @@ class LocalHub:
         names = list(names)
         for start in range(0, len(names), 100):
             batch = names[start : start + 100]
+            # The hub-admin token: creating users is the harness's job, not in Hubkeeper's role.
             response = self.api(
                 "POST",
                 "/users",
                 json={"usernames": batch, "admin": admin},
-                token=self.admin_token if admin else None,
+                token=self.admin_token,
             )
             if response.status_code == 409:  # all of them exist already
                 continue
             response.raise_for_status()
 
     def add_to_group(self, group: str, users: Iterable[str]) -> None:
-        self.api("POST", f"/groups/{quote(group, safe='')}", json={})
+        # The hub-admin token: managing groups is the harness's job, not in Hubkeeper's role.
+        self.api("POST", f"/groups/{quote(group, safe='')}", json={}, token=self.admin_token)
         response = self.api(
-            "POST", f"/groups/{quote(group, safe='')}/users", json={"users": list(users)}
+            "POST",
+            f"/groups/{quote(group, safe='')}/users",
+            json={"users": list(users)},
+            token=self.admin_token,
         )
         response.raise_for_status()
 

@@ -5,30 +5,65 @@ detail)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from hubkeeper.db.engine import database_ok
 from hubkeeper.errors import HubkeeperError
+from hubkeeper.state import HubkeeperState
 
 router = APIRouter()
 
 HEALTH_HUB_TIMEOUT = 3.0
+# The hub's answer is reused this long (seconds): health is unauthenticated and polled by
+# load balancers and monitors, and must not turn each poll into a hub request.
+HUB_CHECK_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class HubCheck:
+    """The last hub check, shared by every health request; one check in flight at a time."""
+
+    reachable: bool = False
+    version: str | None = None
+    checked_at: float = float("-inf")  # time.monotonic()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hub_requests: int = 0  # for tests and curiosity
+
+    async def current(self, hk: HubkeeperState) -> tuple[bool, str | None]:
+        if time.monotonic() - self.checked_at < HUB_CHECK_CACHE_SECONDS:
+            return self.reachable, self.version
+        async with self.lock:
+            # Whoever waited on the lock reuses the answer the holder just fetched.
+            if time.monotonic() - self.checked_at < HUB_CHECK_CACHE_SECONDS:
+                return self.reachable, self.version
+            self.hub_requests += 1
+            try:
+                info = await asyncio.wait_for(hk.hub.info(), timeout=HEALTH_HUB_TIMEOUT)
+                self.version = str(info.get("version")) if info.get("version") else None
+                self.reachable = True
+            except (HubkeeperError, TimeoutError):
+                self.reachable, self.version = False, None
+            self.checked_at = time.monotonic()
+            return self.reachable, self.version
+
+
+def hub_check(hk: HubkeeperState) -> HubCheck:
+    check = hk.extras.get("health_hub_check")
+    if not isinstance(check, HubCheck):
+        check = hk.extras["health_hub_check"] = HubCheck()
+    return check
 
 
 @router.get("/api/v1/health", tags=["health"])
 async def health(request: Request) -> dict[str, object]:
-    """Is Hubkeeper healthy? Reports hub reachability and the database."""
+    """Is Hubkeeper healthy? Reports hub reachability (checked at most every 5 s) and the
+    database."""
     hk = request.app.state.hk
-    version: str | None = None
-    reachable = False
-    try:
-        info = await asyncio.wait_for(hk.hub.info(), timeout=HEALTH_HUB_TIMEOUT)
-        version = str(info.get("version")) if info.get("version") else None
-        reachable = True
-    except (HubkeeperError, TimeoutError):
-        reachable = False
+    reachable, version = await hub_check(hk).current(hk)
     db_ok = await run_in_threadpool(database_ok, hk.engine)
     return {
         "status": "ok" if reachable and db_ok else "degraded",

@@ -67,9 +67,19 @@ class HistoryView:
 
 def _day(raw: str) -> datetime | None:
     try:
-        return datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         return None
+    # The page steps back up to MAX_PAGE_DAYS and forward one day from the dates it is given:
+    # dates that close to datetime's ends are refused like malformed ones, not crashed on.
+    margin = timedelta(days=MAX_PAGE_DAYS + 1)
+    return (
+        day
+        if datetime.min.replace(tzinfo=UTC) + margin
+        <= day
+        <= datetime.max.replace(tzinfo=UTC) - margin
+        else None
+    )
 
 
 def _window(view: HistoryView, now: datetime) -> tuple[datetime, datetime, dict[str, str]]:

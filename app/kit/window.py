@@ -10,13 +10,17 @@ Values out of range (year 1 moved before UTC, year 9999 plus a day) are refused,
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import as_utc
 
 DEFAULT_DAYS = 30
 DATE_LENGTH = len("2026-11-30")
+# Accepted instants keep a day's margin from datetime's ends, so code that adds or subtracts a
+# day (windows, buckets by day, offsets of ±14 h) never overflows into a 500.
+MIN_WHEN = datetime(1, 1, 2, tzinfo=UTC)
+MAX_WHEN = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class BadInput(HubkeeperError):
@@ -39,6 +43,8 @@ def parse_when(raw: str | None, what: str, *, end: bool = False) -> datetime | N
         value = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
         if end and len(text) == DATE_LENGTH:
             value += timedelta(days=1)
+        if not MIN_WHEN <= value <= MAX_WHEN:
+            raise ValueError("out of range")
     except (ValueError, OverflowError):
         raise BadInput(
             f"{what} must be an ISO 8601 date or date-time in range, like 2026-11-01 or "

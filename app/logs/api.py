@@ -78,7 +78,12 @@ async def stream_log(
     there); `event: notice` (file shrank, skipped ahead), `event: timeout` after 10 min
     (reconnect), `event: error` with the error JSON when the server stops or the hub goes.
     """
-    resume_at = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    # ASCII digits only: str.isdigit() also accepts '²' or '١٢', which int() refuses (a 500).
+    resume_at = (
+        int(last_event_id)
+        if last_event_id and last_event_id.isascii() and last_event_id.isdigit()
+        else None
+    )
     model, tail = await service.open_stream(hk, who, name, server, resume_at)
     events = service.follow_log(
         hk,

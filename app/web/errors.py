@@ -9,7 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hubkeeper.auth.sessions import LOGIN_PENDING_COOKIE, LOGIN_PENDING_SECONDS
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.web.templating import render
 
@@ -28,10 +30,15 @@ STATUS_CODES = {
 
 
 def wants_json(request: Request) -> bool:
+    """API paths answer JSON, under the service prefix too: outside our middleware (Starlette's
+    last-resort handler) `root_path` is not set yet, so the prefix is stripped here as well."""
     path = request.scope.get("path", "")
     root = request.scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    prefix = request.app.state.settings.service_prefix.rstrip("/")
+    for lead in (root, prefix):
+        if lead and path.startswith(lead + "/"):
+            path = path[len(lead) :]
+            break
     if path.startswith("/api/"):
         return True
     accept = request.headers.get("accept", "")
@@ -56,11 +63,67 @@ def error_response(request: Request, status: int, code: str, detail: str) -> Res
 
 
 def login_redirect(request: Request, next_url: str) -> Response:
-    """Anonymous browsers go to `login?next=<this page>`; HTMX is told to go there whole."""
-    target = f"{request.app.state.settings.service_prefix}login?{urlencode({'next': next_url})}"
+    """Anonymous browsers go to `login?next=<this page>`; HTMX is told to go there whole.
+
+    HTMX is told once: the answer sets a short-lived marker cookie, and while it lives further
+    HTMX requests (the other polls of an expired page) get a bare 204, which HTMX ignores,
+    instead of each sending the browser off on a sign-in of its own.
+    """
+    settings = request.app.state.settings
+    target = f"{settings.service_prefix}login?{urlencode({'next': next_url})}"
     if request.headers.get("HX-Request"):
-        return Response(status_code=204, headers={"HX-Redirect": target})
+        if request.cookies.get(LOGIN_PENDING_COOKIE):
+            return Response(status_code=204)
+        response = Response(status_code=204, headers={"HX-Redirect": target})
+        response.set_cookie(
+            LOGIN_PENDING_COOKIE,
+            "1",
+            max_age=LOGIN_PENDING_SECONDS,
+            path=settings.service_prefix,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookies,
+        )
+        return response
     return RedirectResponse(target, status_code=302)
+
+
+INTERNAL_DETAIL = "Something went wrong inside Hubkeeper; it is logged."
+
+
+class UnexpectedErrorMiddleware:
+    """A bug becomes the contract's error, not a bare 500: `{"error": "internal_error", ...}`
+    JSON on API paths (also under the service prefix), error.html for pages.
+
+    Installed inside the prefix and security-header middlewares, so the answer has the right
+    paths and the CSP; Starlette's own last-resort handler sits outside all middleware. A
+    response already under way (a stream) cannot be replaced: that error is re-raised.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:
+                raise
+            request = Request(scope, receive)
+            log.exception("Unhandled error on %s %s", request.method, request.url.path)
+            response = error_response(request, 500, "internal_error", INTERNAL_DETAIL)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -89,6 +152,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            request, 500, "internal_error", "Something went wrong inside Hubkeeper; it is logged."
-        )
+        return error_response(request, 500, "internal_error", INTERNAL_DETAIL)

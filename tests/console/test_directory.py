@@ -367,7 +367,9 @@ async def test_a_deleted_user_disappears_after_a_sweep(hub, make_settings):
     async with running_directory(settings) as directory:
         await wait_for(lambda: directory.ready)
         assert directory.get(name) is not None
-        response = await asyncio.to_thread(hub.api, "DELETE", f"/users/{name}")
+        response = await asyncio.to_thread(
+            hub.api, "DELETE", f"/users/{name}", token=hub.admin_token
+        )
         assert response.status_code == 204
         # the hub's total no longer matches ours: a sweep is scheduled sooner than the interval
         await wait_for(lambda: directory._sweep_soon.is_set() or directory.get(name) is None, 5)
