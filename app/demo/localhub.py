@@ -46,7 +46,9 @@ MANAGERS_GROUP = "managers"
 # the tests and the README ("Registering Hubkeeper with a hub"). Each is proven needed by
 # tests/auth/test_least_privilege.py (the feature that fails without it is named there).
 # Not here: `admin:users` is the opt-in extra for the culler's `cull_users` (deleting users);
-# `admin:groups`, `read:metrics`, `read:hub` are used by no feature (`GET /hub/api/` needs none).
+# `admin:groups`, `read:metrics`, `read:hub` are used by no feature (`GET /hub/api/` needs none),
+# nor `access:servers`: users' servers are reached with per-server tokens (hub/servers.py),
+# never with Hubkeeper's own token.
 SERVICE_SCOPES = [
     "list:users",  # the console's user list and the sync loops (GET /users)
     "read:users",  # admin flag, groups and last_activity in the user models
@@ -56,7 +58,6 @@ SERVICE_SCOPES = [
     "list:groups",  # groups for usage by group (`hubkeeper report --by group`)
     "read:groups",  # the members of those groups
     "tokens",  # a short-lived token per user server, limited to that server (server gateway)
-    "access:servers",  # single-user server API with the service token (status, kernels, logs)
 ]
 USER_SCOPE = f"access:services!service={SERVICE_NAME}"
 MANAGER_SCOPES = [USER_SCOPE]

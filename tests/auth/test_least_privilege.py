@@ -69,21 +69,8 @@ async def usage_by_group(hk: HubkeeperState) -> None:
 
 
 async def per_server_token(hk: HubkeeperState) -> None:
-    servers = getattr(hk, "servers", None)
-    if servers is not None:  # the server gateway (app/hub/servers.py), once merged
-        await servers.server_status(RUNNING)
-        return
-    # Until then: the request the gateway makes for its per-server credential.
-    response = await hk.hub._api(
-        "POST",
-        f"/users/{RUNNING}/tokens",
-        json={"scopes": [f"access:servers!server={RUNNING}/"], "expires_in": 300},
-    )
-    hk.hub._raise_for(response, "issue a per-server token")
-
-
-async def server_status_with_service_token(hk: HubkeeperState) -> None:
-    await hk.hub.server_status(f"/user/{RUNNING}/")
+    """The server gateway asks the hub for a token that opens only that server."""
+    await hk.servers.server_status(RUNNING)
 
 
 # scope → (feature that needs it, the feature)
@@ -99,7 +86,6 @@ NEEDS: dict[str, tuple[str, Feature]] = {
     "list:groups": ("usage by group", usage_by_group),
     "read:groups": ("usage by group", usage_by_group),
     "tokens": ("per-server token for logs and kernels", per_server_token),
-    "access:servers": ("server status, kernels and logs", server_status_with_service_token),
 }
 
 
