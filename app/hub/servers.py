@@ -409,6 +409,14 @@ class ServerGateway:
         a hidden path refused because `ContentsManager.allow_hidden` is off → NotFound
         `file_hidden`; a missing file → NotFound `file_not_found` naming the path tried.
         """
+        if last is not None or not start:
+            # Any Range on an empty file is answered 416, which the server logs as a warning
+            # into the log being read (tornado's StaticFileHandler), so a watcher of an empty or
+            # just-truncated log would fill it with its own requests. A HEAD (200, logged at
+            # debug level) tells the size first.
+            size = await self.file_size(user, server, path)
+            if size == 0:
+                return FileRange(b"", 0, 0)
         if last is not None:
             wanted = f"bytes=-{max(last, 1)}"
         else:
@@ -438,6 +446,18 @@ class ServerGateway:
         first = max(start or 0, 0)
         stop = size if end is None else min(end + 1, size)
         return FileRange(data[first:stop], min(first, size), size)
+
+    async def file_size(self, user: str, server: str, path: str) -> int:
+        """The size in bytes of a file relative to the server's root, from a HEAD request.
+
+        Raises NotFound `file_hidden` / `file_not_found` as `read_file_range` does.
+        """
+        response = await self._call("HEAD", user, server, f"files/{quote_path(path)}")
+        if response.status_code == 404:
+            raise await self._missing(user, server, path)
+        self._fail(response, f"read the size of {path!r}")
+        length = response.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else 0
 
     async def _missing(self, user: str, server: str, path: str) -> NotFound:
         """Why `files/<path>` answered 404. jupyter_server refuses a hidden file with the same

@@ -83,6 +83,28 @@ async def test_reads_the_log_status_and_kernels_directly(hub, hub_client, runnin
         await gateway.aclose()
 
 
+async def test_reading_an_empty_file_never_writes_416_warnings_into_the_log(
+    hub, hub_client, running
+):
+    """Any Range on an empty file is a 416, which the server logs into its own log: a watcher
+    of an empty or just-truncated log would fill it with its own requests. A HEAD comes first."""
+    home = hub.homes_dir / USER
+    (home / "reach-empty.txt").write_text("")
+    log = home / LOG_FILE_NAME
+    before = log.stat().st_size
+    gateway = direct(hub_client, hub)
+    try:
+        for _ in range(3):
+            assert (await gateway.read_file_range(USER, "", "reach-empty.txt", 0)).data == b""
+            assert (await gateway.read_file_range(USER, "", "reach-empty.txt", last=10)).size == 0
+        assert await gateway.file_size(USER, "", LOG_FILE_NAME) >= before
+    finally:
+        await gateway.aclose()
+    await asyncio.sleep(0.5)  # the server writes its request log after answering
+    written = log.read_bytes()[before:].decode(errors="replace")
+    assert " 416 " not in written, written
+
+
 async def test_a_missing_file_names_the_path_tried(hub, hub_client, running):
     gateway = direct(hub_client, hub)
     try:
