@@ -13,10 +13,11 @@ just before the hub is asked), else "unknown" (the user, the hub, a crash: we ca
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ class Open:
     user: str
     server: str
     started_at: datetime
+    groups: tuple[str, ...] | None = None  # the user's groups at the start (usage by group)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Reconcile:
     live: frozenset[Key]  # running or stopping now: their open sessions stay open
     running: dict[Key, datetime]  # running now, with their start time
     at: datetime
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by user, now
 
 
 Op = Open | Close | Reconcile
@@ -124,10 +127,13 @@ class SessionRecorder:
                 # restarted between two syncs: the hub's start time moved
                 restarted = live[server] or now
                 self._queue.append(Close(name, server, min(now, restarted), "unknown", None))
-                self._queue.append(Open(name, server, restarted))
+                self._queue.append(
+                    Open(name, server, restarted, tuple(new.groups) if new else None)
+                )
         for server, started in running.items():
             if server not in was:
-                self._queue.append(Open(name, server, started or now))
+                groups = tuple(new.groups) if new else None
+                self._queue.append(Open(name, server, started or now, groups))
 
     def reconcile_with(self, directory: UserDirectory) -> None:
         """Queue a reconcile against the directory's current rows; recording starts now."""
@@ -135,7 +141,8 @@ class SessionRecorder:
         live = frozenset((r.user, r.server) for r in rows if r.status in LIVE)
         now = self.clock()
         running = {(r.user, r.server): r.started or now for r in rows if r.status == "running"}
-        self._queue.append(Reconcile(live, running, now))
+        groups = {r.user: tuple(r.groups) for r in rows}
+        self._queue.append(Reconcile(live, running, now, groups))
         self.reconciled = True
 
     # --- writing -------------------------------------------------------------------------
@@ -178,6 +185,10 @@ def _open_sessions(session: Session, key: Key | None = None) -> list[ServerSessi
     return list(session.exec(query).all())
 
 
+def _groups_json(groups: tuple[str, ...] | None) -> str | None:
+    return None if groups is None else json.dumps(sorted(groups))
+
+
 def _close(row: ServerSession, at: datetime, reason: str, by: str | None) -> None:
     started = aware(row.started_at)
     at = max(at, started)
@@ -194,7 +205,12 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
             if isinstance(op, Open):
                 if not _open_sessions(session, (op.user, op.server)):
                     session.add(
-                        ServerSession(user=op.user, server=op.server, started_at=op.started_at)
+                        ServerSession(
+                            user=op.user,
+                            server=op.server,
+                            started_at=op.started_at,
+                            groups=_groups_json(op.groups),
+                        )
                     )
             elif isinstance(op, Close):
                 for row in _open_sessions(session, (op.user, op.server)):
@@ -211,5 +227,12 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
                         session.add(row)
                 for key, started in op.running.items():
                     if key not in have:
-                        session.add(ServerSession(user=key[0], server=key[1], started_at=started))
+                        session.add(
+                            ServerSession(
+                                user=key[0],
+                                server=key[1],
+                                started_at=started,
+                                groups=_groups_json(op.groups.get(key[0])),
+                            )
+                        )
             session.flush()
