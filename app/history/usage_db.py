@@ -9,8 +9,9 @@ object: the database clips each session to the window, splits it at UTC midnight
   the session zone); SQLite compares the stored text, which SQLAlchemy writes as UTC
   `YYYY-MM-DD HH:MM:SS.ffffff`.
 - The window scan is one range on `started_at` (index `ix_server_session_window`, which also
-  covers `stopped_at` and `user`): its lower end is `since` minus the longest closed session,
-  or the start of the oldest open one, both read from indexes first.
+  covers `stopped_at` and `user`): its lower end is `since` minus the longest closed session
+  (read from the duration_s index first); open sessions that started before it come from
+  the `stopped_at IS NULL` index.
 - by=group reads the groups at the session's start (a JSON list in `server_session.groups`);
   for older sessions without them the user's current groups (`groups_of`) apply.
 """
@@ -29,19 +30,10 @@ SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime o
 
 
 def _lower_bound(conn: Any, since: datetime) -> datetime:
-    """The earliest start a session overlapping [since, ...) can have (two index lookups)."""
+    """The earliest start a closed session reaching past `since` can have (an index lookup
+    on duration_s, which the recorder sets on every session it closes)."""
     longest = conn.execute(text("SELECT max(duration_s) FROM server_session")).scalar()
-    oldest_open = conn.execute(
-        text("SELECT min(started_at) FROM server_session WHERE duration_s IS NULL")
-    ).scalar()
-    lower = since - timedelta(seconds=float(longest or 0) + 1)
-    if oldest_open is not None:
-        if isinstance(oldest_open, str):
-            oldest_open = datetime.fromisoformat(oldest_open)
-        if oldest_open.tzinfo is None:
-            oldest_open = oldest_open.replace(tzinfo=UTC)
-        lower = min(lower, oldest_open)
-    return lower
+    return since - timedelta(seconds=float(longest or 0) + 1)
 
 
 def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sqlite: bool) -> dict:
@@ -51,28 +43,42 @@ def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sq
     return values
 
 
+# Two index ranges: sessions started since `lower` (no closed session that started earlier
+# can reach `since`), and the few still open that started before it.
 WHERE = """
     FROM server_session
     WHERE started_at < :until AND started_at >= :lower
       AND (stopped_at IS NULL OR stopped_at > :since)
 """
+WHERE_OLD_OPEN = """
+    FROM server_session
+    WHERE stopped_at IS NULL AND started_at < :lower AND started_at < :until
+"""
 
 SQLITE_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, groups AS g,
+        SELECT "user" AS u, {{g}} AS g,
                max(started_at, :since) AS a,
                min(coalesce(stopped_at, :now), :until) AS b
         {WHERE}
+        UNION ALL
+        SELECT "user", {{g}}, max(started_at, :since), min(:now, :until)
+        {WHERE_OLD_OPEN}
     ),
     s AS (SELECT u, g, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 PG_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, groups AS g,
+        SELECT "user" AS u, {{g}} AS g,
                greatest(started_at, :since) AT TIME ZONE 'UTC' AS a,
                least(coalesce(stopped_at, :now), :until) AT TIME ZONE 'UTC' AS b
         {WHERE}
+        UNION ALL
+        SELECT "user", {{g}},
+               greatest(started_at, :since) AT TIME ZONE 'UTC',
+               least(CAST(:now AS timestamptz), :until) AT TIME ZONE 'UTC'
+        {WHERE_OLD_OPEN}
     ),
     s AS (SELECT u, g, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
@@ -167,7 +173,11 @@ def usage_in_db(
             "user": (SQLITE_BY_USER, PG_BY_USER),
             "group": (SQLITE_BY_GROUP, PG_BY_GROUP),
         }[by]
-        found = conn.execute(text(queries[0] if sqlite else queries[1]), params).all()
+        # groups only where needed: without them the scan is answered from the index alone
+        query = (queries[0] if sqlite else queries[1]).format(
+            g="groups" if by == "group" else "NULL"
+        )
+        found = conn.execute(text(query), params).all()
     rows: dict[str, UsageRow] = {}
     if by == "day":
         day = since.replace(hour=0, minute=0, second=0, microsecond=0)
