@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         ".jupyter-server-log.txt", min_length=1, validation_alias="HUBKEEPER_SERVER_LOG_PATH"
     )
     log_level: str = Field("info", validation_alias="HUBKEEPER_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="HUBKEEPER_LOG_FORMAT")
+    metrics_public: bool = Field(False, validation_alias="HUBKEEPER_METRICS_PUBLIC")
+    replica_id: str = Field("", max_length=64, validation_alias="HUBKEEPER_REPLICA_ID")
+    leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
+    job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
 
     @field_validator("admin_groups", "manager_groups", mode="before")
     @classmethod
@@ -96,6 +101,16 @@ class Settings(BaseSettings):
             raise MissingSetting(
                 "JUPYTERHUB_API_TOKEN is not set: Hubkeeper needs the service's API token"
             )
+
+    @cached_property
+    def replica(self) -> str:
+        """This process's name among the replicas: HUBKEEPER_REPLICA_ID, else host:pid."""
+        if self.replica_id:
+            return self.replica_id
+        import os
+        import socket
+
+        return f"{socket.gethostname()}:{os.getpid()}"[:64]
 
     @cached_property
     def bind_host(self) -> str:

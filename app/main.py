@@ -16,16 +16,18 @@ from hubkeeper.audit.routes import router as audit_router
 from hubkeeper.auth.routes import router as auth_router
 from hubkeeper.config import Settings
 from hubkeeper.console.directory import UserDirectory
-from hubkeeper.console.jobs import JobRegistry
 from hubkeeper.console.routes import router as console_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
+from hubkeeper.jobs.registry import JobRegistry
 from hubkeeper.lockdown import service as lockdown
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
+from hubkeeper.ops.leader import Leader
+from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.errors import install_error_handlers
@@ -33,6 +35,8 @@ from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 
 log = logging.getLogger(__name__)
+
+RECORDER = "session-recorder"  # leader loop names (metrics label `loop`)
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -51,31 +55,49 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         engine=engine,
         hub=hub,
         directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(),
+        jobs=JobRegistry(engine, replica=settings.replica, lost_after=settings.job_lost_after),
         cookie_secret=settings.resolved_cookie_secret(),
     )
     recorder = state.history = SessionRecorder(engine)
     state.directory.listeners.append(recorder.on_change)
+    leader = state.leader = Leader(
+        engine, replica=settings.replica, interval=settings.leader_interval
+    )
+
+    async def record_sessions() -> None:
+        """The session recorder, while this replica leads it (see hubkeeper.ops.leader)."""
+        try:
+            await recorder.run(state.directory)
+        except asyncio.CancelledError:
+            if leader.is_leader(RECORDER):  # shutting down, still leading: keep what was seen
+                await recorder.flush()
+            raise
+        finally:
+            recorder.stop_recording()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
+        leader.check_sqlite()  # says so when a second process shares the SQLite file
         await lockdown.refresh(state)  # a lockdown survives restarts
+        # every replica: the (read-only) directory sync and its copy of the lockdown state
         sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
         watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
+        # one replica at a time: loops that record or change things
         record = asyncio.create_task(
-            recorder.run(state.directory), name="hubkeeper-history-recorder"
+            leader.run_as_leader(RECORDER, record_sessions), name="hubkeeper-history-recorder"
         )
         try:
             yield
         finally:
-            for task in (sync, watch, record):
+            for task in (record, sync, watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await state.jobs.shutdown()
             await recorder.flush()  # nothing seen is lost on shutdown
+            await leader.close()  # another replica takes over at once
             await hub.aclose()
             engine.dispose()
 
@@ -94,6 +116,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
+    app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)

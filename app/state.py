@@ -15,8 +15,9 @@ from hubkeeper.hub.client import HubClient
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
-    from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.history.recorder import SessionRecorder
+    from hubkeeper.jobs.registry import JobRegistry
+    from hubkeeper.ops.leader import Leader
 
 
 @dataclass
@@ -29,20 +30,24 @@ class HubkeeperState:
     cookie_secret: str
     extras: dict[str, object] = field(default_factory=dict)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+    leader: Leader | None = None  # which loops this replica runs (None in the CLI)
 
 
 def cli_state(settings: Settings) -> HubkeeperState:
     """A state for one command-line action: no loops, no session recorder."""
     from hubkeeper.console.directory import UserDirectory
-    from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.db.engine import create_db_engine
+    from hubkeeper.jobs.registry import JobRegistry
 
     hub = HubClient(settings.hub_api_url, settings.hub_api_token, timeout=settings.hub_timeout)
+    engine = create_db_engine(settings.database_url)
     return HubkeeperState(
         settings=settings,
-        engine=create_db_engine(settings.database_url),
+        engine=engine,
         hub=hub,
         directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(),
+        jobs=JobRegistry(
+            engine, replica=f"cli:{settings.replica}", lost_after=settings.job_lost_after
+        ),
         cookie_secret="",
     )

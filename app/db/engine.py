@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from hubkeeper.paths import MIGRATIONS_DIR
@@ -52,9 +53,30 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x4855424B4545504D  # "HUBKEEPM": pg_advisory_lock key around migrations
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` up to `revision` (creating it from empty if need be)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at `url` up to `revision` (creating it from empty if need be).
+
+    On PostgreSQL, replicas starting together take turns: a session-level
+    `pg_advisory_lock` (held on a separate connection for the whole upgrade) makes the others
+    wait, then find the database already at head and do nothing. SQLite is single-process.
+    """
+    url = normalise_url(url)
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), revision)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    finally:
+        engine.dispose()
 
 
 def database_ok(engine: Engine) -> bool:

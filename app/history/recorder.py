@@ -6,8 +6,10 @@ worker thread and, once the directory's first sweep is done, reconciles the data
 what runs now (sessions left open while Hubkeeper was down are closed as "unknown"; servers
 started meanwhile get a session from their `started` time).
 
-Stop reasons: "admin" / "lockdown" when Hubkeeper stopped the server (`expect_stop` is called
-just before the hub is asked), else "unknown" (the user, the hub, a crash: we cannot tell).
+Stop reasons: "admin" / "lockdown" / "culled" when Hubkeeper stopped the server
+(`hubkeeper.history.intents.stop_recorded` calls `expect_stop` and stores a stop intent in the
+database just before the hub is asked, so the replica recording the stop finds it whichever
+replica asked), else "unknown" (the user, the hub, a crash: we cannot tell).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
+from hubkeeper.history.intents import take_intent
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import utcnow
 
@@ -106,6 +109,12 @@ class SessionRecorder:
             return "unknown", None
         return found[0], found[1]
 
+    def stop_recording(self) -> None:
+        """This replica no longer records (leadership lost or shutting down): drop what is
+        queued; the next leader reconciles from the hub's state."""
+        self.reconciled = False
+        self._queue.clear()
+
     # --- what the directory saw ----------------------------------------------------------
     def on_change(self, old: HubUser | None, new: HubUser | None) -> None:
         """A directory listener: compare the two states and queue opens and closes (cheap)."""
@@ -185,6 +194,17 @@ def _open_sessions(session: Session, key: Key | None = None) -> list[ServerSessi
     return list(session.exec(query).all())
 
 
+def _intended(
+    session: Session, user: str, server: str, at: datetime, reason: str, by: str | None
+) -> tuple[str, str | None]:
+    """The reason this process knows, else the stop intent another replica stored (consumed
+    either way, so it cannot be used twice)."""
+    stored = take_intent(session, user, server, at)
+    if reason == "unknown" and stored is not None:
+        return stored
+    return reason, by
+
+
 def _groups_json(groups: tuple[str, ...] | None) -> str | None:
     return None if groups is None else json.dumps(sorted(groups))
 
@@ -213,8 +233,10 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
                         )
                     )
             elif isinstance(op, Close):
-                for row in _open_sessions(session, (op.user, op.server)):
-                    _close(row, op.at, op.reason, op.by)
+                rows = _open_sessions(session, (op.user, op.server))
+                reason, by = _intended(session, op.user, op.server, op.at, op.reason, op.by)
+                for row in rows:
+                    _close(row, op.at, reason, by)
                     session.add(row)
             else:
                 have: set[Key] = set()
@@ -223,7 +245,8 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
                     if key in op.live:
                         have.add(key)
                     else:
-                        _close(row, op.at, "unknown", None)
+                        reason, by = _intended(session, *key, op.at, "unknown", None)
+                        _close(row, op.at, reason, by)
                         session.add(row)
                 for key, started in op.running.items():
                     if key not in have:

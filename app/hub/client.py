@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
+from hubkeeper.ops.metrics import observe_hub_request
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,19 @@ class HubClient:
         await self._http.aclose()
 
     # --- plumbing ------------------------------------------------------------------------
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP call, timed into hubkeeper_hub_request_seconds{outcome}."""
+        async with self._limit:
+            began = time.perf_counter()
+            outcome = "unavailable"
+            try:
+                response = await self._http.request(method, url, **kwargs)
+                if response.status_code not in UNAVAILABLE_STATUSES:
+                    outcome = "ok"
+                return response
+            finally:
+                observe_hub_request(time.perf_counter() - began, outcome)
+
     async def _request(
         self,
         method: str,
@@ -94,8 +109,7 @@ class HubClient:
         attempt = 0
         while True:
             try:
-                async with self._limit:
-                    response = await self._http.request(method, url, **kwargs)
+                response = await self._send(method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 if attempt < retries:
                     attempt += 1
