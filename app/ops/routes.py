@@ -53,7 +53,14 @@ async def metrics(request: Request) -> Response:
     """Prometheus text format; read:metrics token unless HUBKEEPER_METRICS_PUBLIC."""
     hk: HubkeeperState = request.app.state.hk
     if not hk.settings.metrics_public:
-        await _require_metrics_scope(request, hk)
+        try:
+            await _require_metrics_scope(request, hk)
+        except HubkeeperError as exc:  # a scraper gets JSON, never the HTML error page
+            return JSONResponse(
+                {"error": exc.code, "detail": exc.detail},
+                status_code=exc.status_code,
+                headers={"WWW-Authenticate": "token"} if exc.status_code == 401 else None,
+            )
     body = await asyncio.to_thread(generate_latest, _registry(hk))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -9,6 +9,7 @@ a restart, without restarting a server other test runs share.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,10 +55,6 @@ def replicas(hub, database, tmp_path_factory) -> Iterator[list[Replica]]:
             )
             started.append(replica)
         # started together: they race on the migrations, which take turns under a lock
-        for replica in started:
-            replica.proc = None
-        import threading
-
         errors: list[BaseException] = []
 
         def start(r: Replica) -> None:
