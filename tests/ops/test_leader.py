@@ -29,8 +29,8 @@ async def _runs(leader: Leader, name: str, ran: list[str], tag: str) -> asyncio.
     return asyncio.create_task(leader.run_as_leader(name, loop, interval=0.2))
 
 
-async def _wait(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait(condition, limit: float = 10.0) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + limit
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
