@@ -8,7 +8,12 @@ import logging
 from datetime import UTC, datetime
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,5 +56,7 @@ def configure_logging(level: str = "info", fmt: str = "text", replica: str = "")
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Python warnings (deprecations of libraries) become records too: no stray text lines
+    logging.captureWarnings(fmt == "json")
     # httpx logs every request at INFO: one line per hub call drowns everything else.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -160,3 +160,13 @@ def dotenv_for(hub: LocalHub) -> dict[str, str]:
         "HUBKEEPER_COOKIE_SECRET": "c" * 64,
         "CONFIGPROXY_AUTH_TOKEN": "unused-here",
     }
+
+
+def admin_user_token(hub: LocalHub) -> str:
+    """A token of the hub's `admin` user, made with LocalHub's hub-admin service (the recipes'
+    Hubkeeper role has no `tokens` scope: production does not need it)."""
+    response = hub.api(
+        "POST", "/users/admin/tokens", token=hub.admin_token, json={"note": "deploy tests"}
+    )
+    response.raise_for_status()
+    return str(response.json()["token"])
