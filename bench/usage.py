@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import sqlite3
 import statistics
@@ -110,6 +112,39 @@ def fill_postgres(url: str, n: int, users: int) -> None:
         conn.execute("ANALYZE server_session")
 
 
+BEGIN = "<!-- bench/usage.py: begin (written by `bench/usage.py --write`) -->"
+END = "<!-- bench/usage.py: end -->"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+TARGET_MS = 300.0
+
+
+def write_section(rows: list[tuple[str, int, str, float, float]], notes: list[str]) -> None:
+    """Put the figures into docs/performance.md between the markers (bench/run.py keeps them
+    when it rewrites the rest of the file)."""
+    lines = [
+        BEGIN,
+        "## Usage over a million sessions (`bench/usage.py`)",
+        "",
+        *notes,
+        "",
+        "| database | window | by | p50 ms | p95 ms | p95 < 300 ms |",
+        "| --- | ---: | --- | ---: | ---: | --- |",
+        *(
+            f"| {db} | {days} days | {by} | {p50:.0f} | {p95:.0f} | "
+            f"{'yes' if p95 < TARGET_MS else '**no**'} |"
+            for db, days, by, p50, p95 in rows
+        ),
+        END,
+    ]
+    text = DOC.read_text() if DOC.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + "\n".join(lines) + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    DOC.write_text(text)
+
+
 def timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
     fn()  # warm the page cache and the plan
     times = []
@@ -122,9 +157,12 @@ def timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
     return statistics.median(times), p95
 
 
-def bench(name: str, url: str, n: int, users: int, runs: int, python_path: bool) -> None:
+def bench(
+    name: str, url: str, n: int, users: int, runs: int, python_path: bool
+) -> list[tuple[str, int, str, float, float]]:
     migrate(url)
     engine = create_db_engine(url)
+    rows: list[tuple[str, int, str, float, float]] = []
     if count(engine) != n:
         t0 = time.perf_counter()
         if url.startswith("sqlite"):
@@ -142,6 +180,7 @@ def bench(name: str, url: str, n: int, users: int, runs: int, python_path: bool)
                 runs,
             )
             print(f"{name:10} {days:3} days by {by:5}: p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+            rows.append((name, days, by, p50, p95))
         if python_path and days == 30:
             p50, p95 = timed(
                 lambda since=since: aggregate(
@@ -150,7 +189,9 @@ def bench(name: str, url: str, n: int, users: int, runs: int, python_path: bool)
                 3,
             )
             print(f"{name:10} {days:3} days by day, Python (before): p50 {p50:7.1f} ms")
+            rows.append((f"{name}, Python `aggregate` (before)", days, "day", p50, p95))
     engine.dispose()
+    return rows
 
 
 def main() -> int:
@@ -160,11 +201,26 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--sqlite", default="/tmp/hubkeeper-usage-bench.sqlite")
     parser.add_argument("--postgres", default="")
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     Path(args.sqlite).parent.mkdir(parents=True, exist_ok=True)
-    bench("sqlite", f"sqlite:///{args.sqlite}", args.sessions, args.users, args.runs, True)
+    load_before = os.getloadavg()
+    rows = bench("sqlite", f"sqlite:///{args.sqlite}", args.sessions, args.users, args.runs, True)
     if args.postgres:
-        bench("postgresql", args.postgres, args.sessions, args.users, args.runs, False)
+        rows += bench("postgresql", args.postgres, args.sessions, args.users, args.runs, False)
+    if args.write:
+        load_after = os.getloadavg()
+        notes = [
+            f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.processor() or 'cpu'}, "
+            f"{os.cpu_count()} cores; SQLite {sqlite3.sqlite_version}.",
+            f"- Data: {args.sessions:,} sessions from {args.users:,} users over the two years "
+            "before `now` (see the module docstring); `usage_in_db` (the API, the History page "
+            "and `hubkeeper report` use it), each cell after one warm-up, "
+            f"{args.runs} runs; windows end at `now` and start at a UTC midnight.",
+            f"- Load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+            "on a machine shared with other work: tails carry noise.",
+        ]
+        write_section(rows, notes)
     return 0
 
 
