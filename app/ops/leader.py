@@ -76,7 +76,11 @@ class Leader:
             return
         import fcntl
 
-        handle = open(path.with_name(path.name + ".lock"), "wb")  # noqa: SIM115 - held for life
+        try:
+            handle = open(path.with_name(path.name + ".lock"), "wb")  # noqa: SIM115 - held
+        except OSError as exc:  # a read-only directory: nothing to check against
+            log.warning("cannot create the SQLite lock file beside %s: %s", path, exc)
+            return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
