@@ -260,3 +260,38 @@ def httpx_put(replica: Replica, path: str, token: str, body: Any) -> Any:
     return httpx.put(
         replica.url + path, headers={"Authorization": f"token {token}"}, json=body, timeout=30
     )
+
+
+@pytest.mark.skipif(not CULLER, reason="hubkeeper.culler is not merged on this branch yet")
+def test_killing_the_leader_mid_cull_pass_lets_the_other_finish_within_an_interval(hub, replicas):
+    """Enabled once the culler is merged and its loops run through hk.leader ("culler")."""
+    token = admin_token(hub)
+    users = ["ops-cull-d", "ops-cull-e", "ops-cull-f"]
+    hub.create_users(users)
+    try:
+        for user in users:
+            hub.start_server(user)
+        leader = wait_for(lambda: leader_of(replicas, token), 30, "a leader")
+        other = next(r for r in replicas if r is not leader)
+        settings = leader.get("api/v1/culler", token).json()
+        settings.update({"enabled": True, "timeout_s": 1, "interval_s": 2})
+        assert httpx_put(leader, "api/v1/culler", token, settings).status_code == 200
+        wait_for(
+            lambda: any(not (hub.server_model(u) or {}).get("ready") for u in users),
+            60,
+            "the pass to begin",
+        )
+        leader.kill()
+        wait_for(lambda: other.leads(token, "culler"), INTERVAL + 15, "the other to lead")
+        wait_for(
+            lambda: all(not (hub.server_model(u) or {}).get("ready") for u in users),
+            2 * 2 + 30,
+            "the other replica to finish the culling",
+        )
+        culls = other.get("api/v1/culls", token, params={"kind": "server"}).json()
+        assert len([c for c in culls["items"] if c["user"] in users]) == 3
+    finally:
+        for user in users:
+            stop_quietly(hub, user)
+        if leader.proc is None or leader.proc.poll() is not None:
+            leader.start()
