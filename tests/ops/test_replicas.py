@@ -268,6 +268,7 @@ def test_killing_the_leader_mid_cull_pass_lets_the_other_finish_within_an_interv
     token = admin_token(hub)
     users = ["ops-cull-d", "ops-cull-e", "ops-cull-f"]
     hub.create_users(users)
+    leader: Replica | None = None
     try:
         for user in users:
             hub.start_server(user)
@@ -293,5 +294,5 @@ def test_killing_the_leader_mid_cull_pass_lets_the_other_finish_within_an_interv
     finally:
         for user in users:
             stop_quietly(hub, user)
-        if leader.proc is None or leader.proc.poll() is not None:
+        if leader is not None and (leader.proc is None or leader.proc.poll() is not None):
             leader.start()
