@@ -123,3 +123,28 @@ class StopIntent(SQLModel, table=True):
     reason: str = Field(max_length=16)  # admin | culled | lockdown
     by: str = Field(max_length=255)
     at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+
+
+class UsageDay(SQLModel, table=True):
+    """Usage of one closed UTC day (before today): sessions (pieces: a session counts in each
+    day it touches), server-seconds, distinct users. A cache of `server_session`, kept by
+    `hubkeeper.history.rollup`; rebuilt from any day it finds changed."""
+
+    __tablename__ = "usage_day"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD (UTC)
+    sessions: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+    users: int = Field(default=0)
+
+
+class UsageRollupState(SQLModel, table=True):
+    """What `usage_day` was built from (one row): the days before `sealed_until` are in it, as
+    of session id `max_id`, with `open_ids` (JSON list) still open then."""
+
+    __tablename__ = "usage_rollup_state"
+
+    id: int = Field(default=1, primary_key=True)
+    max_id: int = Field(default=0)
+    sealed_until: datetime = Field(sa_column=UTCDateTime(nullable=False))
+    open_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))

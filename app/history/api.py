@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
+from hubkeeper.history.rollup import usage as usage_in_db
 from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
 from hubkeeper.history.usage import MAX_DAYS, UsageRow, to_csv
-from hubkeeper.history.usage_db import usage_in_db
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, window
 from hubkeeper.state import HubkeeperState

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from hubkeeper.history.usage import BY, NO_GROUP, UsageRow
 
@@ -164,20 +164,39 @@ def usage_in_db(
     """
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
-    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        lower = _lower_bound(conn, since)
-        params = _params(since, until, now, lower, sqlite)
-        queries = {
-            "day": (SQLITE_BY_DAY, PG_BY_DAY),
-            "user": (SQLITE_BY_USER, PG_BY_USER),
-            "group": (SQLITE_BY_GROUP, PG_BY_GROUP),
-        }[by]
-        # groups only where needed: without them the scan is answered from the index alone
-        query = (queries[0] if sqlite else queries[1]).format(
-            g="groups" if by == "group" else "NULL"
-        )
-        found = conn.execute(text(query), params).all()
+        found = query_rows(conn, since=since, until=until, by=by, now=now)
+    return rows_of(found, since=since, until=until, by=by, groups_of=groups_of)
+
+
+def query_rows(
+    conn: Connection, *, since: datetime, until: datetime, by: str, now: datetime
+) -> list[Any]:
+    """The raw result rows of one aggregate query on an open connection (or transaction):
+    by=day (day, sessions, seconds, users), by=user (user, sessions, seconds), by=group
+    (group or None, user, sessions, seconds)."""
+    sqlite = conn.dialect.name == "sqlite"
+    lower = _lower_bound(conn, since)
+    params = _params(since, until, now, lower, sqlite)
+    queries = {
+        "day": (SQLITE_BY_DAY, PG_BY_DAY),
+        "user": (SQLITE_BY_USER, PG_BY_USER),
+        "group": (SQLITE_BY_GROUP, PG_BY_GROUP),
+    }[by]
+    # groups only where needed: without them the scan is answered from the index alone
+    query = (queries[0] if sqlite else queries[1]).format(g="groups" if by == "group" else "NULL")
+    return list(conn.execute(text(query), params).all())
+
+
+def rows_of(
+    found: Sequence[Any],
+    *,
+    since: datetime,
+    until: datetime,
+    by: str,
+    groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+) -> list[UsageRow]:
+    """UsageRows from `query_rows` results (by=day: every day of the window, zero rows too)."""
     rows: dict[str, UsageRow] = {}
     if by == "day":
         day = since.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,8 +1,8 @@
-"""jobs stop intents session groups
+"""jobs, stop intents, session groups, usage rollup
 
 Revision ID: 0006
 Revises: 0003
-Create Date: 2026-11-30 02:46:49.377837
+Create Date: 2026-11-30 03:28:33.043435
 """
 
 from collections.abc import Sequence
@@ -54,6 +54,22 @@ def upgrade() -> None:
     with op.batch_alter_table("stop_intent", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_stop_intent_at"), ["at"], unique=False)
 
+    op.create_table(
+        "usage_day",
+        sa.Column("day", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("sessions", sa.Integer(), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column("users", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day"),
+    )
+    op.create_table(
+        "usage_rollup_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("max_id", sa.Integer(), nullable=False),
+        sa.Column("sealed_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("open_ids", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
     with op.batch_alter_table("server_session", schema=None) as batch_op:
         batch_op.add_column(sa.Column("groups", sa.Text(), nullable=True))
         batch_op.create_index(
@@ -73,6 +89,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_server_session_duration_s"))
         batch_op.drop_column("groups")
 
+    op.drop_table("usage_rollup_state")
+    op.drop_table("usage_day")
     with op.batch_alter_table("stop_intent", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_stop_intent_at"))
 
