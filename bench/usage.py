@@ -30,9 +30,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from hubkeeper.db.engine import create_db_engine, migrate, normalise_url
+from hubkeeper.history.rollup import usage
 from hubkeeper.history.service import sessions_between
 from hubkeeper.history.usage import aggregate
-from hubkeeper.history.rollup import usage
 from hubkeeper.history.usage_db import SQLITE_TS
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
