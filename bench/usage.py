@@ -221,9 +221,9 @@ def main() -> int:
             f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.processor() or 'cpu'}, "
             f"{os.cpu_count()} cores; SQLite {sqlite3.sqlite_version}.",
             f"- Data: {args.sessions:,} sessions from {args.users:,} users over the two years "
-            "before `now` (see the module docstring); `hubkeeper.history.rollup.usage` (what the API, "
-            "the History page and `hubkeeper report` call: by=day through the daily rollup, "
-            "by=user/group in SQL), each cell after one warm-up, "
+            "before `now` (see the module docstring); `hubkeeper.history.rollup.usage` (what "
+            "the API, the History page and `hubkeeper report` call: by=day through the daily "
+            "rollup, by=user/group in SQL), each cell after one warm-up, "
             f"{args.runs} runs; windows end at `now` and start at a UTC midnight.",
             f"- Load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
             "on a machine shared with other work: tails carry noise.",
