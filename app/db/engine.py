@@ -53,6 +53,30 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Processes migrating one SQLite file take turns (an `fcntl` lock beside it); SQLite is
+    meant for one Hubkeeper, but `hubkeeper db upgrade` may run beside a starting server."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+    from pathlib import Path
+
+    path = Path(database)
+    try:
+        handle = open(path.with_name(path.name + ".migrate.lock"), "wb")  # noqa: SIM115
+    except OSError:  # a directory we cannot write to: the upgrade will say so itself
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 MIGRATION_LOCK = 0x4855424B4545504D  # "HUBKEEPM": pg_advisory_lock key around migrations
 
 
@@ -61,11 +85,13 @@ def migrate(url: str, revision: str = "head") -> None:
 
     On PostgreSQL, replicas starting together take turns: a session-level
     `pg_advisory_lock` (held on a separate connection for the whole upgrade) makes the others
-    wait, then find the database already at head and do nothing. SQLite is single-process.
+    wait, then find the database already at head and do nothing. On SQLite an `fcntl` lock
+    on `<database>.migrate.lock` does the same for processes on one machine.
     """
     url = normalise_url(url)
     if not url.startswith("postgresql"):
-        command.upgrade(alembic_config(url), revision)
+        with _sqlite_migration_lock(url):
+            command.upgrade(alembic_config(url), revision)
         return
     engine = create_engine(url, poolclass=NullPool)
     try:
