@@ -1,4 +1,4 @@
-# Hubkeeper as a container: an external JupyterHub service (see docs/deployment.md).
+# Hubkeeper as a container: an external JupyterHub service (see docs/deploy.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -26,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host or settings.bind_host,
         port=args.port or settings.bind_port,
         log_level=settings.log_level,
+        json_logs=settings.log_format == "json",
     )
     return 0
 
@@ -129,13 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    level = os.environ.get("HUBKEEPER_LOG_LEVEL", "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    from hubkeeper.ops.logs import configure_logging
+
+    configure_logging(
+        os.environ.get("HUBKEEPER_LOG_LEVEL", "info"),
+        os.environ.get("HUBKEEPER_LOG_FORMAT", "text"),
+        os.environ.get("HUBKEEPER_REPLICA_ID", ""),
     )
-    # httpx logs every request at INFO: one line per hub call drowns everything else.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

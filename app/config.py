@@ -12,7 +12,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     proxy_api_url: str = Field("", validation_alias="HUBKEEPER_PROXY_API_URL")
     proxy_auth_token: str = Field("", validation_alias="HUBKEEPER_PROXY_AUTH_TOKEN", repr=False)
     proxy_url: str = Field("", validation_alias="HUBKEEPER_PROXY_URL")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="HUBKEEPER_LOG_FORMAT")
+    metrics_public: bool = Field(False, validation_alias="HUBKEEPER_METRICS_PUBLIC")
+    replica_id: str = Field("", max_length=64, validation_alias="HUBKEEPER_REPLICA_ID")
+    leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
+    job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
 
     @field_validator("admin_groups", "manager_groups", mode="before")
     @classmethod
@@ -148,6 +153,15 @@ class Settings(BaseSettings):
         """HUBKEEPER_PROXY_AUTH_TOKEN, else CONFIGPROXY_AUTH_TOKEN (what the hub and
         configurable-http-proxy share, already present wherever the proxy's token is)."""
         return self.proxy_auth_token or os.environ.get("CONFIGPROXY_AUTH_TOKEN", "")
+
+    @cached_property
+    def replica(self) -> str:
+        """This process's name among the replicas: HUBKEEPER_REPLICA_ID, else host:pid."""
+        if self.replica_id:
+            return self.replica_id
+        import socket
+
+        return f"{socket.gethostname()}:{os.getpid()}"[:64]
 
     @cached_property
     def bind_host(self) -> str:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,7 +19,6 @@ from hubkeeper.audit.routes import router as audit_router
 from hubkeeper.auth.routes import router as auth_router
 from hubkeeper.config import Settings
 from hubkeeper.console.directory import UserDirectory
-from hubkeeper.console.jobs import JobRegistry
 from hubkeeper.console.routes import router as console_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.health.routes import router as health_router
@@ -26,10 +26,13 @@ from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
+from hubkeeper.jobs.registry import JobRegistry
 from hubkeeper.lockdown import service as lockdown
 from hubkeeper.lockdown.enforce import Enforcer
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
+from hubkeeper.ops.leader import Leader
+from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.apidocs import router as apidocs_router
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 # within about a second, told by `hk.shutting_down`), then stops under way STOP_GRACE s.
 SHUTDOWN_GRACE = 3.0
 STOP_GRACE = 1.0
+# leader loop names (metrics label `loop`)
+RECORDER = "session-recorder"
+ENFORCER = "lockdown-enforcer"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -62,7 +68,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         engine=engine,
         hub=hub,
         directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(),
+        jobs=JobRegistry(engine, replica=settings.replica, lost_after=settings.job_lost_after),
         cookie_secret=settings.resolved_cookie_secret(),
         servers=ServerGateway.from_settings(hub, settings),
     )
@@ -70,6 +76,20 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     state.directory.listeners.append(recorder.on_change)
     enforcer = Enforcer(state)
     state.extras["lockdown_enforcer"] = enforcer
+    leader = state.leader = Leader(
+        engine, replica=settings.replica, interval=settings.leader_interval
+    )
+
+    async def record_sessions() -> None:
+        """The session recorder, while this replica leads it (see hubkeeper.ops.leader)."""
+        try:
+            await recorder.run(state.directory)
+        except asyncio.CancelledError:
+            if leader.is_leader(RECORDER):  # shutting down, still leading: keep what was seen
+                await recorder.flush()
+            raise
+        finally:
+            recorder.stop_recording()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,13 +98,18 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         state.loop = asyncio.get_running_loop()
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
+        leader.check_sqlite()  # says so when a second process shares the SQLite file
         await lockdown.refresh(state)  # a lockdown survives restarts
+        # every replica: the (read-only) directory sync and its copy of the lockdown state
         sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
         watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
+        # one replica at a time: loops that record or change things
         record = asyncio.create_task(
-            recorder.run(state.directory), name="hubkeeper-history-recorder"
+            leader.run_as_leader(RECORDER, record_sessions), name="hubkeeper-history-recorder"
         )
-        enforce = asyncio.create_task(enforcer.run(), name="hubkeeper-lockdown-enforce")
+        enforce = asyncio.create_task(
+            leader.run_as_leader(ENFORCER, enforcer.run), name="hubkeeper-lockdown-enforce"
+        )
         try:
             yield
         finally:
@@ -93,7 +118,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             # sessions and audit records are written), what is left is cancelled; the
             # history is written; only then the hub client and the database close.
             state.shutting_down.set()
-            for task in (sync, watch, record, enforce):
+            for task in (record, enforce, sync, watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -101,6 +126,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await state.servers.aclose()
+            await leader.close()  # another replica takes over at once
             await hub.aclose()
             engine.dispose()
 
@@ -121,6 +147,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
     app.include_router(apidocs_router)
+    app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(console_router)
     app.include_router(audit_router)
@@ -148,13 +175,21 @@ class _Server(uvicorn.Server):
         self.hk.begin_shutdown()
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
-    """Run `app` under uvicorn until SIGTERM/SIGINT; open responses get `SHUTDOWN_GRACE` s."""
+def serve(
+    app: FastAPI, *, host: str, port: int, log_level: str = "info", json_logs: bool = False
+) -> None:
+    """Run `app` under uvicorn until SIGTERM/SIGINT; open responses get `SHUTDOWN_GRACE` s.
+
+    With `json_logs`, uvicorn's loggers propagate to the root handler (one JSON object per
+    line) instead of installing their own format.
+    """
+    extra: dict[str, Any] = {"log_config": None} if json_logs else {}
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        **extra,
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),

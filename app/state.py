@@ -18,8 +18,9 @@ from hubkeeper.hub.servers import ServerGateway
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
-    from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.history.recorder import SessionRecorder
+    from hubkeeper.jobs.registry import JobRegistry
+    from hubkeeper.ops.leader import Leader
 
 
 @dataclass
@@ -47,12 +48,14 @@ class HubkeeperState:
         else:
             self.shutting_down.set()
 
+    leader: Leader | None = None  # which loops this replica runs (None in the CLI)
+
 
 def cli_state(settings: Settings) -> HubkeeperState:
     """A state for one command-line action: no loops, no session recorder."""
     from hubkeeper.console.directory import UserDirectory
-    from hubkeeper.console.jobs import JobRegistry
     from hubkeeper.db.engine import create_db_engine
+    from hubkeeper.jobs.registry import JobRegistry
 
     hub = HubClient(
         settings.hub_api_url,
@@ -61,12 +64,15 @@ def cli_state(settings: Settings) -> HubkeeperState:
         concurrency=settings.hub_concurrency,
         bulk_concurrency=settings.hub_bulk_concurrency,
     )
+    engine = create_db_engine(settings.database_url)
     return HubkeeperState(
         settings=settings,
-        engine=create_db_engine(settings.database_url),
+        engine=engine,
         hub=hub,
         directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(),
+        jobs=JobRegistry(
+            engine, replica=f"cli:{settings.replica}", lost_after=settings.job_lost_after
+        ),
         cookie_secret="",
         servers=ServerGateway.from_settings(hub, settings),
     )

@@ -1013,7 +1013,13 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(report, indent=1, default=str)
         )
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_markdown(report))
+        text = render_markdown(report)
+        # bench/usage.py keeps its section in the same file: carry it over
+        old = out.read_text() if out.exists() else ""
+        marker = "<!-- bench/usage.py: begin"
+        if marker in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(marker) :]
+        out.write_text(text)
         print(f"\nwrote {out.relative_to(REPO)}")
         s = report["summary"]
         print(

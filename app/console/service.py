@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 from hubkeeper.audit.service import audit
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.history.intents import stop_recorded  # re-exported: the culler imports it here
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.actors import Actor, server_label, target_of
 from hubkeeper.lockdown.state import current as current_lockdown
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HUB_SAFE = "@~"  # what jupyterhub.utils.url_escape_path leaves unescaped in a user's URL
+
+__all__ = ["access_server", "server_url", "start_server", "stop_recorded", "stop_server"]
 
 
 def server_url(settings: Settings, user: str, server: str = "", hub_path: str = "") -> str:
@@ -121,24 +124,6 @@ async def _stop(hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
     if status == "stopping":
         raise Conflict(f"{server_label(user, server)} is already stopping", code="action_pending")
     return await stop_recorded(hk, who, user, server, reason="admin")
-
-
-async def stop_recorded(
-    hk: HubkeeperState, who: Actor, user: str, server: str, *, reason: str, bulk: bool = False
-) -> str:
-    """Ask the hub to stop a server, telling the session history who did it and why first.
-
-    `bulk=True` when this stop is one of many (stop-all, lockdown enforcement): it then uses
-    the hub client's bulk budget and never delays interactive requests.
-    """
-    if hk.history is not None:
-        hk.history.expect_stop(user, server, reason=reason, by=who.name)
-    try:
-        return await (hk.hub.bulk if bulk else hk.hub).stop_server(user, server)
-    except HubkeeperError:
-        if hk.history is not None:
-            hk.history.forget_stop(user, server)
-        raise
 
 
 async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:

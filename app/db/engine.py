@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from hubkeeper.paths import MIGRATIONS_DIR
@@ -52,9 +53,56 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Processes migrating one SQLite file take turns (an `fcntl` lock beside it); SQLite is
+    meant for one Hubkeeper, but `hubkeeper db upgrade` may run beside a starting server."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+    from pathlib import Path
+
+    path = Path(database)
+    try:
+        handle = open(path.with_name(path.name + ".migrate.lock"), "wb")  # noqa: SIM115
+    except OSError:  # a directory we cannot write to: the upgrade will say so itself
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+MIGRATION_LOCK = 0x4855424B4545504D  # "HUBKEEPM": pg_advisory_lock key around migrations
+
+
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` up to `revision` (creating it from empty if need be)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at `url` up to `revision` (creating it from empty if need be).
+
+    On PostgreSQL, replicas starting together take turns: a session-level
+    `pg_advisory_lock` (held on a separate connection for the whole upgrade) makes the others
+    wait, then find the database already at head and do nothing. On SQLite an `fcntl` lock
+    on `<database>.migrate.lock` does the same for processes on one machine.
+    """
+    url = normalise_url(url)
+    if not url.startswith("postgresql"):
+        with _sqlite_migration_lock(url):
+            command.upgrade(alembic_config(url), revision)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+    finally:
+        engine.dispose()
 
 
 def database_ok(engine: Engine) -> bool:

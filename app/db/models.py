@@ -78,7 +78,9 @@ class ServerSession(SQLModel, table=True):
 
     __tablename__ = "server_session"
     # At most one open session per server, whoever writes (a reconcile and a transition seen
-    # at the same time, two replicas): the database refuses the second.
+    # at the same time, two replicas): the database refuses the second. And the usage window
+    # scan (hubkeeper.history.usage): a range on started_at that also covers stopped_at and
+    # user, so SQLite answers from the index alone.
     __table_args__ = (
         Index(
             "uq_server_session_open",
@@ -88,6 +90,7 @@ class ServerSession(SQLModel, table=True):
             sqlite_where=text("stopped_at IS NULL"),
             postgresql_where=text("stopped_at IS NULL"),
         ),
+        Index("ix_server_session_window", "started_at", "stopped_at", "user"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -97,9 +100,79 @@ class ServerSession(SQLModel, table=True):
     stopped_at: datetime | None = Field(
         default=None, sa_column=UTCDateTime(nullable=True, index=True)
     )
-    duration_s: float | None = Field(default=None)  # set when it stops
+    duration_s: float | None = Field(default=None, index=True)  # set when it stops
     stop_reason: str | None = Field(default=None, max_length=16)  # admin|culled|lockdown|unknown
     stopped_by: str | None = Field(default=None, max_length=255)
     # The last active sync that saw it running (kept while open, every minute): when it
     # ended while Hubkeeper was down and the hub no longer knows when, it ended after this.
     seen_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    # The user's hub groups when the session started, a JSON list (usage by group at the
+    # time); null for sessions recorded before Hubkeeper kept them (then: current groups).
+    groups: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Job(SQLModel, table=True):
+    """A long action (stop-all, a lockdown's stops) shared by every replica.
+
+    The replica that runs it writes progress and a heartbeat; any replica reads it. A running
+    job whose heartbeat is older than `hubkeeper.jobs.store.LOST_AFTER` seconds is finished by
+    whoever reads it, with the servers not yet handled reported failed ("replica lost").
+    """
+
+    __tablename__ = "job"
+
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=32)  # stop_all
+    actor: str = Field(max_length=255)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    state: str = Field(default="running", max_length=16, index=True)  # running | done
+    total: int = Field(default=0)
+    done: int = Field(default=0)  # handled so far, failures included
+    stopped: int = Field(default=0)
+    failed: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    targets: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    replica: str = Field(default="", max_length=64)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True)
+    )
+    heartbeat_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+
+
+class StopIntent(SQLModel, table=True):
+    """Who asked for a server to stop and why, written just before the hub is asked, so the
+    replica that records the stop (whichever it is) closes the session with that reason."""
+
+    __tablename__ = "stop_intent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(max_length=255)
+    server: str = Field(default="", max_length=255)
+    reason: str = Field(max_length=16)  # admin | culled | lockdown
+    by: str = Field(max_length=255)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+
+
+class UsageDay(SQLModel, table=True):
+    """Usage of one closed UTC day (before today): sessions (pieces: a session counts in each
+    day it touches), server-seconds, distinct users. A cache of `server_session`, kept by
+    `hubkeeper.history.rollup`; rebuilt from any day it finds changed."""
+
+    __tablename__ = "usage_day"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD (UTC)
+    sessions: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+    users: int = Field(default=0)
+
+
+class UsageRollupState(SQLModel, table=True):
+    """What `usage_day` was built from (one row): the days before `sealed_until` are in it, as
+    of session id `max_id`, with `open_ids` (JSON list) still open then."""
+
+    __tablename__ = "usage_rollup_state"
+
+    id: int = Field(default=1, primary_key=True)
+    max_id: int = Field(default=0)
+    sealed_until: datetime = Field(sa_column=UTCDateTime(nullable=False))
+    open_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))

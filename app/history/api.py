@@ -11,8 +11,9 @@ from starlette.responses import Response
 
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
+from hubkeeper.history.rollup import usage as usage_in_db
 from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
-from hubkeeper.history.usage import MAX_DAYS, UsageRow, aggregate, to_csv
+from hubkeeper.history.usage import MAX_DAYS, UsageRow, to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, window
 from hubkeeper.state import HubkeeperState
@@ -57,13 +58,15 @@ async def usage_rows(
     start, end = window(since, until, now=now)
     if by == "day" and (end - start).days > MAX_DAYS:
         raise BadInput(f"by=day covers at most {MAX_DAYS} days", code="invalid_window")
-    found = await asyncio.to_thread(service.sessions_between, hk.engine, start, end)
 
     def groups_of(user: str) -> list[str]:
+        # only for sessions recorded before their groups were kept (no hub call: a thread)
         known = hk.directory.get(user)
         return list(known.groups) if known else []
 
-    rows = aggregate(found, since=start, until=end, by=by, now=now, groups_of=groups_of)
+    rows = await asyncio.to_thread(
+        usage_in_db, hk.engine, since=start, until=end, by=by, now=now, groups_of=groups_of
+    )
     return start, end, rows
 
 
@@ -77,7 +80,8 @@ async def usage(
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the contract's name
 ) -> Response | UsageOut:
     """Sessions, server-hours and distinct users per day, user or group (default: last 30
-    days by day). by=group uses the users' current groups: a user in two groups counts in both.
+    days by day). by=group uses the groups a user was in when the session started (current
+    groups for sessions recorded before those were kept): a user in two groups counts in both.
     `format=csv` answers a CSV attachment."""
     start, end, rows = await usage_rows(hk, since, until, by)
     if format == "csv":

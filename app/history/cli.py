@@ -12,8 +12,8 @@ import sys
 from hubkeeper.config import Settings
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.errors import HubkeeperError
-from hubkeeper.history import service
-from hubkeeper.history.usage import aggregate, to_csv
+from hubkeeper.history.rollup import usage as usage_in_db
+from hubkeeper.history.usage import to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import window
 
@@ -66,12 +66,11 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
     migrate(settings.database_url)
     engine = create_db_engine(settings.database_url)
     try:
-        found = service.sessions_between(engine, start, end)
+        rows = usage_in_db(
+            engine, since=start, until=end, by=by, now=now, groups_of=lambda u: groups.get(u, [])
+        )
     finally:
         engine.dispose()
-    rows = aggregate(
-        found, since=start, until=end, by=by, now=now, groups_of=lambda u: groups.get(u, [])
-    )
     if as_csv:
         sys.stdout.write(to_csv(rows))
         return 0

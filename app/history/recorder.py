@@ -18,13 +18,16 @@ The directory applies hub answers in the order they were asked for (`UserDirecto
 `fetched_at`), so a late, older answer never reopens or closes a session. The database keeps
 at most one open session per server (a partial unique index).
 
-Stop reasons: "admin" / "lockdown" when Hubkeeper stopped the server (`expect_stop` is called
-just before the hub is asked), else "unknown" (the user, the hub, a crash: we cannot tell).
+Stop reasons: "admin" / "lockdown" / "culled" when Hubkeeper stopped the server
+(`hubkeeper.history.intents.stop_recorded` calls `expect_stop` and stores a stop intent in the
+database just before the hub is asked, so the replica recording the stop finds it whichever
+replica asked), else "unknown" (the user, the hub, a crash: we cannot tell).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +42,7 @@ from sqlmodel import Session, col, select
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.errors import HubkeeperError
+from hubkeeper.history.intents import take_intent
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import as_utc, utcnow
 
@@ -62,6 +66,7 @@ class Open:
     user: str
     server: str
     started_at: datetime
+    groups: tuple[str, ...] | None = None  # the user's groups at the start (usage by group)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Reconcile:
     live: dict[Key, datetime | None]  # running or stopping now, with the hub's `started`
     at: datetime
     ended: dict[Key, datetime] = field(default_factory=dict)  # best stop time of the rest
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by user, now
 
 
 Op = Open | Close | Seen | Reconcile
@@ -137,6 +143,12 @@ class SessionRecorder:
             return "unknown", None
         return found[0], found[1]
 
+    def stop_recording(self) -> None:
+        """This replica no longer records (leadership lost or shutting down): drop what is
+        queued; the next leader reconciles from the hub's state."""
+        self.reconciled = False
+        self._queue.clear()
+
     # --- what the directory saw ----------------------------------------------------------
     def on_change(self, old: HubUser | None, new: HubUser | None) -> None:
         """A directory listener: compare the two states and queue opens and closes (cheap)."""
@@ -160,10 +172,13 @@ class SessionRecorder:
                 restarted = live[server] or now
                 reason, by = self._reason((name, server))
                 self._queue.append(Close(name, server, min(now, restarted), reason, by))
-                self._queue.append(Open(name, server, restarted))
+                self._queue.append(
+                    Open(name, server, restarted, tuple(new.groups) if new else None)
+                )
         for server, started in live.items():
             if server not in was:
-                self._queue.append(Open(name, server, started or now))
+                groups = tuple(new.groups) if new else None
+                self._queue.append(Open(name, server, started or now, groups))
 
     def reconcile_with(self, directory: UserDirectory, open_keys: Iterable[Key] = ()) -> None:
         """Queue a reconcile against the directory as it is now; recording starts now.
@@ -180,7 +195,8 @@ class SessionRecorder:
                 at = stop_time(directory.get(key[0]), key[1], now)
                 if at is not None:
                     ended[key] = at
-        self._queue.append(Reconcile(live, now, ended))
+        groups = {r.user: tuple(r.groups) for r in rows}
+        self._queue.append(Reconcile(live, now, ended, groups))
         self.reconciled = True
 
     async def reconcile(self, directory: UserDirectory) -> None:
@@ -264,6 +280,21 @@ def _open_keys(engine: Engine) -> list[Key]:
         return [(row.user, row.server) for row in _open_sessions(session)]
 
 
+def _intended(
+    session: Session, user: str, server: str, at: datetime, reason: str, by: str | None
+) -> tuple[str, str | None]:
+    """The reason this process knows, else the stop intent another replica stored (consumed
+    either way, so it cannot be used twice)."""
+    stored = take_intent(session, user, server, at)
+    if reason == "unknown" and stored is not None:
+        return stored
+    return reason, by
+
+
+def _groups_json(groups: tuple[str, ...] | None) -> str | None:
+    return None if groups is None else json.dumps(sorted(groups))
+
+
 def _close(row: ServerSession, at: datetime, reason: str, by: str | None) -> None:
     started = aware(row.started_at)
     at = max(aware(at), started)
@@ -289,12 +320,20 @@ def _reconcile(session: Session, op: Reconcile) -> None:
         else:
             seen = aware(row.seen_at) if row.seen_at is not None else None
             at = min(op.ended.get(key) or seen or aware(row.started_at), op.at)
-        _close(row, at, "unknown", None)
+        reason, by = _intended(session, *key, at, "unknown", None)
+        _close(row, at, reason, by)
         session.add(row)
     session.flush()  # the closes first: one open session per server (unique index)
     for key, started in op.live.items():
         if key not in have:
-            session.add(ServerSession(user=key[0], server=key[1], started_at=started or op.at))
+            session.add(
+                ServerSession(
+                    user=key[0],
+                    server=key[1],
+                    started_at=started or op.at,
+                    groups=_groups_json(op.groups.get(key[0])),
+                )
+            )
 
 
 def apply_ops(engine: Engine, ops: list[Op]) -> None:
@@ -304,11 +343,18 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
             if isinstance(op, Open):
                 if not _open_sessions(session, (op.user, op.server)):
                     session.add(
-                        ServerSession(user=op.user, server=op.server, started_at=op.started_at)
+                        ServerSession(
+                            user=op.user,
+                            server=op.server,
+                            started_at=op.started_at,
+                            groups=_groups_json(op.groups),
+                        )
                     )
             elif isinstance(op, Close):
-                for row in _open_sessions(session, (op.user, op.server)):
-                    _close(row, op.at, op.reason, op.by)
+                rows = _open_sessions(session, (op.user, op.server))
+                reason, by = _intended(session, op.user, op.server, op.at, op.reason, op.by)
+                for row in rows:
+                    _close(row, op.at, reason, by)
                     session.add(row)
             elif isinstance(op, Seen):
                 session.exec(

@@ -1,13 +1,17 @@
 """Usage aggregates over a window: sessions, server-hours and distinct users per row.
 
-Pure functions over session rows (the API, the page and the CLI share them). Sessions are
-clipped to the window; an open session counts up to `now`.
+`aggregate` is the definition, in pure Python over session rows; `usage_in_db` computes the
+same rows inside the database (SQLite or PostgreSQL) so that a window of a million sessions
+never becomes a million Python objects: the API, the page and the CLI use it. Sessions are
+clipped to the window; an open session counts up to `now`. Days are UTC days on both
+databases, whatever the connection's TimeZone.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +32,7 @@ class UsageRow:
     sessions: int = 0
     seconds: float = 0.0
     people: set[str] = field(default_factory=set)
+    user_count: int | None = None  # distinct users counted by the database (by=day)
 
     @property
     def server_hours(self) -> float:
@@ -35,7 +40,7 @@ class UsageRow:
 
     @property
     def users(self) -> int:
-        return len(self.people)
+        return self.user_count if self.user_count is not None else len(self.people)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,9 +68,10 @@ def aggregate(
     (most server-hours first).
 
     by=day splits a session at midnight: it counts in each day it touches, with that day's
-    hours. by=group uses `groups_of(user)` (the users' groups now, not then); a user in no
-    group counts under "(no group)", a user in two groups counts in both, so group rows may
-    add up to more than the total.
+    hours. by=group uses the groups the user was in when the session started
+    (`ServerSession.groups`); for a session recorded before those were kept, `groups_of(user)`
+    (the user's groups now). A user in no group counts under "(no group)", a user in two
+    groups counts in both, so group rows may add up to more than the total.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
@@ -93,7 +99,7 @@ def aggregate(
                 if day >= end:
                     break
             continue
-        keys = [s.user] if by == "user" else (list(groups_of(s.user)) or [NO_GROUP])
+        keys = [s.user] if by == "user" else (session_groups(s, groups_of) or [NO_GROUP])
         for key in keys:
             row = rows.setdefault(key, UsageRow(key))
             row.sessions += 1
@@ -102,6 +108,13 @@ def aggregate(
     if by == "day":
         return [rows[k] for k in sorted(rows)]
     return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))
+
+
+def session_groups(s: ServerSession, groups_of: Callable[[str], Sequence[str]]) -> list[str]:
+    """The groups a session counts under: those at its start, else the user's groups now."""
+    if s.groups is None:
+        return list(groups_of(s.user))
+    return [str(g) for g in json.loads(s.groups)]
 
 
 def safe_cell(value: object) -> object:

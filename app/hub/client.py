@@ -24,6 +24,7 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
+from hubkeeper.ops.metrics import observe_hub_request
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,19 @@ class HubClient:
         await self._http.aclose()
 
     # --- plumbing ------------------------------------------------------------------------
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP call, timed into hubkeeper_hub_request_seconds{outcome}."""
+        async with self._limit:
+            began = time.perf_counter()
+            outcome = "unavailable"
+            try:
+                response = await self._http.request(method, url, **kwargs)
+                if response.status_code not in UNAVAILABLE_STATUSES:
+                    outcome = "ok"
+                return response
+            finally:
+                observe_hub_request(time.perf_counter() - began, outcome)
+
     async def _request(
         self,
         method: str,
@@ -122,8 +136,7 @@ class HubClient:
         attempt = 0
         while True:
             try:
-                async with self._limit:
-                    response = await self._http.request(method, url, **kwargs)
+                response = await self._send(method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 if attempt < retries:
                     attempt += 1

@@ -409,14 +409,12 @@ class ServerGateway:
         a hidden path refused because `ContentsManager.allow_hidden` is off → NotFound
         `file_hidden`; a missing file → NotFound `file_not_found` naming the path tried.
         """
-        if last is not None or not start:
-            # Any Range on an empty file is answered 416, which the server logs as a warning
-            # into the log being read (tornado's StaticFileHandler), so a watcher of an empty or
-            # just-truncated log would fill it with its own requests. A HEAD (200, logged at
-            # debug level) tells the size first.
-            size = await self.file_size(user, server, path)
-            if size == 0:
-                return FileRange(b"", 0, 0)
+        # Any Range on an empty file is answered 416, which the server logs as a warning into
+        # the log being read (tornado's StaticFileHandler), so a watcher of an empty or
+        # just-truncated log would fill it with its own requests. A HEAD (200, logged at debug
+        # level) tells the size first when reading from the start or the end.
+        if (last is not None or not start) and await self.file_size(user, server, path) == 0:
+            return FileRange(b"", 0, 0)
         if last is not None:
             wanted = f"bytes=-{max(last, 1)}"
         else:

@@ -17,11 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from hubkeeper.audit.service import audit
-from hubkeeper.console.jobs import Job
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import Lockdown
 from hubkeeper.db.paging import fetch_page
 from hubkeeper.errors import Conflict, HubkeeperError
+from hubkeeper.jobs.store import Job
 from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember

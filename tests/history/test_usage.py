@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from hubkeeper.history.service import sessions_between
 from hubkeeper.history.usage import aggregate, safe_cell, to_csv
 from tests.history.factories import add_session, at, prepared
@@ -105,3 +107,103 @@ def test_csv_parses_back_and_neutralises_formulas(db_url):
     assert keys["'=cmd|' /C calc'!A0"] == ["'=cmd|' /C calc'!A0", "1", "2.000", "1"]
     assert keys["hist-ann"][2] == "6.000"
     assert [safe_cell(v) for v in ("+1", "-1", "@x", "ok", 5)] == ["'+1", "'-1", "'@x", "ok", 5]
+
+
+# --- the same rows computed in the database (hubkeeper.history.usage_db) ------------------
+def db_rows_of(db_url: str, by: str, groups: dict[str, list[str]] | None = None, **window):
+    from hubkeeper.history.usage_db import usage_in_db
+
+    engine = prepared(db_url)
+    try:
+        rows = usage_in_db(
+            engine,
+            by=by,
+            now=NOW,
+            groups_of=lambda u: (groups or {}).get(u, []),
+            **(window or WINDOW),
+        )
+    finally:
+        engine.dispose()
+    return {r.key: r.as_dict() for r in rows}
+
+
+def test_database_aggregate_matches_the_python_definition(db_url):
+    seed(db_url)
+    engine = prepared(db_url)
+    try:
+        # long, open, zero-length at midnight, ending exactly at midnight, two-day spans
+        add_session(engine, "hist-dee", "2026-10-20T10:00", "2026-11-03T01:00")
+        add_session(engine, "hist-dee", "2026-11-02T00:00", "2026-11-02T00:00")
+        add_session(engine, "hist-eve", "2026-11-01T20:00", "2026-11-02T00:00")
+        add_session(engine, "hist-eve", "2026-11-02T23:30")
+    finally:
+        engine.dispose()
+    groups = {"hist-ann": ["hist-a", "hist-b"], "hist-ben": ["hist-b"], "hist-eve": ["hist-e"]}
+    windows = [WINDOW, {"since": at("2026-11-01T12:00"), "until": at("2026-11-02T18:30")}]
+    for window in windows:
+        for by in ("day", "user", "group"):
+            assert db_rows_of(db_url, by, groups, **window) == rows_of_window(
+                db_url, by, groups, window
+            ), (by, window)
+
+
+def rows_of_window(db_url: str, by: str, groups: dict, window: dict) -> dict:
+    engine = prepared(db_url)
+    try:
+        found = sessions_between(engine, window["since"], window["until"])
+    finally:
+        engine.dispose()
+    rows = aggregate(found, by=by, now=NOW, groups_of=lambda u: groups.get(u, []), **window)
+    return {r.key: r.as_dict() for r in rows}
+
+
+def test_groups_at_session_start_win_over_current_groups(db_url):
+    import json
+
+    from hubkeeper.db.engine import session_scope
+    from hubkeeper.db.models import ServerSession
+
+    engine = prepared(db_url)
+    try:
+        with session_scope(engine) as session:
+            for groups in (["hist-then"], []):
+                session.add(
+                    ServerSession(
+                        user="hist-gus",
+                        started_at=at("2026-11-01T10:00"),
+                        stopped_at=at("2026-11-01T11:00"),
+                        duration_s=3600,
+                        groups=json.dumps(groups),
+                    )
+                )
+    finally:
+        engine.dispose()
+    now_groups = {"hist-gus": ["hist-now"]}
+    by_group = db_rows_of(db_url, "group", now_groups)
+    assert set(by_group) == {"hist-then", "(no group)"}
+    assert by_group == rows_of(db_url, "group", now_groups)
+
+
+def test_days_are_utc_days_on_a_postgres_session_in_new_york(db_url):
+    """Issue #7: a PostgreSQL session with TimeZone=America/New_York still buckets at UTC
+    midnight (a 22:00-03:00 UTC session is 2 h on the 1st and 3 h on the 2nd, not 5 h on the
+    1st as New York's day would have it)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL session TimeZone: needs HUBKEEPER_TEST_POSTGRES_URL")
+    from sqlalchemy import create_engine, text
+
+    from hubkeeper.db.engine import normalise_url
+    from hubkeeper.history.usage_db import usage_in_db
+
+    seed(db_url)
+    engine = create_engine(
+        normalise_url(db_url), connect_args={"options": "-c TimeZone=America/New_York"}
+    )
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW TimeZone")).scalar() == "America/New_York"
+        rows = {r.key: r.as_dict() for r in usage_in_db(engine, by="day", now=NOW, **WINDOW)}
+    finally:
+        engine.dispose()
+    assert rows == rows_of(db_url, "day")
+    assert rows["2026-11-01"]["server_hours"] == 3.0 and rows["2026-11-02"]["server_hours"] == 4.0

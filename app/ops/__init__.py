@@ -1,0 +1,1 @@
+"""Running Hubkeeper in production: leader election, metrics, health probes, JSON logs."""

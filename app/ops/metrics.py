@@ -1,0 +1,141 @@
+"""Prometheus metrics (prometheus_client text format), served at `metrics`.
+
+Each app gets its own `CollectorRegistry` (`build_registry(hk)`) so tests can build several
+apps in one process. Series:
+
+- `hubkeeper_culls_total{kind,reason}` — cull events in the database (`cull_event` rows, so
+  every replica reports the same numbers); absent while that table does not exist.
+- `hubkeeper_cull_pass_seconds` — histogram of cull pass durations; the culler calls
+  `observe_cull_pass(seconds)` after each pass.
+- `hubkeeper_server_sessions_open` — server sessions without a stop (the database).
+- `hubkeeper_lockdown_active` — 1 while the hub is locked down (this replica's copy).
+- `hubkeeper_hub_request_seconds{outcome}` — histogram of hub API calls, outcome = ok (any
+  HTTP answer) | unavailable (no answer, timeout, 502/503/504); fed by `HubClient._request`.
+- `hubkeeper_directory_lag_seconds` — seconds since the user directory last synced with the hub.
+- `hubkeeper_leader{loop}` — 1 where this replica runs the loop now.
+
+Process-wide histograms (hub requests, cull passes) live in `PROCESS` and are added to each
+app's registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import inspect, text
+
+if TYPE_CHECKING:
+    from hubkeeper.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+PROCESS = CollectorRegistry(auto_describe=True)
+
+HUB_REQUEST_SECONDS = Histogram(
+    "hubkeeper_hub_request_seconds",
+    "Hub API requests made by Hubkeeper, in seconds, by outcome (ok | unavailable).",
+    ["outcome"],
+    registry=PROCESS,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CULL_PASS_SECONDS = Histogram(
+    "hubkeeper_cull_pass_seconds",
+    "Duration of one culler pass over the hub's servers, in seconds.",
+    registry=PROCESS,
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+
+
+def observe_hub_request(seconds: float, outcome: str) -> None:
+    """Record one hub API call (`outcome`: ok | unavailable)."""
+    HUB_REQUEST_SECONDS.labels(outcome=outcome).observe(seconds)
+
+
+def observe_cull_pass(seconds: float) -> None:
+    """Record one culler pass; the culler calls it after every pass."""
+    CULL_PASS_SECONDS.observe(seconds)
+
+
+class _Process(Collector):
+    def collect(self) -> Iterable[Metric]:
+        yield from PROCESS.collect()
+
+
+class StateCollector(Collector):
+    """Gauges read from one Hubkeeper's state and database at scrape time."""
+
+    def __init__(self, hk: HubkeeperState) -> None:
+        self.hk = hk
+
+    def collect(self) -> Iterable[Metric]:
+        hk = self.hk
+        from hubkeeper.lockdown.state import current
+
+        lockdown = GaugeMetricFamily(
+            "hubkeeper_lockdown_active", "1 while the hub is locked down (no server may start)."
+        )
+        lockdown.add_metric([], 1.0 if current(hk).active else 0.0)
+        yield lockdown
+
+        lag = GaugeMetricFamily(
+            "hubkeeper_directory_lag_seconds",
+            "Seconds since the user directory last synced with the hub (NaN before the first).",
+        )
+        seconds = hk.directory.lag_seconds()
+        lag.add_metric([], float("nan") if seconds is None else float(seconds))
+        yield lag
+
+        leader = GaugeMetricFamily(
+            "hubkeeper_leader", "1 where this replica runs the loop now.", labels=["loop"]
+        )
+        if hk.leader is not None:
+            for name, leading in sorted(hk.leader.loops().items()):
+                leader.add_metric([name], 1.0 if leading else 0.0)
+        yield leader
+
+        yield from self._database()
+
+    def _database(self) -> Iterable[Metric]:
+        try:
+            with self.hk.engine.connect() as conn:
+                open_sessions = conn.execute(
+                    text("SELECT count(*) FROM server_session WHERE stopped_at IS NULL")
+                ).scalar()
+                culls: list[tuple[str, str, int]] = []
+                # the culler's table arrives with its own migration; until then: no series
+                if inspect(conn).has_table("cull_event"):
+                    culls = [
+                        (str(k), str(r), int(n))
+                        for k, r, n in conn.execute(
+                            text("SELECT kind, reason, count(*) FROM cull_event GROUP BY 1, 2")
+                        )
+                    ]
+        except Exception as exc:
+            log.warning("metrics: the database did not answer: %s", exc)
+            return
+        sessions = GaugeMetricFamily(
+            "hubkeeper_server_sessions_open", "Server sessions recorded as running now."
+        )
+        sessions.add_metric([], float(open_sessions or 0))
+        yield sessions
+        counter = CounterMetricFamily(
+            "hubkeeper_culls",
+            "Servers and kernels culled (cull events).",
+            labels=["kind", "reason"],
+        )
+        for kind, reason, n in culls:
+            counter.add_metric([kind, reason], float(n))
+        yield counter
+
+
+def build_registry(hk: HubkeeperState) -> CollectorRegistry:
+    """A registry with this app's gauges and the process-wide histograms."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Process())
+    registry.register(StateCollector(hk))
+    return registry

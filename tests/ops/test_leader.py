@@ -1,0 +1,94 @@
+"""Leader election: PostgreSQL advisory locks per loop name; SQLite always leads and warns
+when a second process shares the file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from hubkeeper.db.engine import create_db_engine, normalise_url
+from hubkeeper.ops.leader import Leader, lock_key
+
+
+def test_lock_keys_are_stable_signed_64_bit():
+    assert lock_key("session-recorder") == lock_key("session-recorder")
+    assert lock_key("session-recorder") != lock_key("culler")
+    assert -(2**63) <= lock_key("culler") < 2**63
+
+
+async def _runs(leader: Leader, name: str, ran: list[str], tag: str) -> asyncio.Task[None]:
+    async def loop() -> None:
+        while True:
+            ran.append(tag)
+            await asyncio.sleep(0.05)
+
+    return asyncio.create_task(leader.run_as_leader(name, loop, interval=0.2))
+
+
+async def _wait(condition, limit: float = 10.0) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + limit
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("advisory locks: PostgreSQL only")
+    engines = [create_db_engine(db_url), create_db_engine(db_url)]
+    a = Leader(engines[0], replica="a", interval=0.2)
+    b = Leader(engines[1], replica="b", interval=0.2)
+    ran: list[str] = []
+    task_a = await _runs(a, "ops-test-loop", ran, "a")
+    await _wait(lambda: a.is_leader("ops-test-loop"))
+    task_b = await _runs(b, "ops-test-loop", ran, "b")
+    try:
+        await asyncio.sleep(1.0)
+        assert a.is_leader("ops-test-loop") and not b.is_leader("ops-test-loop")
+        assert "b" not in ran
+        # A lost connection is lost leadership: terminate a's session from outside.
+        admin = make_url(normalise_url(db_url)).set(drivername="postgresql")
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND granted"
+            )
+        await _wait(lambda: b.is_leader("ops-test-loop"), 10)
+        # a notices at its next check (within one interval, 0.2 s) and stops its loop
+        await asyncio.sleep(0.2 + 0.5)
+        ran.clear()
+        await asyncio.sleep(0.6)
+        assert not a.is_leader("ops-test-loop")
+        assert set(ran) == {"b"}, "a's loop must have stopped when it lost the lock"
+    finally:
+        for task in (task_a, task_b):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await a.close()
+        await b.close()
+        for engine in engines:
+            engine.dispose()
+
+
+async def test_sqlite_always_leads_and_warns_about_a_second_process(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'hk.sqlite'}"
+    engines = [create_db_engine(url), create_db_engine(url)]
+    first = Leader(engines[0], replica="one")
+    second = Leader(engines[1], replica="two")
+    try:
+        first.check_sqlite()
+        assert not first.shared_sqlite
+        with caplog.at_level(logging.WARNING, logger="hubkeeper.ops.leader"):
+            second.check_sqlite()  # flock is per open file: the same as another process
+        assert second.shared_sqlite
+        assert "another process is using the SQLite database" in caplog.text
+        assert await first.check("x") and await second.check("x")
+    finally:
+        await first.close()
+        await second.close()
+        for engine in engines:
+            engine.dispose()

@@ -1,0 +1,113 @@
+"""`metrics` (scope read:metrics unless public), `api/v1/health/live` and `.../ready`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
+
+from hubkeeper.main import create_app
+from hubkeeper.ops.metrics import observe_cull_pass
+from tests.waiting import wait_for
+
+USER = "ops-met-ann"
+SERIES = {
+    "hubkeeper_culls",
+    "hubkeeper_cull_pass_seconds",
+    "hubkeeper_server_sessions_open",
+    "hubkeeper_lockdown_active",
+    "hubkeeper_hub_request_seconds",
+    "hubkeeper_directory_lag_seconds",
+    "hubkeeper_leader",
+}
+
+
+@pytest.fixture
+def client(hub, make_settings, db_url) -> Iterator[TestClient]:
+    hub.create_users([USER])
+    app = create_app(make_settings(db_url))
+    with TestClient(app) as test_client:
+        wait_for(lambda: app.state.hk.directory.ready, 30, "the first sweep")
+        yield test_client
+
+
+def families(body: str) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(body)}
+
+
+def test_metrics_need_a_token_with_read_metrics(hub, client):
+    assert client.get("metrics").status_code == 401
+    assert client.get("metrics").json()["error"] == "login_required"
+    plain = client.get("metrics", headers={"Authorization": f"token {hub.user_token(USER)}"})
+    assert plain.status_code == 403 and plain.json()["error"] == "missing_scope"
+    ok = client.get("metrics", headers={"Authorization": f"token {hub.user_token('admin')}"})
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["content-type"].startswith("text/plain")
+    found = families(ok.text)
+    assert set(found) >= SERIES, SERIES - set(found)
+    leader = {s.labels["loop"]: s.value for s in found["hubkeeper_leader"].samples}
+    assert leader == {"session-recorder": 1.0}  # the only replica always leads
+    assert found["hubkeeper_lockdown_active"].samples[0].value == 0.0
+    outcomes = {s.labels.get("outcome") for s in found["hubkeeper_hub_request_seconds"].samples}
+    assert "ok" in outcomes
+
+
+def test_culls_are_counted_from_the_cull_event_table_and_passes_observed(
+    hub, make_settings, db_url
+):
+    app = create_app(make_settings(db_url, HUBKEEPER_METRICS_PUBLIC="1"))
+    with TestClient(app) as client:
+        before = families(client.get("metrics").text)
+        assert before["hubkeeper_culls"].samples == []  # no cull_event table on this branch
+        # A stand-in for the culler's table (its migration arrives with the culler): only
+        # the columns the collector reads.
+        with app.state.hk.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE cull_event (kind VARCHAR(16), reason VARCHAR(16))"))
+            conn.execute(
+                text(
+                    "INSERT INTO cull_event VALUES ('server', 'idle'), ('server', 'idle'),"
+                    " ('kernel', 'idle')"
+                )
+            )
+        observe_cull_pass(1.5)
+        after = families(client.get("metrics").text)
+        try:
+            culls = {
+                (s.labels["kind"], s.labels["reason"]): s.value
+                for s in after["hubkeeper_culls"].samples
+                if s.name == "hubkeeper_culls_total"
+            }
+            assert culls == {("server", "idle"): 2.0, ("kernel", "idle"): 1.0}
+            count = [
+                s.value
+                for s in after["hubkeeper_cull_pass_seconds"].samples
+                if s.name == "hubkeeper_cull_pass_seconds_count"
+            ]
+            assert count and count[0] >= 1
+        finally:
+            with app.state.hk.engine.begin() as conn:
+                conn.execute(text("DROP TABLE cull_event"))
+
+
+def test_health_live_and_ready(client):
+    assert client.get("api/v1/health/live").json() == {"status": "ok"}
+    ready = client.get("api/v1/health/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert client.get("api/v1/health").json()["status"] == "ok"  # the old one, unchanged
+
+
+def test_ready_is_503_when_the_hub_or_the_database_is_down(make_settings, tmp_path):
+    # No lifespan (no `with`): the database is never reached before the probe asks.
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'missing-dir' / 'x' / 'db.sqlite'}",
+        JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api",
+        HUBKEEPER_HUB_TIMEOUT=1,
+    )
+    client = TestClient(create_app(settings))
+    ready = client.get("api/v1/health/ready")
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable", "database": "error", "hub": "unreachable"}
+    assert client.get("api/v1/health/live").status_code == 200
