@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -71,6 +71,29 @@ class Settings(BaseSettings):
         ".jupyter-server-log.txt", min_length=1, validation_alias="HUBKEEPER_SERVER_LOG_PATH"
     )
     log_level: str = Field("info", validation_alias="HUBKEEPER_LOG_LEVEL")
+
+    # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
+    cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")
+    cull_timeout: int = Field(3600, ge=1, validation_alias="HUBKEEPER_CULL_TIMEOUT")
+    cull_max_age: int = Field(604800, ge=0, validation_alias="HUBKEEPER_CULL_MAX_AGE")
+    cull_interval: int = Field(600, ge=1, validation_alias="HUBKEEPER_CULL_INTERVAL")
+    cull_concurrency: int = Field(10, ge=1, le=100, validation_alias="HUBKEEPER_CULL_CONCURRENCY")
+    cull_admin_users: bool = Field(True, validation_alias="HUBKEEPER_CULL_ADMIN_USERS")
+    cull_named_servers: Literal["cull", "cull_and_remove", "keep"] = Field(
+        "cull", validation_alias="HUBKEEPER_CULL_NAMED_SERVERS"
+    )
+    cull_users: bool = Field(False, validation_alias="HUBKEEPER_CULL_USERS")
+    cull_group_timeouts: dict[str, int] = Field(
+        default_factory=dict, validation_alias="HUBKEEPER_CULL_GROUP_TIMEOUTS"
+    )
+    cull_kernels_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_KERNELS_ENABLED")
+    cull_kernels_timeout: int = Field(3600, ge=1, validation_alias="HUBKEEPER_CULL_KERNELS_TIMEOUT")
+    cull_kernels_interval: int = Field(
+        300, ge=1, validation_alias="HUBKEEPER_CULL_KERNELS_INTERVAL"
+    )
+    cull_kernels_busy: bool = Field(False, validation_alias="HUBKEEPER_CULL_KERNELS_BUSY")
+    cull_kernels_connected: bool = Field(False, validation_alias="HUBKEEPER_CULL_KERNELS_CONNECTED")
+    cull_stop_timeout: float = Field(300.0, gt=0, validation_alias="HUBKEEPER_CULL_STOP_TIMEOUT")
 
     @field_validator("admin_groups", "manager_groups", mode="before")
     @classmethod

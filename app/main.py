@@ -18,6 +18,8 @@ from hubkeeper.config import Settings
 from hubkeeper.console.directory import UserDirectory
 from hubkeeper.console.jobs import JobRegistry
 from hubkeeper.console.routes import router as console_router
+from hubkeeper.culler import service as culler
+from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
@@ -67,10 +69,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         record = asyncio.create_task(
             recorder.run(state.directory), name="hubkeeper-history-recorder"
         )
+        # The culler's periodic passes (each loop calls a single-pass function).
+        cull_servers = asyncio.create_task(culler.run_forever(state), name="hubkeeper-culler")
+        cull_kernels = asyncio.create_task(
+            culler.run_kernels_forever(state), name="hubkeeper-kernel-culler"
+        )
         try:
             yield
         finally:
-            for task in (sync, watch, record):
+            for task in (sync, watch, record, cull_servers, cull_kernels):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
     app.include_router(history_router)
+    app.include_router(culler_router)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
     return app

@@ -1,0 +1,392 @@
+"""The two single passes: servers and kernels. Each takes `now` once (injectable, so tests
+move the clock instead of waiting), decides with `decide.py`, then acts, up to
+`concurrency` at once across all users (never user after user), recording every cull.
+
+With `dry_run=True` a pass decides and returns the plan without changing anything: that is
+the preview, so a preview lists exactly what a pass at the same `now` culls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hubkeeper.audit.service import audit
+from hubkeeper.console.service import stop_recorded
+from hubkeeper.culler import exemptions, records
+from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
+from hubkeeper.culler.settings import CullerSettings
+from hubkeeper.db.models import CullRun
+from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.hub.models import HubServer, HubUser
+from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
+from hubkeeper.kit.clock import utcnow
+
+if TYPE_CHECKING:
+    from hubkeeper.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+CULLER = SystemActor(name="culler")
+STOP_POLL_S = 0.25
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class KernelGateway(Protocol):
+    """What the kernel pass needs from `hk.servers` (app/hub/servers.py, the server
+    gateway): direct calls to a user's server that never count as the user's activity."""
+
+    async def list_kernels(self, user: str, server: str) -> list[dict[str, Any]]: ...
+
+    async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None: ...
+
+
+@dataclass
+class Outcome:
+    cull: Cull
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class PassResult:
+    """What one pass decided and did. `errors`: [{"user", "server", "error"}]."""
+
+    kind: str  # servers | kernels
+    now: datetime
+    dry_run: bool
+    planned: list[Cull] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    deleted_users: list[str] = field(default_factory=list)
+    exempt: list[dict[str, str]] = field(default_factory=list)
+    duration_s: float = 0.0
+    error: str = ""  # the whole pass failed (hub down): why
+
+    @property
+    def culled(self) -> list[Cull]:
+        return [o.cull for o in self.outcomes if o.ok]
+
+    def error_items(self) -> list[dict[str, str]]:
+        failed = [
+            {"user": o.cull.user, "server": o.cull.server, "error": o.error}
+            for o in self.outcomes
+            if not o.ok
+        ]
+        return self.errors + failed
+
+
+async def _list_users(hk: HubkeeperState, *, with_inactive: bool) -> list[HubUser]:
+    """Users with a ready server (`state=ready`, paged to the end), plus users without an
+    active server when `cull_users` needs them (`state=inactive`), as idle-culler does."""
+    seen: dict[str, HubUser] = {}
+    states = ["ready", "inactive"] if with_inactive else ["ready"]
+    for state in states:
+        async for page, _total in hk.hub.iter_user_pages(
+            state=state, include_stopped_servers=False
+        ):
+            for user in page:
+                seen.setdefault(user.name, user)
+    return list(seen.values())
+
+
+def _wanted(user: HubUser, only: Collection[str] | None) -> bool:
+    return only is None or user.name in only
+
+
+async def _record_run(hk: HubkeeperState, result: PassResult, started: datetime, who: Actor):
+    if result.dry_run:
+        return
+    run = CullRun(
+        kind=result.kind,
+        started_at=started,
+        finished_at=utcnow(),
+        duration_s=result.duration_s,
+        actor=who.name,
+        dry_run=False,
+        culled=len(result.culled),
+        errors=len(result.error_items()),
+        error=result.error,
+    )
+    try:
+        await asyncio.to_thread(records.add_run, hk.engine, run)
+    except Exception:
+        log.exception("could not record the culler's %s pass", result.kind)
+
+
+async def _record_cull(
+    hk: HubkeeperState, who: Actor, outcome: Outcome, settings_json: str
+) -> None:
+    cull = outcome.cull
+    try:
+        await asyncio.to_thread(
+            records.add_event,
+            hk.engine,
+            cull,
+            outcome="ok" if outcome.ok else "error",
+            error=outcome.error,
+            settings_json=settings_json,
+            actor=who.name,
+        )
+    except Exception:
+        log.exception("could not record a cull of %s", target_of(cull.user, cull.server))
+    inactive = "unknown" if cull.inactive_s is None else f"{cull.inactive_s:.0f} s"
+    detail = f"reason: {cull.reason}; inactive {inactive}"
+    if cull.age_s is not None:
+        detail += f"; age {cull.age_s:.0f} s"
+    if cull.kind == "kernel":
+        action, target = "kernel.cull", f"{target_of(cull.user, cull.server)}#{cull.kernel_id}"
+    else:
+        action, target = "server.cull", target_of(cull.user, cull.server)
+        if cull.remove:
+            detail += "; removed"
+    await audit(
+        hk,
+        who,
+        action,
+        target,
+        outcome="ok" if outcome.ok else "failed",
+        detail=detail,
+        error=outcome.error,
+    )
+
+
+# --- servers ---------------------------------------------------------------------------------
+async def _await_stopped(hk: HubkeeperState, user: str, server: str, limit_s: float) -> None:
+    """Follow a slow stop (the hub answered 202) until the server is gone; raise after
+    `limit_s` seconds. A user deleted meanwhile counts as stopped."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            current = await hk.hub.get_user(user)
+        except NotFound:
+            return
+        found = current.servers.get(server)
+        if found is None or found.status == "stopped":
+            return
+        if time.monotonic() >= deadline:
+            raise HubkeeperError(
+                f"{server_label(user, server)} was still stopping after {limit_s:g} s",
+                code="stop_timeout",
+                status_code=504,
+            )
+        await asyncio.sleep(STOP_POLL_S)
+
+
+async def _stop_one(hk: HubkeeperState, who: Actor, cull: Cull) -> Outcome:
+    try:
+        result = await stop_recorded(hk, who, cull.user, cull.server, reason="culled")
+        if result == "stopping":
+            await _await_stopped(hk, cull.user, cull.server, hk.settings.cull_stop_timeout)
+        if cull.remove:
+            await hk.hub.stop_server(cull.user, cull.server, remove=True)
+        return Outcome(cull, ok=True)
+    except HubkeeperError as exc:
+        return Outcome(cull, ok=False, error=exc.detail)
+    except Exception as exc:  # one failing user never ends the pass
+        log.exception("culling %s failed", server_label(cull.user, cull.server))
+        return Outcome(cull, ok=False, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _delete_user(hk: HubkeeperState, who: Actor, doomed: UserCull) -> str:
+    """Delete a user whose servers have all stopped; '' on success, else the error."""
+    inactive = "unknown" if doomed.inactive_s is None else f"{doomed.inactive_s:.0f} s"
+    try:
+        await hk.hub.delete_user(doomed.user)
+    except HubkeeperError as exc:
+        await audit(hk, who, "user.cull", doomed.user, outcome="failed", error=exc.detail)
+        return exc.detail
+    await audit(hk, who, "user.cull", doomed.user, detail=f"reason: {doomed.reason}; {inactive}")
+    return ""
+
+
+def plan_user(
+    cfg: CullerSettings, user: HubUser, now: datetime
+) -> tuple[list[Cull], UserCull | None]:
+    """The culls for one (non-exempt) user, and whether the user goes once they are done."""
+    culls: list[Cull] = []
+    kept = 0
+    for server in user.servers.values():
+        decision = decide_server(cfg, user, server, now)
+        if decision is None:
+            kept += 1
+        else:
+            culls.append(decision)
+    doomed = decide_user(cfg, user, now) if kept == 0 else None
+    return culls, doomed
+
+
+async def servers_pass(
+    hk: HubkeeperState,
+    cfg: CullerSettings,
+    *,
+    now: datetime | None = None,
+    who: Actor = CULLER,
+    users: Collection[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PassResult:
+    """One pass over the hub's running servers. `users` limits it to those names (tests,
+    scripts). A hub that is down ends the pass at once with `error` set (and recorded)."""
+    started = utcnow()
+    clock = time.monotonic()
+    now = now or started
+    result = PassResult("servers", now, dry_run)
+    try:
+        listed = await _list_users(hk, with_inactive=cfg.cull_users)
+        exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+    except HubkeeperError as exc:
+        result.error = exc.detail
+        result.duration_s = time.monotonic() - clock
+        await _record_run(hk, result, started, who)
+        return result
+
+    work: list[tuple[list[Cull], UserCull | None]] = []
+    for user in listed:
+        if not _wanted(user, users):
+            continue
+        why = exempt.why(user.name, user.groups)
+        if why is not None:
+            if any(s.ready for s in user.servers.values()):
+                result.exempt.append({"user": user.name, "reason": why})
+            continue
+        culls, doomed = plan_user(cfg, user, now)
+        result.planned.extend(culls)
+        if culls or doomed:
+            work.append((culls, doomed))
+    if dry_run:
+        result.duration_s = time.monotonic() - clock
+        return result
+
+    total = len(result.planned)
+    done = 0
+    if progress:
+        progress(0, total)
+    limit = asyncio.Semaphore(cfg.concurrency)
+    settings_json = cfg.as_json()
+
+    async def cull(one: Cull) -> Outcome:
+        nonlocal done
+        async with limit:
+            outcome = await _stop_one(hk, who, one)
+        result.outcomes.append(outcome)
+        await _record_cull(hk, who, outcome, settings_json)
+        done += 1
+        if progress:
+            progress(done, total)
+        return outcome
+
+    async def one_user(culls: list[Cull], doomed: UserCull | None) -> None:
+        outcomes = await asyncio.gather(*(cull(c) for c in culls))
+        if doomed is not None and all(o.ok for o in outcomes):
+            async with limit:
+                error = await _delete_user(hk, who, doomed)
+            if error:
+                result.errors.append({"user": doomed.user, "server": "", "error": error})
+            else:
+                result.deleted_users.append(doomed.user)
+
+    await asyncio.gather(*(one_user(c, d) for c, d in work))
+    result.duration_s = time.monotonic() - clock
+    await _record_run(hk, result, started, who)
+    return result
+
+
+# --- kernels ---------------------------------------------------------------------------------
+def _gateway(hk: HubkeeperState) -> KernelGateway | None:
+    return getattr(hk, "servers", None)
+
+
+async def kernels_pass(
+    hk: HubkeeperState,
+    cfg: CullerSettings,
+    *,
+    now: datetime | None = None,
+    who: Actor = CULLER,
+    users: Collection[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PassResult:
+    """One pass over the kernels of every ready server, through the server gateway (direct to
+    the server, never counted as activity). A server whose API fails is skipped and noted in
+    `errors`; the others go on."""
+    started = utcnow()
+    clock = time.monotonic()
+    now = now or started
+    result = PassResult("kernels", now, dry_run)
+    gateway = _gateway(hk)
+    try:
+        if gateway is None:
+            raise HubkeeperError(
+                "Kernel culling needs the server gateway (hk.servers), which this build lacks",
+                code="server_unreachable",
+                status_code=503,
+            )
+        listed = await _list_users(hk, with_inactive=False)
+        exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+    except HubkeeperError as exc:
+        result.error = exc.detail
+        result.duration_s = time.monotonic() - clock
+        await _record_run(hk, result, started, who)
+        return result
+
+    targets: list[tuple[HubUser, HubServer]] = []
+    for user in listed:
+        if not _wanted(user, users):
+            continue
+        ready = [s for s in user.servers.values() if s.ready and not s.pending]
+        why = exempt.why(user.name, user.groups)
+        if why is not None:
+            if ready:
+                result.exempt.append({"user": user.name, "reason": why})
+            continue
+        targets.extend((user, s) for s in ready)
+
+    total = len(targets)
+    done = 0
+    if progress:
+        progress(0, total)
+    limit = asyncio.Semaphore(cfg.concurrency)
+    settings_json = cfg.as_json()
+    assert gateway is not None
+
+    async def one_server(user: HubUser, server: HubServer) -> None:
+        nonlocal done
+        async with limit:
+            try:
+                kernels = await gateway.list_kernels(user.name, server.name)
+            except HubkeeperError as exc:
+                result.errors.append(
+                    {"user": user.name, "server": server.name, "error": exc.detail}
+                )
+                kernels = []
+            culls = [
+                c
+                for k in kernels
+                if (c := decide_kernel(cfg.kernels, user.name, server.name, k, now)) is not None
+            ]
+            result.planned.extend(culls)
+            outcomes: list[Outcome] = []
+            if not dry_run:
+                for one in culls:
+                    try:
+                        await gateway.delete_kernel(user.name, server.name, one.kernel_id or "")
+                        outcomes.append(Outcome(one, ok=True))
+                    except HubkeeperError as exc:
+                        outcomes.append(Outcome(one, ok=False, error=exc.detail))
+        for outcome in outcomes:
+            result.outcomes.append(outcome)
+            await _record_cull(hk, who, outcome, settings_json)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    await asyncio.gather(*(one_server(u, s) for u, s in targets))
+    result.duration_s = time.monotonic() - clock
+    await _record_run(hk, result, started, who)
+    return result
