@@ -7,6 +7,7 @@ README's settings table; `tests/test_docs.py` keeps the two in step.
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
         ".jupyter-server-log.txt", min_length=1, validation_alias="HUBKEEPER_SERVER_LOG_PATH"
     )
     log_level: str = Field("info", validation_alias="HUBKEEPER_LOG_LEVEL")
+    # Reaching users' servers (see README "Reaching users' servers"): configurable-http-proxy's
+    # REST API gives each server's own address, so reads skip the proxy and count as nobody's
+    # activity. HUBKEEPER_PROXY_URL is the fallback for other proxies (reads count as activity).
+    proxy_api_url: str = Field("", validation_alias="HUBKEEPER_PROXY_API_URL")
+    proxy_auth_token: str = Field("", validation_alias="HUBKEEPER_PROXY_AUTH_TOKEN", repr=False)
+    proxy_url: str = Field("", validation_alias="HUBKEEPER_PROXY_URL")
 
     # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
     cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")
@@ -119,6 +126,12 @@ class Settings(BaseSettings):
             raise MissingSetting(
                 "JUPYTERHUB_API_TOKEN is not set: Hubkeeper needs the service's API token"
             )
+
+    @cached_property
+    def proxy_token(self) -> str:
+        """HUBKEEPER_PROXY_AUTH_TOKEN, else CONFIGPROXY_AUTH_TOKEN (what the hub and
+        configurable-http-proxy share, already present wherever the proxy's token is)."""
+        return self.proxy_auth_token or os.environ.get("CONFIGPROXY_AUTH_TOKEN", "")
 
     @cached_property
     def bind_host(self) -> str:

@@ -25,6 +25,7 @@ from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.servers import ServerGateway
 from hubkeeper.lockdown import service as lockdown
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         directory=UserDirectory(hub, settings),
         jobs=JobRegistry(),
         cookie_secret=settings.resolved_cookie_secret(),
+        servers=ServerGateway.from_settings(hub, settings),
     )
     recorder = state.history = SessionRecorder(engine)
     state.directory.listeners.append(recorder.on_change)
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                     await task
             await state.jobs.shutdown()
             await recorder.flush()  # nothing seen is lost on shutdown
+            await state.servers.aclose()
             await hub.aclose()
             engine.dispose()
 

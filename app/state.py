@@ -1,4 +1,5 @@
-"""What one running Hubkeeper holds: settings, the database, the hub client, the user directory.
+"""What one running Hubkeeper holds: settings, the database, the hub client, the gateway to
+users' servers, the user directory.
 
 Kept on `app.state.hk`; routes reach it through the dependencies in `app/deps.py`.
 """
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from hubkeeper.config import Settings
 from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.servers import ServerGateway
 
 if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
@@ -27,6 +29,7 @@ class HubkeeperState:
     directory: UserDirectory
     jobs: JobRegistry
     cookie_secret: str
+    servers: ServerGateway  # single-user servers: direct at the route target, own tokens
     extras: dict[str, object] = field(default_factory=dict)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
 
@@ -45,4 +48,5 @@ def cli_state(settings: Settings) -> HubkeeperState:
         directory=UserDirectory(hub, settings),
         jobs=JobRegistry(),
         cookie_secret="",
+        servers=ServerGateway.from_settings(hub, settings),
     )

@@ -24,7 +24,9 @@ from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
 
 # The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
 for _key in list(os.environ):
-    if _key.startswith(("JUPYTERHUB_", "HUBKEEPER_")) and not _key.startswith("HUBKEEPER_TEST_"):
+    if _key.startswith(("JUPYTERHUB_", "HUBKEEPER_", "CONFIGPROXY_")) and not _key.startswith(
+        "HUBKEEPER_TEST_"
+    ):
         del os.environ[_key]
 
 POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
@@ -158,7 +160,7 @@ def hubkeeper_server(
             app=app,
             settings=settings,
             direct_url=f"http://127.0.0.1:{hub.service_port}{prefix}",
-            proxied_url=f"{hub.url}{prefix}",
+            proxied_url=f"{hub.origin}{prefix}",
             server=server,
             thread=thread,
         )

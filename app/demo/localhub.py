@@ -3,6 +3,11 @@
 Used by `hubkeeper demo` (Hubkeeper runs as a *managed* service the hub starts) and by the test
 suite (Hubkeeper is an *external* service the tests run themselves on `service_port`).
 
+Laid out like a real deployment, three ports: the proxy's public one (`port`, `url`), the
+hub's own (`hub_port`, where JUPYTERHUB_API_URL points, as the hub hands it to a managed
+service; `/user/...` is NOT served there) and the proxy's REST API (`proxy_api_port`). An
+optional `base_url` (e.g. "/jhub/") puts everything under a prefix, as `c.JupyterHub.base_url`.
+
 Everything the hub writes lives in `state_dir`: its config, sqlite database, cookie secret, pid
 files, log and the users' home directories. Everything listens on free local ports.
 """
@@ -60,6 +65,8 @@ OWN_PROCESS_MARKERS = (
 )
 
 LOG_FILE_NAME = ".jupyter-server-log.txt"
+# Users whose name starts with this get servers without ContentsManager.allow_hidden.
+NO_HIDDEN_PREFIX = "nohidden-"
 
 
 class LocalHubError(RuntimeError):
@@ -108,18 +115,25 @@ class LocalHub:
         admin_users: Iterable[str] = ("admin",),
         extra_config: str = "",
         start_timeout: float = 30.0,
+        base_url: str = "/",
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
+        self.hub_port = free_port()
+        self.proxy_api_port = free_port()
         self.service_port = service_port or free_port()
+        self.base_url = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
         self.managed = managed
         self.service_env = dict(service_env or {})
         self.admin_users = list(admin_users)
         self.extra_config = extra_config
         self.start_timeout = start_timeout
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_url = self.url + "/hub/api"
-        self.service_prefix = SERVICE_PREFIX
+        self.origin = f"http://127.0.0.1:{self.port}"  # the proxy's public address
+        self.url = self.origin + self.base_url.rstrip("/")  # + "/hub/..." = the hub's pages
+        # What the hub hands a service: the hub's own port (hub_connect_url), not the proxy.
+        self.api_url = f"http://127.0.0.1:{self.hub_port}{self.base_url}hub/api"
+        self.proxy_api_url = f"http://127.0.0.1:{self.proxy_api_port}"
+        self.service_prefix = f"{self.base_url}services/{SERVICE_NAME}/"
         self.service_url = f"http://127.0.0.1:{self.service_port}"
         self.log_path = self.state_dir / "jupyterhub.log"
         self.config_path = self.state_dir / "jupyterhub_config.py"
@@ -128,7 +142,7 @@ class LocalHub:
         # A separate hub-admin token (a URL-less service with the admin role): only admins may
         # create admin users. Hubkeeper itself never gets it.
         self.admin_token = self._persistent_secret("admin_token")
-        self._proxy_token = self._persistent_secret("proxy_token")
+        self.proxy_token = self._persistent_secret("proxy_token")
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_handle: Any = None
 
@@ -144,17 +158,26 @@ class LocalHub:
         path.write_text(value)
         return value
 
+    def proxy_env(self) -> dict[str, str]:
+        """The proxy API settings Hubkeeper needs to reach users' servers directly."""
+        return {
+            "HUBKEEPER_PROXY_API_URL": self.proxy_api_url,
+            "HUBKEEPER_PROXY_AUTH_TOKEN": self.proxy_token,
+        }
+
     def hubkeeper_env(self) -> dict[str, str]:
-        """The JUPYTERHUB_* environment an external Hubkeeper needs (what a managed one gets)."""
+        """The environment an external Hubkeeper needs: the JUPYTERHUB_* a managed one gets
+        (API URL on the hub's own port, jupyterhub/services/service.py) plus the proxy API."""
         return {
             "JUPYTERHUB_API_URL": self.api_url,
             "JUPYTERHUB_API_TOKEN": self.service_token,
             "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE_NAME}",
-            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{SERVICE_PREFIX}oauth_callback",
-            "JUPYTERHUB_SERVICE_PREFIX": SERVICE_PREFIX,
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{self.service_prefix}oauth_callback",
+            "JUPYTERHUB_SERVICE_PREFIX": self.service_prefix,
             "JUPYTERHUB_SERVICE_URL": self.service_url,
-            "JUPYTERHUB_BASE_URL": "/",
-            "JUPYTERHUB_PUBLIC_URL": self.url,
+            "JUPYTERHUB_BASE_URL": self.base_url,
+            "JUPYTERHUB_PUBLIC_URL": self.origin,
+            **self.proxy_env(),
         }
 
     def _service_spec(self) -> dict[str, Any]:
@@ -170,8 +193,9 @@ class LocalHub:
             spec["command"] = [sys.executable, "-m", "hubkeeper.cli", "serve"]
             spec["cwd"] = str(self.state_dir)
             spec["environment"] = {
-                "JUPYTERHUB_PUBLIC_URL": self.url,
+                "JUPYTERHUB_PUBLIC_URL": self.origin,
                 "PYTHONUNBUFFERED": "1",
+                **self.proxy_env(),
                 **self.service_env,
             }
         else:
@@ -208,9 +232,9 @@ class LocalHub:
         ]
         d = self.state_dir
         values = {
-            "bind_url": f"http://127.0.0.1:{self.port}/",
-            "hub_port": free_port(),
-            "proxy_api_url": f"http://127.0.0.1:{free_port()}",
+            "bind_url": f"http://127.0.0.1:{self.port}{self.base_url}",
+            "hub_port": self.hub_port,
+            "proxy_api_url": self.proxy_api_url,
             "db_url": f"sqlite:///{d / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(d / "jupyterhub_cookie_secret"),
             "pid_file": str(d / "jupyterhub.pid"),
@@ -219,7 +243,9 @@ class LocalHub:
             "home_dir_template": str(self.homes_dir / "{username}"),
             "spawner_cmd": cmd,
             "spawner_args": args,
-            "lockdown_status_url": (f"{self.service_url}{SERVICE_PREFIX}api/v1/lockdown/status"),
+            "lockdown_status_url": (
+                f"{self.service_url}{self.service_prefix}api/v1/lockdown/status"
+            ),
             "services": [
                 self._service_spec(),
                 {"name": ADMIN_SERVICE_NAME, "api_token": self.admin_token, "admin": True},
@@ -256,7 +282,14 @@ class LocalHub:
             'c.Spawner.args = v["spawner_args"]',
             "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
             "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
-            'c.Spawner.pre_spawn_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+            '_lockdown_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+            "async def _pre_spawn(spawner):",
+            f"    # Users named {NO_HIDDEN_PREFIX}* get a server that refuses hidden files,",
+            "    # like a stock jupyter_server, to test how that refusal is reported.",
+            f"    if spawner.user.name.startswith({NO_HIDDEN_PREFIX!r}):",
+            '        spawner.args = [a for a in spawner.args if "allow_hidden" not in a]',
+            "    await _lockdown_hook(spawner)",
+            "c.Spawner.pre_spawn_hook = _pre_spawn",
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",
             "c.Spawner.http_timeout = 60",
@@ -293,7 +326,7 @@ class LocalHub:
             raise LocalHubError(f"port {self.port} is taken")
         self.config_path.write_text(self.config_text())
         env = dict(os.environ)
-        env["CONFIGPROXY_AUTH_TOKEN"] = self._proxy_token
+        env["CONFIGPROXY_AUTH_TOKEN"] = self.proxy_token
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         # Hubkeeper's own settings must not leak from our environment into the hub's children.
         for key in list(env):
@@ -326,8 +359,10 @@ class LocalHub:
                     f"jupyterhub exited with {self._proc.returncode}\n{self.log_tail()}"
                 )
             try:
-                response = httpx.get(self.api_url + "/", timeout=2.0)
-                if response.status_code == 200:
+                # Both the hub's own port and the proxy in front of it.
+                direct = httpx.get(self.api_url + "/", timeout=2.0)
+                proxied = httpx.get(self.url + "/hub/api/", timeout=2.0)
+                if direct.status_code == 200 and proxied.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -37,7 +37,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _wait_for_hubkeeper(hub: LocalHub, timeout: float = 30.0) -> bool:
-    url = hub.url + hub.service_prefix + "api/v1/health"
+    url = hub.origin + hub.service_prefix + "api/v1/health"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -111,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"Hubkeeper demo is ready ({time.monotonic() - started:.0f} s).",
                     "",
                     f"  JupyterHub:  {hub.url}/hub/",
-                    f"  Hubkeeper:   {hub.url}{hub.service_prefix}",
+                    f"  Hubkeeper:   {hub.origin}{hub.service_prefix}",
                     "",
                     "  Sign in with any password (the hub uses the dummy authenticator):",
                     f"    {ADMIN:<8} hub admin: everything in Hubkeeper",

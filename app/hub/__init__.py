@@ -2,5 +2,6 @@
 
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.models import HubServer, HubUser
+from hubkeeper.hub.servers import FileRange, ServerGateway, ServerUnreachable
 
-__all__ = ["HubClient", "HubServer", "HubUser"]
+__all__ = ["FileRange", "HubClient", "HubServer", "HubUser", "ServerGateway", "ServerUnreachable"]

@@ -1,11 +1,9 @@
-"""An async client for the JupyterHub REST API and the single-user server API.
+"""An async client for the JupyterHub REST API (single-user servers: see hub/servers.py).
 
 Rules it keeps (see docs/jupyterhub-facts.md):
 - every path segment built from a name is URL-quoted;
 - paged listings follow `_pagination.next` and never stop on a short page (the hub filters
   `state=ready` after cutting the page);
-- every call to a user's server carries `no_track_activity=1` so observing a server never
-  keeps it alive;
 - connection failures, timeouts and 502/503/504 become `HubUnavailable`; idempotent reads are
   retried on connection errors before giving up.
 """
@@ -15,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -31,16 +29,6 @@ PAGINATION_ACCEPT = "application/jupyterhub-pagination+json"
 READ_RETRIES = 2
 RETRY_PAUSE = 0.3
 UNAVAILABLE_STATUSES = {502, 503, 504, 599}
-
-
-@dataclass(frozen=True)
-class FileRange:
-    """Part of a file in a user's server: `data` starts at byte `start`; `size` is the whole
-    file's size when the server said so (None if it did not)."""
-
-    data: bytes
-    start: int
-    size: int | None
 
 
 def q(segment: str) -> str:
@@ -65,7 +53,7 @@ class HubClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        # The hub's origin: user servers are reached through its proxy at /user/...
+        # For messages: where the hub answers (its own port for a service; never /user/...).
         self.hub_origin = str(httpx.URL(self.api_url).copy_with(path="/", query=None)).rstrip("/")
         self._token = token
         # The hub holds a start/stop request open up to its slow_spawn/stop_timeout (10 s)
@@ -169,6 +157,43 @@ class HubClient:
             raise Unauthenticated("The hub does not accept this token", code="invalid_token")
         self._raise_for(response, "identify token")
         return HubIdentity.model_validate(response.json())
+
+    async def issue_token(
+        self, user: str, *, scopes: list[str], expires_in: int, note: str
+    ) -> tuple[str, int]:
+        """A new API token for `user` with only `scopes`, expiring after `expires_in` seconds;
+        returns (token, seconds it lives).
+
+        `POST /users/{user}/tokens` (jupyterhub/apihandlers/users.py UserTokenListAPIHandler):
+        the caller needs the `tokens` scope on that user (403 otherwise); the scopes must be
+        ones the user holds (400 "Not assigning requested scopes ..."); a hub with
+        `token_expires_in_max_seconds` refuses a longer life (400 "must not exceed N"), and
+        then the token is asked again with N. Raises HubError (403/400), NotFound
+        (user_not_found), HubUnavailable.
+        """
+        body: dict[str, Any] = {"scopes": scopes, "expires_in": expires_in, "note": note}
+        response = await self._api("POST", f"/users/{q(user)}/tokens", json=body)
+        if response.status_code == 400:
+            capped = re.search(r"must not exceed (\d+)", self._message(response))
+            if capped and int(capped.group(1)) > 0:
+                body["expires_in"] = int(capped.group(1))
+                response = await self._api("POST", f"/users/{q(user)}/tokens", json=body)
+        if response.status_code == 404:
+            raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
+        if response.status_code == 403:
+            raise HubError(
+                f"The hub refused to issue a token for {user!r}: Hubkeeper's service token "
+                "needs the `tokens` scope (see README, registering Hubkeeper)",
+                code="hub_forbidden",
+            )
+        if response.status_code == 400:
+            raise HubError(
+                f"The hub refused a token for {user!r} with scopes {scopes}: "
+                f"{self._message(response)}",
+                code="hub_rejected",
+            )
+        self._raise_for(response, f"issue a token for {user!r}")
+        return str(response.json()["token"]), int(body["expires_in"])
 
     # --- users ---------------------------------------------------------------------------
     async def iter_user_pages(
@@ -368,108 +393,3 @@ class HubClient:
                         return
         except httpx.HTTPError as exc:
             raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
-
-    # --- single-user servers -------------------------------------------------------------
-    def _server_url(self, server_url: str, path: str) -> str:
-        """`server_url` is the hub's `url` field (`/user/name/` or `/user/name/server/`)."""
-        return self.hub_origin + "/" + server_url.strip("/") + "/" + path.lstrip("/")
-
-    async def _singleuser(
-        self, method: str, server_url: str, path: str, **kwargs: Any
-    ) -> httpx.Response:
-        params = dict(kwargs.pop("params", {}) or {})
-        params["no_track_activity"] = "1"  # observing a server must not keep it alive
-        retries = READ_RETRIES if method == "GET" else 0
-        return await self._request(
-            method, self._server_url(server_url, path), params=params, retries=retries, **kwargs
-        )
-
-    async def server_status(self, server_url: str) -> dict[str, Any]:
-        response = await self._singleuser("GET", server_url, "api/status")
-        self._raise_for(response, "server status")
-        return dict(response.json())
-
-    async def list_kernels(self, server_url: str) -> list[dict[str, Any]]:
-        response = await self._singleuser("GET", server_url, "api/kernels")
-        self._raise_for(response, "list kernels")
-        return list(response.json())
-
-    async def delete_kernel(self, server_url: str, kernel_id: str) -> None:
-        response = await self._singleuser("DELETE", server_url, f"api/kernels/{q(kernel_id)}")
-        if response.status_code == 404:
-            raise NotFound(f"No kernel {kernel_id!r}", code="kernel_not_found")
-        self._raise_for(response, "delete kernel")
-
-    async def tail_file(
-        self, server_url: str, path: str, nbytes: int = 65536
-    ) -> tuple[bytes, bool]:
-        """The last `nbytes` of a file in the user's server, and whether more came before.
-
-        Uses `files/` with a suffix Range, so only the tail crosses the wire.
-        """
-        quoted = "/".join(q(part) for part in path.strip("/").split("/"))
-        response = await self._singleuser(
-            "GET", server_url, f"files/{quoted}", headers={"Range": f"bytes=-{nbytes}"}
-        )
-        if response.status_code == 404:
-            raise NotFound(f"No file {path!r} in the user's server", code="file_not_found")
-        if response.status_code == 416:  # empty file
-            return b"", False
-        self._raise_for(response, "read file")
-        truncated = False
-        if response.status_code == 206:
-            content_range = response.headers.get("Content-Range", "")
-            total = content_range.rsplit("/", 1)[-1]
-            truncated = total.isdigit() and int(total) > len(response.content)
-        elif len(response.content) > nbytes:
-            return response.content[-nbytes:], True
-        return response.content, truncated
-
-    async def read_file_range(
-        self,
-        server_url: str,
-        path: str,
-        start: int | None = None,
-        *,
-        end: int | None = None,
-        last: int | None = None,
-    ) -> FileRange:
-        """Bytes `start`..`end` (inclusive; to the end of the file when None), or the `last`
-        bytes, of a file in the user's server, with the file's current size.
-
-        A `start` at or past the end gives no data and the size, so a caller following a
-        file sees it grow or shrink. 404 → NotFound `file_not_found`; the hub answering for
-        a server that is not running (a redirect or 424) → Conflict `server_not_running`.
-        """
-        if last is not None:
-            wanted = f"bytes=-{max(last, 1)}"
-        else:
-            first = max(start or 0, 0)
-            wanted = f"bytes={first}-" + ("" if end is None else str(max(end, first)))
-        quoted = "/".join(q(part) for part in path.strip("/").split("/"))
-        response = await self._singleuser(
-            "GET", server_url, f"files/{quoted}", headers={"Range": wanted}
-        )
-        status = response.status_code
-        if status == 404:
-            raise NotFound(f"No file {path!r} in the user's server", code="file_not_found")
-        if 300 <= status < 400 or status == 424:
-            raise Conflict("The server is not running", code="server_not_running")
-        content_range = response.headers.get("Content-Range", "")
-        total = content_range.rsplit("/", 1)[-1]
-        size = int(total) if total.isdigit() else None
-        if status == 416:  # nothing at or past `start`, or an empty file
-            return FileRange(b"", size if size is not None else 0, size)
-        self._raise_for(response, "read file")
-        data = response.content
-        if status == 206:
-            head = content_range.removeprefix("bytes ").split("-", 1)[0]
-            return FileRange(data, int(head) if head.isdigit() else 0, size)
-        # 200: the server ignored the Range and sent the whole file.
-        size = len(data)
-        if last is not None:
-            cut = max(size - last, 0)
-            return FileRange(data[cut:], cut, size)
-        first = max(start or 0, 0)
-        stop = size if end is None else min(end + 1, size)
-        return FileRange(data[first:stop], min(first, size), size)

@@ -1,9 +1,11 @@
 """Reading a user server's log file through the running server, as a tail or followed live.
 
 The log lives in the user's home (`settings.server_log_path`, relative to the server's root),
-so it can only be read while the server runs: every read goes through the hub's proxy to the
-server's `files/` handler with a Range header and `no_track_activity=1` (HubClient), so only
-the bytes wanted cross the wire and watching a log never keeps a server alive.
+so it can only be read while the server runs: every read goes to the server's `files/` handler
+with a Range header through `hk.servers` (hub/servers.py: directly at the proxy's route target,
+with a token that opens only that server, `no_track_activity=1`), so only the bytes wanted
+cross the wire and watching a log never keeps a server alive (unless the HUBKEEPER_PROXY_URL
+fallback is in use: then the reads pass the proxy and count as activity; the pages say so).
 Log files may hold anything: bytes are decoded as UTF-8 with replacement characters.
 """
 
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from hubkeeper.audit.service import audit
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
-from hubkeeper.hub.client import FileRange
 from hubkeeper.hub.models import HubServer
+from hubkeeper.hub.servers import UNCONFIGURED, FileRange, ServerUnreachable
 from hubkeeper.kit.actors import Actor, server_label, target_of
 from hubkeeper.kit.sse import sse
 
@@ -64,15 +66,41 @@ def not_running(user: str, server: str, status: str = "stopped") -> Conflict:
 def log_not_found(hk: HubkeeperState, user: str, server: str) -> NotFound:
     path = hk.settings.server_log_path
     return NotFound(
-        f"There is no {path} in {server_label(user, server)}'s home. The file is written by "
-        "the server's start command redirecting its output there (repo2docker images do, "
+        f"There is no {path} in {server_label(user, server)}'s home (the path tried, relative "
+        "to the server's root directory, from HUBKEEPER_SERVER_LOG_PATH). The file is written "
+        "by the server's start command redirecting its output there (repo2docker images do, "
         "as does `hubkeeper demo`); set HUBKEEPER_SERVER_LOG_PATH if yours writes elsewhere.",
         code="log_not_found",
     )
 
 
+def log_hidden(hk: HubkeeperState, user: str, server: str) -> NotFound:
+    path = hk.settings.server_log_path
+    return NotFound(
+        f"{server_label(user, server)} refuses to serve hidden files, and the log {path} is "
+        "one (its name starts with '.'). Start the servers with "
+        "`--ContentsManager.allow_hidden=True` (c.ContentsManager.allow_hidden = True, e.g. "
+        "in Spawner.args), or set HUBKEEPER_SERVER_LOG_PATH to a file that is not hidden.",
+        code="log_hidden",
+    )
+
+
+def unreadable(hk: HubkeeperState, user: str, server: str, exc: HubkeeperError) -> HubkeeperError:
+    """The logs' own words for what the gateway raised."""
+    if isinstance(exc, NotFound) and exc.code == "file_not_found":
+        return log_not_found(hk, user, server)
+    if isinstance(exc, NotFound) and exc.code == "file_hidden":
+        return log_hidden(hk, user, server)
+    if isinstance(exc, Conflict) and exc.code == "server_not_running":
+        return not_running(user, server)
+    return exc
+
+
 async def running_server(hk: HubkeeperState, user: str, server: str = "") -> HubServer:
-    """The server as the hub sees it now; 404 unknown user/server, 409 not running."""
+    """The server as the hub sees it now; 404 unknown user/server, 409 not running; 503
+    server_unreachable first when Hubkeeper has no way to reach servers at all."""
+    if not hk.servers.mode:
+        raise ServerUnreachable(UNCONFIGURED)
     found = await hk.directory.refresh_user(user)  # HubUnavailable → 503
     if found is None:
         raise NotFound(f"The hub has no user named {user!r}", code="user_not_found")
@@ -112,15 +140,9 @@ async def read_tail(
     window = FIRST_WINDOW
     while True:
         try:
-            chunk = await hk.hub.read_file_range(model.url, path, last=window)
-        except NotFound as exc:
-            if exc.code == "file_not_found":
-                raise log_not_found(hk, user, server) from exc
-            raise
-        except Conflict as exc:
-            if exc.code == "server_not_running":
-                raise not_running(user, server) from exc
-            raise
+            chunk = await hk.servers.read_file_range(user, server, path, last=window)
+        except HubkeeperError as exc:
+            raise unreadable(hk, user, server, exc) from exc
         found, used = split_lines(chunk.data, at_start=chunk.start == 0)
         end = chunk.start + used
         tail = chunk.data[used:]
@@ -168,11 +190,9 @@ async def open_stream(
         )
         if resume_at is not None:  # still there?
             try:
-                await hk.hub.read_file_range(model.url, hk.settings.server_log_path, last=1)
-            except NotFound as exc:
-                raise log_not_found(hk, user, server) from exc
-            except Conflict as exc:
-                raise not_running(user, server) from exc
+                await hk.servers.read_file_range(user, server, hk.settings.server_log_path, last=1)
+            except HubkeeperError as exc:
+                raise unreadable(hk, user, server, exc) from exc
     except HubkeeperError as exc:
         await audit(hk, who, "logs.stream", target, outcome="failed", error=exc.code)
         raise
@@ -237,12 +257,12 @@ async def follow_log(
         # very file, so a watched log would fill with the watcher's own requests.
         back = 1 if offset > 0 else 0
         try:
-            chunk = await hk.hub.read_file_range(
-                model.url, path, offset - back, end=offset + FOLLOW_CHUNK - 1
+            chunk = await hk.servers.read_file_range(
+                user, server, path, offset - back, end=offset + FOLLOW_CHUNK - 1
             )
         except HubkeeperError as exc:
-            if isinstance(exc, NotFound) and exc.code == "file_not_found":
-                yield error_event(log_not_found(hk, user, server))
+            if isinstance(exc, NotFound) and exc.code in ("file_not_found", "file_hidden"):
+                yield error_event(unreadable(hk, user, server, exc))
                 return
             reason = await _why_unreadable(hk, user, server)
             failures += 1

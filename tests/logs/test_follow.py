@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hubkeeper.hub.client import FileRange, HubClient
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.servers import FileRange, ServerGateway
 from hubkeeper.logs.service import MAX_BACKLOG, _advance, follow_log, split_lines
 
 USER = "logs-timing"
@@ -41,10 +42,13 @@ async def test_keepalives_then_timeout_at_the_lifetime(hub: Any, hubkeeper_serve
     await asyncio.to_thread(hub.create_users, [USER])
     await asyncio.to_thread(hub.start_server, USER)
     client = HubClient(hub.api_url, hub.service_token)
+    servers = ServerGateway(client, proxy_api_url=hub.proxy_api_url, proxy_token=hub.proxy_token)
     try:
         model = (await client.get_user(USER)).servers[""]
         hk = SimpleNamespace(
-            hub=client, settings=SimpleNamespace(server_log_path=".jupyter-server-log.txt")
+            hub=client,
+            servers=servers,
+            settings=SimpleNamespace(server_log_path=".jupyter-server-log.txt"),
         )
         size = (Path(hub.state_dir) / "homes" / USER / ".jupyter-server-log.txt").stat().st_size
         chunks = [
@@ -67,5 +71,6 @@ async def test_keepalives_then_timeout_at_the_lifetime(hub: Any, hubkeeper_serve
         assert not [chunk for chunk in chunks if '"lines"' in chunk], chunks
         assert chunks[-1].startswith("event: timeout\n")
     finally:
+        await servers.aclose()
         await client.aclose()
         await asyncio.to_thread(hub.stop_server, USER)

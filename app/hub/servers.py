@@ -1,0 +1,443 @@
+"""Reaching single-user servers: directly, with a credential that opens only that server.
+
+Facts this rests on (docs/jupyterhub-facts.md, "Reaching a user's server from a service"):
+- A service's JUPYTERHUB_API_URL is the hub's own port; `/user/...` is not served there (the
+  hub redirects it to `/hub/user/...`, jupyterhub/handlers/pages.py PrefixRedirectHandler).
+- Requests through configurable-http-proxy count as the user's activity: CHP stamps the
+  route's `last_activity` on every proxied request (lib/configproxy.js), and the hub copies it
+  into the server's `last_activity` (jupyterhub/app.py `update_last_activity`).
+  `no_track_activity=1` only stops the single-user server's own tracking
+  (jupyter_server/base/handlers.py).
+- CHP's REST API (`GET <api>/api/routes`, `Authorization: token <CONFIGPROXY_AUTH_TOKEN>`)
+  gives each route's `target` plus the hub's `user` / `server_name`; CHP forwards the full
+  request path to the target (prependPath), so a server answers at `<target><route path>/...`.
+- A user's server is code the user controls: whatever credential reaches it can be read by
+  the user. So it gets a token the hub issues *for that user* with the single scope
+  `access:servers!server=<user>/<server>` (jupyterhub/apihandlers/users.py
+  UserTokenListAPIHandler.post; Hubkeeper's token needs the `tokens` scope on users), never
+  Hubkeeper's own token: the client used here has no default Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from hubkeeper.errors import Conflict, HubError, HubkeeperError, HubUnavailable, NotFound
+from hubkeeper.hub.client import HubClient
+from hubkeeper.kit.actors import server_label
+
+log = logging.getLogger(__name__)
+
+TOKEN_SECONDS = 600  # life of a per-server token the hub issues
+TOKEN_MARGIN = 60.0  # stop using a cached token this long before it expires
+ROUTES_MIN_AGE = 1.0  # a missing route re-reads the proxy's table at most once a second
+NOT_RUNNING_STATUSES = {"stopped", "stopping"}
+REPORT_TIMEOUT = 3.0  # seconds health waits for the proxy API
+
+
+class ServerUnreachable(HubkeeperError):
+    """Hubkeeper has no way to reach users' servers (no proxy setting), or the proxy has no
+    route for a server the hub reports running."""
+
+    status_code = 503
+    code = "server_unreachable"
+
+
+UNCONFIGURED = (
+    "Hubkeeper cannot reach users' servers: set HUBKEEPER_PROXY_API_URL (configurable-http-"
+    "proxy's REST API, e.g. http://127.0.0.1:8001; z2jh http://proxy-api:8001) with "
+    "HUBKEEPER_PROXY_AUTH_TOKEN (or CONFIGPROXY_AUTH_TOKEN), or, for another proxy, "
+    "HUBKEEPER_PROXY_URL (where /user/... is served; those reads count as the user's activity)."
+)
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Part of a file in a user's server: `data` starts at byte `start`; `size` is the whole
+    file's size when the server said so (None if it did not)."""
+
+    data: bytes
+    start: int
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one server is served: `base` = target + the route's path (no trailing slash)."""
+
+    user: str
+    server: str
+    base: str
+
+
+def _path_of(routespec: str) -> str:
+    """The path of a CHP route key: `/user/alice`, or `host/user/alice` on a subdomain hub."""
+    if routespec.startswith("/"):
+        return routespec.rstrip("/")
+    return "/" + routespec.partition("/")[2].rstrip("/")
+
+
+def quote_path(path: str) -> str:
+    return "/".join(quote(part, safe="") for part in path.strip("/").split("/"))
+
+
+class ServerGateway:
+    """Talks to single-user servers directly at their proxy route target, with a token that
+    opens only that server; never through the proxy when a proxy API is configured.
+
+    One per app (`hk.servers`), safe to share between tasks. Every call carries
+    `no_track_activity=1`. Errors: ServerUnreachable (503, no proxy setting, or no route for a
+    server the hub reports running), Conflict `server_not_running` (no route and the hub says
+    it is not running), NotFound (`user_not_found`, `file_not_found`, `file_hidden`,
+    `kernel_not_found`), HubUnavailable (hub, proxy API or server not answering), HubError.
+    """
+
+    def __init__(
+        self,
+        hub: HubClient,
+        *,
+        proxy_api_url: str = "",
+        proxy_token: str = "",
+        proxy_url: str = "",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.hub = hub
+        self.proxy_api_url = proxy_api_url.rstrip("/")
+        parts = urlsplit(proxy_url)
+        self.proxy_url = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        # No default headers: each request to a user's server carries that server's own token.
+        self._http = httpx.AsyncClient(timeout=timeouts, transport=transport)
+        self._proxy_api = httpx.AsyncClient(
+            headers={"Authorization": f"token {proxy_token}"} if proxy_token else {},
+            timeout=timeouts,
+            transport=transport,
+        )
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._routes_read_at = float("-inf")
+        self._routes_lock = asyncio.Lock()
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @classmethod
+    def from_settings(cls, hub: HubClient, settings: Any) -> ServerGateway:
+        return cls(
+            hub,
+            proxy_api_url=settings.proxy_api_url,
+            proxy_token=settings.proxy_token,
+            proxy_url=settings.proxy_url,
+            timeout=settings.hub_timeout,
+        )
+
+    # --- what this gateway can do ------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """ "proxy_api" (direct to the route target), "proxy" (through the proxy), or ""."""
+        if self.proxy_api_url:
+            return "proxy_api"
+        return "proxy" if self.proxy_url else ""
+
+    @property
+    def counts_as_activity(self) -> bool:
+        """True only in the HUBKEEPER_PROXY_URL fallback: reads pass the proxy, which records
+        them as the user's activity."""
+        return self.mode == "proxy"
+
+    @property
+    def notice(self) -> str:
+        """A sentence for people about how servers are reached ("" when all is well)."""
+        if self.mode == "proxy":
+            return (
+                f"Hubkeeper reaches users' servers through the proxy at {self.proxy_url} "
+                "(HUBKEEPER_PROXY_URL): every read there counts as the user's activity, so a "
+                "watched server is never idle. Set HUBKEEPER_PROXY_API_URL to avoid this."
+            )
+        if not self.mode:
+            return UNCONFIGURED
+        return ""
+
+    async def report(self) -> dict[str, Any]:
+        """For health: `{"reachable", "via", "counts_as_activity", "detail"}`; checks the proxy
+        API answers (`GET /api/routes`) when one is configured."""
+        reachable = bool(self.mode)
+        detail = self.notice
+        if self.mode == "proxy_api":
+            try:
+                await asyncio.wait_for(self._refresh_routes(force=True), REPORT_TIMEOUT)
+            except (HubkeeperError, TimeoutError) as exc:
+                reachable = False
+                detail = getattr(exc, "detail", "") or "the proxy API did not answer in time"
+        return {
+            "reachable": reachable,
+            "via": self.mode or None,
+            "counts_as_activity": self.counts_as_activity,
+            "detail": detail,
+        }
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._proxy_api.aclose()
+
+    # --- routes ------------------------------------------------------------------------------
+    async def _refresh_routes(self, *, force: bool = False) -> None:
+        async with self._routes_lock:
+            if not force and time.monotonic() - self._routes_read_at < ROUTES_MIN_AGE:
+                return
+            url = self.proxy_api_url + "/api/routes"
+            try:
+                response = await self._proxy_api.get(url)
+            except httpx.HTTPError as exc:
+                raise HubUnavailable(
+                    f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) is "
+                    f"unreachable: {exc}"
+                ) from exc
+            if response.status_code in (401, 403):
+                raise HubError(
+                    f"The proxy API at {self.proxy_api_url} refused Hubkeeper's token: set "
+                    "HUBKEEPER_PROXY_AUTH_TOKEN (or CONFIGPROXY_AUTH_TOKEN) to the proxy's token",
+                    code="proxy_forbidden",
+                )
+            if response.status_code != 200:
+                raise HubUnavailable(
+                    f"The proxy API at {self.proxy_api_url} answered {response.status_code}"
+                )
+            routes: dict[tuple[str, str], Route] = {}
+            for spec, data in (response.json() or {}).items():
+                if not isinstance(data, dict) or "user" not in data or not data.get("target"):
+                    continue  # the hub's own route, services' routes
+                key = (str(data["user"]), str(data.get("server_name") or ""))
+                routes[key] = Route(
+                    key[0], key[1], str(data["target"]).rstrip("/") + _path_of(spec)
+                )
+            self._routes = routes
+            self._routes_read_at = time.monotonic()
+
+    async def _hub_status(self, user: str, server: str) -> tuple[str, str]:
+        """(status, url) of the server as the hub reports it now; NotFound for no user."""
+        model = (await self.hub.get_user(user)).servers.get(server)
+        if model is None:
+            return "stopped", ""
+        return model.status, model.url
+
+    async def _not_routed(self, user: str, server: str) -> HubkeeperError:
+        """Why a server has no route: not running (409), or the proxy lags the hub (503)."""
+        status, _url = await self._hub_status(user, server)
+        label = server_label(user, server)
+        if status in NOT_RUNNING_STATUSES:
+            return Conflict(f"{label} is {status}", code="server_not_running")
+        return ServerUnreachable(
+            f"The hub reports {label} {status}, but the proxy at {self.proxy_api_url} has no "
+            "route for it (yet): try again in a moment"
+        )
+
+    async def _base(self, user: str, server: str, *, fresh: bool = False) -> str:
+        """`<where the server answers><its base URL>`, no trailing slash."""
+        if self.mode == "proxy_api":
+            key = (user, server)
+            if fresh or key not in self._routes:
+                await self._refresh_routes(force=fresh)
+            route = self._routes.get(key)
+            if route is None:
+                raise await self._not_routed(user, server)
+            return route.base
+        if self.mode == "proxy":
+            status, url = await self._hub_status(user, server)
+            if status in NOT_RUNNING_STATUSES or not url:
+                raise Conflict(
+                    f"{server_label(user, server)} is {status}", code="server_not_running"
+                )
+            return self.proxy_url + url.rstrip("/")
+        raise ServerUnreachable(UNCONFIGURED)
+
+    # --- credentials -------------------------------------------------------------------------
+    async def _token(self, user: str, server: str) -> str:
+        """A token that opens only this server, issued by the hub for its user; cached until
+        TOKEN_MARGIN seconds before it expires."""
+        key = (user, server)
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached and cached[1] - time.monotonic() > TOKEN_MARGIN:
+                return cached[0]
+            token, lives = await self.hub.issue_token(
+                user,
+                scopes=[f"access:servers!server={user}/{server}"],
+                expires_in=TOKEN_SECONDS,
+                # The hub counts a request made with a user's token as that user's activity,
+                # except for tokens whose note starts "Server at " (jupyterhub/handlers/base.py
+                # get_current_user_token): the server checking our token with the hub is not
+                # the user being active.
+                note=f"Server at {user}/{server}: Hubkeeper reading it (logs, kernels, status)",
+            )
+            self._tokens[key] = (token, time.monotonic() + lives)
+            return token
+
+    # --- requests ----------------------------------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        user: str,
+        server: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request to the server; on a failure the route and token are read again once."""
+        label = server_label(user, server)
+        query = {**(params or {}), "no_track_activity": "1"}  # never the server's own activity
+        for attempt in (0, 1):
+            base = await self._base(user, server, fresh=attempt > 0)
+            token = await self._token(user, server)
+            try:
+                response = await self._http.request(
+                    method,
+                    f"{base}/{path}",
+                    params=query,
+                    headers={**(headers or {}), "Authorization": f"token {token}"},
+                )
+            except httpx.HTTPError as exc:
+                if attempt == 0:
+                    continue
+                status, _url = await self._hub_status(user, server)
+                if status in NOT_RUNNING_STATUSES:
+                    raise Conflict(f"{label} is {status}", code="server_not_running") from exc
+                raise HubUnavailable(f"{label} did not answer at {base}: {exc}") from exc
+            refused = response.status_code in (401, 403) or 300 <= response.status_code < 400
+            if refused or response.status_code in (424, 502, 503, 504):
+                if attempt == 0:
+                    self._tokens.pop((user, server), None)
+                    continue
+                status, _url = await self._hub_status(user, server)
+                if status in NOT_RUNNING_STATUSES:
+                    raise Conflict(f"{label} is {status}", code="server_not_running")
+                if refused:
+                    raise HubError(
+                        f"{label} refused the token the hub issued for it ({response.status_code})",
+                        code="server_refused",
+                    )
+                raise HubUnavailable(f"{label} answered {response.status_code}")
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _fail(response: httpx.Response, what: str) -> None:
+        if response.status_code >= 400:
+            raise HubError(f"{what}: the server answered {response.status_code}")
+
+    async def server_status(self, user: str, server: str = "") -> dict[str, Any]:
+        """`GET api/status` of the server (jupyter_server/services/api/handlers.py): started,
+        last_activity, connections, kernels."""
+        response = await self._call("GET", user, server, "api/status")
+        self._fail(response, f"status of {server_label(user, server)}")
+        return dict(response.json())
+
+    async def list_kernels(self, user: str, server: str = "") -> list[dict[str, Any]]:
+        """`GET api/kernels`: each kernel's id, name, last_activity, execution_state,
+        connections."""
+        response = await self._call("GET", user, server, "api/kernels")
+        self._fail(response, f"kernels of {server_label(user, server)}")
+        return list(response.json())
+
+    async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None:
+        """`DELETE api/kernels/{id}` (shuts the kernel down). NotFound `kernel_not_found`."""
+        response = await self._call(
+            "DELETE", user, server, f"api/kernels/{quote(kernel_id, safe='')}"
+        )
+        if response.status_code == 404:
+            raise NotFound(
+                f"{server_label(user, server)} has no kernel {kernel_id!r}",
+                code="kernel_not_found",
+            )
+        self._fail(response, f"delete kernel {kernel_id!r}")
+
+    async def read_file_range(
+        self,
+        user: str,
+        server: str,
+        path: str,
+        start: int | None = None,
+        *,
+        end: int | None = None,
+        last: int | None = None,
+    ) -> FileRange:
+        """Bytes `start`..`end` (inclusive; to the end of the file when None), or the `last`
+        bytes, of a file relative to the server's root, with the file's current size.
+
+        Uses the server's `files/` handler with a Range header (only those bytes cross the
+        wire). A `start` at or past the end gives no data and the size. A 404 is told apart:
+        a hidden path refused because `ContentsManager.allow_hidden` is off → NotFound
+        `file_hidden`; a missing file → NotFound `file_not_found` naming the path tried.
+        """
+        if last is not None:
+            wanted = f"bytes=-{max(last, 1)}"
+        else:
+            first = max(start or 0, 0)
+            wanted = f"bytes={first}-" + ("" if end is None else str(max(end, first)))
+        response = await self._call(
+            "GET", user, server, f"files/{quote_path(path)}", headers={"Range": wanted}
+        )
+        status = response.status_code
+        if status == 404:
+            raise await self._missing(user, server, path)
+        content_range = response.headers.get("Content-Range", "")
+        total = content_range.rsplit("/", 1)[-1]
+        size = int(total) if total.isdigit() else None
+        if status == 416:  # nothing at or past `start`, or an empty file
+            return FileRange(b"", size if size is not None else 0, size)
+        self._fail(response, f"read {path!r}")
+        data = response.content
+        if status == 206:
+            head = content_range.removeprefix("bytes ").split("-", 1)[0]
+            return FileRange(data, int(head) if head.isdigit() else 0, size)
+        # 200: the server ignored the Range and sent the whole file.
+        size = len(data)
+        if last is not None:
+            cut = max(size - last, 0)
+            return FileRange(data[cut:], cut, size)
+        first = max(start or 0, 0)
+        stop = size if end is None else min(end + 1, size)
+        return FileRange(data[first:stop], min(first, size), size)
+
+    async def _missing(self, user: str, server: str, path: str) -> NotFound:
+        """Why `files/<path>` answered 404. jupyter_server refuses a hidden file with the same
+        bare 404 page as a missing one, before looking for it (files/handlers.py: `if not
+        cm.allow_hidden and cm.is_hidden(path)`). What tells them apart: with allow_hidden on,
+        a directory listing shows hidden entries (filemanager.py `_dir_model`); with it off,
+        never. So for a hidden path the parent directory is listed once."""
+        label = server_label(user, server)
+        parts = path.strip("/").split("/")
+        if any(part.startswith(".") for part in parts):
+            parent = "/".join(parts[:-1])
+            listing = await self._call(
+                "GET",
+                user,
+                server,
+                f"api/contents/{quote_path(parent)}".rstrip("/"),
+                params={"content": "1", "type": "directory"},
+            )
+            names = []
+            if listing.status_code == 200:
+                names = [str(item.get("name", "")) for item in listing.json().get("content") or []]
+            if not any(name.startswith(".") for name in names):
+                return NotFound(
+                    f"{label} answers 404 for {path!r}, a hidden path (a name starting with "
+                    "'.'), and lists no hidden files: it refuses to serve hidden files. Start "
+                    "the servers with `--ContentsManager.allow_hidden=True` "
+                    "(c.ContentsManager.allow_hidden = True), or point Hubkeeper at a file "
+                    "that is not hidden.",
+                    code="file_hidden",
+                )
+        return NotFound(
+            f"There is no file {path!r} in {label} (tried files/{quote_path(path)} relative to "
+            "the server's root directory)",
+            code="file_not_found",
+        )
