@@ -109,6 +109,22 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("cull_group_timeouts", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        # From the environment pydantic-settings decodes JSON itself; given directly (tests,
+        # a .env loader passing strings), decode it here the same way.
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(
+                    'must be a JSON object of group → seconds, e.g. {"long-jobs": 28800}'
+                ) from None
+        return value
+
     @field_validator("service_prefix", mode="after")
     @classmethod
     def _slashes(cls, value: str) -> str:
