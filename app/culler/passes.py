@@ -64,6 +64,7 @@ class PassResult:
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     deleted_users: list[str] = field(default_factory=list)
+    planned_users: list[UserCull] = field(default_factory=list)  # cull_users: to delete
     exempt: list[dict[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     error: str = ""  # the whole pass failed (hub down): why
@@ -257,6 +258,8 @@ async def servers_pass(
             continue
         culls, doomed = plan_user(cfg, user, now)
         result.planned.extend(culls)
+        if doomed is not None:
+            result.planned_users.append(doomed)
         if culls or doomed:
             work.append((culls, doomed))
     if dry_run:
