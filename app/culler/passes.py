@@ -238,40 +238,10 @@ async def servers_pass(
     clock = time.monotonic()
     now = now or started
     result = PassResult("servers", now, dry_run)
-    try:
-        listed = await _list_users(hk, with_inactive=cfg.cull_users)
-        exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
-    except HubkeeperError as exc:
-        result.error = exc.detail
-        result.duration_s = time.monotonic() - clock
-        await _record_run(hk, result, started, who)
-        return result
-
-    work: list[tuple[list[Cull], UserCull | None]] = []
-    for user in listed:
-        if not _wanted(user, users):
-            continue
-        why = exempt.why(user.name, user.groups)
-        if why is not None:
-            if any(s.ready for s in user.servers.values()):
-                result.exempt.append({"user": user.name, "reason": why})
-            continue
-        culls, doomed = plan_user(cfg, user, now)
-        result.planned.extend(culls)
-        if doomed is not None:
-            result.planned_users.append(doomed)
-        if culls or doomed:
-            work.append((culls, doomed))
-    if dry_run:
-        result.duration_s = time.monotonic() - clock
-        return result
-
-    total = len(result.planned)
-    done = 0
-    if progress:
-        progress(0, total)
+    exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
     limit = asyncio.Semaphore(cfg.concurrency)
     settings_json = cfg.as_json()
+    total = done = 0
 
     async def cull(one: Cull) -> Outcome:
         nonlocal done
@@ -294,7 +264,39 @@ async def servers_pass(
             else:
                 result.deleted_users.append(doomed.user)
 
-    await asyncio.gather(*(one_user(c, d) for c, d in work))
+    # Each page of users is acted on as soon as it arrives (as idle-culler does), so stops
+    # start while later pages are still being listed.
+    tasks: list[asyncio.Task[None]] = []
+    seen: set[str] = set()
+    states = ["ready", "inactive"] if cfg.cull_users else ["ready"]
+    try:
+        for state in states:
+            async for page, _total in hk.hub.iter_user_pages(
+                state=state, include_stopped_servers=False
+            ):
+                for user in page:
+                    if user.name in seen or not _wanted(user, users):
+                        continue
+                    seen.add(user.name)
+                    why = exempt.why(user.name, user.groups)
+                    if why is not None:
+                        if any(s.ready for s in user.servers.values()):
+                            result.exempt.append({"user": user.name, "reason": why})
+                        continue
+                    culls, doomed = plan_user(cfg, user, now)
+                    result.planned.extend(culls)
+                    if doomed is not None:
+                        result.planned_users.append(doomed)
+                    if (culls or doomed) and not dry_run:
+                        total += len(culls)
+                        tasks.append(asyncio.create_task(one_user(culls, doomed)))
+                if progress and not dry_run:
+                    progress(done, total)
+    except HubkeeperError as exc:
+        # The hub is down (or went down mid-listing): no (further) decisions this pass.
+        result.error = exc.detail
+    if tasks:
+        await asyncio.gather(*tasks)
     result.duration_s = time.monotonic() - clock
     await _record_run(hk, result, started, who)
     return result
