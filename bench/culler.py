@@ -355,7 +355,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # on the hub's one event loop) would otherwise measure this machine's disk, for both
     # cullers alike.
     shm = Path("/dev/shm")
-    state = shm if shm.is_dir() else REPO / ".bench"  # noqa: ASYNC240 - set-up, untimed / f"hubkeeper-culler-bench-{os.getpid()}"
+    where = shm if shm.is_dir() else REPO / ".bench"  # noqa: ASYNC240 - set-up, untimed
+    state = where / f"hubkeeper-culler-bench-{os.getpid()}"
     state.mkdir(parents=True)
     port = free_port()
     standin = subprocess.Popen(  # noqa: ASYNC220 - set-up, untimed

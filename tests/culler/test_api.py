@@ -256,6 +256,7 @@ def test_periodic_pass_runs_when_enabled(make_settings, hub):
     hub.add_to_group(group, [user])
     hub.start_server(user)
     settings = make_settings(
+        HUBKEEPER_CULL_ENABLED="true",
         HUBKEEPER_CULL_INTERVAL=1,
         HUBKEEPER_CULL_TIMEOUT=100000,
         HUBKEEPER_CULL_MAX_AGE=0,
