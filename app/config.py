@@ -158,12 +158,6 @@ class Settings(BaseSettings):
         return urlsplit(self.service_url).port or 10101
 
     @cached_property
-    def hub_root_url(self) -> str:
-        """The hub's own origin + base URL as the service reaches it (for /user/... calls)."""
-        parts = urlsplit(self.hub_api_url)
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @cached_property
     def browser_hub_url(self) -> str:
         """Where a browser reaches the hub: its public origin + base URL, no trailing slash.
 

@@ -15,6 +15,24 @@ c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/data/jupyterhub_cookie_secret
 c.JupyterHub.authenticator_class = "dummy"  # replace with your authenticator
 c.Authenticator.admin_users = {"admin"}
 c.Authenticator.allow_all = True
+# Users' servers: homes in the data volume (no system users needed), the server's output in
+# ~/.jupyter-server-log.txt (as repo2docker images do) and hidden files readable, so
+# Hubkeeper's Logs page can read it.
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "/srv/jupyterhub/data/homes/{username}"
+c.Spawner.cmd = [
+    "sh",
+    "-c",
+    'exec jupyterhub-singleuser "$@" >> "$HOME/.jupyter-server-log.txt" 2>&1',
+    "sh",
+]
+c.Spawner.args = ["--ContentsManager.allow_hidden=True", "--allow-root"]
+# Servers listen on all interfaces so Hubkeeper (another container) can reach them at their
+# route target, http://hub:<port> (docker-compose.yml gives this container hostname "hub").
+c.Spawner.ip = "0.0.0.0"  # noqa: S104 - inside the compose network, by design
+# The proxy's REST API where Hubkeeper can read it (HUBKEEPER_PROXY_API_URL); its token is
+# CONFIGPROXY_AUTH_TOKEN from the environment, shared by the hub, the proxy and Hubkeeper.
+c.ConfigurableHTTPProxy.api_url = "http://hub:8001"
 
 # --- Hubkeeper ---------------------------------------------------------------------------
 c.JupyterHub.services = [
@@ -35,6 +53,9 @@ c.JupyterHub.load_roles = [
             "admin:groups",
             "read:metrics",
             "read:hub",
+            # Issue each user's server a token that opens only that server (never
+            # Hubkeeper's own token): POST /users/{name}/tokens needs `tokens`.
+            "tokens",
         ],
         "services": ["hubkeeper"],
     },

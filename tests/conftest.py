@@ -9,8 +9,6 @@ import asyncio
 import atexit
 import contextlib
 import os
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +18,13 @@ from typing import Any
 import pytest
 
 from hubkeeper.config import Settings
-from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
+from hubkeeper.demo.localhub import LocalHub
+from tests.serving import (  # noqa: F401 - build_settings, TEST_COOKIE_SECRET: importable here
+    TEST_COOKIE_SECRET,
+    HubkeeperServer,
+    build_settings,
+    serve_hubkeeper,
+)
 
 # The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
 for _key in list(os.environ):
@@ -30,7 +34,7 @@ for _key in list(os.environ):
         del os.environ[_key]
 
 POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
-TEST_COOKIE_SECRET = "0123456789abcdef" * 4
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -96,23 +100,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 # --- settings ------------------------------------------------------------------------------
-def build_settings(hub: LocalHub, db_url: str, tmp_dir: Path, **overrides: Any) -> Settings:
-    """Settings as the hub would hand them to Hubkeeper; overrides by env name or field name."""
-    values: dict[str, Any] = {
-        **hub.hubkeeper_env(),
-        "HUBKEEPER_DATABASE_URL": db_url,
-        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
-        "HUBKEEPER_COOKIE_SECRET_FILE": str(tmp_dir / "hubkeeper_cookie_secret"),
-        "HUBKEEPER_MANAGER_GROUPS": MANAGERS_GROUP,
-        # The culler's periodic passes stay off in tests unless a test turns them on: on the
-        # shared session hub they would stop other tests' servers or issue server tokens.
-        "HUBKEEPER_CULL_ENABLED": "false",
-        "HUBKEEPER_CULL_KERNELS_ENABLED": "false",
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
     """`make_settings(db_url=None, **overrides)`: Settings for the session hub."""
@@ -124,53 +111,38 @@ def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-# --- Hubkeeper served where the hub proxies /services/hubkeeper/ -----------------------------
-@dataclass
-class HubkeeperServer:
-    app: Any
-    settings: Settings
-    direct_url: str  # http://127.0.0.1:<service port>/services/hubkeeper/
-    proxied_url: str  # <hub url>/services/hubkeeper/
-    server: Any
-    thread: threading.Thread
-
-
+# --- Hubkeeper served where the hub proxies /services/hubkeeper/ (tests/serving.py) -------
 @pytest.fixture(scope="session")
 def hubkeeper_server(
     hub: LocalHub, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HubkeeperServer]:
-    """Hubkeeper (create_app + uvicorn in a thread) on the hub's service port."""
-    import uvicorn
+    """Hubkeeper on the session hub's service port."""
+    with serve_hubkeeper(hub, tmp_path_factory.mktemp("hubkeeper")) as served:
+        yield served
 
-    from hubkeeper.main import create_app
 
-    tmp = tmp_path_factory.mktemp("hubkeeper")
-    settings = build_settings(hub, f"sqlite:///{tmp / 'hubkeeper.sqlite'}", tmp)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=hub.service_port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="hubkeeper-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("Hubkeeper did not start on the hub's service port")
-        time.sleep(0.02)
-    prefix = hub.service_prefix
+# --- the second layout: an external service on a hub under base_url=/jhub/ --------------------
+@pytest.fixture(scope="session")
+def jhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """A second real hub, `c.JupyterHub.base_url = "/jhub/"` (hub's own port separate, proxy
+    API on a third), where Hubkeeper is an external service. Started only when a test asks."""
+    local = LocalHub(tmp_path_factory.mktemp("jhub"), base_url="/jhub/")
+    atexit.register(local.stop)
     try:
-        yield HubkeeperServer(
-            app=app,
-            settings=settings,
-            direct_url=f"http://127.0.0.1:{hub.service_port}{prefix}",
-            proxied_url=f"{hub.origin}{prefix}",
-            server=server,
-            thread=thread,
-        )
+        local.start()
+        yield local
     finally:
-        server.should_exit = True
-        thread.join(15)
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+@pytest.fixture(scope="session")
+def jhub_server(
+    jhub: LocalHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubkeeperServer]:
+    """Hubkeeper on the /jhub/ hub's service port (prefix /jhub/services/hubkeeper/)."""
+    with serve_hubkeeper(jhub, tmp_path_factory.mktemp("jhubkeeper")) as served:
+        yield served
 
 
 # --- browser -------------------------------------------------------------------------------

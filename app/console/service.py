@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from hubkeeper.audit.service import audit
 from hubkeeper.config import Settings
@@ -22,13 +22,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HUB_SAFE = "@~"  # what jupyterhub.utils.url_escape_path leaves unescaped in a user's URL
 
-def server_url(settings: Settings, user: str, server: str = "") -> str:
-    """The URL of a user's server as a browser reaches it through the hub."""
+
+def server_url(settings: Settings, user: str, server: str = "", hub_path: str = "") -> str:
+    """The URL of a user's server as a browser reaches it through the hub.
+
+    `hub_path` is the server's `url` as the hub reports it (base URL included), used as it
+    is; without it the path is built the way the hub builds it: names escaped with
+    `url_escape_path`, which keeps '@' and '~' (jupyterhub/utils.py), so `ann@example.org`
+    opens at `/user/ann@example.org/` — `/user/ann%40example.org/` reaches the server, which
+    answers 404.
+    """
     base = settings.browser_hub_url.rstrip("/")
-    path = f"/user/{quote(user, safe='')}/"
+    if hub_path:
+        parts = urlsplit(base)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+        return origin + "/" + hub_path.lstrip("/")
+    path = f"/user/{quote(user, safe=HUB_SAFE)}/"
     if server:
-        path += f"{quote(server, safe='')}/"
+        path += f"{quote(server, safe=HUB_SAFE)}/"
     return base + path
 
 
@@ -125,15 +138,17 @@ async def stop_recorded(
 
 
 async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
-    """The hub URL of a user's server, for an admin to open; audited as `server.access`."""
+    """The hub URL of a user's server, for an admin to open (the `url` the hub reports for it
+    now); audited as `server.access`. 404 user_not_found / server_not_found."""
     target = target_of(user, server)
     try:
-        known = hk.directory.get(user) or await _current(hk, user)
-        if server and server not in known.servers:
+        current = await _current(hk, user)  # the hub now, not the directory's copy
+        model = current.servers.get(server)
+        if server and model is None:
             raise NotFound(f"{user} has no server named {server!r}", code="server_not_found")
     except HubkeeperError as exc:
         await audit(hk, who, "server.access", target, outcome="failed", error=exc.detail)
         raise
-    url = server_url(hk.settings, user, server)
+    url = server_url(hk.settings, user, server, model.url if model else "")
     await audit(hk, who, "server.access", target, detail=url)
     return url

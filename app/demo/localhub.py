@@ -46,9 +46,10 @@ MANAGERS_GROUP = "managers"
 SERVICE_SCOPES = [
     "admin:users",  # list/read/create users (users, list:users, read:users, users:activity)
     "admin:servers",  # read, start and stop any server (servers, read:servers, ...)
-    "access:servers",  # talk to single-user servers: status, kernels, log files
+    "access:servers",  # reach single-user servers: status, kernels, log files
     "admin:groups",  # read/list groups and their members (groups, read:groups, list:groups)
-    "tokens",  # issue tokens for users (tests, demo); not needed in production
+    # issue each user's server a token that opens only that server (hub/servers.py)
+    "tokens",
     "read:metrics",
     "read:hub",
 ]

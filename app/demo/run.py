@@ -120,6 +120,9 @@ def run_demo(args: argparse.Namespace) -> int:
                     "  Running servers: "
                     + ", ".join(f"{u}/{s}" if s else f"{u} (default)" for u, s in RUNNING_SERVERS),
                     "",
+                    "  Hubkeeper reads users' servers directly at their proxy routes (proxy",
+                    f"  API {hub.proxy_api_url}), so watching a log is nobody's activity.",
+                    "",
                     f"  Logs: {hub.log_path}",
                     "",
                     "Ctrl-C to stop.",

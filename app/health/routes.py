@@ -1,4 +1,6 @@
-"""`GET api/v1/health`: no auth, says whether the hub and the database answer."""
+"""`GET api/v1/health`: no auth, says whether the hub and the database answer, and how users'
+servers are reached (`servers`: reachable, via proxy_api|proxy|null, counts_as_activity,
+detail)."""
 
 from __future__ import annotations
 
@@ -32,4 +34,7 @@ async def health(request: Request) -> dict[str, object]:
         "status": "ok" if reachable and db_ok else "degraded",
         "hub": {"reachable": reachable, "version": version},
         "database": "ok" if db_ok else "error",
+        # Beyond the contract's keys: can users' servers be reached (logs, kernels), and do
+        # those reads count as the users' activity (the HUBKEEPER_PROXY_URL fallback)?
+        "servers": await hk.servers.report(),
     }

@@ -122,6 +122,7 @@ class ServerGateway:
             transport=transport,
         )
         self._routes: dict[tuple[str, str], Route] = {}
+        self._urls: dict[tuple[str, str], str] = {}  # HUBKEEPER_PROXY_URL mode: hub's paths
         self._routes_read_at = float("-inf")
         self._routes_lock = asyncio.Lock()
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
@@ -171,7 +172,9 @@ class ServerGateway:
         detail = self.notice
         if self.mode == "proxy_api":
             try:
-                await asyncio.wait_for(self._refresh_routes(force=True), REPORT_TIMEOUT)
+                await asyncio.wait_for(
+                    self._refresh_routes(newer_than=time.monotonic()), REPORT_TIMEOUT
+                )
             except (HubkeeperError, TimeoutError) as exc:
                 reachable = False
                 detail = getattr(exc, "detail", "") or "the proxy API did not answer in time"
@@ -187,9 +190,15 @@ class ServerGateway:
         await self._proxy_api.aclose()
 
     # --- routes ------------------------------------------------------------------------------
-    async def _refresh_routes(self, *, force: bool = False) -> None:
+    async def _refresh_routes(self, *, newer_than: float | None = None) -> None:
+        """Read the proxy's routing table. Without `newer_than`, at most once per
+        ROUTES_MIN_AGE seconds; with it, unless it was read after that moment already (many
+        requests failing at once read it once)."""
         async with self._routes_lock:
-            if not force and time.monotonic() - self._routes_read_at < ROUTES_MIN_AGE:
+            if newer_than is None:
+                if time.monotonic() - self._routes_read_at < ROUTES_MIN_AGE:
+                    return
+            elif self._routes_read_at >= newer_than:
                 return
             url = self.proxy_api_url + "/api/routes"
             try:
@@ -238,22 +247,37 @@ class ServerGateway:
             "route for it (yet): try again in a moment"
         )
 
-    async def _base(self, user: str, server: str, *, fresh: bool = False) -> str:
-        """`<where the server answers><its base URL>`, no trailing slash."""
+    async def _base(self, user: str, server: str, *, failed_at: float | None = None) -> str:
+        """`<where the server answers><its base URL>`, no trailing slash. `failed_at`: a
+        request sent there failed at that moment, so read where it is again."""
+        key = (user, server)
         if self.mode == "proxy_api":
-            key = (user, server)
-            if fresh or key not in self._routes:
-                await self._refresh_routes(force=fresh)
+            if failed_at is not None:
+                await self._refresh_routes(newer_than=failed_at)
+            elif key not in self._routes:
+                await self._refresh_routes()
             route = self._routes.get(key)
             if route is None:
-                raise await self._not_routed(user, server)
+                asked = time.monotonic()
+                error = await self._not_routed(user, server)
+                if isinstance(error, ServerUnreachable):
+                    # The hub says it runs: the table read may predate its route.
+                    await self._refresh_routes(newer_than=asked)
+                    route = self._routes.get(key)
+                if route is None:
+                    raise error
             return route.base
         if self.mode == "proxy":
-            status, url = await self._hub_status(user, server)
-            if status in NOT_RUNNING_STATUSES or not url:
-                raise Conflict(
-                    f"{server_label(user, server)} is {status}", code="server_not_running"
-                )
+            # Through the proxy, at the path the hub gives the server (kept until a failure).
+            url = self._urls.get(key) if failed_at is None else None
+            if url is None:
+                status, url = await self._hub_status(user, server)
+                if status in NOT_RUNNING_STATUSES or not url:
+                    self._urls.pop(key, None)
+                    raise Conflict(
+                        f"{server_label(user, server)} is {status}", code="server_not_running"
+                    )
+                self._urls[key] = url
             return self.proxy_url + url.rstrip("/")
         raise ServerUnreachable(UNCONFIGURED)
 
@@ -277,7 +301,12 @@ class ServerGateway:
                 # the user being active.
                 note=f"Server at {user}/{server}: Hubkeeper reading it (logs, kernels, status)",
             )
-            self._tokens[key] = (token, time.monotonic() + lives)
+            now = time.monotonic()
+            self._tokens[key] = (token, now + lives)
+            # Forget expired tokens of servers no longer read (the hub purges them itself).
+            for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
+                del self._tokens[old]
+                self._token_locks.pop(old, None)
             return token
 
     # --- requests ----------------------------------------------------------------------------
@@ -294,8 +323,9 @@ class ServerGateway:
         """One request to the server; on a failure the route and token are read again once."""
         label = server_label(user, server)
         query = {**(params or {}), "no_track_activity": "1"}  # never the server's own activity
+        failed_at: float | None = None
         for attempt in (0, 1):
-            base = await self._base(user, server, fresh=attempt > 0)
+            base = await self._base(user, server, failed_at=failed_at)
             token = await self._token(user, server)
             try:
                 response = await self._http.request(
@@ -306,6 +336,7 @@ class ServerGateway:
                 )
             except httpx.HTTPError as exc:
                 if attempt == 0:
+                    failed_at = time.monotonic()
                     continue
                 status, _url = await self._hub_status(user, server)
                 if status in NOT_RUNNING_STATUSES:
@@ -315,6 +346,7 @@ class ServerGateway:
             if refused or response.status_code in (424, 502, 503, 504):
                 if attempt == 0:
                     self._tokens.pop((user, server), None)
+                    failed_at = time.monotonic()
                     continue
                 status, _url = await self._hub_status(user, server)
                 if status in NOT_RUNNING_STATUSES:

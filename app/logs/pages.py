@@ -25,7 +25,15 @@ PICKER_LIMIT = 100
 
 
 def _header(hk: HubkeeperState) -> dict[str, Any]:
-    return {"counts": hk.directory.counts(), "stale": hk.directory.stale, "active_nav": "logs"}
+    return {
+        "counts": hk.directory.counts(),
+        "stale": hk.directory.stale,
+        "active_nav": "logs",
+        # "" (servers unreachable: no proxy setting), "proxy" (reads count as activity) or
+        # "proxy_api" (direct, no notice): said on both log pages.
+        "servers_mode": hk.servers.mode,
+        "servers_notice": hk.servers.notice,
+    }
 
 
 @router.get("/logs")

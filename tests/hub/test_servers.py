@@ -4,6 +4,7 @@ target, with a token the hub issues for that one server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
@@ -207,3 +208,17 @@ async def test_a_hidden_log_refused_by_the_server_says_so(hub, hub_client):
     finally:
         await gateway.aclose()
         await asyncio.to_thread(hub.stop_server, HIDDEN_USER)
+
+
+async def test_a_route_table_read_just_before_the_server_started_is_read_again(
+    hub, hub_client, running
+):
+    gateway = direct(hub_client, hub)
+    try:
+        # As if the table had been read a moment ago, before this server had its route.
+        gateway._routes = {}
+        gateway._routes_read_at = time.monotonic()
+        assert (await gateway.server_status(USER))["started"]
+        assert (USER, "") in gateway._routes
+    finally:
+        await gateway.aclose()
