@@ -264,37 +264,31 @@ async def servers_pass(
             else:
                 result.deleted_users.append(doomed.user)
 
-    # Each page of users is acted on as soon as it arrives (as idle-culler does), so stops
-    # start while later pages are still being listed.
+    # The whole listing is read first: stopping servers while paging would shift the hub's
+    # offsets (a stopped user leaves `state=ready`) and skip users on later pages.
     tasks: list[asyncio.Task[None]] = []
-    seen: set[str] = set()
-    states = ["ready", "inactive"] if cfg.cull_users else ["ready"]
     try:
-        for state in states:
-            async for page, _total in hk.hub.iter_user_pages(
-                state=state, include_stopped_servers=False
-            ):
-                for user in page:
-                    if user.name in seen or not _wanted(user, users):
-                        continue
-                    seen.add(user.name)
-                    why = exempt.why(user.name, user.groups)
-                    if why is not None:
-                        if any(s.ready for s in user.servers.values()):
-                            result.exempt.append({"user": user.name, "reason": why})
-                        continue
-                    culls, doomed = plan_user(cfg, user, now)
-                    result.planned.extend(culls)
-                    if doomed is not None:
-                        result.planned_users.append(doomed)
-                    if (culls or doomed) and not dry_run:
-                        total += len(culls)
-                        tasks.append(asyncio.create_task(one_user(culls, doomed)))
-                if progress and not dry_run:
-                    progress(done, total)
+        listed = await _list_users(hk, with_inactive=cfg.cull_users)
     except HubkeeperError as exc:
-        # The hub is down (or went down mid-listing): no (further) decisions this pass.
-        result.error = exc.detail
+        result.error = exc.detail  # the hub is down: no decisions this pass
+        listed = []
+    for user in listed:
+        if not _wanted(user, users):
+            continue
+        why = exempt.why(user.name, user.groups)
+        if why is not None:
+            if any(s.ready for s in user.servers.values()):
+                result.exempt.append({"user": user.name, "reason": why})
+            continue
+        culls, doomed = plan_user(cfg, user, now)
+        result.planned.extend(culls)
+        if doomed is not None:
+            result.planned_users.append(doomed)
+        if (culls or doomed) and not dry_run:
+            total += len(culls)
+            tasks.append(asyncio.create_task(one_user(culls, doomed)))
+    if progress and not dry_run:
+        progress(done, total)
     if tasks:
         await asyncio.gather(*tasks)
     result.duration_s = time.monotonic() - clock
