@@ -66,11 +66,12 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
     cur = await service.current(hk)
     runs = await asyncio.to_thread(records.last_runs, hk.engine)
     within = _within(request)
+    with_kernels = text_param(request.query_params, "kernels") == "1"
     preview_error = ""
     planned: list[Any] = []
     unreachable: list[dict[str, str]] = []
     try:
-        planned, unreachable = await service.preview(hk, within=within)
+        planned, unreachable = await service.preview(hk, within=within, kernels=with_kernels)
     except HubkeeperError as exc:
         preview_error = exc.detail
     rows, _total = await asyncio.to_thread(exemptions.listing, hk.engine, limit=200)
@@ -83,6 +84,7 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
         "updated_by": cur.updated_by,
         "runs": runs,
         "within": within,
+        "with_kernels": with_kernels,
         "within_choices": WITHIN_CHOICES,
         "planned": planned,
         "unreachable": unreachable,

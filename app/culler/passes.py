@@ -297,8 +297,19 @@ async def servers_pass(
 
 
 # --- kernels ---------------------------------------------------------------------------------
+KERNELS_NEED_PROXY_API = (
+    "Kernel culling needs HUBKEEPER_PROXY_API_URL: without it Hubkeeper cannot reach users' "
+    "servers directly, and through the proxy (HUBKEEPER_PROXY_URL) its calls would count as "
+    "the users' activity and keep every server from being culled"
+)
+
+
 def _gateway(hk: HubkeeperState) -> KernelGateway | None:
-    return getattr(hk, "servers", None)
+    """The server gateway, when it reaches servers directly (never through the proxy)."""
+    gateway = getattr(hk, "servers", None)
+    if gateway is None or getattr(gateway, "mode", "proxy_api") != "proxy_api":
+        return None
+    return gateway
 
 
 async def kernels_pass(
@@ -321,11 +332,7 @@ async def kernels_pass(
     gateway = _gateway(hk)
     try:
         if gateway is None:
-            raise HubkeeperError(
-                "Kernel culling needs the server gateway (hk.servers), which this build lacks",
-                code="server_unreachable",
-                status_code=503,
-            )
+            raise HubkeeperError(KERNELS_NEED_PROXY_API, code="server_unreachable", status_code=503)
         listed = await _list_users(hk, with_inactive=False)
         exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
     except HubkeeperError as exc:

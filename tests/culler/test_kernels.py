@@ -126,3 +126,13 @@ def test_a_server_whose_api_fails_is_skipped_and_noted(client, activity_hub):
         assert base
     finally:
         hub.stop_server(user)
+
+
+def test_kernel_culling_refuses_to_go_through_the_proxy(make_settings):
+    """Through the proxy every call would count as activity and keep servers alive forever."""
+    for proxy in ({"HUBKEEPER_PROXY_URL": "http://127.0.0.1:9"}, {}):
+        settings = make_settings(HUBKEEPER_PROXY_API_URL="", **proxy)
+        with app_client(settings) as client:
+            hk = client.app.state.hk
+            result = call(client, passes.kernels_pass, hk, cfg(kernels={"enabled": True}))
+            assert "HUBKEEPER_PROXY_API_URL" in result.error and result.planned == []
