@@ -164,6 +164,7 @@ async def hubkeeper_server_pass(hub: LocalHub, tmp: Path, now: datetime) -> dict
         hk.engine.dispose()
     return {
         "seconds": took,
+        "listing": result.listing_s,
         "culled": len(result.culled),
         "errors": len(result.error_items()),
         "error": result.error,
@@ -304,7 +305,9 @@ def render(report: dict[str, Any]) -> str:
         f"{b['idle_culler']['seconds'] / floor:.2f}× | 1× |",
         "",
         f"Hubkeeper against the hub alone: {b['hubkeeper']['seconds'] / b['raw']['seconds']:.2f}× "
-        "(what the culler adds over the hub's own cost per stop: listing, decisions, records).",
+        "(what the culler adds over the hub's own cost per stop: listing, decisions, records); "
+        f"of Hubkeeper's {b['hubkeeper']['seconds']:.1f} s, reading the {report['n']} users "
+        f"from the hub (`state=ready`, pages of 200) took {b['hubkeeper']['listing']:.1f} s.",
         "",
         "Targets: Hubkeeper ≤ 1.3× the floor and ≥ 8× faster than idle-culler. idle-culler "
         "awaits users one after another (`for name, f in futures: await f`), so its "

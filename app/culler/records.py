@@ -12,15 +12,13 @@ from sqlmodel import col, select
 
 from hubkeeper.culler.decide import Cull
 from hubkeeper.db.engine import session_scope
-from hubkeeper.db.models import CullEvent, CullRun
+from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
 from hubkeeper.db.paging import fetch_page
 from hubkeeper.kit.clock import as_utc, iso_utc
 
 
-def add_event(
-    engine: Engine, cull: Cull, *, outcome: str, error: str, settings_json: str, actor: str
-) -> CullEvent:
-    event = CullEvent(
+def event_of(cull: Cull, *, outcome: str, error: str, settings_json: str, actor: str) -> CullEvent:
+    return CullEvent(
         kind=cull.kind,
         user=cull.user,
         server=cull.server,
@@ -33,9 +31,23 @@ def add_event(
         settings=settings_json,
         actor=actor,
     )
+
+
+def add_event(
+    engine: Engine, cull: Cull, *, outcome: str, error: str, settings_json: str, actor: str
+) -> CullEvent:
+    event = event_of(cull, outcome=outcome, error=error, settings_json=settings_json, actor=actor)
     with session_scope(engine) as session:
         session.add(event)
     return event
+
+
+def add_batch(engine: Engine, rows: list[tuple[CullEvent, AuditEvent]]) -> None:
+    """Cull events and their audit entries, in one transaction."""
+    with session_scope(engine) as session:
+        for event, entry in rows:
+            session.add(event)
+            session.add(entry)
 
 
 def add_run(engine: Engine, run: CullRun) -> None:
