@@ -51,6 +51,7 @@ def scenario(hub) -> Any:
 
     rewrites = {old: started_long_ago, pending: spawning, null: never_active}
     yield {"users": set(everyone), "rewrites": rewrites, "names": locals()}
+    hub.stop_server(named, "lab")
     for user in everyone:
         hub.stop_server(user)
     delete_user(hub, admin)
