@@ -72,6 +72,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --culler
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -67,6 +67,16 @@ def cmd_lockdown(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_cull(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hubkeeper.culler.cli import cull
+
+    settings = Settings()
+    settings.require_hub()
+    return asyncio.run(cull(settings, dry_run=args.dry_run))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hubkeeper.history.cli import report
 
@@ -113,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     lock_sub.add_parser("off", help="lift the lockdown")
     lock_sub.add_parser("status", help="is the hub locked?")
     lock.set_defaults(func=cmd_lockdown)
+
+    cull = sub.add_parser("cull", help="one culler pass now (servers and kernels), audited")
+    cull.add_argument(
+        "--dry-run", action="store_true", help="print what would be culled; change nothing"
+    )
+    cull.set_defaults(func=cmd_cull)
 
     rep = sub.add_parser("report", help="server usage per day, user or group (from the database)")
     rep.add_argument("--since", default="", help="ISO date or date-time (default: 30 days ago)")

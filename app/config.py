@@ -92,6 +92,29 @@ class Settings(BaseSettings):
     leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
     job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
 
+    # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
+    cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")
+    cull_timeout: int = Field(3600, ge=1, validation_alias="HUBKEEPER_CULL_TIMEOUT")
+    cull_max_age: int = Field(604800, ge=0, validation_alias="HUBKEEPER_CULL_MAX_AGE")
+    cull_interval: int = Field(600, ge=1, validation_alias="HUBKEEPER_CULL_INTERVAL")
+    cull_concurrency: int = Field(10, ge=1, le=100, validation_alias="HUBKEEPER_CULL_CONCURRENCY")
+    cull_admin_users: bool = Field(True, validation_alias="HUBKEEPER_CULL_ADMIN_USERS")
+    cull_named_servers: Literal["cull", "cull_and_remove", "keep"] = Field(
+        "cull", validation_alias="HUBKEEPER_CULL_NAMED_SERVERS"
+    )
+    cull_users: bool = Field(False, validation_alias="HUBKEEPER_CULL_USERS")
+    cull_group_timeouts: dict[str, int] = Field(
+        default_factory=dict, validation_alias="HUBKEEPER_CULL_GROUP_TIMEOUTS"
+    )
+    cull_kernels_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_KERNELS_ENABLED")
+    cull_kernels_timeout: int = Field(3600, ge=1, validation_alias="HUBKEEPER_CULL_KERNELS_TIMEOUT")
+    cull_kernels_interval: int = Field(
+        300, ge=1, validation_alias="HUBKEEPER_CULL_KERNELS_INTERVAL"
+    )
+    cull_kernels_busy: bool = Field(False, validation_alias="HUBKEEPER_CULL_KERNELS_BUSY")
+    cull_kernels_connected: bool = Field(False, validation_alias="HUBKEEPER_CULL_KERNELS_CONNECTED")
+    cull_stop_timeout: float = Field(300.0, gt=0, validation_alias="HUBKEEPER_CULL_STOP_TIMEOUT")
+
     @field_validator("admin_groups", "manager_groups", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -134,6 +157,20 @@ class Settings(BaseSettings):
                 "JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scope strings"
             )
         return frozenset({f"access:services!service={self.service_name}"})
+
+    @field_validator("cull_group_timeouts", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        # From the environment pydantic-settings decodes JSON itself; given directly (tests,
+        # a .env loader passing strings), decode it here the same way.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(
+                    'must be a JSON object of group → seconds, e.g. {"long-jobs": 28800}'
+                ) from None
+        return value
 
     # --- derived -------------------------------------------------------------------------
     def require_hub(self) -> None:

@@ -20,6 +20,8 @@ from hubkeeper.auth.routes import router as auth_router
 from hubkeeper.config import Settings
 from hubkeeper.console.directory import UserDirectory
 from hubkeeper.console.routes import router as console_router
+from hubkeeper.culler import service as culler
+from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
@@ -49,6 +51,8 @@ STOP_GRACE = 1.0
 # leader loop names (metrics label `loop`)
 RECORDER = "session-recorder"
 ENFORCER = "lockdown-enforcer"
+CULLER = "culler"
+KERNEL_CULLER = "kernel-culler"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -110,6 +114,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         enforce = asyncio.create_task(
             leader.run_as_leader(ENFORCER, enforcer.run), name="hubkeeper-lockdown-enforce"
         )
+        # The culler's periodic passes (each loop calls a single-pass function), one replica.
+        cull_servers = asyncio.create_task(
+            leader.run_as_leader(CULLER, lambda: culler.run_forever(state)),
+            name="hubkeeper-culler",
+        )
+        cull_kernels = asyncio.create_task(
+            leader.run_as_leader(KERNEL_CULLER, lambda: culler.run_kernels_forever(state)),
+            name="hubkeeper-kernel-culler",
+        )
         try:
             yield
         finally:
@@ -118,7 +131,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             # sessions and audit records are written), what is left is cancelled; the
             # history is written; only then the hub client and the database close.
             state.shutting_down.set()
-            for task in (record, enforce, sync, watch):
+            for task in (record, enforce, cull_servers, cull_kernels, sync, watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -154,6 +167,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
     app.include_router(history_router)
+    app.include_router(culler_router)
     # Middleware order, innermost first: unexpected errors become the contract's answer, then
     # every answer (errors too) gets the security headers, then the prefix is set outermost.
     app.add_middleware(UnexpectedErrorMiddleware)

@@ -820,6 +820,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # --- main ------------------------------------------------------------------------------------
 
 
+def kept_culler_section(out: Path) -> str:
+    """The culler section bench/culler.py wrote into the same report, kept across a rewrite."""
+    if not out.exists():
+        return ""
+    found = re.search(r"<!-- culler-bench -->.*?<!-- /culler-bench -->\n?", out.read_text(), re.S)
+    return "\n" + found.group(0) if found else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=50_000)
@@ -835,7 +843,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="markdown report (default docs/performance.md; --quick: .bench/performance-quick.md)",
     )
+    parser.add_argument(
+        "--culler",
+        action="store_true",
+        help="run only the culler benchmark (bench/culler.py: Hubkeeper vs idle-culler 2.0)",
+    )
     args = parser.parse_args(argv)
+    if args.culler:
+        from culler import main as culler_main
+
+        return culler_main([])
     if args.quick:
         args.users, args.repeat, args.servers, args.freshness_runs = 2_000, 10, 5, 1
     out = (
@@ -1014,11 +1031,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         text = render_markdown(report)
-        # bench/usage.py keeps its section in the same file: carry it over
+        # bench/usage.py and bench/culler.py keep their sections in the same file: carry them
+        # over (the usage section, when there, runs to the end of the file: the culler's with it)
         old = out.read_text() if out.exists() else ""
         marker = "<!-- bench/usage.py: begin"
         if marker in old:
             text = text.rstrip("\n") + "\n\n" + old[old.index(marker) :]
+        else:
+            text += kept_culler_section(out)
         out.write_text(text)
         print(f"\nwrote {out.relative_to(REPO)}")
         s = report["summary"]

@@ -26,6 +26,10 @@ def build_settings(hub: LocalHub, db_url: str, tmp_dir: Path, **overrides: Any) 
         "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
         "HUBKEEPER_COOKIE_SECRET_FILE": str(tmp_dir / "hubkeeper_cookie_secret"),
         "HUBKEEPER_MANAGER_GROUPS": MANAGERS_GROUP,
+        # The culler's periodic passes stay off in tests unless a test turns them on: on the
+        # shared session hub they would stop other tests' servers or issue server tokens.
+        "HUBKEEPER_CULL_ENABLED": "false",
+        "HUBKEEPER_CULL_KERNELS_ENABLED": "false",
     }
     values.update(overrides)
     return Settings(**values)

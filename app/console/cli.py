@@ -10,6 +10,7 @@ from hubkeeper.config import Settings
 from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor
+from hubkeeper.kit.progress import ProgressBar
 from hubkeeper.state import cli_state
 
 
@@ -31,12 +32,12 @@ async def stop_all(settings: Settings, *, reason: str, assume_yes: bool) -> int:
                 print("Nothing was stopped.")
                 return 1
         job = await hk.jobs.start_stop_all(hk, who, reason)
-        shown = -1
-        while job.state != "done":
-            if job.done != shown:
-                shown = job.done
-                print(f"  {job.done}/{job.total} handled", flush=True)
-            await asyncio.sleep(0.5)
+        with ProgressBar("Stopping servers") as bar:
+            while True:
+                bar.update(job.done, job.total)
+                if job.state == "done":
+                    break
+                await asyncio.sleep(0.2)
         print(f"Stopped {job.stopped} of {job.total} server(s).")
         for failure in job.failed:
             print(f"  failed: {failure['user']}/{failure['server']}: {failure['error']}")

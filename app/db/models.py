@@ -176,3 +176,66 @@ class UsageRollupState(SQLModel, table=True):
     max_id: int = Field(default=0)
     sealed_until: datetime = Field(sa_column=UTCDateTime(nullable=False))
     open_ids: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+
+
+class CullEvent(SQLModel, table=True):
+    """One server or kernel the culler stopped (or tried to), with why and the settings then."""
+
+    __tablename__ = "cull_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+    kind: str = Field(index=True, max_length=16)  # server | kernel
+    user: str = Field(index=True, max_length=255)
+    server: str = Field(default="", max_length=255)  # "" = the default server
+    kernel_id: str | None = Field(default=None, max_length=64)
+    reason: str = Field(max_length=16)  # idle | max_age
+    inactive_s: float | None = Field(default=None)  # seconds idle when decided (None: unknown)
+    age_s: float | None = Field(default=None)  # seconds since the server started
+    outcome: str = Field(default="ok", max_length=16)  # ok | error
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    settings: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    actor: str = Field(default="culler", max_length=255)  # culler, or the admin who ran it
+
+
+class CullExemption(SQLModel, table=True):
+    """A user or a group the culler leaves alone, until `until` (None: until deleted)."""
+
+    __tablename__ = "cull_exemption"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str | None = Field(default=None, index=True, max_length=255)
+    group: str | None = Field(default=None, index=True, max_length=255)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    until: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    created_by: str = Field(max_length=255)
+    deleted_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+
+
+class CullerConfig(SQLModel, table=True):
+    """The culler settings saved from the page or the API (one row; absent = env defaults)."""
+
+    __tablename__ = "culler_config"
+
+    id: int | None = Field(default=None, primary_key=True)
+    settings: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    updated_by: str = Field(max_length=255)
+
+
+class CullRun(SQLModel, table=True):
+    """One culler pass (servers or kernels): when, how long, what it did; `last_run` reads it."""
+
+    __tablename__ = "cull_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # servers | kernels
+    started_at: datetime = Field(sa_column=UTCDateTime(nullable=False, index=True))
+    finished_at: datetime = Field(sa_column=UTCDateTime(nullable=False))
+    duration_s: float = Field(default=0.0)
+    actor: str = Field(default="culler", max_length=255)
+    dry_run: bool = Field(default=False)
+    culled: int = Field(default=0)
+    errors: int = Field(default=0)
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -24,6 +24,7 @@ from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import as_utc, utcnow
 
 if TYPE_CHECKING:
+    from hubkeeper.hub.client import HubClient
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,21 @@ def take_intent(session: Session, user: str, server: str, at: datetime) -> tuple
 
 
 async def stop_recorded(
-    hk: HubkeeperState, who: Actor, user: str, server: str, *, reason: str, bulk: bool = False
+    hk: HubkeeperState,
+    who: Actor,
+    user: str,
+    server: str,
+    *,
+    reason: str,
+    bulk: bool = False,
+    client: HubClient | None = None,
 ) -> str:
     """Ask the hub to stop a server ("stopped" | "stopping"), after recording who asked and
     why (reason: admin | culled | lockdown) where every replica's recorder finds it.
 
     `bulk=True` when this stop is one of many (stop-all, lockdown enforcement, a cull pass): it
-    then uses the hub client's bulk budget and never delays interactive requests.
+    then uses the hub client's bulk budget and never delays interactive requests. `client`: a
+    view of the hub client with a budget of its own (`HubClient.budget`) to use instead.
 
     Raises what `HubClient.stop_server` raises (HubkeeperError family; 503 hub_unavailable);
     the intent is withdrawn then. A database error writing the intent is logged and the stop
@@ -84,7 +93,8 @@ async def stop_recorded(
     except Exception as exc:
         log.warning("could not store the stop intent for %s/%s: %s", user, server, exc)
     try:
-        return await (hk.hub.bulk if bulk else hk.hub).stop_server(user, server)
+        hub = client or (hk.hub.bulk if bulk else hk.hub)
+        return await hub.stop_server(user, server)
     except HubkeeperError:
         if hk.history is not None:
             hk.history.forget_stop(user, server)

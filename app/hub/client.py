@@ -32,6 +32,8 @@ PAGINATION_ACCEPT = "application/jupyterhub-pagination+json"
 READ_RETRIES = 2
 RETRY_PAUSE = 0.3
 UNAVAILABLE_STATUSES = {502, 503, 504, 599}
+# Room in the connection pool for a budget of its own (`budget()`), e.g. a cull pass (1-100).
+MAX_PASS_CONCURRENCY = 100
 
 
 class UserPage(list[HubUser]):
@@ -92,7 +94,8 @@ class HubClient:
         self._limit = asyncio.Semaphore(concurrency)
         # Both budgets together stay within the pool, so neither waits for a connection.
         pool = httpx.Limits(
-            max_connections=concurrency + bulk_concurrency + 20, max_keepalive_connections=20
+            max_connections=concurrency + bulk_concurrency + MAX_PASS_CONCURRENCY,
+            max_keepalive_connections=20,
         )
         self._http = httpx.AsyncClient(
             headers={"Authorization": f"token {token}"},
@@ -107,6 +110,16 @@ class HubClient:
         self.bulk._limit = asyncio.Semaphore(bulk_concurrency)
         self.bulk.is_bulk = True
         self.bulk.bulk = self.bulk
+
+    def budget(self, concurrency: int) -> HubClient:
+        """A view of this client (same connections) with a budget of its own, for one bulk task
+        that needs `concurrency` requests at once (a cull pass with its `concurrency`): apart
+        from the interactive budget, and neither limited by nor limiting other bulk work."""
+        view = copy.copy(self)
+        view._limit = asyncio.Semaphore(concurrency)
+        view.is_bulk = True
+        view.bulk = view
+        return view
 
     async def aclose(self) -> None:
         await self._http.aclose()

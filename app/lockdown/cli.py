@@ -14,6 +14,7 @@ from hubkeeper.config import Settings
 from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor
+from hubkeeper.kit.progress import ProgressBar
 from hubkeeper.lockdown import service
 from hubkeeper.lockdown.state import LockdownState
 from hubkeeper.state import HubkeeperState, cli_state
@@ -27,14 +28,14 @@ def _describe(state: LockdownState) -> str:
 
 async def _wait(hk: HubkeeperState, job_id: str) -> int:
     job = hk.jobs.get(job_id)
-    shown = -1
-    while job is not None and job.state != "done":
-        if job.done != shown:
-            shown = job.done
-            print(f"  {job.done}/{job.total} servers handled", flush=True)
-        await asyncio.sleep(0.5)
     if job is None:
         return 0
+    with ProgressBar("Stopping servers") as bar:
+        while True:
+            bar.update(job.done, job.total)
+            if job.state == "done":
+                break
+            await asyncio.sleep(0.2)
     print(f"Stopped {job.stopped} of {job.total} server(s).")
     for failure in job.failed:
         print(f"  failed: {failure['user']}/{failure['server']}: {failure['error']}")

@@ -1,0 +1,440 @@
+"""The two single passes: servers and kernels. Each takes `now` once (injectable, so tests
+move the clock instead of waiting), decides with `decide.py`, then acts, up to
+`concurrency` at once across all users (never user after user), recording every cull.
+
+With `dry_run=True` a pass decides and returns the plan without changing anything: that is
+the preview, so a preview lists exactly what a pass at the same `now` culls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hubkeeper.audit.service import audit
+from hubkeeper.culler import exemptions, records
+from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
+from hubkeeper.culler.settings import CullerSettings
+from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
+from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.history.intents import stop_recorded
+from hubkeeper.hub.models import HubServer, HubUser
+from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
+from hubkeeper.kit.clock import utcnow
+
+if TYPE_CHECKING:
+    from hubkeeper.hub.client import HubClient
+    from hubkeeper.state import HubkeeperState
+
+log = logging.getLogger(__name__)
+
+CULLER = SystemActor(name="culler")
+STOP_POLL_S = 0.25
+FLUSH_S = 0.5  # seconds between writes of the cull records during a pass
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class KernelGateway(Protocol):
+    """What the kernel pass needs from `hk.servers` (app/hub/servers.py, the server
+    gateway): direct calls to a user's server that never count as the user's activity."""
+
+    async def list_kernels(self, user: str, server: str) -> list[dict[str, Any]]: ...
+
+    async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None: ...
+
+
+@dataclass
+class Outcome:
+    cull: Cull
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class PassResult:
+    """What one pass decided and did. `errors`: [{"user", "server", "error"}]."""
+
+    kind: str  # servers | kernels
+    now: datetime
+    dry_run: bool
+    planned: list[Cull] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    deleted_users: list[str] = field(default_factory=list)
+    planned_users: list[UserCull] = field(default_factory=list)  # cull_users: to delete
+    exempt: list[dict[str, str]] = field(default_factory=list)
+    duration_s: float = 0.0
+    listing_s: float = 0.0  # of which reading the hub's users took (seconds)
+    error: str = ""  # the whole pass failed (hub down): why
+
+    @property
+    def culled(self) -> list[Cull]:
+        return [o.cull for o in self.outcomes if o.ok]
+
+    def error_items(self) -> list[dict[str, str]]:
+        failed = [
+            {"user": o.cull.user, "server": o.cull.server, "error": o.error}
+            for o in self.outcomes
+            if not o.ok
+        ]
+        return self.errors + failed
+
+
+async def _list_users(hub: HubClient, *, with_inactive: bool) -> list[HubUser]:
+    """Users with a ready server (`state=ready`, paged to the end), plus users without an
+    active server when `cull_users` needs them (`state=inactive`), as idle-culler does."""
+    seen: dict[str, HubUser] = {}
+    states = ["ready", "inactive"] if with_inactive else ["ready"]
+    for state in states:
+        async for page, _total in hub.iter_user_pages(state=state, include_stopped_servers=False):
+            for user in page:
+                seen.setdefault(user.name, user)
+    return list(seen.values())
+
+
+def _wanted(user: HubUser, only: Collection[str] | None) -> bool:
+    return only is None or user.name in only
+
+
+async def _record_run(hk: HubkeeperState, result: PassResult, started: datetime, who: Actor):
+    if result.dry_run:
+        return
+    run = CullRun(
+        kind=result.kind,
+        started_at=started,
+        finished_at=utcnow(),
+        duration_s=result.duration_s,
+        actor=who.name,
+        dry_run=False,
+        culled=len(result.culled),
+        errors=len(result.error_items()),
+        error=result.error,
+    )
+    try:
+        await asyncio.to_thread(records.add_run, hk.engine, run)
+    except Exception:
+        log.exception("could not record the culler's %s pass", result.kind)
+
+
+class CullLog:
+    """Writes each cull's `cull_event` and audit entry, in batches: one transaction every
+    `FLUSH_S` seconds (and at the end of the pass) instead of two per cull, so a pass of
+    hundreds of stops spends its time on the hub, not on the database. `async with` it."""
+
+    def __init__(self, hk: HubkeeperState, who: Actor, settings_json: str) -> None:
+        self.hk, self.who, self.settings_json = hk, who, settings_json
+        self._pending: list[Outcome] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+
+    async def __aenter__(self) -> CullLog:
+        self._task = asyncio.create_task(self._every())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        rows = [self._rows(o) for o in batch]
+        try:
+            await asyncio.to_thread(records.add_batch, self.hk.engine, rows)
+        except Exception:
+            log.exception("could not record %d culls", len(batch))
+
+    def _rows(self, outcome: Outcome) -> tuple[CullEvent, AuditEvent]:
+        cull = outcome.cull
+        event = records.event_of(
+            cull,
+            outcome="ok" if outcome.ok else "error",
+            error=outcome.error,
+            settings_json=self.settings_json,
+            actor=self.who.name,
+        )
+        inactive = "unknown" if cull.inactive_s is None else f"{cull.inactive_s:.0f} s"
+        detail = f"reason: {cull.reason}; inactive {inactive}"
+        if cull.age_s is not None:
+            detail += f"; age {cull.age_s:.0f} s"
+        if cull.kind == "kernel":
+            action = "kernel.cull"
+            target = f"{target_of(cull.user, cull.server)}#{cull.kernel_id}"
+        else:
+            action, target = "server.cull", target_of(cull.user, cull.server)
+            if cull.remove:
+                detail += "; removed"
+        entry = AuditEvent(
+            actor=self.who.name,
+            action=action,
+            target=target,
+            outcome="ok" if outcome.ok else "failed",
+            detail=detail,
+            error=outcome.error,
+            via=self.who.via,
+        )
+        return event, entry
+
+
+# --- servers ---------------------------------------------------------------------------------
+async def _await_stopped(hub: HubClient, user: str, server: str, limit_s: float) -> None:
+    """Follow a slow stop (the hub answered 202) until the server is gone; raise after
+    `limit_s` seconds. A user deleted meanwhile counts as stopped."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            current = await hub.get_user(user)
+        except NotFound:
+            return
+        found = current.servers.get(server)
+        if found is None or found.status == "stopped":
+            return
+        if time.monotonic() >= deadline:
+            raise HubkeeperError(
+                f"{server_label(user, server)} was still stopping after {limit_s:g} s",
+                code="stop_timeout",
+                status_code=504,
+            )
+        await asyncio.sleep(STOP_POLL_S)
+
+
+async def _stop_one(hk: HubkeeperState, hub: HubClient, who: Actor, cull: Cull) -> Outcome:
+    try:
+        result = await stop_recorded(hk, who, cull.user, cull.server, reason="culled", client=hub)
+        if result == "stopping":
+            await _await_stopped(hub, cull.user, cull.server, hk.settings.cull_stop_timeout)
+        if cull.remove:
+            await hub.stop_server(cull.user, cull.server, remove=True)
+        return Outcome(cull, ok=True)
+    except HubkeeperError as exc:
+        return Outcome(cull, ok=False, error=exc.detail)
+    except Exception as exc:  # one failing user never ends the pass
+        log.exception("culling %s failed", server_label(cull.user, cull.server))
+        return Outcome(cull, ok=False, error=f"{type(exc).__name__}: {exc}")
+
+
+async def _delete_user(hk: HubkeeperState, hub: HubClient, who: Actor, doomed: UserCull) -> str:
+    """Delete a user whose servers have all stopped; '' on success, else the error."""
+    inactive = "unknown" if doomed.inactive_s is None else f"{doomed.inactive_s:.0f} s"
+    try:
+        await hub.delete_user(doomed.user)
+    except HubkeeperError as exc:
+        await audit(hk, who, "user.cull", doomed.user, outcome="failed", error=exc.detail)
+        return exc.detail
+    await audit(hk, who, "user.cull", doomed.user, detail=f"reason: {doomed.reason}; {inactive}")
+    return ""
+
+
+def plan_user(
+    cfg: CullerSettings, user: HubUser, now: datetime
+) -> tuple[list[Cull], UserCull | None]:
+    """The culls for one (non-exempt) user, and whether the user goes once they are done."""
+    culls: list[Cull] = []
+    kept = 0
+    for server in user.servers.values():
+        decision = decide_server(cfg, user, server, now)
+        if decision is None:
+            kept += 1
+        else:
+            culls.append(decision)
+    doomed = decide_user(cfg, user, now) if kept == 0 else None
+    return culls, doomed
+
+
+async def servers_pass(
+    hk: HubkeeperState,
+    cfg: CullerSettings,
+    *,
+    now: datetime | None = None,
+    who: Actor = CULLER,
+    users: Collection[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PassResult:
+    """One pass over the hub's running servers. `users` limits it to those names (tests,
+    scripts). A hub that is down ends the pass at once with `error` set (and recorded)."""
+    started = utcnow()
+    clock = time.monotonic()
+    now = now or started
+    result = PassResult("servers", now, dry_run)
+    exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+    limit = asyncio.Semaphore(cfg.concurrency)
+    # Hub calls of this pass have a budget of their own, as wide as `concurrency`: never
+    # queued behind (nor delaying) sign-ins and pages, nor capped by other bulk work.
+    hub = hk.hub.budget(cfg.concurrency)
+    cull_log = CullLog(hk, who, cfg.as_json())
+    total = done = 0
+
+    async def cull(one: Cull) -> Outcome:
+        nonlocal done
+        async with limit:
+            outcome = await _stop_one(hk, hub, who, one)
+        result.outcomes.append(outcome)
+        cull_log.add(outcome)
+        done += 1
+        if progress:
+            progress(done, total)
+        return outcome
+
+    async def one_user(culls: list[Cull], doomed: UserCull | None) -> None:
+        outcomes = await asyncio.gather(*(cull(c) for c in culls))
+        if doomed is not None and all(o.ok for o in outcomes):
+            async with limit:
+                error = await _delete_user(hk, hub, who, doomed)
+            if error:
+                result.errors.append({"user": doomed.user, "server": "", "error": error})
+            else:
+                result.deleted_users.append(doomed.user)
+
+    # The whole listing is read first: stopping servers while paging would shift the hub's
+    # offsets (a stopped user leaves `state=ready`) and skip users on later pages.
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        listed = await _list_users(hub, with_inactive=cfg.cull_users)
+    except HubkeeperError as exc:
+        result.error = exc.detail  # the hub is down: no decisions this pass
+        listed = []
+    result.listing_s = time.monotonic() - clock
+    for user in listed:
+        if not _wanted(user, users):
+            continue
+        why = exempt.why(user.name, user.groups)
+        if why is not None:
+            if any(s.ready for s in user.servers.values()):
+                result.exempt.append({"user": user.name, "reason": why})
+            continue
+        culls, doomed = plan_user(cfg, user, now)
+        result.planned.extend(culls)
+        if doomed is not None:
+            result.planned_users.append(doomed)
+        if (culls or doomed) and not dry_run:
+            total += len(culls)
+            tasks.append(asyncio.create_task(one_user(culls, doomed)))
+    if progress and not dry_run:
+        progress(done, total)
+    if tasks:
+        async with cull_log:
+            await asyncio.gather(*tasks)
+    result.duration_s = time.monotonic() - clock
+    await _record_run(hk, result, started, who)
+    return result
+
+
+# --- kernels ---------------------------------------------------------------------------------
+KERNELS_NEED_PROXY_API = (
+    "Kernel culling needs HUBKEEPER_PROXY_API_URL: without it Hubkeeper cannot reach users' "
+    "servers directly, and through the proxy (HUBKEEPER_PROXY_URL) its calls would count as "
+    "the users' activity and keep every server from being culled"
+)
+
+
+def _gateway(hk: HubkeeperState) -> KernelGateway | None:
+    """The server gateway, when it reaches servers directly (never through the proxy)."""
+    gateway = getattr(hk, "servers", None)
+    if gateway is None or getattr(gateway, "mode", "proxy_api") != "proxy_api":
+        return None
+    return gateway
+
+
+async def kernels_pass(
+    hk: HubkeeperState,
+    cfg: CullerSettings,
+    *,
+    now: datetime | None = None,
+    who: Actor = CULLER,
+    users: Collection[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PassResult:
+    """One pass over the kernels of every ready server, through the server gateway (direct to
+    the server, never counted as activity). A server whose API fails is skipped and noted in
+    `errors`; the others go on."""
+    started = utcnow()
+    clock = time.monotonic()
+    now = now or started
+    result = PassResult("kernels", now, dry_run)
+    gateway = _gateway(hk)
+    try:
+        if gateway is None:
+            raise HubkeeperError(KERNELS_NEED_PROXY_API, code="server_unreachable", status_code=503)
+        listed = await _list_users(hk.hub.bulk, with_inactive=False)
+        exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+    except HubkeeperError as exc:
+        result.error = exc.detail
+        result.duration_s = time.monotonic() - clock
+        await _record_run(hk, result, started, who)
+        return result
+
+    targets: list[tuple[HubUser, HubServer]] = []
+    for user in listed:
+        if not _wanted(user, users):
+            continue
+        ready = [s for s in user.servers.values() if s.ready and not s.pending]
+        why = exempt.why(user.name, user.groups)
+        if why is not None:
+            if ready:
+                result.exempt.append({"user": user.name, "reason": why})
+            continue
+        targets.extend((user, s) for s in ready)
+
+    total = len(targets)
+    done = 0
+    if progress:
+        progress(0, total)
+    limit = asyncio.Semaphore(cfg.concurrency)
+    cull_log = CullLog(hk, who, cfg.as_json())
+    assert gateway is not None
+
+    async def one_server(user: HubUser, server: HubServer) -> None:
+        nonlocal done
+        async with limit:
+            try:
+                kernels = await gateway.list_kernels(user.name, server.name)
+            except HubkeeperError as exc:
+                result.errors.append(
+                    {"user": user.name, "server": server.name, "error": exc.detail}
+                )
+                kernels = []
+            culls = [
+                c
+                for k in kernels
+                if (c := decide_kernel(cfg.kernels, user.name, server.name, k, now)) is not None
+            ]
+            result.planned.extend(culls)
+            outcomes: list[Outcome] = []
+            if not dry_run:
+                for one in culls:
+                    try:
+                        await gateway.delete_kernel(user.name, server.name, one.kernel_id or "")
+                        outcomes.append(Outcome(one, ok=True))
+                    except HubkeeperError as exc:
+                        outcomes.append(Outcome(one, ok=False, error=exc.detail))
+        for outcome in outcomes:
+            result.outcomes.append(outcome)
+            cull_log.add(outcome)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    async with cull_log:
+        await asyncio.gather(*(one_server(u, s) for u, s in targets))
+    result.duration_s = time.monotonic() - clock
+    await _record_run(hk, result, started, who)
+    return result

@@ -1,0 +1,50 @@
+"""`hubkeeper cull [--dry-run]` as a real process against the real hub."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlmodel import Session, select
+
+from hubkeeper.db.engine import create_db_engine
+from hubkeeper.db.models import AuditEvent, CullEvent
+from tests.cli import run_cli
+from tests.culler.helpers import later, names, server_up, set_activity
+
+
+def test_cull_dry_run_then_cull_with_a_summary(hub, tmp_path):
+    idle, active = names("cli", "idle", "active")
+    group = f"{idle}-grp"
+    hub.create_users([idle, active])
+    hub.add_to_group(group, [idle, active])
+    hub.start_server(idle)
+    hub.start_server(active)
+    set_activity(hub, active, "", later(3000))
+    time.sleep(3)
+    db_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    env = {
+        **hub.hubkeeper_env(),
+        "HUBKEEPER_DATABASE_URL": db_url,
+        "HUBKEEPER_CULL_TIMEOUT": "100000",
+        "HUBKEEPER_CULL_MAX_AGE": "0",
+        "HUBKEEPER_CULL_GROUP_TIMEOUTS": json.dumps({group: 2}),
+    }
+    dry = run_cli("cull", "--dry-run", env=env, timeout=120)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert idle in dry.stdout and active not in dry.stdout
+    assert server_up(hub, idle)  # a dry run changes nothing
+
+    wet = run_cli("cull", env=env, timeout=120)
+    assert wet.returncode == 0, wet.stdout + wet.stderr
+    assert "Culling:" in wet.stdout  # the progress (plain lines when not on a terminal)
+    assert "Culled 1 server(s)" in wet.stdout and idle in wet.stdout
+    assert not server_up(hub, idle) and server_up(hub, active)
+    engine = create_db_engine(db_url)
+    with Session(engine) as db:
+        (event,) = db.exec(select(CullEvent)).all()
+        audits = db.exec(select(AuditEvent).where(AuditEvent.action == "server.cull")).all()
+    engine.dispose()
+    assert event.user == idle and event.actor.startswith("cli:")
+    assert [a.target for a in audits] == [idle]
+    hub.stop_server(active)

@@ -1,0 +1,132 @@
+"""The pure decisions, case by case (no hub): the rules idle-culler and jupyter_server use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hubkeeper.culler.decide import decide_kernel, decide_server, decide_user
+from hubkeeper.culler.settings import CullerSettings, KernelSettings
+from hubkeeper.hub.models import HubServer, HubUser
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def user(name="u", admin=False, groups=(), last=None, created=None, **servers) -> HubUser:
+    return HubUser(
+        name=name,
+        admin=admin,
+        groups=list(groups),
+        last_activity=last,
+        created=created,
+        servers=servers,
+    )
+
+
+def server(name="", ready=True, pending=None, started=ago(100), last=ago(100)) -> HubServer:
+    return HubServer(name=name, ready=ready, pending=pending, started=started, last_activity=last)
+
+
+CFG = CullerSettings(timeout_s=60, max_age_s=1000)
+
+
+def test_idle_at_exactly_the_timeout_is_culled_as_idle_culler_does():
+    s = server(last=ago(60))
+    assert decide_server(CFG, user(s=s), s, NOW).reason == "idle"
+    s = server(last=ago(59))
+    assert decide_server(CFG, user(s=s), s, NOW) is None
+
+
+def test_null_activity_falls_back_to_started_then_the_user():
+    s = server(last=None, started=ago(70))
+    cull = decide_server(CFG, user(s=s), s, NOW)
+    assert cull.reason == "idle" and cull.inactive_s == 70
+    s = server(last=None, started=None)
+    assert decide_server(CFG, user(last=ago(80), s=s), s, NOW).inactive_s == 80
+    assert decide_server(CFG, user(s=s), s, NOW) is None  # nothing known: left alone
+
+
+def test_pending_or_not_ready_is_never_culled():
+    for s in (server(pending="spawn"), server(pending="stop"), server(ready=False)):
+        assert decide_server(CFG, user(s=s), s, NOW) is None
+
+
+def test_max_age_culls_an_active_server():
+    s = server(started=ago(1000), last=ago(1))
+    assert decide_server(CFG, user(s=s), s, NOW).reason == "max_age"
+    no_max = CFG.model_copy(update={"max_age_s": 0})
+    assert decide_server(no_max, user(s=s), s, NOW) is None
+
+
+def test_group_timeouts_take_the_longest_of_the_users_groups():
+    cfg = CFG.model_copy(update={"group_timeouts": {"long": 500, "short": 10, "mid": 200}})
+    assert cfg.timeout_for(["short", "long"]) == 500
+    assert cfg.timeout_for(["short"]) == 10
+    assert cfg.timeout_for([]) == 60
+    s = server(last=ago(300))
+    assert decide_server(cfg, user(groups=["long"], s=s), s, NOW) is None
+    assert decide_server(cfg, user(groups=["mid"], s=s), s, NOW).reason == "idle"
+
+
+def test_named_server_policies():
+    s = server(name="gpu", last=ago(100), started=ago(5000))
+    keep = CFG.model_copy(update={"named_servers": "keep"})
+    assert decide_server(keep, user(s=s), s, NOW) is None  # max age too (idle-culler differs)
+    remove = CFG.model_copy(update={"named_servers": "cull_and_remove"})
+    assert decide_server(remove, user(s=s), s, NOW).remove is True
+    assert decide_server(CFG, user(s=s), s, NOW).remove is False
+
+
+def test_user_deletion_never_an_admin_when_cull_admin_users_is_off():
+    cfg = CFG.model_copy(update={"cull_users": True, "cull_admin_users": False})
+    old_admin = user(admin=True, last=ago(1), created=ago(5000))
+    assert decide_user(cfg, old_admin, NOW) is None
+    assert (
+        decide_user(cfg.model_copy(update={"cull_admin_users": True}), old_admin, NOW).reason
+        == "max_age"
+    )
+    assert decide_user(cfg, user(last=ago(100)), NOW).reason == "idle"
+    assert decide_user(cfg, user(last=None, created=ago(100)), NOW).reason == "idle"
+    assert decide_user(CFG, user(last=ago(100)), NOW) is None  # cull_users off
+
+
+K = KernelSettings(timeout_s=60)
+
+
+def kernel(state="idle", last=ago(100), connections=0, kid="k1") -> dict:
+    return {
+        "id": kid,
+        "execution_state": state,
+        "last_activity": None if last is None else last.isoformat(),
+        "connections": connections,
+    }
+
+
+def test_kernel_rules_are_jupyter_servers():
+    assert decide_kernel(K, "u", "", kernel(), NOW).kernel_id == "k1"
+    assert decide_kernel(K, "u", "", kernel(last=ago(60)), NOW) is None  # strictly longer
+    assert decide_kernel(K, "u", "", kernel(state="busy"), NOW) is None
+    assert (
+        decide_kernel(K.model_copy(update={"cull_busy": True}), "u", "", kernel(state="busy"), NOW)
+        is not None
+    )
+    assert decide_kernel(K, "u", "", kernel(connections=2), NOW) is None
+    assert (
+        decide_kernel(
+            K.model_copy(update={"cull_connected": True}), "u", "", kernel(connections=2), NOW
+        )
+        is not None
+    )
+    assert decide_kernel(K, "u", "", kernel(state="dead", last=ago(1)), NOW) is not None
+    assert decide_kernel(K, "u", "", kernel(last=None), NOW) is None
+    assert decide_kernel(K, "u", "", {"execution_state": "idle"}, NOW) is None
+    z = {
+        "id": "k2",
+        "execution_state": "idle",
+        "last_activity": "2026-11-30T11:00:00Z",
+        "connections": 0,
+    }
+    assert decide_kernel(K, "u", "", z, NOW).inactive_s == 3600

@@ -1,0 +1,138 @@
+"""Kernel culling from outside, through the server gateway (directly at the proxy's route
+target), on a hub whose activity bookkeeping runs every second, so a call that counted as
+activity would show on the hub within the test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from hubkeeper.culler import passes
+from hubkeeper.demo.localhub import LocalHub
+from tests.conftest import build_settings
+from tests.culler.helpers import QUIET, app_client, call, cfg, later, names, server_up
+from tests.waiting import wait_for
+
+ACTIVITY_CONFIG = """
+# Activity is copied from the proxy and reported by servers every second, kept to the second.
+c.JupyterHub.last_activity_interval = 1
+c.JupyterHub.activity_resolution = 0
+c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}
+"""
+
+
+@pytest.fixture(scope="module")
+def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    local = LocalHub(tmp_path_factory.mktemp("activity-hub"), extra_config=ACTIVITY_CONFIG)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def client(activity_hub: LocalHub, tmp_path: Path):
+    settings = build_settings(
+        activity_hub, f"sqlite:///{tmp_path / 'hk.sqlite'}", tmp_path, **QUIET
+    )
+    with app_client(settings) as c:
+        yield c
+
+
+def server_activity(hub: LocalHub, user: str) -> Any:
+    return (hub.server_model(user) or {}).get("last_activity")
+
+
+def test_kernel_culled_server_stays_connected_kept_activity_untouched(client, activity_hub):
+    hub, hk = activity_hub, client.app.state.hk
+    (user,) = names("kernels", "k")
+    hub.create_users([user])
+    hub.start_server(user)
+    try:
+        base = call(client, hk.servers._base, user, "")
+        token = hub.user_token(user)
+        auth = {"Authorization": f"token {token}"}
+        kernels = []
+        for _ in range(2):
+            made = httpx.post(
+                f"{base}/api/kernels", json={"name": "python3"}, headers=auth, timeout=60
+            )
+            assert made.status_code == 201, made.text
+            kernels.append(made.json()["id"])
+        idle_kernel, connected_kernel = kernels
+        ws_url = base.replace("http://", "ws://") + (f"/api/kernels/{connected_kernel}/channels")
+        with connect(ws_url, additional_headers=auth, open_timeout=30):
+            wait_for(
+                lambda: (
+                    {
+                        k["id"]: k["connections"]
+                        for k in call(client, hk.servers.list_kernels, user, "")
+                    }.get(connected_kernel)
+                    == 1
+                ),
+                timeout=30,
+                what="the websocket to count as a connection",
+            )
+            # Let the server's own activity reports settle, then note where they stand.
+            time.sleep(3)
+            before = server_activity(hub, user)
+
+            settings = cfg(kernels={"enabled": True, "timeout_s": 60})
+            result = call(client, passes.kernels_pass, hk, settings, now=later(100), users={user})
+            assert [(c.kernel_id, c.reason) for c in result.culled] == [(idle_kernel, "idle")]
+            assert not result.error_items()
+            left = [k["id"] for k in call(client, hk.servers.list_kernels, user, "")]
+            assert left == [connected_kernel]  # cull_connected off keeps it
+            assert server_up(hub, user)
+
+            # Several activity intervals later the hub still has the same activity.
+            time.sleep(4)
+            assert server_activity(hub, user) == before
+
+            connected = cfg(kernels={"enabled": True, "timeout_s": 60, "cull_connected": True})
+            result = call(client, passes.kernels_pass, hk, connected, now=later(100), users={user})
+            assert [c.kernel_id for c in result.culled] == [connected_kernel]
+        assert call(client, hk.servers.list_kernels, user, "") == []
+        assert server_up(hub, user)
+    finally:
+        hub.stop_server(user)
+
+
+def test_a_server_whose_api_fails_is_skipped_and_noted(client, activity_hub):
+    hub, hk = activity_hub, client.app.state.hk
+    (user,) = names("kernels", "broken")
+    hub.create_users([user])
+    hub.start_server(user)
+    try:
+        # The gateway cannot find a route for this server any more: its API "fails".
+        base = call(client, hk.servers._base, user, "")
+        hub_proxy = httpx.delete(
+            f"{hub.proxy_api_url}/api/routes/user/{user}",
+            headers={"Authorization": f"token {hub.proxy_token}"},
+        )
+        assert hub_proxy.status_code == 204
+        hk.servers._routes.clear()
+        settings = cfg(kernels={"enabled": True, "timeout_s": 60})
+        result = call(client, passes.kernels_pass, hk, settings, now=later(100), users={user})
+        (noted,) = result.error_items()
+        assert noted["user"] == user and noted["error"]
+        assert base
+    finally:
+        hub.stop_server(user)
+
+
+def test_kernel_culling_refuses_to_go_through_the_proxy(make_settings):
+    """Through the proxy every call would count as activity and keep servers alive forever."""
+    for proxy in ({"HUBKEEPER_PROXY_URL": "http://127.0.0.1:9"}, {}):
+        settings = make_settings(HUBKEEPER_PROXY_API_URL="", **proxy)
+        with app_client(settings) as client:
+            hk = client.app.state.hk
+            result = call(client, passes.kernels_pass, hk, cfg(kernels={"enabled": True}))
+            assert "HUBKEEPER_PROXY_API_URL" in result.error and result.planned == []

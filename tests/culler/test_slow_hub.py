@@ -1,0 +1,102 @@
+"""A hub whose spawner is slow on purpose: a pending server is never culled, and a slow stop
+(the hub answers 202) is followed up until the server is gone, or recorded as an error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from hubkeeper.culler import passes
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import CullEvent
+from hubkeeper.demo.localhub import LocalHub
+from tests.conftest import build_settings
+from tests.culler.helpers import QUIET, app_client, call, cfg, later, listed_server, names
+
+SLOW_CONFIG = """
+import asyncio
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+class SlowOnPurposeSpawner(SimpleLocalProcessSpawner):
+    # Named servers called "slowstart*" take 60 s to start (pending spawn meanwhile);
+    # servers of users called "*slowstop*" take 4 s to stop.
+    async def start(self):
+        if self.name.startswith("slowstart"):
+            await asyncio.sleep(60)
+        return await super().start()
+
+    async def stop(self, now=False):
+        if "slowstop" in self.user.name:
+            await asyncio.sleep(4)
+        return await super().stop(now=now)
+
+c.JupyterHub.spawner_class = SlowOnPurposeSpawner
+# The hub answers a start or stop with 202 after 1 s instead of 10 s.
+c.JupyterHub.tornado_settings = {"slow_stop_timeout": 1, "slow_spawn_timeout": 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    local = LocalHub(tmp_path_factory.mktemp("slow-hub"), extra_config=SLOW_CONFIG)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def settings_for(hub: LocalHub, tmp_path: Path, stop_timeout: float):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return build_settings(
+        hub,
+        f"sqlite:///{tmp_path / 'hk.sqlite'}",
+        tmp_path,
+        **QUIET,
+        HUBKEEPER_CULL_STOP_TIMEOUT=stop_timeout,
+    )
+
+
+def test_pending_server_is_not_culled(slow_hub, tmp_path):
+    (user,) = names("pending", "p")
+    slow_hub.create_users([user])
+    slow_hub.start_server(user)
+    response = slow_hub.api("POST", f"/users/{user}/servers/slowstart", json={})
+    assert response.status_code == 202  # still starting
+    assert listed_server(slow_hub, user, "slowstart")["pending"] == "spawn"
+    with app_client(settings_for(slow_hub, tmp_path, 10)) as client:
+        hk = client.app.state.hk
+        plan = call(
+            client, passes.servers_pass, hk, cfg(), now=later(1000), users={user}, dry_run=True
+        )
+        assert [(c.user, c.server) for c in plan.planned] == [(user, "")]
+        result = call(client, passes.servers_pass, hk, cfg(), now=later(1000), users={user})
+        assert [c.server for c in result.culled] == [""]
+    assert listed_server(slow_hub, user, "slowstart")["pending"] == "spawn"
+
+
+def test_slow_stop_is_followed_up_or_recorded_as_an_error(slow_hub, tmp_path):
+    waited, gave_up = names("slowstop", "ok", "late")
+    slow_hub.create_users([waited, gave_up])
+    slow_hub.start_server(waited)
+    slow_hub.start_server(gave_up)
+    with app_client(settings_for(slow_hub, tmp_path / "a", 20)) as client:
+        hk = client.app.state.hk
+        result = call(client, passes.servers_pass, hk, cfg(), now=later(100), users={waited})
+        assert [c.user for c in result.culled] == [waited]
+        assert listed_server(slow_hub, waited, "") is None or not listed_server(
+            slow_hub, waited, ""
+        ).get("ready")
+    with app_client(settings_for(slow_hub, tmp_path / "b", 1)) as client:
+        hk = client.app.state.hk
+        result = call(client, passes.servers_pass, hk, cfg(), now=later(100), users={gave_up})
+        assert result.culled == []
+        (failed,) = result.error_items()
+        assert "still stopping" in failed["error"]
+        with session_scope(hk.engine) as s:
+            (event,) = s.exec(select(CullEvent)).all()
+        assert event.outcome == "error" and "still stopping" in event.error
+    slow_hub.stop_server(gave_up)
