@@ -53,6 +53,7 @@ def set_activity(hub: LocalHub, user: str, server: str, when: datetime) -> None:
         "POST",
         f"/users/{quote(user, safe='')}/activity",
         json={"last_activity": stamp, "servers": {server: {"last_activity": stamp}}},
+        token=hub.admin_token,  # users:activity is not in Hubkeeper's (least-privilege) role
     )
     assert response.status_code in (200, 204), response.text
 

@@ -175,7 +175,46 @@ def test_named_server_policies(client, hub):
     assert listed_server(hub, user, "work") is None  # removed after it stopped
 
 
-def test_admin_users_and_cull_users(client, hub):
+@pytest.fixture
+def client_deleting_users(make_settings, hub):
+    """Hubkeeper with the documented opt-in extra for `cull_users`: its role plus
+    `admin:users` (a token the hub limits to exactly those scopes)."""
+    from hubkeeper.demo.localhub import SERVICE_SCOPES
+
+    response = hub.api(
+        "POST",
+        "/users/admin/tokens",
+        token=hub.admin_token,
+        json={"scopes": [*SERVICE_SCOPES, "admin:users"], "expires_in": 600},
+    )
+    assert response.status_code == 201, response.text
+    settings = make_settings(
+        **QUIET, HUBKEEPER_CULL_STOP_TIMEOUT=10, JUPYTERHUB_API_TOKEN=response.json()["token"]
+    )
+    with app_client(settings) as c:
+        yield c
+
+
+def test_cull_users_without_the_opt_in_scope_records_the_refusal(client, hub):
+    """Without `admin:users` (not in the least-privilege role) a user is not deleted and the
+    pass says why, instead of failing."""
+    hk = client.app.state.hk
+    (plain,) = names("users-noscope", "plain")
+    hub.create_users([plain])
+    try:
+        start_all(hub, [(plain,)])
+        settings = cfg(timeout_s=50, cull_users=True)
+        result = call(client, passes.servers_pass, hk, settings, now=later(100), users={plain})
+        assert [(c.user, c.reason) for c in result.culled] == [(plain, "idle")]
+        assert result.deleted_users == []
+        assert [e["user"] for e in result.errors] == [plain]
+        assert hub.api("GET", f"/users/{plain}").status_code == 200
+    finally:
+        delete_user(hub, plain)
+
+
+def test_admin_users_and_cull_users(client_deleting_users, hub):
+    client = client_deleting_users
     hk = client.app.state.hk
     admin_name, plain = names("users", "admin", "plain")
     hub.create_users([admin_name], admin=True)
