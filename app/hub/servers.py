@@ -85,11 +85,21 @@ class Route:
     base: str
 
 
+# What jupyterhub.utils.url_escape_path leaves unescaped in a user's or server's URL segment.
+HUB_URL_SAFE = "@~"
+
+
 def _path_of(routespec: str) -> str:
-    """The path of a CHP route key: `/user/alice`, or `host/user/alice` on a subdomain hub."""
-    if routespec.startswith("/"):
-        return routespec.rstrip("/")
-    return "/" + routespec.partition("/")[2].rstrip("/")
+    """The path a server answers at, from its CHP route key (`/user/alice`, or
+    `host/user/alice` on a subdomain hub).
+
+    configurable-http-proxy keeps route keys *decoded* (lib/configproxy.js decodes the API
+    path: `/user/ann+x@example.org`), while the server's base URL is the hub's escaped one
+    (jupyterhub/user.py: `url_escape_path(name)`, `/user/ann%2Bx@example.org/`) and it answers
+    404 elsewhere. So each segment is escaped again the way the hub escapes it."""
+    path = routespec if routespec.startswith("/") else "/" + routespec.partition("/")[2]
+    segments = path.rstrip("/").split("/")
+    return "/".join(quote(segment, safe=HUB_URL_SAFE) for segment in segments)
 
 
 def _refuse_all_cookies() -> http.cookiejar.CookieJar:
