@@ -487,10 +487,12 @@ class ServerGateway:
                 f"api/contents/{quote_path(parent)}".rstrip("/"),
                 params={"content": "1", "type": "directory"},
             )
+            # Only a listing that worked tells: a server that cannot list the directory either
+            # (404 at another base URL, an error) is not one that refuses hidden files.
             names = []
             if listing.status_code == 200:
                 names = [str(item.get("name", "")) for item in listing.json().get("content") or []]
-            if not any(name.startswith(".") for name in names):
+            if listing.status_code == 200 and not any(name.startswith(".") for name in names):
                 return NotFound(
                     f"{label} answers 404 for {path!r}, a hidden path (a name starting with "
                     "'.'), and lists no hidden files: it refuses to serve hidden files. Start "

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hubkeeper.demo.localhub import LocalHub, free_port
+from hubkeeper.errors import NotFound
 from hubkeeper.hub import servers as servers_module
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway, ServerUnreachable
@@ -154,3 +155,14 @@ async def test_a_proxy_api_that_is_down_is_server_unreachable_not_hub_unavailabl
     finally:
         await gateway.aclose()
         await client.aclose()
+
+
+async def test_a_server_that_answers_404_everywhere_is_not_called_one_refusing_hidden_files(
+    stand_ins, gateway
+):
+    lost = await asyncio.to_thread(stand_ins, OWNER)
+    lost.owner = "somebody-else"  # answers 404 at OWNER's base URL, for files and listings
+    with pytest.raises(NotFound) as missing:
+        await gateway.read_file_range(OWNER, "", ".jupyter-server-log.txt", last=10)
+    assert missing.value.code == "file_not_found", missing.value.detail
+    assert ".jupyter-server-log.txt" in missing.value.detail
