@@ -21,6 +21,7 @@ Facts this rests on (docs/jupyterhub-facts.md, "Reaching a user's server from a 
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from hubkeeper.errors import Conflict, HubError, HubkeeperError, HubUnavailable, NotFound
+from hubkeeper.errors import Conflict, HubError, HubkeeperError, NotFound
 from hubkeeper.hub.client import HubClient
 from hubkeeper.kit.actors import server_label
 
@@ -38,13 +39,20 @@ log = logging.getLogger(__name__)
 TOKEN_SECONDS = 600  # life of a per-server token the hub issues
 TOKEN_MARGIN = 60.0  # stop using a cached token this long before it expires
 ROUTES_MIN_AGE = 1.0  # a missing route re-reads the proxy's table at most once a second
+# A route read longer ago than this is read again before a token is sent: a server that
+# stopped leaves its address free for another user's server (Kubernetes reuses pod IPs, one
+# host reuses ports), which must never receive this server's token. Bounds that window; costs
+# at most one `GET /api/routes` per this many seconds while servers are being read (the same
+# order as the directory's `state=active` poll of the hub).
+ROUTES_MAX_AGE = 3.0
 NOT_RUNNING_STATUSES = {"stopped", "stopping"}
 REPORT_TIMEOUT = 3.0  # seconds health waits for the proxy API
 
 
 class ServerUnreachable(HubkeeperError):
-    """Hubkeeper has no way to reach users' servers (no proxy setting), or the proxy has no
-    route for a server the hub reports running."""
+    """Hubkeeper has no way to reach users' servers (no proxy setting), the proxy API or the
+    server does not answer, or the proxy has no route for a server the hub reports running.
+    Not `hub_unavailable`: the hub itself may be answering fine."""
 
     status_code = 503
     code = "server_unreachable"
@@ -77,11 +85,26 @@ class Route:
     base: str
 
 
+# What jupyterhub.utils.url_escape_path leaves unescaped in a user's or server's URL segment.
+HUB_URL_SAFE = "@~"
+
+
 def _path_of(routespec: str) -> str:
-    """The path of a CHP route key: `/user/alice`, or `host/user/alice` on a subdomain hub."""
-    if routespec.startswith("/"):
-        return routespec.rstrip("/")
-    return "/" + routespec.partition("/")[2].rstrip("/")
+    """The path a server answers at, from its CHP route key (`/user/alice`, or
+    `host/user/alice` on a subdomain hub).
+
+    configurable-http-proxy keeps route keys *decoded* (lib/configproxy.js decodes the API
+    path: `/user/ann+x@example.org`), while the server's base URL is the hub's escaped one
+    (jupyterhub/user.py: `url_escape_path(name)`, `/user/ann%2Bx@example.org/`) and it answers
+    404 elsewhere. So each segment is escaped again the way the hub escapes it."""
+    path = routespec if routespec.startswith("/") else "/" + routespec.partition("/")[2]
+    segments = path.rstrip("/").split("/")
+    return "/".join(quote(segment, safe=HUB_URL_SAFE) for segment in segments)
+
+
+def _refuse_all_cookies() -> http.cookiejar.CookieJar:
+    """A cookie jar that keeps nothing (an empty `allowed_domains` refuses every domain)."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
 def quote_path(path: str) -> str:
@@ -96,7 +119,8 @@ class ServerGateway:
     `no_track_activity=1`. Errors: ServerUnreachable (503, no proxy setting, or no route for a
     server the hub reports running), Conflict `server_not_running` (no route and the hub says
     it is not running), NotFound (`user_not_found`, `file_not_found`, `file_hidden`,
-    `kernel_not_found`), HubUnavailable (hub, proxy API or server not answering), HubError.
+    `kernel_not_found`), ServerUnreachable also when the proxy API or the server does not
+    answer (the hub may be fine), HubUnavailable (the hub not answering), HubError.
     """
 
     def __init__(
@@ -115,7 +139,11 @@ class ServerGateway:
         self.proxy_url = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         # No default headers: each request to a user's server carries that server's own token.
-        self._http = httpx.AsyncClient(timeout=timeouts, transport=transport)
+        # No cookies kept either: servers on one host share a cookie domain (ports do not
+        # separate cookies), so a cookie one user's server sets would go to the others.
+        self._http = httpx.AsyncClient(
+            timeout=timeouts, transport=transport, cookies=_refuse_all_cookies()
+        )
         self._proxy_api = httpx.AsyncClient(
             headers={"Authorization": f"token {proxy_token}"} if proxy_token else {},
             timeout=timeouts,
@@ -204,7 +232,7 @@ class ServerGateway:
             try:
                 response = await self._proxy_api.get(url)
             except httpx.HTTPError as exc:
-                raise HubUnavailable(
+                raise ServerUnreachable(
                     f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) is "
                     f"unreachable: {exc}"
                 ) from exc
@@ -215,8 +243,9 @@ class ServerGateway:
                     code="proxy_forbidden",
                 )
             if response.status_code != 200:
-                raise HubUnavailable(
-                    f"The proxy API at {self.proxy_api_url} answered {response.status_code}"
+                raise ServerUnreachable(
+                    f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) answered "
+                    f"{response.status_code}"
                 )
             routes: dict[tuple[str, str], Route] = {}
             for spec, data in (response.json() or {}).items():
@@ -254,7 +283,9 @@ class ServerGateway:
         if self.mode == "proxy_api":
             if failed_at is not None:
                 await self._refresh_routes(newer_than=failed_at)
-            elif key not in self._routes:
+            elif (
+                key not in self._routes or time.monotonic() - self._routes_read_at > ROUTES_MAX_AGE
+            ):
                 await self._refresh_routes()
             route = self._routes.get(key)
             if route is None:
@@ -341,7 +372,7 @@ class ServerGateway:
                 status, _url = await self._hub_status(user, server)
                 if status in NOT_RUNNING_STATUSES:
                     raise Conflict(f"{label} is {status}", code="server_not_running") from exc
-                raise HubUnavailable(f"{label} did not answer at {base}: {exc}") from exc
+                raise ServerUnreachable(f"{label} did not answer at {base}: {exc}") from exc
             refused = response.status_code in (401, 403) or 300 <= response.status_code < 400
             if refused or response.status_code in (424, 502, 503, 504):
                 if attempt == 0:
@@ -356,7 +387,7 @@ class ServerGateway:
                         f"{label} refused the token the hub issued for it ({response.status_code})",
                         code="server_refused",
                     )
-                raise HubUnavailable(f"{label} answered {response.status_code}")
+                raise ServerUnreachable(f"{label} answered {response.status_code}")
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -474,10 +505,12 @@ class ServerGateway:
                 f"api/contents/{quote_path(parent)}".rstrip("/"),
                 params={"content": "1", "type": "directory"},
             )
+            # Only a listing that worked tells: a server that cannot list the directory either
+            # (404 at another base URL, an error) is not one that refuses hidden files.
             names = []
             if listing.status_code == 200:
                 names = [str(item.get("name", "")) for item in listing.json().get("content") or []]
-            if not any(name.startswith(".") for name in names):
+            if listing.status_code == 200 and not any(name.startswith(".") for name in names):
                 return NotFound(
                     f"{label} answers 404 for {path!r}, a hidden path (a name starting with "
                     "'.'), and lists no hidden files: it refuses to serve hidden files. Start "

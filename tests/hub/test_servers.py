@@ -18,6 +18,9 @@ from hubkeeper.hub.servers import Route, ServerGateway, ServerUnreachable
 
 USER = "reach-files"
 EMAIL_USER = "reach-ann@example.org"
+# '+' (plus addressing) and other characters the hub escapes in URLs (url_escape_path) but
+# configurable-http-proxy keeps decoded in its route keys.
+PLUS_USER = "reach-ann+hub's@example.org"
 HIDDEN_USER = f"{NO_HIDDEN_PREFIX}reach"
 
 
@@ -213,6 +216,23 @@ async def test_a_user_named_like_an_email_address(hub, hub_client):
     finally:
         await gateway.aclose()
         await asyncio.to_thread(hub.stop_server, EMAIL_USER)
+
+
+async def test_a_user_named_with_characters_the_hub_escapes_is_reached(hub, hub_client):
+    await asyncio.to_thread(hub.create_users, [PLUS_USER])
+    await asyncio.to_thread(hub.start_server, PLUS_USER)
+    gateway = direct(hub_client, hub)
+    try:
+        assert (await gateway.server_status(PLUS_USER))["started"]
+        assert (await gateway.read_file_range(PLUS_USER, "", LOG_FILE_NAME, last=10)).data
+        # The server answers at the hub's URL for it ('+' and "'" escaped, '@' kept) ...
+        model = await asyncio.to_thread(hub.server_model, PLUS_USER)
+        assert model and model["url"] == "/user/reach-ann%2Bhub%27s@example.org/"
+        # ... which is where the gateway reads it, though the proxy's key is decoded.
+        assert gateway._routes[(PLUS_USER, "")].base.endswith(model["url"].rstrip("/"))
+    finally:
+        await gateway.aclose()
+        await asyncio.to_thread(hub.stop_server, PLUS_USER)
 
 
 async def test_a_hidden_log_refused_by_the_server_says_so(hub, hub_client):
