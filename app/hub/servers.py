@@ -357,6 +357,20 @@ class ServerGateway:
         failed_at: float | None = None
         for attempt in (0, 1):
             base = await self._base(user, server, failed_at=failed_at)
+            try:
+                here = await self._serves_here(base)
+            except httpx.HTTPError:
+                here = False
+            if not here:
+                # The route is stale: the address may serve another user's server now (a
+                # restart, a reused pod IP or port). Read the routes again; send no token.
+                if attempt == 0:
+                    failed_at = time.monotonic()
+                    continue
+                status, _url = await self._hub_status(user, server)
+                if status in NOT_RUNNING_STATUSES:
+                    raise Conflict(f"{label} is {status}", code="server_not_running")
+                raise ServerUnreachable(f"{label} does not answer at {base}")
             token = await self._token(user, server)
             try:
                 response = await self._http.request(
@@ -390,6 +404,24 @@ class ServerGateway:
                 raise ServerUnreachable(f"{label} answered {response.status_code}")
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _serves_here(self, base: str) -> bool:
+        """Does the server at `base` answer under this base URL? Asked before every request
+        that carries a token, so a user's token never reaches an address that serves another
+        user's server now (a restart, a reused pod IP or port). Both probes need no token and
+        exist only under the server's own base URL (404 from any other user's server):
+        - `HEAD <base_url>static/favicon.ico`, jupyter_server's own static file
+          (`FileFindHandler.head` is `allow_unauthenticated`, jupyter_server/base/handlers.py);
+          a static-file success is logged at debug level (jupyterhub/log.py `log_request`), so
+          it never lands in the log file being followed;
+        - else `GET <base_url>api`, its version (`APIVersionHandler`, unauthenticated, not
+          counted as activity; logged at info level, so only the fallback).
+        """
+        probe = await self._http.head(f"{base}/static/favicon.ico")
+        if probe.status_code == 200:
+            return True
+        version = await self._http.get(f"{base}/api", params={"no_track_activity": "1"})
+        return version.status_code == 200
 
     @staticmethod
     def _fail(response: httpx.Response, what: str) -> None:
@@ -476,17 +508,20 @@ class ServerGateway:
         stop = size if end is None else min(end + 1, size)
         return FileRange(data[first:stop], min(first, size), size)
 
-    async def file_size(self, user: str, server: str, path: str) -> int:
-        """The size in bytes of a file relative to the server's root, from a HEAD request.
+    async def file_size(self, user: str, server: str, path: str) -> int | None:
+        """The size in bytes of a file relative to the server's root, from a HEAD request
+        (None when the server does not say).
 
         Raises NotFound `file_hidden` / `file_not_found` as `read_file_range` does.
         """
         response = await self._call("HEAD", user, server, f"files/{quote_path(path)}")
         if response.status_code == 404:
             raise await self._missing(user, server, path)
+        if response.status_code in (405, 501):  # a server without HEAD: size unknown
+            return None
         self._fail(response, f"read the size of {path!r}")
         length = response.headers.get("Content-Length", "")
-        return int(length) if length.isdigit() else 0
+        return int(length) if length.isdigit() else None
 
     async def _missing(self, user: str, server: str, path: str) -> NotFound:
         """Why `files/<path>` answered 404. jupyter_server refuses a hidden file with the same

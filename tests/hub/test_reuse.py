@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hubkeeper.demo.localhub import LocalHub, free_port
-from hubkeeper.errors import NotFound
+from hubkeeper.errors import Conflict
 from hubkeeper.hub import servers as servers_module
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway, ServerUnreachable
@@ -132,6 +132,23 @@ async def test_an_address_reused_by_another_users_server_never_gets_the_owners_t
     assert new.seen[-1][1]["Authorization"] == owner_token
 
 
+async def test_a_reused_address_gets_no_token_even_before_the_routes_are_read_again(
+    stand_ins, gateway
+):
+    """Within the route table's lifetime too: the address is asked, without a token, whether
+    it serves the owner's base URL before the owner's token is sent."""
+    old = await asyncio.to_thread(stand_ins, OWNER)
+    await gateway.server_status(OWNER)
+    new = await asyncio.to_thread(stand_ins, OWNER)
+    await asyncio.to_thread(stand_ins.route, OTHER, old)
+    old.seen.clear()
+
+    assert (await gateway.server_status(OWNER))["started"]  # at once: no wait for a re-read
+    leaked = [path for path, headers in old.seen if "Authorization" in headers]
+    assert not leaked, f"OTHER's server at OWNER's old address received OWNER's token: {leaked}"
+    assert new.seen[-1][1]["Authorization"]
+
+
 async def test_a_cookie_one_server_sets_never_reaches_another(stand_ins, gateway):
     planter = await asyncio.to_thread(stand_ins, OWNER)
     planter.set_cookie = "planted=by-owner; Path=/"
@@ -157,12 +174,13 @@ async def test_a_proxy_api_that_is_down_is_server_unreachable_not_hub_unavailabl
         await client.aclose()
 
 
-async def test_a_server_that_answers_404_everywhere_is_not_called_one_refusing_hidden_files(
+async def test_an_address_that_does_not_serve_the_users_base_url_is_unreachable_not_hidden(
     stand_ins, gateway
 ):
     lost = await asyncio.to_thread(stand_ins, OWNER)
     lost.owner = "somebody-else"  # answers 404 at OWNER's base URL, for files and listings
-    with pytest.raises(NotFound) as missing:
+    with pytest.raises((ServerUnreachable, Conflict)) as unreachable:
         await gateway.read_file_range(OWNER, "", ".jupyter-server-log.txt", last=10)
-    assert missing.value.code == "file_not_found", missing.value.detail
-    assert ".jupyter-server-log.txt" in missing.value.detail
+    # the stand-in's user has no server on the hub: "not running"; with one, "unreachable"
+    assert unreachable.value.code in ("server_unreachable", "server_not_running")
+    assert all("Authorization" not in headers for _path, headers in lost.seen)
