@@ -20,6 +20,9 @@ from starlette.testclient import TestClient
 from hubkeeper.main import create_app
 
 PUBLIC, READER, ADMIN, OAUTH = "public", "reader", "admin", "oauth"
+# metrics: a hub token whose scopes include read:metrics (the hub's admin role has it), as the
+# hub's own /hub/metrics; no cookie sessions
+METRICS = "metrics"
 # public: anyone (health, sign-in, static files, API docs, the spawn hook's lockdown status)
 # reader: admins and managers · admin: admins only · oauth: the sign-in's return leg (403
 # without a flow of its own, for everyone)
@@ -74,15 +77,40 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/sessions"): READER,
     ("GET", "/api/v1/usage"): READER,
     ("GET", "/history"): READER,
+    ("GET", "/api/v1/health/live"): PUBLIC,
+    ("GET", "/api/v1/health/ready"): PUBLIC,
+    ("GET", "/metrics"): METRICS,
+    ("GET", "/api/v1/culler"): READER,
+    ("PUT", "/api/v1/culler"): ADMIN,
+    ("GET", "/api/v1/culler/preview"): READER,
+    ("POST", "/api/v1/culler/run"): ADMIN,
+    ("GET", "/api/v1/culls"): READER,
+    ("GET", "/api/v1/exemptions"): READER,
+    ("POST", "/api/v1/exemptions"): ADMIN,
+    ("DELETE", "/api/v1/exemptions/{exemption_id}"): ADMIN,
+    ("GET", "/culler"): READER,
+    ("GET", "/culls"): READER,
+    ("POST", "/culler/settings"): ADMIN,
+    ("POST", "/culler/run"): ADMIN,
+    ("POST", "/culler/exemptions"): ADMIN,
+    ("POST", "/culler/exemptions/{exemption_id}/delete"): ADMIN,
 }
 
-PATH_VALUES = {"name": "mx-ghost", "server": "nope", "job_id": "no-such-job"}
+PATH_VALUES = {
+    "name": "mx-ghost",
+    "server": "nope",
+    "job_id": "no-such-job",
+    "exemption_id": "999999",
+}
 # Bodies that get past authorisation but fail validation: nothing is changed.
 HARMLESS_BODY: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/servers/stop-all"): {"json": ["not an object"]},
     ("POST", "/api/v1/lockdown"): {"json": ["not an object"]},
     ("POST", "/users/stop-all"): {"data": {"reason": ""}},
     ("POST", "/lockdown"): {"data": {"reason": ""}},
+    ("PUT", "/api/v1/culler"): {"json": ["not an object"]},
+    ("POST", "/api/v1/exemptions"): {"json": ["not an object"]},
+    ("POST", "/culler/exemptions"): {"data": {"reason": ""}},
 }
 IDENTITIES = ("anonymous", "no_role", "manager", "admin", "scoped_out")
 # The same people signed in with the browser session instead of a token (script requests from
@@ -150,10 +178,14 @@ def test_every_route_declares_a_policy(client):
     assert not gone, f"POLICY names routes the app no longer has: {gone}"
 
 
-def expected(policy: str, identity: str, *, is_api: bool) -> set[int] | None:
+def expected(policy: str, identity: str, *, is_api: bool, cookie: bool = False) -> set[int] | None:
     """The statuses allowed; None = "let in" (anything but 401/403/5xx)."""
     if policy == PUBLIC:
         return None
+    if policy == METRICS:
+        if cookie or identity == "anonymous":
+            return {401}
+        return None if identity == "admin" else {403}
     if policy == OAUTH:
         return {403}
     if identity == "anonymous":
@@ -224,7 +256,7 @@ def test_the_authorisation_matrix_with_browser_sessions(client, identity):
     routes = sorted(POLICY.items(), key=lambda item: (item[0] == ("POST", "/logout"), item[0]))
     for (method, path), policy in routes:
         response = call(client, method, path, None, session=({name: value}, csrf))
-        allowed = expected(policy, as_token[identity], is_api=path.startswith("/api/"))
+        allowed = expected(policy, as_token[identity], is_api=path.startswith("/api/"), cookie=True)
         status = response.status_code
         ok = status < 500 and (status not in (401, 403) if allowed is None else status in allowed)
         if not ok:

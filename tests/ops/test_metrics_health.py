@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
+from hubkeeper.db.engine import session_scope
+from hubkeeper.db.models import CullEvent
 from hubkeeper.main import create_app
 from hubkeeper.ops.metrics import observe_cull_pass
 from tests.waiting import wait_for
@@ -49,7 +50,13 @@ def test_metrics_need_a_token_with_read_metrics(hub, client):
     found = families(ok.text)
     assert set(found) >= SERIES, SERIES - set(found)
     leader = {s.labels["loop"]: s.value for s in found["hubkeeper_leader"].samples}
-    assert leader == {"session-recorder": 1.0}  # the only replica always leads
+    # the only replica always leads every loop
+    assert leader == {
+        "session-recorder": 1.0,
+        "lockdown-enforcer": 1.0,
+        "culler": 1.0,
+        "kernel-culler": 1.0,
+    }
     assert found["hubkeeper_lockdown_active"].samples[0].value == 0.0
     outcomes = {s.labels.get("outcome") for s in found["hubkeeper_hub_request_seconds"].samples}
     assert "ok" in outcomes
@@ -61,35 +68,24 @@ def test_culls_are_counted_from_the_cull_event_table_and_passes_observed(
     app = create_app(make_settings(db_url, HUBKEEPER_METRICS_PUBLIC="1"))
     with TestClient(app) as client:
         before = families(client.get("metrics").text)
-        assert before["hubkeeper_culls"].samples == []  # no cull_event table on this branch
-        # A stand-in for the culler's table (its migration arrives with the culler): only
-        # the columns the collector reads.
-        with app.state.hk.engine.begin() as conn:
-            conn.execute(text("CREATE TABLE cull_event (kind VARCHAR(16), reason VARCHAR(16))"))
-            conn.execute(
-                text(
-                    "INSERT INTO cull_event VALUES ('server', 'idle'), ('server', 'idle'),"
-                    " ('kernel', 'idle')"
-                )
-            )
+        assert before["hubkeeper_culls"].samples == []  # no culls yet
+        with session_scope(app.state.hk.engine) as session:
+            for kind in ("server", "server", "kernel"):
+                session.add(CullEvent(kind=kind, user="metrics-test", reason="idle"))
         observe_cull_pass(1.5)
         after = families(client.get("metrics").text)
-        try:
-            culls = {
-                (s.labels["kind"], s.labels["reason"]): s.value
-                for s in after["hubkeeper_culls"].samples
-                if s.name == "hubkeeper_culls_total"
-            }
-            assert culls == {("server", "idle"): 2.0, ("kernel", "idle"): 1.0}
-            count = [
-                s.value
-                for s in after["hubkeeper_cull_pass_seconds"].samples
-                if s.name == "hubkeeper_cull_pass_seconds_count"
-            ]
-            assert count and count[0] >= 1
-        finally:
-            with app.state.hk.engine.begin() as conn:
-                conn.execute(text("DROP TABLE cull_event"))
+        culls = {
+            (s.labels["kind"], s.labels["reason"]): s.value
+            for s in after["hubkeeper_culls"].samples
+            if s.name == "hubkeeper_culls_total"
+        }
+        assert culls == {("server", "idle"): 2.0, ("kernel", "idle"): 1.0}
+        count = [
+            s.value
+            for s in after["hubkeeper_cull_pass_seconds"].samples
+            if s.name == "hubkeeper_cull_pass_seconds_count"
+        ]
+        assert count and count[0] >= 1
 
 
 def test_health_live_and_ready(client):
