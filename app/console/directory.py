@@ -609,6 +609,11 @@ class UserDirectory:
                 await asyncio.sleep(min(backoff, MAX_BACKOFF))
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
+    def sweep_soon(self) -> None:
+        """Ask for a full sweep soon (call on the directory's event loop): for changes the
+        cheap syncs cannot see, such as the groups of users who are neither new nor active."""
+        self._sweep_soon.set()
+
     async def _sweep_loop(self) -> None:
         backoff = 1.0
         while True:
