@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -21,7 +20,7 @@ from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.params import page_param, text_param, view_url
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -223,15 +222,7 @@ class CullsView:
         )
 
     def url(self, base: str, **changes: Any) -> str:
-        view = replace(self, **changes) if changes else self
-        query = urlencode(
-            {
-                f.name: str(getattr(view, f.name))
-                for f in fields(view)
-                if getattr(view, f.name) != f.default
-            }
-        )
-        return f"{base}culls?{query}" if query else f"{base}culls"
+        return view_url(self, base, "culls", **changes)
 
 
 @dataclass(frozen=True)

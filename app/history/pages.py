@@ -4,7 +4,7 @@ group, a CSV download, and the sessions, newest first. The view lives in the que
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +19,7 @@ from hubkeeper.history.chart import bar_chart
 from hubkeeper.history.recorder import aware
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.params import page_param, text_param, view_url
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -54,15 +54,7 @@ class HistoryView:
         )
 
     def url(self, base: str, **changes: Any) -> str:
-        view = replace(self, **changes) if changes else self
-        query = urlencode(
-            {
-                f.name: str(getattr(view, f.name))
-                for f in fields(view)
-                if getattr(view, f.name) != f.default
-            }
-        )
-        return f"{base}history?{query}" if query else f"{base}history"
+        return view_url(self, base, "history", **changes)
 
 
 def _day(raw: str) -> datetime | None:

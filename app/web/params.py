@@ -7,7 +7,9 @@ falls back to defaults instead of failing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields, replace
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Path
 
@@ -31,3 +33,17 @@ def page_param(params: Mapping[str, Any], key: str = "page") -> int:
         return max(1, min(int(text_param(params, key) or "1"), MAX_PAGE))
     except ValueError:
         return 1
+
+
+def view_url(view: Any, base: str, page: str, **changes: Any) -> str:
+    """The URL of `page` showing `view` (a frozen dataclass of the page's filters) with
+    `changes`; only fields that differ from their defaults go in the query string."""
+    shown = replace(view, **changes) if changes else view
+    query = urlencode(
+        {
+            f.name: str(getattr(shown, f.name))
+            for f in fields(shown)
+            if getattr(shown, f.name) != f.default
+        }
+    )
+    return f"{base}{page}?{query}" if query else f"{base}{page}"
