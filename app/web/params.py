@@ -35,9 +35,10 @@ def page_param(params: Mapping[str, Any], key: str = "page") -> int:
         return 1
 
 
-def view_url(view: Any, base: str, page: str, **changes: Any) -> str:
-    """The URL of `page` showing `view` (a frozen dataclass of the page's filters) with
-    `changes`; only fields that differ from their defaults go in the query string."""
+def view_url(view: Any, base: str, path: str, /, **changes: Any) -> str:
+    """The URL of the page at `path` showing `view` (a frozen dataclass of the page's filters,
+    `page` number included) with `changes`; only fields that differ from their defaults go in
+    the query string."""
     shown = replace(view, **changes) if changes else view
     query = urlencode(
         {
@@ -46,4 +47,4 @@ def view_url(view: Any, base: str, page: str, **changes: Any) -> str:
             if getattr(shown, f.name) != f.default
         }
     )
-    return f"{base}{page}?{query}" if query else f"{base}{page}"
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
