@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LOCK_KEY = "culler.lock"
 WITHIN_MAX = 30 * 86400  # a preview looks at most 30 days ahead
 LOOP_RETRY_S = 30.0  # after a pass that failed unexpectedly (the database down, say)
+SETTINGS_POLL_S = 5.0  # how often a waiting loop reads its settings again
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,19 @@ async def kernels_once(hk: HubkeeperState) -> PassResult | None:
 
 
 async def _forever(hk: HubkeeperState, once: Any, interval_of: Any, name: str) -> None:
+    """Run `once` every `interval_of(settings)` seconds, counted from the last pass. The
+    settings are read again every `SETTINGS_POLL_S` seconds while waiting: a PUT on any replica
+    (a shorter interval, culling switched on) applies within seconds, not after the old
+    interval has run out."""
+    last = time.monotonic()
     while True:
         try:
             cfg = (await current(hk)).settings
-            await asyncio.sleep(interval_of(cfg))
+            wait = last + interval_of(cfg) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(min(wait, SETTINGS_POLL_S))
+                continue
+            last = time.monotonic()
             result = await once(hk)
             if result is not None and result.error:
                 log.warning("culler %s pass skipped: %s", name, result.error)
