@@ -131,6 +131,24 @@ class CullLog:
         self.hk, self.who, self.settings_json = hk, who, settings_json
         self._pending: list[Outcome] = []
         self._task: asyncio.Task[None] | None = None
+        self._ahead: dict[int, int] = {}  # id(cull) → its written-ahead record
+
+    async def begin(self, cull: Cull) -> None:
+        """Write the cull's record before acting (settled by `flush`); a database error is
+        logged and the record is then written with the outcome, as without it."""
+        event = records.event_of(
+            cull,
+            outcome="error",
+            error=records.INTERRUPTED,
+            settings_json=self.settings_json,
+            actor=self.who.name,
+        )
+        try:
+            self._ahead[id(cull)] = await asyncio.to_thread(
+                records.add_pending, self.hk.engine, event
+            )
+        except Exception:
+            log.exception("could not record the cull of %s before it", cull.user)
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -155,9 +173,9 @@ class CullLog:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        rows = [self._rows(o) for o in batch]
+        rows = [(self._ahead.pop(id(o.cull), None), *self._rows(o)) for o in batch]
         try:
-            await asyncio.to_thread(records.add_batch, self.hk.engine, rows)
+            await asyncio.to_thread(records.settle_batch, self.hk.engine, rows)
         except Exception:
             log.exception("could not record %d culls", len(batch))
 
@@ -285,6 +303,7 @@ async def servers_pass(
     async def cull(one: Cull) -> Outcome:
         nonlocal done
         async with limit:
+            await cull_log.begin(one)
             outcome = await _stop_one(hk, hub, who, one)
         result.outcomes.append(outcome)
         cull_log.add(outcome)
@@ -421,6 +440,7 @@ async def kernels_pass(
             outcomes: list[Outcome] = []
             if not dry_run:
                 for one in culls:
+                    await cull_log.begin(one)
                     try:
                         await gateway.delete_kernel(user.name, server.name, one.kernel_id or "")
                         outcomes.append(Outcome(one, ok=True))

@@ -42,6 +42,33 @@ def add_event(
     return event
 
 
+# What a cull's record says until its outcome is known: written just before the hub (or the
+# server) is asked, so a culler that dies mid-pass (a killed leader) leaves this, not nothing.
+INTERRUPTED = "interrupted: the culler ended before the answer came (the stop may have happened)"
+
+
+def add_pending(engine: Engine, event: CullEvent) -> int:
+    """Write a cull's record before acting on it (outcome error, INTERRUPTED); its id."""
+    with session_scope(engine) as session:
+        session.add(event)
+        session.flush()
+        return int(event.id or 0)
+
+
+def settle_batch(engine: Engine, rows: list[tuple[int | None, CullEvent, AuditEvent]]) -> None:
+    """The outcomes of culls, in one transaction: each written-ahead record (by id) gets its
+    outcome and error; a cull without one gets a new record. With their audit entries."""
+    with session_scope(engine) as session:
+        for row_id, event, entry in rows:
+            found = session.get(CullEvent, row_id) if row_id else None
+            if found is not None:
+                found.outcome, found.error = event.outcome, event.error
+                session.add(found)
+            else:
+                session.add(event)
+            session.add(entry)
+
+
 def add_batch(engine: Engine, rows: list[tuple[CullEvent, AuditEvent]]) -> None:
     """Cull events and their audit entries, in one transaction."""
     with session_scope(engine) as session:
