@@ -24,6 +24,7 @@ from hubkeeper.culler.schemas import (
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, parse_when
+from hubkeeper.web.params import RowId
 
 router = APIRouter(prefix="/api/v1", tags=["culler"])
 
@@ -147,7 +148,7 @@ async def add_exemption(body: ExemptionIn, who: CurrentAdmin, hk: StateDep) -> E
 
 
 @router.delete("/exemptions/{exemption_id}", status_code=204)
-async def delete_exemption(exemption_id: int, who: CurrentAdmin, hk: StateDep) -> Response:
+async def delete_exemption(exemption_id: RowId, who: CurrentAdmin, hk: StateDep) -> Response:
     """End an exemption now (404 unknown, 409 already deleted); it stays on record."""
     await service.delete_exemption(hk, who, exemption_id)
     return Response(status_code=204)

@@ -20,7 +20,7 @@ from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param, view_url
+from hubkeeper.web.params import RowId, page_param, text_param, view_url
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -187,7 +187,7 @@ async def add_exemption(request: Request, who: CurrentAdmin, hk: StateDep) -> Re
 
 @router.post("/culler/exemptions/{exemption_id}/delete")
 async def delete_exemption(
-    request: Request, exemption_id: int, who: CurrentAdmin, hk: StateDep
+    request: Request, exemption_id: RowId, who: CurrentAdmin, hk: StateDep
 ) -> Response:
     """End an exemption now."""
     await service.delete_exemption(hk, who, exemption_id)

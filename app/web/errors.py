@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -142,6 +143,20 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         )
         return error_response(request, 422, "invalid_request", problems or "Invalid request")
+
+    @app.exception_handler(DataError)
+    async def _unstorable_value(request: Request, exc: DataError) -> Response:
+        # A database "data exception" (SQLSTATE class 22: a NUL byte in text, a number out of
+        # the column's range) comes from a value the client sent; its transaction was rolled
+        # back, so nothing changed: the client's error, not ours.
+        log.info("refused a value the database cannot store on %s: %s", request.url.path, exc.orig)
+        return error_response(
+            request,
+            422,
+            "invalid_value",
+            "A value in this request cannot be stored (text with a NUL character, or a number "
+            "out of range); nothing was changed",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -19,6 +19,9 @@ NAME_MAX = 255  # user and server names in paths
 
 UserName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="hub user name")]
 ServerName = Annotated[str, Path(min_length=1, max_length=NAME_MAX, description="named server")]
+# A row id in a path: within the integer column's range on every database (PostgreSQL's
+# `integer` ends at 2**31 - 1; a larger id is a 422, not a database error).
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the row's id")]
 
 
 def text_param(params: Mapping[str, Any], key: str, limit: int = MAX_TEXT) -> str:

@@ -108,3 +108,23 @@ def test_a_strange_last_event_id_is_not_a_500(
         assert response.status_code == 200
         first = next(response.iter_lines())
         assert first.startswith(("data:", "id:", "event:", "retry:", ":"))
+
+
+def test_values_the_database_cannot_store_are_a_422_and_change_nothing(
+    make_settings, db_url, admin_token
+):
+    """Found by the fuzz run on PostgreSQL: a NUL byte in text and an id past the integer
+    column's range. Either is the client's error, on every database."""
+    headers = {"Authorization": f"token {admin_token}"}
+    with TestClient(create_app(make_settings(db_url=db_url)), raise_server_exceptions=False) as c:
+        base = "/services/hubkeeper/api/v1/"
+        locked = c.post(base + "lockdown", json={"reason": "bad\x00reason"}, headers=headers)
+        if locked.status_code < 300:  # SQLite stores NUL: lift it again
+            assert c.delete(base + "lockdown", headers=headers).status_code < 300
+        else:
+            assert locked.status_code == 422, locked.text
+            assert locked.json()["error"] == "invalid_value"
+            assert c.get(base + "lockdown", headers=headers).json()["active"] is False
+        huge = c.delete(base + "exemptions/161219128252795072", headers=headers)
+        assert huge.status_code == 422, huge.text
+        assert set(huge.json()) == {"error", "detail"}
