@@ -70,9 +70,16 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+# Writes docs/performance.md: the directory, the culler, and usage over a million sessions (on
+# SQLite, and on PostgreSQL too when it answers: the bench makes a database of its own there).
+bench: install postgres
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --culler
+	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+		$(BIN)/python bench/usage.py --write --postgres $(PG_URL); \
+	else \
+		$(BIN)/python bench/usage.py --write; \
+	fi
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -25,6 +25,7 @@ from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
+from hubkeeper.history.report import keep_rollups_current
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
@@ -53,6 +54,7 @@ RECORDER = "session-recorder"
 ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
+USAGE_ROLLUP = "usage-rollup"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -123,6 +125,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             leader.run_as_leader(KERNEL_CULLER, lambda: culler.run_kernels_forever(state)),
             name="hubkeeper-kernel-culler",
         )
+        rollups = asyncio.create_task(
+            leader.run_as_leader(USAGE_ROLLUP, lambda: keep_rollups_current(engine)),
+            name="hubkeeper-usage-rollup",
+        )
         try:
             yield
         finally:
@@ -131,7 +137,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             # sessions and audit records are written), what is left is cancelled; the
             # history is written; only then the hub client and the database close.
             state.shutting_down.set()
-            for task in (record, enforce, cull_servers, cull_kernels, sync, watch):
+            for task in (record, enforce, cull_servers, cull_kernels, rollups, sync, watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -166,6 +166,38 @@ class UsageDay(SQLModel, table=True):
     users: int = Field(default=0)
 
 
+class UsageUserDay(SQLModel, table=True):
+    """Usage of one user, with the groups they had at the session's start, on one closed UTC
+    day: pieces (sessions touching the day), starts (sessions that started that day) and
+    server-seconds. A cache of `server_session`, kept with `usage_day` by
+    `hubkeeper.history.rollup`; by=user and by=group read it for the whole days of a window.
+    `groups` is the session's JSON list, or '' where it was not recorded."""
+
+    __tablename__ = "usage_user_day"
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: str = Field(index=True, max_length=10)  # YYYY-MM-DD (UTC)
+    user: str = Field(max_length=255)
+    groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    pieces: int = Field(default=0)
+    starts: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+
+
+class UsageUserMonth(SQLModel, table=True):
+    """`usage_user_day` summed over one closed UTC month (starts and server-seconds), so that
+    a year by user or by group reads twelve rows per user instead of 365."""
+
+    __tablename__ = "usage_user_month"
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(index=True, max_length=7)  # YYYY-MM (UTC)
+    user: str = Field(max_length=255)
+    groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    starts: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+
+
 class UsageRollupState(SQLModel, table=True):
     """What `usage_day` was built from (one row): the days before `sealed_until` are in it, as
     of session id `max_id`, with `open_ids` (JSON list) still open then."""

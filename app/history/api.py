@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
-from hubkeeper.history.rollup import usage as usage_in_db
+from hubkeeper.history.report import usage as usage_in_db
 from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
 from hubkeeper.history.usage import MAX_DAYS, UsageRow, to_csv
 from hubkeeper.kit.clock import utcnow

@@ -12,7 +12,7 @@ import sys
 from hubkeeper.config import Settings
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.errors import HubkeeperError
-from hubkeeper.history.rollup import usage as usage_in_db
+from hubkeeper.history.report import usage as usage_in_db
 from hubkeeper.history.usage import to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import window

@@ -21,8 +21,13 @@ def _overlapping(
     if until is not None:
         query = query.where(col(ServerSession.started_at) < until)
     if since is not None:
+        # a session that starts in the window is in it even with no length (usage_db.WHERE)
         query = query.where(
-            or_(col(ServerSession.stopped_at).is_(None), col(ServerSession.stopped_at) > since)
+            or_(
+                col(ServerSession.stopped_at).is_(None),
+                col(ServerSession.stopped_at) > since,
+                col(ServerSession.started_at) >= since,
+            )
         )
     return query
 

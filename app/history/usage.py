@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hubkeeper.db.models import ServerSession
@@ -26,13 +26,18 @@ CSV_HEADER = ("key", "sessions", "server_hours", "users")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-@dataclass
+@dataclass(slots=True)
 class UsageRow:
     key: str
     sessions: int = 0
     seconds: float = 0.0
-    people: set[str] = field(default_factory=set)
-    user_count: int | None = None  # distinct users counted by the database (by=day)
+    people: set[str] | None = None  # distinct users seen (by=group, and `aggregate`)
+    user_count: int | None = None  # distinct users when known without a set (by=day, by=user)
+
+    def add_person(self, user: str) -> None:
+        if self.people is None:
+            self.people = set()
+        self.people.add(user)
 
     @property
     def server_hours(self) -> float:
@@ -40,7 +45,9 @@ class UsageRow:
 
     @property
     def users(self) -> int:
-        return self.user_count if self.user_count is not None else len(self.people)
+        if self.user_count is not None:
+            return self.user_count
+        return len(self.people) if self.people is not None else 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -94,7 +101,7 @@ def aggregate(
                 row = rows.setdefault(day.date().isoformat(), UsageRow(day.date().isoformat()))
                 row.sessions += 1
                 row.seconds += (piece_end - max(start, day)).total_seconds()
-                row.people.add(s.user)
+                row.add_person(s.user)
                 day += timedelta(days=1)
                 if day >= end:
                     break
@@ -104,7 +111,7 @@ def aggregate(
             row = rows.setdefault(key, UsageRow(key))
             row.sessions += 1
             row.seconds += (end - start).total_seconds()
-            row.people.add(s.user)
+            row.add_person(s.user)
     if by == "day":
         return [rows[k] for k in sorted(rows)]
     return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))

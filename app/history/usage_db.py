@@ -18,7 +18,8 @@ object: the database clips each session to the window, splits it at UTC midnight
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,106 +45,101 @@ def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sq
 
 
 # Two index ranges: sessions started since `lower` (no closed session that started earlier
-# can reach `since`), and the few still open that started before it.
+# can reach `since`), and the few still open that started before it. A session that starts
+# in the window counts even when it has no length; one that ended exactly at `since` does not.
 WHERE = """
     FROM server_session
     WHERE started_at < :until AND started_at >= :lower
-      AND (stopped_at IS NULL OR stopped_at > :since)
+      AND (stopped_at IS NULL OR stopped_at > :since OR started_at >= :since)
 """
 WHERE_OLD_OPEN = """
     FROM server_session
     WHERE stopped_at IS NULL AND started_at < :lower AND started_at < :until
 """
 
+# `st`: the session starts in the window (else it was running at `since`): the rollups keep
+# starts so that a session over several days or months is counted once in a wider window.
 SQLITE_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, {{g}} AS g,
+        SELECT "user" AS u, {{g}} AS g, started_at >= :since AS st,
                max(started_at, :since) AS a,
                min(coalesce(stopped_at, :now), :until) AS b
         {WHERE}
         UNION ALL
-        SELECT "user", {{g}}, max(started_at, :since), min(:now, :until)
+        SELECT "user", {{g}}, 0, max(started_at, :since), min(:now, :until)
         {WHERE_OLD_OPEN}
     ),
-    s AS (SELECT u, g, a, b FROM clipped WHERE b >= a)
+    s AS (SELECT u, g, st, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 PG_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, {{g}} AS g,
+        SELECT "user" AS u, {{g}} AS g, started_at >= :since AS st,
                greatest(started_at, :since) AT TIME ZONE 'UTC' AS a,
                least(coalesce(stopped_at, :now), :until) AT TIME ZONE 'UTC' AS b
         {WHERE}
         UNION ALL
-        SELECT "user", {{g}},
+        SELECT "user", {{g}}, false,
                greatest(started_at, :since) AT TIME ZONE 'UTC',
                least(CAST(:now AS timestamptz), :until) AT TIME ZONE 'UTC'
         {WHERE_OLD_OPEN}
     ),
-    s AS (SELECT u, g, a, b FROM clipped WHERE b >= a)
+    s AS (SELECT u, g, st, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 # A piece per (session, UTC day it touches); a session ending exactly at midnight does not
 # touch the next day, one of zero length still counts in its day (as `aggregate` does).
-SQLITE_BY_DAY = f"""
+# Only the piece on the day a session starts carries its start.
+SQLITE_PIECES = f"""
     WITH RECURSIVE {SQLITE_CLIPPED},
-    p(u, d, secs, nxt, b) AS (
-        SELECT u, substr(a, 1, 10),
-               (julianday(min(b, nxt)) - julianday(a)) * 86400.0, nxt, b
-        FROM (SELECT u, a, b, date(a, '+1 day') || ' 00:00:00.000000' AS nxt FROM s)
+    p(u, g, d, secs, st, nxt, b) AS (
+        SELECT u, g, substr(a, 1, 10),
+               (julianday(min(b, nxt)) - julianday(a)) * 86400.0, st, nxt, b
+        FROM (SELECT u, g, st, a, b, date(a, '+1 day') || ' 00:00:00.000000' AS nxt FROM s)
         UNION ALL
-        SELECT u, substr(nxt, 1, 10),
+        SELECT u, g, substr(nxt, 1, 10),
                (julianday(min(b, date(nxt, '+1 day') || ' 00:00:00.000000'))
-                - julianday(nxt)) * 86400.0,
+                - julianday(nxt)) * 86400.0, 0,
                date(nxt, '+1 day') || ' 00:00:00.000000', b
         FROM p WHERE nxt < b
     )
-    SELECT d, count(*), sum(secs), count(DISTINCT u) FROM p GROUP BY d
 """  # noqa: S608 - constant SQL, values are bound parameters
 
-PG_BY_DAY = f"""
+PG_PIECES = f"""
     WITH {PG_CLIPPED},
-    p AS (
-        SELECT u, a, b, date_trunc('day', a) AS d FROM s
+    p0 AS (
+        SELECT u, g, st, a, b, date_trunc('day', a) AS d FROM s
         WHERE b <= date_trunc('day', a) + interval '1 day'
         UNION ALL
-        SELECT s.u, s.a, s.b, d FROM s CROSS JOIN LATERAL generate_series(
+        SELECT s.u, s.g, s.st AND d = date_trunc('day', s.a), s.a, s.b, d
+        FROM s CROSS JOIN LATERAL generate_series(
             date_trunc('day', s.a), s.b - interval '1 microsecond', interval '1 day'
         ) AS d
         WHERE s.b > date_trunc('day', s.a) + interval '1 day'
+    ),
+    p AS (
+        SELECT u, g, to_char(d, 'YYYY-MM-DD') AS d, CASE WHEN st THEN 1 ELSE 0 END AS st,
+               extract(epoch FROM least(b, d + interval '1 day') - greatest(a, d)) AS secs
+        FROM p0
     )
-    SELECT to_char(d, 'YYYY-MM-DD'), count(*),
-           sum(extract(epoch FROM least(b, d + interval '1 day') - greatest(a, d))),
-           count(DISTINCT u)
-    FROM p GROUP BY d
 """  # noqa: S608 - constant SQL, values are bound parameters
 
-SQLITE_BY_USER = f"""
+BY_DAY = "SELECT d, count(*), sum(secs), count(DISTINCT u) FROM p GROUP BY d"
+
+# (day, user, groups, pieces, starts, seconds): what the rollup keeps (groups '' = unknown)
+BY_DAY_USER_GROUPS = "SELECT d, u, g, count(*), sum(st), sum(secs) FROM p GROUP BY d, u, g"
+
+# (user, groups or NULL when the session predates recorded groups, sessions, starts, seconds)
+SQLITE_BY_USER_GROUPS = f"""
     WITH {SQLITE_CLIPPED}
-    SELECT u, count(*), sum((julianday(b) - julianday(a)) * 86400.0) FROM s GROUP BY u
+    SELECT u, g, count(*), sum(st), sum((julianday(b) - julianday(a)) * 86400.0)
+    FROM s GROUP BY u, g
 """  # noqa: S608 - constant SQL, values are bound parameters
 
-PG_BY_USER = f"""
+PG_BY_USER_GROUPS = f"""
     WITH {PG_CLIPPED}
-    SELECT u, count(*), sum(extract(epoch FROM b - a)) FROM s GROUP BY u
-"""  # noqa: S608 - constant SQL, values are bound parameters
-
-
-# (group or NULL when the session predates recorded groups, user, sessions, seconds)
-SQLITE_BY_GROUP = f"""
-    WITH {SQLITE_CLIPPED}
-    SELECT CASE WHEN s.g IS NULL THEN NULL ELSE coalesce(j.value, '{NO_GROUP}') END AS k,
-           s.u, count(*), sum((julianday(s.b) - julianday(s.a)) * 86400.0)
-    FROM s LEFT JOIN json_each(s.g) AS j
-    GROUP BY k, s.u
-"""  # noqa: S608 - constant SQL, values are bound parameters
-
-PG_BY_GROUP = f"""
-    WITH {PG_CLIPPED}
-    SELECT CASE WHEN s.g IS NULL THEN NULL ELSE coalesce(j.value, '{NO_GROUP}') END AS k,
-           s.u, count(*), sum(extract(epoch FROM s.b - s.a))
-    FROM s LEFT JOIN LATERAL json_array_elements_text(s.g::json) AS j(value) ON true
-    GROUP BY k, s.u
+    SELECT u, g, count(*), count(*) FILTER (WHERE st), sum(extract(epoch FROM b - a))
+    FROM s GROUP BY u, g
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 
@@ -157,7 +153,8 @@ def usage_in_db(
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
 ) -> list[UsageRow]:
     """Rows per UTC day (every day of the window, oldest first), per user or per group (most
-    server-hours first), computed in the database; blocking (call it in a thread).
+    server-hours first), computed in the database from the sessions alone (no rollup);
+    blocking (call it in a thread).
 
     Times are aware UTC datetimes; seconds are summed as floats. Raises ValueError for an
     unknown `by`. The same rows as `hubkeeper.history.usage.aggregate`.
@@ -165,60 +162,114 @@ def usage_in_db(
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
     with engine.connect() as conn:
-        found = query_rows(conn, since=since, until=until, by=by, now=now)
-    return rows_of(found, since=since, until=until, by=by, groups_of=groups_of)
+        if by == "day":
+            return day_rows(query_days(conn, since=since, until=until, now=now), since, until)
+        found = query_people(conn, since=since, until=until, now=now)
+    return people_rows(
+        [(u, g, sessions, seconds) for u, g, sessions, _starts, seconds in found], by, groups_of
+    )
 
 
-def query_rows(
-    conn: Connection, *, since: datetime, until: datetime, by: str, now: datetime
-) -> list[Any]:
-    """The raw result rows of one aggregate query on an open connection (or transaction):
-    by=day (day, sessions, seconds, users), by=user (user, sessions, seconds), by=group
-    (group or None, user, sessions, seconds)."""
-    sqlite = conn.dialect.name == "sqlite"
-    lower = _lower_bound(conn, since)
-    params = _params(since, until, now, lower, sqlite)
-    queries = {
-        "day": (SQLITE_BY_DAY, PG_BY_DAY),
-        "user": (SQLITE_BY_USER, PG_BY_USER),
-        "group": (SQLITE_BY_GROUP, PG_BY_GROUP),
-    }[by]
-    # groups only where needed: without them the scan is answered from the index alone
-    query = (queries[0] if sqlite else queries[1]).format(g="groups" if by == "group" else "NULL")
-    return list(conn.execute(text(query), params).all())
-
-
-def rows_of(
-    found: Sequence[Any],
+def _run(
+    conn: Connection,
+    queries: tuple[str, str],
+    groups: str,
     *,
     since: datetime,
     until: datetime,
+    now: datetime,
+    rows: bool = True,
+) -> list[Any]:
+    """One of the queries above (SQLite's or PostgreSQL's) with `{g}` the groups expression."""
+    sqlite = conn.dialect.name == "sqlite"
+    params = _params(since, until, now, _lower_bound(conn, since), sqlite)
+    result = conn.execute(text((queries[0] if sqlite else queries[1]).format(g=groups)), params)
+    return list(result.all()) if rows else []
+
+
+def query_days(conn: Connection, *, since: datetime, until: datetime, now: datetime) -> list[Any]:
+    """(day, sessions, seconds, users) per UTC day the window touches, on an open connection.
+    Without groups, so that SQLite answers the scan from the index alone."""
+    return _run(
+        conn,
+        (SQLITE_PIECES + BY_DAY, PG_PIECES + BY_DAY),
+        "NULL",
+        since=since,
+        until=until,
+        now=now,
+    )
+
+
+def fill_days_by_people(
+    conn: Connection, *, since: datetime, until: datetime, now: datetime
+) -> None:
+    """Insert into `usage_user_day` one row per UTC day, user and groups at start (`''`
+    where not recorded) with pieces, starts and seconds: the rollup, filled in the database."""
+    pieces = (SQLITE_PIECES + BY_DAY_USER_GROUPS, PG_PIECES + BY_DAY_USER_GROUPS)
+    into = 'INSERT INTO usage_user_day (day, "user", groups, pieces, starts, seconds) '
+    _run(
+        conn,
+        (into + pieces[0], into + pieces[1]),
+        "coalesce(groups, '')",
+        since=since,
+        until=until,
+        now=now,
+        rows=False,
+    )
+
+
+def query_people(conn: Connection, *, since: datetime, until: datetime, now: datetime) -> list[Any]:
+    """(user, groups or None, sessions, starts, seconds) over the window: `sessions` counts
+    every session in it, `starts` those that started in it."""
+    queries = (SQLITE_BY_USER_GROUPS, PG_BY_USER_GROUPS)
+    return _run(conn, queries, "groups", since=since, until=until, now=now)
+
+
+def day_rows(found: Sequence[Any], since: datetime, until: datetime) -> list[UsageRow]:
+    """UsageRows from (day, sessions, seconds, users): every day of the window, zero rows too."""
+    rows: dict[str, UsageRow] = {}
+    day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < until:
+        key = day.date().isoformat()
+        rows[key] = UsageRow(key, user_count=0)
+        day += timedelta(days=1)
+    for key, sessions, seconds, users in found:
+        rows[key] = UsageRow(
+            str(key), sessions=int(sessions), seconds=float(seconds or 0), user_count=users
+        )
+    return [rows[k] for k in sorted(rows)]
+
+
+def people_rows(
+    found: Iterable[tuple[str, str | None, int, float]],
     by: str,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
 ) -> list[UsageRow]:
-    """UsageRows from `query_rows` results (by=day: every day of the window, zero rows too)."""
+    """UsageRows by user or by group (most server-hours first) from (user, groups at start as
+    a JSON list or None where not recorded, sessions, seconds). A session without recorded
+    groups counts under the user's groups now (`groups_of`); no group is "(no group)"."""
     rows: dict[str, UsageRow] = {}
-    if by == "day":
-        day = since.replace(hour=0, minute=0, second=0, microsecond=0)
-        while day < until:
-            key = day.date().isoformat()
-            rows[key] = UsageRow(key, user_count=0)
-            day += timedelta(days=1)
-        for key, sessions, seconds, users in found:
-            rows[key] = UsageRow(
-                str(key), sessions=int(sessions), seconds=float(seconds or 0), user_count=users
+    if by == "user":  # one row per user: no set of users needed
+        for user, _groups, sessions, seconds in found:
+            row = rows.get(user)
+            if row is None:
+                row = rows[user] = UsageRow(user, user_count=1)
+            row.sessions += int(sessions)
+            row.seconds += float(seconds or 0)
+        return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))
+    parsed: dict[str, list[str]] = {}  # the same few group lists, parsed once
+    for user, groups, sessions, seconds in found:
+        if groups is None:
+            keys = list(groups_of(user)) or [NO_GROUP]
+        else:
+            keys = parsed.get(groups) or parsed.setdefault(
+                groups, [str(g) for g in json.loads(groups)] or [NO_GROUP]
             )
-        return [rows[k] for k in sorted(rows)]
-    if by == "user":
-        for user, sessions, seconds in found:
-            rows[user] = UsageRow(user, sessions=int(sessions), seconds=float(seconds or 0))
-            rows[user].people.add(user)
-    else:
-        for group, user, sessions, seconds in found:
-            keys = [group] if group is not None else (list(groups_of(user)) or [NO_GROUP])
-            for key in keys:
-                row = rows.setdefault(key, UsageRow(key))
-                row.sessions += int(sessions)
-                row.seconds += float(seconds or 0)
-                row.people.add(user)
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = UsageRow(key, people=set())
+            row.sessions += int(sessions)
+            row.seconds += float(seconds or 0)
+            row.add_person(user)
     return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))

@@ -1,54 +1,112 @@
-"""The daily usage rollup gives the rows `aggregate` defines, and notices every change that
-can touch a closed day: sessions inserted into the past, open sessions closed at a past time,
-a new day sealed."""
+"""The usage rollups give the rows `aggregate` defines, by day, user and group, over windows
+with whole months and ragged edges, and notice every change that can touch a closed day:
+sessions inserted into the past, open sessions closed at a past time, a new day sealed. Built
+in chunks, an interrupted build goes on where it stopped; a rollup far behind is left to the
+usage-rollup loop while reports are computed from the sessions."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text, update
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
-from hubkeeper.history.rollup import by_day
+from hubkeeper.history import report, rollup
+from hubkeeper.history.report import keep_rollups_current, usage
 from hubkeeper.history.service import sessions_between
 from hubkeeper.history.usage import aggregate
 from tests.history.factories import add_session, at, prepared
 
-SINCE, UNTIL = at("2026-10-25T00:00"), at("2026-11-12T00:00")
+NOW = at("2026-11-10T15:00")
+GROUPS_NOW = {"hist-rl-old": ["then-unknown"]}
+WINDOWS = [
+    (at("2026-10-25T00:00"), at("2026-11-12T00:00")),  # days only, across a month's end
+    (at("2026-10-27T13:30"), at("2026-11-05T06:00")),  # ragged at both ends
+    (at("2026-08-01T00:00"), at("2026-11-12T00:00")),  # whole months from a month's start
+    (at("2026-07-19T08:00"), at("2026-11-10T15:00")),  # ragged, months inside, ends at now
+    (at("2026-09-30T00:00"), at("2026-11-01T00:00")),  # one whole month, a day before it
+]
 
 
-def expected(engine, since, until, now) -> dict:  # noqa: ANN001
+def expected(engine, since, until, now, by) -> dict:  # noqa: ANN001
     found = sessions_between(engine, since, until)
-    return {
-        r.key: r.as_dict() for r in aggregate(found, since=since, until=until, by="day", now=now)
-    }
+    rows = aggregate(
+        found, since=since, until=until, by=by, now=now, groups_of=lambda u: GROUPS_NOW.get(u, [])
+    )
+    return {r.key: rounded(r.as_dict()) for r in rows}
 
 
-def got(engine, since, until, now) -> dict:  # noqa: ANN001
-    return {r.key: r.as_dict() for r in by_day(engine, since=since, until=until, now=now)}
+def got(engine, since, until, now, by) -> dict:  # noqa: ANN001
+    rows = usage(
+        engine, since=since, until=until, by=by, now=now, groups_of=lambda u: GROUPS_NOW.get(u, [])
+    )
+    return {r.key: rounded(r.as_dict()) for r in rows}
 
 
-def rollup_days(engine) -> int:  # noqa: ANN001
+def rounded(row: dict) -> dict:
+    return {**row, "server_hours": round(row["server_hours"], 2)}
+
+
+def assert_matches(engine, now) -> None:  # noqa: ANN001
+    for since, until in WINDOWS:
+        for by in ("day", "user", "group"):
+            assert got(engine, since, until, now, by) == expected(engine, since, until, now, by), (
+                since,
+                until,
+                by,
+            )
+
+
+def count(engine, table: str) -> int:  # noqa: ANN001
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM usage_day")).scalar() or 0)
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)  # noqa: S608
 
 
-def test_the_rollup_matches_the_definition_through_changes(db_url):
+def seed(engine) -> None:  # noqa: ANN001
+    add_session(engine, "hist-rl-ann", "2026-10-26T22:00", "2026-10-28T03:00")
+    add_session(engine, "hist-rl-ben", "2026-11-01T10:00", "2026-11-01T12:00")
+    add_session(engine, "hist-rl-ben", "2026-11-09T23:00")  # open, across midnight
+    add_session(engine, "hist-rl-cy", "2026-10-20T08:00")  # open for weeks
+    # across month ends: counted once in a window holding both months
+    add_session(engine, "hist-rl-ann", "2026-08-31T20:00", "2026-09-02T01:00", server="gpu")
+    add_session(engine, "hist-rl-dee", "2026-07-10T09:00", "2026-09-15T09:00")  # two months
+    add_session(engine, "hist-rl-dee", "2026-09-30T23:00", "2026-10-01T00:00")  # to midnight
+    add_session(engine, "hist-rl-ed", "2026-08-01T00:00", "2026-08-01T00:00")  # no length
+    for day in range(1, 29, 3):  # steady use, several sessions a day in some months
+        add_session(engine, "hist-rl-fay", f"2026-08-{day:02d}T09:00", f"2026-08-{day:02d}T17:00")
+        add_session(
+            engine, "hist-rl-fay", f"2026-09-{day:02d}T20:00", f"2026-09-{day + 1:02d}T02:00"
+        )
+    with session_scope(engine) as session:  # groups at start, and one recorded before groups
+        session.exec(update(ServerSession).values(groups='["physics"]'))
+        session.exec(
+            update(ServerSession)
+            .where(ServerSession.user == "hist-rl-fay")
+            .values(groups='["physics", "maths"]')
+        )
+        session.exec(
+            update(ServerSession).where(ServerSession.user == "hist-rl-ed").values(groups="[]")
+        )
+    old = add_session(engine, "hist-rl-old", "2026-08-20T10:00", "2026-08-20T12:00")
+    with session_scope(engine) as session:
+        session.exec(update(ServerSession).where(ServerSession.id == old).values(groups=None))
+
+
+def test_the_rollups_match_the_definition_through_changes(db_url):
     engine = prepared(db_url)
-    now = at("2026-11-10T15:00")
     try:
-        add_session(engine, "hist-rl-ann", "2026-10-26T22:00", "2026-10-28T03:00")
-        add_session(engine, "hist-rl-ben", "2026-11-01T10:00", "2026-11-01T12:00")
-        add_session(engine, "hist-rl-ben", "2026-11-09T23:00")  # open, across midnight
-        add_session(engine, "hist-rl-cy", "2026-10-20T08:00")  # open for weeks
-        for since, until in ((SINCE, UNTIL), (at("2026-10-27T13:30"), at("2026-11-05T06:00"))):
-            assert got(engine, since, until, now) == expected(engine, since, until, now)
-        assert rollup_days(engine) > 0, "the closed days came from the rollup"
+        seed(engine)
+        assert_matches(engine, NOW)
+        assert count(engine, "usage_day") > 0, "the closed days came from the rollup"
+        assert count(engine, "usage_user_month") > 0, "whole months came from the monthly rollup"
 
-        # a session written into the past after the rollup was built
-        add_session(engine, "hist-rl-dee", "2026-10-30T09:00", "2026-10-31T01:00")
-        assert got(engine, SINCE, UNTIL, now) == expected(engine, SINCE, UNTIL, now)
+        # a session written into the past after the rollups were built
+        add_session(engine, "hist-rl-gus", "2026-08-30T09:00", "2026-10-31T01:00")
+        assert_matches(engine, NOW)
 
         # an open session closed late, at a time in the past (best-time closing)
         with session_scope(engine) as session:
@@ -61,13 +119,97 @@ def test_the_rollup_matches_the_definition_through_changes(db_url):
                     stop_reason="unknown",
                 )
             )
-        assert got(engine, SINCE, UNTIL, now) == expected(engine, SINCE, UNTIL, now)
+        assert_matches(engine, NOW)
 
-        # the next day is sealed when midnight passes
-        later = now + timedelta(days=1)
-        assert got(engine, SINCE, UNTIL, later) == expected(engine, SINCE, UNTIL, later)
-        # a window ending in the middle of a day, starting in the middle of one
-        odd = (at("2026-10-26T05:00"), at("2026-11-08T17:45"))
-        assert got(engine, *odd, later) == expected(engine, *odd, later)
+        # the next day is sealed when midnight passes, and a month when its last day is
+        assert_matches(engine, NOW + timedelta(days=1))
+        assert_matches(engine, at("2026-12-02T09:00"))
+    finally:
+        engine.dispose()
+
+
+def test_a_build_in_chunks_interrupted_goes_on_where_it_stopped(db_url, monkeypatch):
+    engine = prepared(db_url)
+    monkeypatch.setattr(rollup, "CHUNK_DAYS", 9)
+    try:
+        seed(engine)
+        real = rollup._rebuild
+        calls = 0
+
+        def failing_third(conn, start, end):  # noqa: ANN001, ANN202
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise RuntimeError("the database went away")
+            return real(conn, start, end)
+
+        monkeypatch.setattr(rollup, "_rebuild", failing_third)
+        with pytest.raises(RuntimeError):
+            rollup.refresh(engine, NOW)
+        with engine.connect() as conn:
+            sealed = conn.execute(text("SELECT sealed_until FROM usage_rollup_state")).scalar()
+        assert str(sealed).startswith("2026-07-28"), "two chunks of 9 days kept from 10 July"
+        monkeypatch.setattr(rollup, "_rebuild", real)
+        assert rollup.refresh(engine, NOW) is True
+        assert rollup.behind(engine, NOW) is None
+        assert_matches(engine, NOW)
+    finally:
+        engine.dispose()
+
+
+def test_a_rollup_far_behind_is_left_to_the_loop_and_reports_are_computed_meanwhile(
+    db_url, monkeypatch
+):
+    engine = prepared(db_url)
+    monkeypatch.setattr(report, "INLINE_SESSIONS", 5)
+    try:
+        seed(engine)
+        assert_matches(engine, NOW)  # computed from the sessions: same rows
+        assert count(engine, "usage_day") == 0, "a report did not build a rollup this far behind"
+
+        async def one_round() -> None:
+            loop = asyncio.create_task(keep_rollups_current(engine, interval=3600))
+            while rollup.behind(engine, NOW) is not None:  # noqa: ASYNC110 - polls the db
+                await asyncio.sleep(0.05)
+            loop.cancel()
+
+        monkeypatch.setattr(report, "utcnow", lambda: NOW)
+        asyncio.run(asyncio.wait_for(one_round(), 30))
+        assert count(engine, "usage_user_month") > 0
+        assert_matches(engine, NOW)  # now from the rollups
+    finally:
+        engine.dispose()
+
+
+def test_stop_ends_a_build_after_the_chunk_under_way(db_url, monkeypatch):
+    engine = prepared(db_url)
+    monkeypatch.setattr(rollup, "CHUNK_DAYS", 9)
+    try:
+        seed(engine)
+        stop = threading.Event()
+        stop.set()
+        assert rollup.refresh(engine, NOW, stop=stop) is False
+        assert rollup.behind(engine, NOW) is not None, "one chunk, not the whole build"
+        assert rollup.refresh(engine, NOW) is True
+        assert_matches(engine, NOW)
+    finally:
+        engine.dispose()
+
+
+def test_a_chunk_replaces_only_its_own_days(db_url, monkeypatch):
+    """A report that found the rollups current a moment before a long rebuild began still
+    reads every day: a chunk leaves the days after it (stale) until their own chunk."""
+    engine = prepared(db_url)
+    monkeypatch.setattr(rollup, "CHUNK_DAYS", 9)
+    try:
+        seed(engine)
+        assert rollup.refresh(engine, NOW) is True
+        days, months = count(engine, "usage_day"), count(engine, "usage_user_month")
+        add_session(engine, "hist-rl-late", "2026-07-15T10:00", "2026-07-15T11:00")
+        assert rollup._build_chunk(engine, rollup.midnight(NOW)) is not None
+        assert rollup.behind(engine, NOW) is not None, "more chunks to go"
+        assert (count(engine, "usage_day"), count(engine, "usage_user_month")) == (days, months)
+        assert rollup.refresh(engine, NOW) is True
+        assert_matches(engine, NOW)
     finally:
         engine.dispose()
