@@ -91,6 +91,16 @@ class ServerSession(SQLModel, table=True):
             postgresql_where=text("stopped_at IS NULL"),
         ),
         Index("ix_server_session_window", "started_at", "stopped_at", "user"),
+        # The few sessions over a day long (hubkeeper.history.usage_db.LONG_SECONDS), by stop:
+        # a window finds those reaching into it without scanning months of starts.
+        Index(
+            "ix_server_session_long",
+            "stopped_at",
+            "started_at",
+            "user",
+            sqlite_where=text("duration_s > 86400"),
+            postgresql_where=text("duration_s > 86400"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -9,9 +9,9 @@ object: the database clips each session to the window, splits it at UTC midnight
   the session zone); SQLite compares the stored text, which SQLAlchemy writes as UTC
   `YYYY-MM-DD HH:MM:SS.ffffff`.
 - The window scan is one range on `started_at` (index `ix_server_session_window`, which also
-  covers `stopped_at` and `user`): its lower end is `since` minus the longest closed session
-  (read from the duration_s index first); open sessions that started before it come from
-  the `stopped_at IS NULL` index.
+  covers `stopped_at` and `user`) from a day before `since`; sessions over a day long that
+  started earlier come from their own partial index (`ix_server_session_long`), open ones
+  from the `stopped_at IS NULL` index.
 - by=group reads the groups at the session's start (a JSON list in `server_session.groups`);
   for older sessions without them the user's current groups (`groups_of`) apply.
 """
@@ -30,11 +30,14 @@ from hubkeeper.history.usage import BY, NO_GROUP, UsageRow
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
-def _lower_bound(conn: Any, since: datetime) -> datetime:
-    """The earliest start a closed session reaching past `since` can have (an index lookup
-    on duration_s, which the recorder sets on every session it closes)."""
-    longest = conn.execute(text("SELECT max(duration_s) FROM server_session")).scalar()
-    return since - timedelta(seconds=float(longest or 0) + 1)
+# A closed session longer than this is "long": found through its own partial index
+# (`ix_server_session_long`) rather than by widening the scan of starts before a window.
+LONG_SECONDS = 86400  # written into the SQL as a literal: the partial index must match it
+
+
+def _lower_bound(since: datetime) -> datetime:
+    """The earliest start a short closed session reaching past `since` can have."""
+    return since - timedelta(seconds=LONG_SECONDS)
 
 
 def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sqlite: bool) -> dict:
@@ -44,14 +47,21 @@ def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sq
     return values
 
 
-# Two index ranges: sessions started since `lower` (no closed session that started earlier
-# can reach `since`), and the few still open that started before it. A session that starts
-# in the window counts even when it has no length; one that ended exactly at `since` does not.
+# Three index ranges: sessions started since `lower` (a day before `since`: no shorter
+# closed session that started earlier reaches `since`); the long ones (over a day) that
+# started earlier and stopped after `since` (partial index `ix_server_session_long`, so a
+# server left running for months never widens the scan of every report); the few still open
+# that started before `lower`. A session that starts in the window counts even when it has
+# no length; one that ended exactly at `since` does not.
 WHERE = """
     FROM server_session
     WHERE started_at < :until AND started_at >= :lower
       AND (stopped_at IS NULL OR stopped_at > :since OR started_at >= :since)
 """
+WHERE_LONG = f"""
+    FROM server_session
+    WHERE duration_s > {LONG_SECONDS} AND stopped_at > :since AND started_at < :lower
+"""  # noqa: S608 - a constant
 WHERE_OLD_OPEN = """
     FROM server_session
     WHERE stopped_at IS NULL AND started_at < :lower AND started_at < :until
@@ -66,6 +76,9 @@ SQLITE_CLIPPED = f"""
                min(coalesce(stopped_at, :now), :until) AS b
         {WHERE}
         UNION ALL
+        SELECT "user", {{g}}, 0, max(started_at, :since), min(stopped_at, :until)
+        {WHERE_LONG}
+        UNION ALL
         SELECT "user", {{g}}, 0, max(started_at, :since), min(:now, :until)
         {WHERE_OLD_OPEN}
     ),
@@ -78,6 +91,11 @@ PG_CLIPPED = f"""
                greatest(started_at, :since) AT TIME ZONE 'UTC' AS a,
                least(coalesce(stopped_at, :now), :until) AT TIME ZONE 'UTC' AS b
         {WHERE}
+        UNION ALL
+        SELECT "user", {{g}}, false,
+               greatest(started_at, :since) AT TIME ZONE 'UTC',
+               least(stopped_at, :until) AT TIME ZONE 'UTC'
+        {WHERE_LONG}
         UNION ALL
         SELECT "user", {{g}}, false,
                greatest(started_at, :since) AT TIME ZONE 'UTC',
@@ -182,7 +200,7 @@ def _run(
 ) -> list[Any]:
     """One of the queries above (SQLite's or PostgreSQL's) with `{g}` the groups expression."""
     sqlite = conn.dialect.name == "sqlite"
-    params = _params(since, until, now, _lower_bound(conn, since), sqlite)
+    params = _params(since, until, now, _lower_bound(since), sqlite)
     result = conn.execute(text((queries[0] if sqlite else queries[1]).format(g=groups)), params)
     return list(result.all()) if rows else []
 
