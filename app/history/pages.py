@@ -25,6 +25,7 @@ from hubkeeper.web.templating import render
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+USAGE_ROWS = 100  # users or groups with the most server-hours shown; the CSV has them all
 MAX_PAGE_DAYS = 366
 REASONS = ("admin", "lockdown", "culled", "unknown", "user")
 
@@ -148,7 +149,8 @@ async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Re
         "days": days,
         "chart": bar_chart(days),
         "total_hours": round(sum(r.seconds for r in days) / 3600, 1),
-        "table": table,
+        "table": table[:USAGE_ROWS],
+        "table_total": len(table),
         "csv_url": f"api/v1/usage?{csv_query}",
         "sessions": sessions,
         "pager": Pager(view.page, total, PAGE_SIZE),

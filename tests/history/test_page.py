@@ -91,3 +91,16 @@ def test_a_bad_date_is_reported_next_to_its_field(reader):
 def test_anonymous_is_sent_to_login(hubkeeper_server):
     response = httpx.get(hubkeeper_server.direct_url + "history", follow_redirects=False)
     assert response.status_code == 302 and "login" in response.headers["location"]
+
+
+def test_the_usage_table_shows_the_busiest_and_points_to_the_csv_for_the_rest(reader, monkeypatch):
+    from hubkeeper.history import pages
+
+    monkeypatch.setattr(pages, "USAGE_ROWS", 1)
+    page = soup(reader.get("history"))
+    assert len(page.select("#usage-table tbody tr")) == 1
+    more = page.select_one("#usage-more")
+    assert more.get_text().startswith("The 1 users with the most server-hours, of ")
+    assert parse_qs(urlsplit(more.find("a")["href"]).query)["format"] == ["csv"]
+    monkeypatch.setattr(pages, "USAGE_ROWS", 10_000)
+    assert soup(reader.get("history")).select_one("#usage-more") is None
