@@ -57,8 +57,8 @@ def upgrade() -> None:
             "ix_server_session_long",
             ["stopped_at", "started_at", "user"],
             unique=False,
-            sqlite_where=sa.text("duration_s > 86400"),
-            postgresql_where=sa.text("duration_s > 86400"),
+            sqlite_where=sa.text("(duration_s > 86400 OR duration_s IS NULL)"),
+            postgresql_where=sa.text("(duration_s > 86400 OR duration_s IS NULL)"),
         )
     op.execute("DELETE FROM usage_rollup_state")
 

@@ -91,15 +91,15 @@ class ServerSession(SQLModel, table=True):
             postgresql_where=text("stopped_at IS NULL"),
         ),
         Index("ix_server_session_window", "started_at", "stopped_at", "user"),
-        # The few sessions over a day long (hubkeeper.history.usage_db.LONG_SECONDS), by stop:
-        # a window finds those reaching into it without scanning months of starts.
+        # The few sessions over a day long or without a duration (usage_db.LONG), by stop: a
+        # window finds those reaching into it without scanning months of starts.
         Index(
             "ix_server_session_long",
             "stopped_at",
             "started_at",
             "user",
-            sqlite_where=text("duration_s > 86400"),
-            postgresql_where=text("duration_s > 86400"),
+            sqlite_where=text("(duration_s > 86400 OR duration_s IS NULL)"),
+            postgresql_where=text("(duration_s > 86400 OR duration_s IS NULL)"),
         ),
     )
 

@@ -1,7 +1,8 @@
 """`hubkeeper report --since --until --by day|user|group [--csv]`: usage from the database.
 
 Needs only the database, except by=group, which asks the hub for its groups (exit 3 when the
-hub cannot be reached). Bad dates exit 2.
+hub cannot be reached or is not configured). Bad dates, and by=day over more than MAX_DAYS
+days, exit 2.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from hubkeeper.config import Settings
+from hubkeeper.config import MissingSetting, Settings
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.history.report import usage as usage_in_db
-from hubkeeper.history.usage import to_csv
+from hubkeeper.history.usage import MAX_DAYS, to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import window
 
@@ -55,13 +56,17 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
     except HubkeeperError as exc:
         print(f"hubkeeper: {exc.detail}", file=sys.stderr)
         return 2
+    if by == "day" and (end - start).days > MAX_DAYS:  # as the API: one row per day
+        print(f"hubkeeper: by=day covers at most {MAX_DAYS} days", file=sys.stderr)
+        return 2
     groups: dict[str, list[str]] = {}
     if by == "group":
         try:
             settings.require_hub()
             groups = asyncio.run(_groups_by_user(settings))
-        except HubkeeperError as exc:
-            print(f"hubkeeper: by=group needs the hub's groups: {exc.detail}", file=sys.stderr)
+        except (HubkeeperError, MissingSetting) as exc:
+            detail = exc.detail if isinstance(exc, HubkeeperError) else str(exc)
+            print(f"hubkeeper: by=group needs the hub's groups: {detail}", file=sys.stderr)
             return 3
     migrate(settings.database_url)
     engine = create_db_engine(settings.database_url)

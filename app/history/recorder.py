@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, update
@@ -95,8 +95,9 @@ Op = Open | Close | Seen | Reconcile
 
 
 def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """In UTC: SQLite hands back naive datetimes (stored as UTC), PostgreSQL aware ones in the
+    session's TimeZone (which must not decide which UTC day a session falls on)."""
+    return as_utc(value)
 
 
 def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datetime | None]:

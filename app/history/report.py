@@ -95,7 +95,7 @@ def _days(
         text("SELECT day, sessions, seconds, users FROM usage_day WHERE day >= :a AND day < :b"),
         {"a": first.date().isoformat(), "b": last.date().isoformat()},
     ).all()
-    if last < until:
+    if last < until and last < now:  # (at midnight exactly nothing has run today yet)
         found += query_days(conn, since=last, until=until, now=now)
     return found
 
@@ -148,7 +148,7 @@ def _people(
     ):
         add(user, groups, starts, seconds)
     # from the last closed midnight: the sessions that started since
-    if last < until:
+    if last < until and last < now:
         for user, groups, _sessions, starts, seconds in query_people(
             conn, since=last, until=until, now=now
         ):

@@ -32,12 +32,19 @@ SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime o
 
 # A closed session longer than this is "long": found through its own partial index
 # (`ix_server_session_long`) rather than by widening the scan of starts before a window.
-LONG_SECONDS = 86400  # written into the SQL as a literal: the partial index must match it
+LONG_SECONDS = 86400
+# Written into the SQL as it stands in the partial index's predicate (which the query must
+# repeat for the index to be used). A closed session without a duration (not written by the
+# recorder, which always sets it; imported data) is taken as long rather than missed.
+LONG = f"(duration_s > {LONG_SECONDS} OR duration_s IS NULL)"
 
 
 def _lower_bound(since: datetime) -> datetime:
     """The earliest start a short closed session reaching past `since` can have."""
-    return since - timedelta(seconds=LONG_SECONDS)
+    try:
+        return since - timedelta(seconds=LONG_SECONDS)
+    except OverflowError:  # a window from the first days of year 1
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sqlite: bool) -> dict:
@@ -60,7 +67,7 @@ WHERE = """
 """
 WHERE_LONG = f"""
     FROM server_session
-    WHERE duration_s > {LONG_SECONDS} AND stopped_at > :since AND started_at < :lower
+    WHERE {LONG} AND stopped_at > :since AND started_at < :lower
 """  # noqa: S608 - a constant
 WHERE_OLD_OPEN = """
     FROM server_session
@@ -113,12 +120,15 @@ SQLITE_PIECES = f"""
     p(u, g, d, secs, st, nxt, b) AS (
         SELECT u, g, substr(a, 1, 10),
                (julianday(min(b, nxt)) - julianday(a)) * 86400.0, st, nxt, b
-        FROM (SELECT u, g, st, a, b, date(a, '+1 day') || ' 00:00:00.000000' AS nxt FROM s)
+        FROM (
+            SELECT u, g, st, a, b, date(substr(a, 1, 10), '+1 day') || ' 00:00:00.000000' AS nxt
+            FROM s
+        )
         UNION ALL
         SELECT u, g, substr(nxt, 1, 10),
-               (julianday(min(b, date(nxt, '+1 day') || ' 00:00:00.000000'))
+               (julianday(min(b, date(substr(nxt, 1, 10), '+1 day') || ' 00:00:00.000000'))
                 - julianday(nxt)) * 86400.0, 0,
-               date(nxt, '+1 day') || ' 00:00:00.000000', b
+               date(substr(nxt, 1, 10), '+1 day') || ' 00:00:00.000000', b
         FROM p WHERE nxt < b
     )
 """  # noqa: S608 - constant SQL, values are bound parameters

@@ -75,6 +75,18 @@ def test_report_by_group_without_the_hub_exits_3(hub, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_report_by_group_with_no_hub_configured_exits_3(tmp_path):
+    result = report(seeded(tmp_path), *WINDOW, "--by", "group")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "JUPYTERHUB_API_URL is not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_report_by_day_over_more_than_ten_years_exits_2_as_the_api_answers_422(tmp_path):
+    result = report(seeded(tmp_path), "--since", "1900-01-01", "--by", "day")
+    assert result.returncode == 2, result.stdout
+    assert "by=day covers at most 3660 days" in result.stderr and result.stdout == ""
+
+
 def test_report_with_a_bad_date_exits_2(tmp_path):
     result = report(seeded(tmp_path), "--since", "last tuesday")
     assert result.returncode == 2

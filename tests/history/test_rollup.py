@@ -213,3 +213,100 @@ def test_a_chunk_replaces_only_its_own_days(db_url, monkeypatch):
         assert_matches(engine, NOW)
     finally:
         engine.dispose()
+
+
+# --- edges found by trying it (each once wrong) ------------------------------------------------
+def both_ways(engine, since, until, now, by) -> None:  # noqa: ANN001
+    """report.usage (rollups) and usage_in_db (sessions alone) both give aggregate's rows."""
+    from hubkeeper.history.usage_db import usage_in_db
+
+    want = expected(engine, since, until, now, by)
+    assert got(engine, since, until, now, by) == want
+    direct = usage_in_db(engine, since=since, until=until, by=by, now=now)
+    assert {r.key: rounded(r.as_dict()) for r in direct} == want
+
+
+def test_a_session_starting_in_the_last_half_millisecond_of_a_day_stays_on_that_day(db_url):
+    # SQLite's date() rounds to milliseconds: 23:59:59.9997 once stepped to the day after next
+    engine = prepared(db_url)
+    try:
+        add_session(engine, "hist-rl-late", "2026-01-01T23:59:59.999700", "2026-01-02T12:00")
+        add_session(engine, "hist-rl-late", "2026-01-05T10:00", "2026-01-05T11:00")
+        for by in ("day", "user"):
+            both_ways(engine, at("2026-01-01T00:00"), at("2026-01-09T00:00"), NOW, by)
+    finally:
+        engine.dispose()
+
+
+def test_now_exactly_at_midnight_counts_nothing_today(db_url):
+    engine = prepared(db_url)
+    try:
+        add_session(engine, "hist-rl-open", "2026-01-15T10:00")
+        midnight = at("2026-02-01T00:00")
+        for by in ("day", "user", "group"):
+            both_ways(engine, at("2026-01-01T00:00"), at("2026-02-05T00:00"), midnight, by)
+    finally:
+        engine.dispose()
+
+
+def test_a_closed_session_without_a_duration_is_still_found(db_url):
+    # the recorder always sets duration_s; a row written some other way must not vanish
+    engine = prepared(db_url)
+    try:
+        long = add_session(engine, "hist-rl-ann", "2025-01-01T00:00", "2025-12-31T00:00")
+        add_session(engine, "hist-rl-ben", "2025-07-03T10:00", "2025-07-03T11:00")
+        with session_scope(engine) as session:
+            session.exec(
+                update(ServerSession).where(ServerSession.id == long).values(duration_s=None)
+            )
+        for by in ("day", "user"):
+            both_ways(engine, at("2025-07-01T00:00"), at("2025-07-10T00:00"), NOW, by)
+    finally:
+        engine.dispose()
+
+
+def test_a_window_from_the_first_days_of_year_one_is_answered(db_url):
+    from datetime import UTC, datetime
+
+    engine = prepared(db_url)
+    try:
+        add_session(engine, "hist-rl-ann", "2026-01-01T00:00", "2026-03-01T00:00")
+        since = datetime(1, 1, 2, tzinfo=UTC)
+        for by in ("day", "user", "group"):
+            assert usage(engine, since=since, until=at("0001-01-09T00:00"), by=by, now=NOW) == (
+                []
+                if by != "day"
+                else usage(engine, since=since, until=at("0001-01-09T00:00"), by="day", now=NOW)
+            )
+        rows = usage(engine, since=since, until=NOW, by="user", now=NOW)
+        assert [r.key for r in rows] == ["hist-rl-ann"]
+    finally:
+        engine.dispose()
+
+
+def test_the_definition_uses_utc_days_whatever_the_postgres_session_zone(db_url):
+    """`aggregate` (the reference) and the rollups agree on a PostgreSQL session in
+    Pacific/Kiritimati (UTC+14), where a 12:00 UTC start is already the next local day."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL session TimeZone: needs HUBKEEPER_TEST_POSTGRES_URL")
+    from sqlalchemy import create_engine
+
+    from hubkeeper.db.engine import normalise_url
+
+    prepared(db_url).dispose()
+    engine = create_engine(
+        normalise_url(db_url), connect_args={"options": "-c TimeZone=Pacific/Kiritimati"}
+    )
+    try:
+        seed(engine)
+        utc = prepared(db_url)
+        try:
+            for since, until in WINDOWS:
+                assert expected(engine, since, until, NOW, "day") == expected(
+                    utc, since, until, NOW, "day"
+                )
+        finally:
+            utc.dispose()
+        assert_matches(engine, NOW)
+    finally:
+        engine.dispose()
