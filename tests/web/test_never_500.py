@@ -9,9 +9,11 @@ from fastapi.responses import HTMLResponse
 from starlette.testclient import TestClient
 
 from hubkeeper.main import create_app
+from tests.history.factories import add_session, prepared
 
 EXTREMES = [
     "0001-01-01",
+    "0001-01-02",  # a day's margin: once a 500 when a long session widened the scan before it
     "9999-12-31",
     "0001-01-01T00:00:00+14:00",  # before year 1 once in UTC
     "0001-01-01T00:00:00-14:00",
@@ -41,6 +43,11 @@ def admin_token(hub) -> str:
 
 
 def test_extreme_dates_and_offsets_are_never_a_500(make_settings, db_url, admin_token):
+    engine = prepared(db_url)  # a session over a day long: the windows' scans reach for it
+    try:
+        add_session(engine, "gd-500-long", "2026-01-01T00:00", "2026-04-01T00:00")
+    finally:
+        engine.dispose()
     headers = {"Authorization": f"token {admin_token}"}
     failures = []
     with TestClient(create_app(make_settings(db_url=db_url)), raise_server_exceptions=False) as c:
