@@ -377,6 +377,9 @@ HOW = [
     "those over a day long that reach into them (their own partial index, "
     "`ix_server_session_long`) and the open ones: a server left running for months (one "
     "session in 200 in this data) never widens the scan of every report.",
+    "- In-process runs on the data as generated, with its servers running since before "
+    "today (open sessions, which each check of the rollups looks up by id); the HTTP runs "
+    "come after the process's recorder has closed them (the bench hub runs none of them).",
     "- The HTTP figures add to the in-process ones the token check (cached), the JSON of up "
     "to 10,000 rows (by=user answers one row per user) and the proxy hop.",
 ]

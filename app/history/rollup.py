@@ -83,10 +83,13 @@ def _dirty_from(conn: Connection, sealed: datetime) -> datetime | None:
     candidates: list[datetime] = []
     if sealed_until < sealed:
         candidates.append(sealed_until)
-    # the rows after max_id by id (SQLite would rather walk the whole started_at index)
-    table = "server_session NOT INDEXED" if conn.dialect.name == "sqlite" else "server_session"
+    # Both lookups go by id first (MATERIALIZED): asked for min(started_at) or min(stopped_at)
+    # directly, SQLite and PostgreSQL walk that column's whole index looking for the few ids.
     inserted = conn.execute(
-        text(f"SELECT min(started_at) FROM {table} WHERE id > :id"),  # noqa: S608 - constant
+        text(
+            "WITH later AS MATERIALIZED (SELECT started_at FROM server_session WHERE id > :id) "
+            "SELECT min(started_at) FROM later"
+        ),
         {"id": max_id},
     ).scalar()
     if inserted is not None and _dt(inserted) < sealed_until:
@@ -95,8 +98,9 @@ def _dirty_from(conn: Connection, sealed: datetime) -> datetime | None:
         ids = ", ".join(str(int(i)) for i in open_ids)
         closed = conn.execute(
             text(
-                "SELECT min(stopped_at) FROM server_session "  # noqa: S608 - integers only
-                f"WHERE id IN ({ids}) AND stopped_at IS NOT NULL"
+                "WITH opened AS MATERIALIZED ("  # noqa: S608 - integers only
+                f"SELECT stopped_at FROM server_session WHERE id IN ({ids})) "
+                "SELECT min(stopped_at) FROM opened"
             )
         ).scalar()
         if closed is not None and _dt(closed) < sealed_until:
