@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -97,7 +97,10 @@ async def usage(
 def csv_response(rows: list[UsageRow], start: datetime, end: datetime, by: str) -> Response:
     """The rows as a CSV attachment named for the window."""
     body = to_csv(rows)
-    name = f"hubkeeper-usage-{by}-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+    # named for the first and the last day in it (`end` is exclusive: a bare-date until's
+    # next midnight)
+    last = end - timedelta(microseconds=1) if end > start else end
+    name = f"hubkeeper-usage-{by}-{start:%Y%m%d}-{last:%Y%m%d}.csv"
     return Response(
         body,
         media_type="text/csv; charset=utf-8",

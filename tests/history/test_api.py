@@ -94,7 +94,10 @@ def test_usage_csv_is_an_attachment_with_formulas_neutralised(hub, client):
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
-    assert response.headers["content-disposition"].startswith("attachment;")
+    # named for the days it holds: the bare-date until includes 2 November, and no more
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="hubkeeper-usage-user-20261101-20261102.csv"'
+    )
     parsed = list(csv.reader(io.StringIO(response.text)))
     assert parsed[0] == ["key", "sessions", "server_hours", "users"]
     assert ["'" + EVIL, "1", "1.000", "1"] in parsed
