@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+from hubsetup import cpu_model  # noqa: E402
 
 from hubkeeper.config import Settings  # noqa: E402
 from hubkeeper.culler.passes import kernels_pass, servers_pass  # noqa: E402
@@ -245,14 +246,7 @@ async def hubkeeper_kernel_passes(hub: LocalHub, tmp: Path) -> list[dict[str, An
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model("unknown CPU")
     mem = ""
     try:
         kib = int(Path("/proc/meminfo").read_text().split()[1])

@@ -133,6 +133,17 @@ def hub_rss_kib(hub: LocalHub) -> int | None:
     return rss_kib(hub.pid) if hub.pid else None
 
 
+def cpu_model(default: str = "unknown") -> str:
+    """The CPU's model name from /proc/cpuinfo, or `default` where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return default
+
+
 def rss_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -33,6 +33,7 @@ import httpx  # noqa: E402
 from hubkeeper_proc import Hubkeeper  # noqa: E402
 from hubsetup import (  # noqa: E402
     PAGINATION,
+    cpu_model,
     hub_total,
     prepare_hub,
     rss_kib,
@@ -579,11 +580,7 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     mem_kib = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):

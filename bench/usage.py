@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import httpx  # noqa: E402
 from hubkeeper_proc import Hubkeeper  # noqa: E402
+from hubsetup import cpu_model  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from timing import percentile  # noqa: E402
 
@@ -444,15 +445,7 @@ def main() -> int:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}"
+    return f"{cpu_model('unknown CPU')}, {os.cpu_count()} cores; Python {platform.python_version()}"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.history import service
-from hubkeeper.history.report import usage as usage_in_db
+from hubkeeper.history.report import usage as usage_report
 from hubkeeper.history.schemas import SessionList, SessionOut, UsageOut, UsageRowOut
 from hubkeeper.history.usage import MAX_DAYS, UsageRow, to_csv
 from hubkeeper.kit.clock import utcnow
@@ -65,7 +65,7 @@ async def usage_rows(
         return list(known.groups) if known else []
 
     rows = await asyncio.to_thread(
-        usage_in_db, hk.engine, since=start, until=end, by=by, now=now, groups_of=groups_of
+        usage_report, hk.engine, since=start, until=end, by=by, now=now, groups_of=groups_of
     )
     return start, end, rows
 

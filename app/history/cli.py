@@ -13,7 +13,7 @@ import sys
 from hubkeeper.config import MissingSetting, Settings
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.errors import HubkeeperError
-from hubkeeper.history.report import usage as usage_in_db
+from hubkeeper.history.report import usage as usage_report
 from hubkeeper.history.usage import MAX_DAYS, to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import window
@@ -71,7 +71,7 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
     migrate(settings.database_url)
     engine = create_db_engine(settings.database_url)
     try:
-        rows = usage_in_db(
+        rows = usage_report(
             engine, since=start, until=end, by=by, now=now, groups_of=lambda u: groups.get(u, [])
         )
     finally:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from hubkeeper.history.usage_db import SQLITE_TS, fill_days_by_people
+from hubkeeper.history.usage_db import bind_time, fill_days_by_people
 from hubkeeper.kit.clock import as_utc
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ def _dt(value: object) -> datetime:
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
     return as_utc(value)
-
-
-def _bind(conn: Connection, value: datetime) -> object:
-    """A datetime as raw SQL compares it: SQLAlchemy's text on SQLite, itself on PostgreSQL."""
-    return value.strftime(SQLITE_TS) if conn.dialect.name == "sqlite" else value
 
 
 def _dirty_from(conn: Connection, sealed: datetime) -> datetime | None:
@@ -120,7 +115,7 @@ def behind(engine: Engine, now: datetime) -> tuple[datetime, int] | None:
                 "SELECT count(*) FROM (SELECT 1 FROM server_session "
                 "WHERE started_at >= :s LIMIT :n) AS later"
             ),
-            {"s": _bind(conn, start), "n": INLINE_SESSIONS + 1},
+            {"s": bind_time(conn, start), "n": INLINE_SESSIONS + 1},
         ).scalar()
     return start, int(pending or 0)
 
@@ -170,7 +165,7 @@ def _build_chunk(engine: Engine, sealed: datetime) -> datetime | None:
             int(i)
             for (i,) in conn.execute(
                 text("SELECT id FROM server_session WHERE stopped_at IS NULL AND started_at < :b"),
-                {"b": _bind(conn, end)},
+                {"b": bind_time(conn, end)},
             )
         ]
         _rebuild(conn, start, end)
@@ -180,7 +175,7 @@ def _build_chunk(engine: Engine, sealed: datetime) -> datetime | None:
                 "INSERT INTO usage_rollup_state (id, max_id, sealed_until, open_ids) "
                 "VALUES (1, :m, :s, :o)"
             ),
-            {"m": int(max_id or 0), "s": _bind(conn, end), "o": json.dumps(open_ids)},
+            {"m": int(max_id or 0), "s": bind_time(conn, end), "o": json.dumps(open_ids)},
         )
     return start
 

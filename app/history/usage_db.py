@@ -47,11 +47,12 @@ def _lower_bound(since: datetime) -> datetime:
         return datetime.min.replace(tzinfo=UTC)
 
 
-def _params(since: datetime, until: datetime, now: datetime, lower: datetime, sqlite: bool) -> dict:
-    values = {"since": since, "until": until, "now": now, "lower": lower}
-    if sqlite:
-        return {k: v.astimezone(UTC).strftime(SQLITE_TS) for k, v in values.items()}
-    return values
+def bind_time(conn: Connection, value: datetime) -> object:
+    """A datetime as raw SQL compares it with a stored one: SQLAlchemy's UTC text on SQLite,
+    the datetime itself on PostgreSQL."""
+    if conn.dialect.name == "sqlite":
+        return value.astimezone(UTC).strftime(SQLITE_TS)
+    return value
 
 
 # Three index ranges: sessions started since `lower` (a day before `since`: no shorter
@@ -210,7 +211,8 @@ def _run(
 ) -> list[Any]:
     """One of the queries above (SQLite's or PostgreSQL's) with `{g}` the groups expression."""
     sqlite = conn.dialect.name == "sqlite"
-    params = _params(since, until, now, _lower_bound(since), sqlite)
+    window = {"since": since, "until": until, "now": now, "lower": _lower_bound(since)}
+    params = {name: bind_time(conn, value) for name, value in window.items()}
     if not sqlite:
         # For this transaction only (a report's reads, or one chunk of a rollup build). The
         # planner expects 1,000 rows from each generate_series, so it costs a window's edge
