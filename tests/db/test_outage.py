@@ -129,3 +129,36 @@ def test_database_outage_answers_503_and_keeps_every_audit_record(
         assert [r.action for r in audit_rows(hk, "admin") if r.target == user] == []
         assert client.get("/api/v1/audit", headers=api).status_code == 200
         assert pages.get("/users").status_code == 200
+
+
+def test_sign_in_during_an_outage_is_a_503_page_and_tokens_still_work(
+    cluster: PrivateCluster, tmp_path: Any
+) -> None:
+    """Sign-in writes its audit record and its session to the database: refused with a page
+    saying so; an API token is checked with the hub alone, so it keeps working."""
+    import httpx
+
+    from hubkeeper.demo.localhub import LocalHub
+    from tests.auth.hub_login import sign_in
+    from tests.serving import serve_hubkeeper
+
+    url = cluster.create_database("hubkeeper")
+    with (
+        LocalHub(tmp_path / "hub") as hub,
+        serve_hubkeeper(hub, tmp_path, HUBKEEPER_DATABASE_URL=url) as served,
+    ):
+        token = hub.user_token("admin")
+        cluster.stop()
+        with httpx.Client(timeout=60) as browser:
+            callback = sign_in(browser, hub.origin, served.proxied_url, "admin")
+        assert callback.status_code == 503
+        box = BeautifulSoup(callback.text, "html.parser").select_one(".error-page")
+        assert box is not None and box["data-code"] == "database_unavailable"
+        me = httpx.get(
+            served.direct_url + "api/v1/me", headers={"Authorization": f"token {token}"}
+        )
+        assert me.status_code == 200 and me.json()["name"] == "admin"
+        cluster.start()
+        with httpx.Client(timeout=60) as browser:
+            callback = sign_in(browser, hub.origin, served.proxied_url, "admin")
+        assert callback.status_code in (302, 303), callback.text[:300]
