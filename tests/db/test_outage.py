@@ -154,9 +154,7 @@ def test_sign_in_during_an_outage_is_a_503_page_and_tokens_still_work(
         assert callback.status_code == 503
         box = BeautifulSoup(callback.text, "html.parser").select_one(".error-page")
         assert box is not None and box["data-code"] == "database_unavailable"
-        me = httpx.get(
-            served.direct_url + "api/v1/me", headers={"Authorization": f"token {token}"}
-        )
+        me = httpx.get(served.direct_url + "api/v1/me", headers={"Authorization": f"token {token}"})
         assert me.status_code == 200 and me.json()["name"] == "admin"
         cluster.start()
         with httpx.Client(timeout=60) as browser:
