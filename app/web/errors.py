@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -130,12 +129,11 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception:
+        except Exception as error:
             if started:
                 raise
             request = Request(scope, receive)
-            error = sys.exc_info()[1]
-            if error is not None and outage.is_unavailable(error):
+            if outage.is_unavailable(error):  # raised outside the routes' handlers
                 await database_unavailable(request, error)(scope, receive, send)
                 return
             log.exception("Unhandled error on %s %s", request.method, request.url.path)
