@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     cookie_secret_file: Path = Field(
         Path("hubkeeper_cookie_secret"), validation_alias="HUBKEEPER_COOKIE_SECRET_FILE"
     )
+    audit_spool_file: Path | None = Field(None, validation_alias="HUBKEEPER_AUDIT_SPOOL_FILE")
     hub_timeout: float = Field(10.0, gt=0, validation_alias="HUBKEEPER_HUB_TIMEOUT")
     hub_concurrency: int = Field(8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_CONCURRENCY")
     hub_bulk_concurrency: int = Field(
@@ -231,6 +232,14 @@ class Settings(BaseSettings):
         return self.browser_hub_url.startswith("https://") or self.hub_public_url.startswith(
             "https://"
         )
+
+    @property
+    def audit_spool_path(self) -> Path:
+        """Where audit events wait while the database is down: HUBKEEPER_AUDIT_SPOOL_FILE, else
+        beside the cookie secret file (the directory deployments keep Hubkeeper's data in)."""
+        if self.audit_spool_file:
+            return self.audit_spool_file
+        return self.cookie_secret_file.with_name("hubkeeper_audit_spool.jsonl")
 
     def resolved_cookie_secret(self) -> str:
         """The configured secret, or one generated once and kept in a 0600 file."""

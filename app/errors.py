@@ -57,3 +57,10 @@ class HubError(HubkeeperError):
 
     status_code = 502
     code = "hub_error"
+
+
+class DatabaseUnavailable(HubkeeperError):
+    """Hubkeeper's own database did not answer (connection refused or lost, pool timeout)."""
+
+    status_code = 503
+    code = "database_unavailable"

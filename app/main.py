@@ -16,7 +16,13 @@ from fastapi.staticfiles import StaticFiles
 
 from hubkeeper import __version__
 from hubkeeper.audit.routes import router as audit_router
+from hubkeeper.audit.service import keep_spool_flushed
 from hubkeeper.auth.routes import router as auth_router
+from hubkeeper.auth.secret import (
+    cookie_secret_before_database,
+    database_cookie_secret,
+    kept_in_database,
+)
 from hubkeeper.config import Settings
 from hubkeeper.console.directory import UserDirectory
 from hubkeeper.console.routes import router as console_router
@@ -75,7 +81,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         hub=hub,
         directory=UserDirectory(hub, settings),
         jobs=JobRegistry(engine, replica=settings.replica, lost_after=settings.job_lost_after),
-        cookie_secret=settings.resolved_cookie_secret(),
+        cookie_secret=cookie_secret_before_database(settings),  # PostgreSQL: see lifespan
         servers=ServerGateway.from_settings(hub, settings),
     )
     recorder = state.history = SessionRecorder(engine)
@@ -104,11 +110,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         state.loop = asyncio.get_running_loop()
         if run_migrations:
             await asyncio.to_thread(migrate, settings.database_url)
+        if kept_in_database(settings):  # one generated secret shared by every replica
+            state.cookie_secret = await asyncio.to_thread(database_cookie_secret, engine, settings)
         leader.check_sqlite()  # says so when a second process shares the SQLite file
         await lockdown.refresh(state)  # a lockdown survives restarts
         # every replica: the (read-only) directory sync and its copy of the lockdown state
         sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
         watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
+        # every replica: audit events its spool kept while the database was down
+        spooled = asyncio.create_task(keep_spool_flushed(state), name="hubkeeper-audit-spool")
         # one replica at a time: loops that record or change things
         record = asyncio.create_task(
             leader.run_as_leader(RECORDER, record_sessions), name="hubkeeper-history-recorder"
@@ -137,7 +147,16 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             # sessions and audit records are written), what is left is cancelled; the
             # history is written; only then the hub client and the database close.
             state.shutting_down.set()
-            for task in (record, enforce, cull_servers, cull_kernels, rollups, sync, watch):
+            for task in (
+                record,
+                enforce,
+                cull_servers,
+                cull_kernels,
+                rollups,
+                sync,
+                watch,
+                spooled,
+            ):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

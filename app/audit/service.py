@@ -1,24 +1,46 @@
-"""Record and read the audit trail. Every action, by a person or the system, and its outcome."""
+"""Record and read the audit trail. Every action, by a person or the system, and its outcome.
+
+No action goes unrecorded when Hubkeeper's database is down:
+- a person's action (web, api, cli) first checks that the trail can be written
+  (`require_recordable`) and is refused with 503 `database_unavailable` when it cannot:
+  nothing was done, so nothing is missing. Sign-in writes its record before the session.
+- a record written after the fact (the outcome of an action under way when the database
+  went away, the system's own actions: culler, lockdown enforcement, stop-all jobs) goes to
+  the local spool (`hubkeeper.audit.spool`, fsynced JSON lines) and is written into the
+  database, at most once by its event_id, by the next successful write or by
+  `keep_spool_flushed` (every replica runs it) once the database answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from hubkeeper.db.engine import session_scope
+from hubkeeper.audit.spool import AuditSpool, spool_at
+from hubkeeper.db.engine import database_ok, session_scope
 from hubkeeper.db.models import AuditEvent
+from hubkeeper.db.outage import is_unavailable, summary
 from hubkeeper.db.paging import fetch_page
+from hubkeeper.errors import DatabaseUnavailable
+from hubkeeper.kit.clock import utcnow
 
 if TYPE_CHECKING:
     from hubkeeper.kit.actors import Actor
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
+
+SPOOL_FLUSH_INTERVAL = 5.0  # s between tries to write spooled events while any are waiting
+NOT_RECORDABLE = (
+    "Hubkeeper's database is unreachable, so this action cannot be written to the audit "
+    "trail; nothing was done. Try again once the database answers"
+)
 
 
 def record(
@@ -31,8 +53,12 @@ def record(
     detail: str = "",
     error: str = "",
     via: str = "web",
+    at: datetime | None = None,
+    event_id: str | None = None,
 ) -> AuditEvent:
-    """Write one audit event now (its own transaction, so a failed action is still kept)."""
+    """Write one audit event now (its own transaction, so a failed action is still kept).
+
+    Raises the database's error: callers that write before acting (sign-in) are refused."""
     event = AuditEvent(
         actor=actor,
         action=action,
@@ -41,12 +67,28 @@ def record(
         detail=detail,
         error=error,
         via=via,
+        at=at or utcnow(),
+        event_id=event_id or uuid.uuid4().hex,
     )
     with session_scope(engine) as session:
         session.add(event)
         session.flush()
         session.refresh(event)
     return event
+
+
+def spool_of(hk: HubkeeperState) -> AuditSpool:
+    return spool_at(hk.settings.audit_spool_path)
+
+
+async def require_recordable(hk: HubkeeperState, who: Actor) -> None:
+    """Before a person's action: 503 `database_unavailable` unless the audit trail can be
+    written now (the system's own actions go on, their records spooled)."""
+    if who.via == "system":
+        return
+    if not await asyncio.to_thread(database_ok, hk.engine):
+        log.warning("refused %s's action: the database is unavailable", who.name)
+        raise DatabaseUnavailable(NOT_RECORDABLE)
 
 
 async def audit(
@@ -59,21 +101,64 @@ async def audit(
     detail: str = "",
     error: str = "",
 ) -> None:
-    """Write one audit event off the event loop; a database failure is logged, not raised."""
+    """Write one audit event off the event loop; never raises. While the database is
+    unavailable the event is kept in the local spool (fsynced) and written when it is back."""
+    event: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "at": utcnow(),
+        "actor": who.name,
+        "action": action,
+        "target": target,
+        "outcome": outcome,
+        "detail": detail,
+        "error": error,
+        "via": who.via,
+    }
+    spool = spool_of(hk)
     try:
-        await asyncio.to_thread(
-            record,
-            hk.engine,
-            actor=who.name,
-            action=action,
-            target=target,
-            outcome=outcome,
-            detail=detail,
-            error=error,
-            via=who.via,
+        await asyncio.to_thread(record, hk.engine, **event)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            log.exception("could not write audit event %s %s by %s", action, target, who.name)
+            return
+        try:
+            await asyncio.to_thread(spool.append, event)
+        except OSError:
+            log.exception(
+                "LOST audit event %s %s by %s: no database and no spool", action, target, who.name
+            )
+            return
+        log.warning(
+            "database unavailable (%s): audit event %s %s by %s kept in %s",
+            summary(exc),
+            action,
+            target,
+            who.name,
+            spool.path,
         )
-    except Exception:
-        log.exception("could not write audit event %s %s by %s", action, target, who.name)
+        return
+    if spool.pending():  # the database is back: write what it missed
+        await flush_spool(hk)
+
+
+async def flush_spool(hk: HubkeeperState) -> int:
+    """Write the spooled events into the database; 0 while it is still unavailable."""
+    spool = spool_of(hk)
+    try:
+        return await asyncio.to_thread(spool.drain, hk.engine)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            log.exception("could not write the audit spool %s", spool.path)
+        return 0
+
+
+async def keep_spool_flushed(hk: HubkeeperState, interval: float = SPOOL_FLUSH_INTERVAL) -> None:
+    """Every replica, forever: write spooled events once the database answers (seconds)."""
+    spool = spool_of(hk)
+    while True:
+        if await asyncio.to_thread(spool.pending):
+            await flush_spool(hk)
+        await asyncio.sleep(interval)
 
 
 def search(

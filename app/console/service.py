@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from hubkeeper.audit.service import audit
+from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.history.intents import stop_recorded  # re-exported: the culler imports it here
@@ -77,6 +77,7 @@ async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = 
     Refused (409 locked) while the hub is locked down: the hub's spawn hook would refuse it too.
     """
     target = target_of(user, server)
+    await require_recordable(hk, who)  # no audit record, no action (503, nothing done)
     try:
         lockdown = current_lockdown(hk)
         if lockdown.active:
@@ -104,6 +105,7 @@ async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = 
 async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
     """Stop a server: "stopped" when it is down, "pending" while the hub is still stopping it."""
     target = target_of(user, server)
+    await require_recordable(hk, who)
     try:
         result = await _stop(hk, who, user, server)
     except HubkeeperError as exc:
@@ -130,6 +132,7 @@ async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str =
     """The hub URL of a user's server, for an admin to open (the `url` the hub reports for it
     now); audited as `server.access`. 404 user_not_found / server_not_found."""
     target = target_of(user, server)
+    await require_recordable(hk, who)
     try:
         current = await _current(hk, user)  # the hub now, not the directory's copy
         model = current.servers.get(server)

@@ -27,6 +27,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+CONNECT_TIMEOUT = 5  # s, PostgreSQL connection attempts
+POOL_TIMEOUT = 10.0  # s waiting for a pooled connection before the request gets a 503
+
+
 def create_db_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -43,7 +47,18 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # A database host that does not answer at all would hold each request for the OS's
+    # TCP timeout (minutes): give up after CONNECT_TIMEOUT s and answer 503 instead (see
+    # hubkeeper.db.outage). A `connect_timeout` in the URL wins.
+    connect_args = {} if "connect_timeout=" in url else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=POOL_TIMEOUT,
+        connect_args=connect_args,
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -28,6 +28,20 @@ class AuditEvent(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     via: str = Field(default="web", max_length=16)  # web | api | cli | system
+    # Set for every event written since 0008: a record replayed from the local spool
+    # (hubkeeper.audit.spool) is inserted only if its event_id is not there yet.
+    event_id: str | None = Field(default=None, unique=True, index=True, max_length=32)
+
+
+class StoredSecret(SQLModel, table=True):
+    """A secret every replica sharing the database must agree on (the generated cookie
+    secret, name "cookie_secret"), created once by whichever replica comes first."""
+
+    __tablename__ = "stored_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
 
 
 class WebSession(SQLModel, table=True):

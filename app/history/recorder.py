@@ -41,6 +41,7 @@ from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
+from hubkeeper.db.outage import is_unavailable, summary
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.history.intents import take_intent
 from hubkeeper.hub.models import HubUser
@@ -242,8 +243,15 @@ class SessionRecorder:
             # another writer (a replica) opened the same session first: the retry sees it
             log.warning("session history: a concurrent write won; retrying %d change(s)", len(ops))
             self._queue[:0] = ops
-        except Exception:
-            log.exception("could not record %d server session change(s); will retry", len(ops))
+        except Exception as exc:
+            if is_unavailable(exc):  # an outage: one line per try, not a traceback each
+                log.warning(
+                    "database unavailable (%s): %d server session change(s) wait",
+                    summary(exc),
+                    len(ops),
+                )
+            else:
+                log.exception("could not record %d server session change(s); will retry", len(ops))
             self._queue[:0] = ops
 
     async def run(self, directory: UserDirectory, interval: float = FLUSH_SECONDS) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from hubkeeper.audit.service import audit
+from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.history.intents import stop_recorded
 from hubkeeper.jobs import store
@@ -85,6 +85,7 @@ class JobRegistry:
 
     async def start_stop_all(self, hk: HubkeeperState, who: Actor, reason: str) -> Job:
         """Snapshot the running and starting servers (fresh from the hub) and stop them all."""
+        await require_recordable(hk, who)
         try:
             await hk.directory.refresh_active()
         except HubkeeperError as exc:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from hubkeeper.audit.service import audit
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import Lockdown
+from hubkeeper.db.outage import summary
 from hubkeeper.db.paging import fetch_page
 from hubkeeper.errors import Conflict, HubkeeperError
 from hubkeeper.jobs.store import Job
@@ -69,7 +70,9 @@ async def refresh(hk: HubkeeperState) -> LockdownState:
     try:
         state = await asyncio.to_thread(load, hk.engine)
     except Exception as exc:
-        log.warning("could not read the lockdown state; keeping the last known one: %s", exc)
+        log.warning(
+            "could not read the lockdown state; keeping the last known one: %s", summary(exc)
+        )
         return current(hk)
     remember(hk, state)
     return state

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubkeeper.audit.service import audit
+from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubServer
 from hubkeeper.hub.servers import UNCONFIGURED, FileRange, ServerUnreachable
@@ -160,6 +160,7 @@ async def view_log(
 ) -> LogTail:
     """The tail of a server's log, audited as `logs.view` whatever the outcome."""
     target = target_of(user, server)
+    await require_recordable(hk, who)  # reading a log is audited: no record, no reading
     try:
         model = await running_server(hk, user, server)
         tail = await read_tail(hk, model, user, server, lines)
@@ -181,6 +182,7 @@ async def open_stream(
     """Checks before the stream starts, so a client gets a plain 404/409/503; audited once
     as `logs.stream`. Returns the server and the initial tail (None when resuming)."""
     target = target_of(user, server)
+    await require_recordable(hk, who)
     try:
         model = await running_server(hk, user, server)
         tail = (

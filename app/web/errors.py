@@ -7,12 +7,14 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubkeeper.auth.sessions import LOGIN_PENDING_COOKIE, LOGIN_PENDING_SECONDS
+from hubkeeper.db import outage
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.web.templating import render
 
@@ -28,6 +30,15 @@ STATUS_CODES = {
     422: "invalid_request",
     503: "hub_unavailable",
 }
+
+
+def database_unavailable(request: Request, error: BaseException) -> Response:
+    """503 `database_unavailable` (JSON, or error.html saying so), logged as one warning line:
+    an outage would otherwise fill the log with one traceback per request."""
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, outage.summary(error)
+    )
+    return error_response(request, 503, "database_unavailable", outage.UNREACHABLE)
 
 
 def wants_json(request: Request) -> bool:
@@ -118,10 +129,13 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, watch)
-        except Exception:
+        except Exception as error:
             if started:
                 raise
             request = Request(scope, receive)
+            if outage.is_unavailable(error):  # raised outside the routes' handlers
+                await database_unavailable(request, error)(scope, receive, send)
+                return
             log.exception("Unhandled error on %s %s", request.method, request.url.path)
             response = error_response(request, 500, "internal_error", INTERNAL_DETAIL)
             await response(scope, receive, send)
@@ -157,6 +171,16 @@ def install_error_handlers(app: FastAPI) -> None:
             "A value in this request cannot be stored (text with a NUL character, or a number "
             "out of range); nothing was changed",
         )
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_error(request: Request, exc: Exception) -> Response:
+        # OperationalError/InterfaceError (and any error that lost its connection) mean the
+        # database is not answering: see hubkeeper.db.outage. Anything else here is a bug.
+        if outage.is_unavailable(exc):
+            return database_unavailable(request, exc)
+        log.exception("Unhandled database error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "internal_error", INTERNAL_DETAIL)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
