@@ -11,6 +11,7 @@ import httpx
 
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.demo.run import ADMIN, _wait_for_hubkeeper, build_hub
+from tests.waiting import wait_for
 
 USER = "alice"
 
@@ -32,8 +33,9 @@ def test_the_demo_shows_a_running_servers_log_as_soon_as_the_hub_says_ready(
 
             response = hub.api("POST", f"/users/{USER}/server", json={})
             assert response.status_code in (201, 202), response.text
-            while not (hub.server_model(USER) or {}).get("ready"):
-                time.sleep(0.05)
+            wait_for(
+                lambda: (hub.server_model(USER) or {}).get("ready"), 60, "ready", interval=0.05
+            )
             ready_at = time.monotonic()
             first = client.get(logs, params={"lines": 10})
             took = time.monotonic() - ready_at

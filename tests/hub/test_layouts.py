@@ -25,6 +25,7 @@ import pytest
 
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import LOG_FILE_NAME, LocalHub
+from tests.waiting import wait_for
 
 ADMIN = "reach-layout-admin"
 WORKER = "reach-layout-worker"
@@ -58,13 +59,6 @@ def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     hub.create_users([WORKER])
     yield Layout(request.param, hub, server, hub.user_token(ADMIN))
     hub.stop_server(WORKER)
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def log_file(hub: LocalHub, name: str) -> Path:
