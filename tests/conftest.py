@@ -9,6 +9,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +47,39 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# --- tiers (markers registered in pyproject.toml; `make test-fast` skips all four) ---------
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker.
+# Tests that start a hub or a program in their own body say so with `pytestmark` or
+# `@pytest.mark.<tier>` instead (docs/architecture.md, "Test tiers").
+TIER_FIXTURES: dict[str, frozenset[str]] = {
+    # a hub of the test's own, not the session `hub` (each ~5-10 s to start)
+    "own_hub": frozenset(
+        {
+            "jhub",  # here: the /jhub/ layout
+            "bare_hub",  # lockdown/test_enforce.py
+            "hooked_hub",  # lockdown/test_enforce.py
+            "hanging_hub",  # hub/test_budgets.py
+            "slow_hub",  # console/ and culler/test_slow_hub.py
+            "activity_hub",  # culler/test_kernels.py
+            "fuzz_hub",  # web/test_schemathesis.py
+            "stack",  # deploy/test_compose.py: a hub and two replicas
+            "z2jh",  # deploy/test_recipes.py: a hub and the chart's Deployment
+        }
+    ),
+    # `hubkeeper` (or another program) as a process of its own
+    "subprocess": frozenset({"replicas", "stack", "z2jh"}),
+    "browser": frozenset({"browser", "page"}),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in TIER_FIXTURES.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
 # --- the hub -------------------------------------------------------------------------------
@@ -196,11 +230,37 @@ def browser(_browser_session: _Browser) -> Iterator[Any]:
         yield _browser_session.browser
 
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context and page per test."""
+def page(request: pytest.FixtureRequest, browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test; when the test fails, the page is saved to
+    test-artifacts/<test>.png and .html."""
     context = browser.new_context()
     try:
-        yield context.new_page()
+        page = context.new_page()
+        yield page
+        _save_failed_page(request.node, page)
     finally:
         context.close()
+
+
+def _save_failed_page(item: pytest.Item, page: Any) -> None:
+    report = getattr(item, "report_call", None)
+    if report is None or not report.failed:
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        (ARTIFACTS / f"{name}.html").write_text(page.content())
+    except Exception as exc:  # a dead page must not hide the test's own failure
+        print(f"could not save a screenshot: {exc}")

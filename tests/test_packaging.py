@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +27,7 @@ def test_every_package_folder_is_listed_for_the_wheel():
     assert folders <= listed, f"add to [tool.setuptools] packages: {sorted(folders - listed)}"
 
 
+@pytest.mark.subprocess
 def test_the_built_wheel_is_a_working_service(hub, tmp_path):
     """Build the wheel, install it (not editable) with the production lock into a fresh venv,
     migrate, serve against the session hub, and render: the login redirect, a static file,

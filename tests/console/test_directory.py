@@ -280,6 +280,7 @@ async def test_rebuild_in_a_thread_keeps_changes_made_while_it_runs():
             assert a[1] == b[1]
 
 
+@pytest.mark.perf
 def test_queries_stay_fast_at_50000_users():
     """The budget: every query well under 10 ms at 50,000 users (the page must fit 20 ms)."""
     rng = random.Random(1)

@@ -134,6 +134,7 @@ async def test_unreachable_hub_is_hub_unavailable():
         await dead.aclose()
 
 
+@pytest.mark.own_hub
 async def test_hub_stopped_during_a_paged_listing_is_hub_unavailable(tmp_path):
     """A hub of its own, stopped between two pages; it must leave no process behind."""
     doomed = LocalHub(tmp_path / "doomed")

@@ -47,7 +47,8 @@ class Layout:
         return {"Authorization": f"token {self.token}"}
 
 
-@pytest.fixture(scope="module", params=["managed", "jhub"])
+# the /jhub/ layout is a hub of its own (asked for by name below, which the tiers cannot see)
+@pytest.fixture(scope="module", params=["managed", pytest.param("jhub", marks=pytest.mark.own_hub)])
 def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     hub_fixture, server_fixture = {
         "managed": ("hub", "hubkeeper_server"),

@@ -7,9 +7,12 @@ import subprocess
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.cli import run_cli
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.subprocess
 
 ANN = "lock-cli-ann"
 

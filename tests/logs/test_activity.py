@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import LocalHub
 from tests.serving import serve_hubkeeper
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.own_hub
 
 INTERVAL = 2  # seconds: the hub's last_activity_interval here
 USER = "reach-activity"

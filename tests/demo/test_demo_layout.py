@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.demo.run import ADMIN, _wait_for_hubkeeper, build_hub
 from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.own_hub, pytest.mark.subprocess]
 
 USER = "alice"
 
