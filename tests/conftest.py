@@ -10,6 +10,8 @@ import atexit
 import contextlib
 import os
 import re
+import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,6 +84,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
 
 
+# What a test really starts is watched too: one that starts a hub other than the session's or
+# runs a program without its tier marker is listed at the end of the run, to be marked.
+_running: list[pytest.Item] = []
+_untiered: dict[str, set[str]] = {"own_hub": set(), "subprocess": set()}
+_shared_hub_starting = threading.Event()
+
+
+def _note(marker: str) -> None:
+    item = _running[-1] if _running else None
+    if item is None or item.get_closest_marker(marker) is not None:
+        return
+    if marker == "subprocess" and item.get_closest_marker("browser") is not None:
+        return  # Playwright's own Chromium
+    _untiered[marker].add(item.nodeid)
+
+
+class _NotedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+        program = Path(str(args[0] if isinstance(args, list | tuple) else args).split()[0]).name
+        if program == "jupyterhub":
+            if not _shared_hub_starting.is_set():
+                _note("own_hub")
+        else:
+            _note("subprocess")
+        super().__init__(args, *rest, **kwargs)
+
+
+subprocess.Popen = _NotedPopen  # type: ignore[misc]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for marker, nodeids in _untiered.items():
+        if nodeids:
+            terminalreporter.section(f"tests that need the {marker} marker", sep="-")
+            for nodeid in sorted(nodeids):
+                terminalreporter.line(nodeid)
+            terminalreporter.line("(tests/conftest.py TIER_FIXTURES, or mark the test)")
+
+
 # --- the hub -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
@@ -94,7 +144,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     local = LocalHub(tmp_path_factory.mktemp("hub"))
     atexit.register(local.stop)  # even if the session dies before the finalizer runs
     try:
-        local.start()
+        _shared_hub_starting.set()
+        try:
+            local.start()
+        finally:
+            _shared_hub_starting.clear()
         yield local
     finally:
         local.stop()
