@@ -306,8 +306,12 @@ async def test_hub_down_shows_a_banner_and_the_last_known_list(make_settings, pe
     hk = app.state.hk
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
+        # ready (the first full sweep) and synced_at (the first active sync) are set by two
+        # loops, in either order: the banner's "as of" needs the active sync's time
         await wait_for_async(
-            lambda: hk.directory.ready and hk.directory.get(WORKER), 30, "the directory's sync"
+            lambda: hk.directory.ready and hk.directory.synced_at and hk.directory.get(WORKER),
+            30,
+            "the directory's first sweep and sync",
         )
         # The hub stops answering: point the directory at a port nothing listens on.
         dead = HubClient("http://127.0.0.1:9/hub/api", "x", timeout=1.0)
