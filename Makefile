@@ -53,9 +53,9 @@ postgres:
 # The suite includes tests/web/test_schemathesis.py: a bounded schemathesis run of the whole API
 # on SQLite and PostgreSQL (HUBKEEPER_TEST_FUZZ_EXAMPLES cases per operation, default 12).
 # `make test` runs every tier and lists the 25 slowest tests; `make test-fast` skips the slow
-# tiers (pyproject markers: own_hub, subprocess, perf, browser) for a quick check while working.
+# tiers (pyproject markers: own_hub, subprocess, perf, browser, own_db) for a quick check.
 # PYTEST_ARGS is passed on: `make test-fast PYTEST_ARGS="tests/culler -x"`.
-FAST_TIERS := not own_hub and not subprocess and not perf and not browser
+FAST_TIERS := not own_hub and not subprocess and not perf and not browser and not own_db
 
 define run_pytest
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \

@@ -52,7 +52,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-# --- tiers (markers registered in pyproject.toml; `make test-fast` skips all four) ---------
+# --- tiers (markers registered in pyproject.toml; `make test-fast` skips them all) ----------
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker.
 # Tests that start a hub or a program in their own body say so with `pytestmark` or
 # `@pytest.mark.<tier>` instead (docs/architecture.md, "Test tiers").
@@ -96,8 +96,10 @@ def _note(marker: str) -> None:
     item = _running[-1] if _running else None
     if item is None or item.get_closest_marker(marker) is not None:
         return
-    if marker == "subprocess" and item.get_closest_marker("browser") is not None:
-        return  # Playwright's own Chromium
+    if marker == "subprocess" and any(
+        item.get_closest_marker(m) is not None for m in ("browser", "own_db")
+    ):
+        return  # Playwright's own Chromium; initdb and pg_ctl of a private PostgreSQL
     _untiered[marker].add(item.nodeid)
 
 
