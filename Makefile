@@ -1,4 +1,5 @@
-# Hubkeeper: `make demo` runs a local JupyterHub with Hubkeeper; `make test` runs the suite.
+# Hubkeeper: `make demo` runs a local JupyterHub with Hubkeeper; `make test` runs the suite
+# (`make test-fast`: without the slow tiers).
 # Installs are idempotent: stamp files make a second run a no-op until the lock files change.
 
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ PY_STAMP := $(VENV)/.hubkeeper-installed
 NODE_STAMP := node_modules/.hubkeeper-installed
 PG_URL := postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: venv install demo test lint format bench clean chromium postgres
+.PHONY: venv install demo test test-fast lint format bench clean chromium postgres
 
 venv: $(BIN)/python
 
@@ -49,16 +50,28 @@ postgres:
 		for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done; \
 	fi
 
-# The suite includes tests/api/test_schemathesis.py: a bounded schemathesis run of the whole API
+# The suite includes tests/web/test_schemathesis.py: a bounded schemathesis run of the whole API
 # on SQLite and PostgreSQL (HUBKEEPER_TEST_FUZZ_EXAMPLES cases per operation, default 12).
-test: install postgres
+# `make test` runs every tier and lists the 25 slowest tests; `make test-fast` skips the slow
+# tiers (pyproject markers: own_hub, subprocess, perf, browser, own_db) for a quick check.
+# PYTEST_ARGS is passed on: `make test-fast PYTEST_ARGS="tests/culler -x"`.
+FAST_TIERS := not own_hub and not subprocess and not perf and not browser and not own_db
+
+define run_pytest
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: database tests run on SQLite and PostgreSQL"; \
 		export HUBKEEPER_TEST_POSTGRES_URL=$(PG_URL); \
 	else \
 		echo "No PostgreSQL on 127.0.0.1:5432: database tests run on SQLite only"; \
 	fi; \
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(1) $(PYTEST_ARGS)
+endef
+
+test: install postgres
+	$(call run_pytest,--durations=25)
+
+test-fast: install postgres
+	$(call run_pytest,--durations=10 -m "$(FAST_TIERS)")
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,6 +9,10 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
+import shutil
+import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,6 +52,89 @@ CHROMIUM_ARGS = [
 ]
 
 
+# --- tiers (markers registered in pyproject.toml; `make test-fast` skips them all) ----------
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker.
+# Tests that start a hub or a program in their own body say so with `pytestmark` or
+# `@pytest.mark.<tier>` instead (docs/architecture.md, "Test tiers").
+TIER_FIXTURES: dict[str, frozenset[str]] = {
+    # a hub of the test's own, not the session `hub` (each ~5-10 s to start)
+    "own_hub": frozenset(
+        {
+            "jhub",  # here: the /jhub/ layout
+            "bare_hub",  # lockdown/test_enforce.py
+            "hooked_hub",  # lockdown/test_enforce.py
+            "hanging_hub",  # hub/test_budgets.py
+            "slow_hub",  # console/ and culler/test_slow_hub.py
+            "activity_hub",  # culler/test_kernels.py
+            "fuzz_hub",  # web/test_schemathesis.py
+            "stack",  # deploy/test_compose.py: a hub and two replicas
+            "z2jh",  # deploy/test_recipes.py: a hub and the chart's Deployment
+        }
+    ),
+    # `hubkeeper` (or another program) as a process of its own
+    "subprocess": frozenset({"replicas", "stack", "z2jh"}),
+    "browser": frozenset({"browser", "page"}),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in TIER_FIXTURES.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+# What a test really starts is watched too: one that starts a hub other than the session's or
+# runs a program without its tier marker is listed at the end of the run, to be marked.
+_running: list[pytest.Item] = []
+_untiered: dict[str, set[str]] = {"own_hub": set(), "subprocess": set()}
+_shared_hub_starting = threading.Event()
+
+
+def _note(marker: str) -> None:
+    item = _running[-1] if _running else None
+    if item is None or item.get_closest_marker(marker) is not None:
+        return
+    if marker == "subprocess" and any(
+        item.get_closest_marker(m) is not None for m in ("browser", "own_db")
+    ):
+        return  # Playwright's own Chromium; initdb and pg_ctl of a private PostgreSQL
+    _untiered[marker].add(item.nodeid)
+
+
+class _NotedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+        program = Path(str(args[0] if isinstance(args, list | tuple) else args).split()[0]).name
+        if program == "jupyterhub":
+            if not _shared_hub_starting.is_set():
+                _note("own_hub")
+        else:
+            _note("subprocess")
+        super().__init__(args, *rest, **kwargs)
+
+
+subprocess.Popen = _NotedPopen  # type: ignore[misc]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for marker, nodeids in _untiered.items():
+        if nodeids:
+            terminalreporter.section(f"tests that need the {marker} marker", sep="-")
+            for nodeid in sorted(nodeids):
+                terminalreporter.line(nodeid)
+            terminalreporter.line("(tests/conftest.py TIER_FIXTURES, or mark the test)")
+
+
 # --- the hub -------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
@@ -60,7 +147,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     local = LocalHub(tmp_path_factory.mktemp("hub"))
     atexit.register(local.stop)  # even if the session dies before the finalizer runs
     try:
-        local.start()
+        _shared_hub_starting.set()
+        try:
+            local.start()
+        finally:
+            _shared_hub_starting.clear()
         yield local
     finally:
         local.stop()
@@ -100,13 +191,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 # --- settings ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the migrations' head, made once: copying it (~1 ms) saves each app the
+    fresh migration (~0.5-1 s) its start-up would run; at head, start-up only checks."""
+    from hubkeeper.db.engine import migrate
+
+    path = tmp_path_factory.mktemp("migrated") / "hubkeeper.sqlite"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_settings(hub: LocalHub, tmp_path: Path) -> Callable[..., Settings]:
-    """`make_settings(db_url=None, **overrides)`: Settings for the session hub."""
+def make_settings(hub: LocalHub, tmp_path: Path, _migrated_sqlite: Path) -> Callable[..., Settings]:
+    """`make_settings(db_url=None, **overrides)`: Settings for the session hub. Without
+    `db_url`: a SQLite file of the test's own, already migrated."""
 
     def make(db_url: str | None = None, **overrides: Any) -> Settings:
-        url = db_url or f"sqlite:///{tmp_path / 'hubkeeper.sqlite'}"
-        return build_settings(hub, url, tmp_path, **overrides)
+        if db_url is None:
+            default = tmp_path / "hubkeeper.sqlite"
+            if not default.exists():
+                shutil.copyfile(_migrated_sqlite, default)
+            db_url = f"sqlite:///{default}"
+        return build_settings(hub, db_url, tmp_path, **overrides)
 
     return make
 
@@ -196,11 +303,37 @@ def browser(_browser_session: _Browser) -> Iterator[Any]:
         yield _browser_session.browser
 
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context and page per test."""
+def page(request: pytest.FixtureRequest, browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test; when the test fails, the page is saved to
+    test-artifacts/<test>.png and .html."""
     context = browser.new_context()
     try:
-        yield context.new_page()
+        page = context.new_page()
+        yield page
+        _save_failed_page(request.node, page)
     finally:
         context.close()
+
+
+def _save_failed_page(item: pytest.Item, page: Any) -> None:
+    report = getattr(item, "report_call", None)
+    if report is None or not report.failed:
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        (ARTIFACTS / f"{name}.html").write_text(page.content())
+    except Exception as exc:  # a dead page must not hide the test's own failure
+        print(f"could not save a screenshot: {exc}")

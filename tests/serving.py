@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from hubkeeper.config import Settings
 from hubkeeper.demo.localhub import MANAGERS_GROUP, LocalHub
+from tests.waiting import wait_for
 
 TEST_COOKIE_SECRET = "0123456789abcdef" * 4
 
@@ -61,11 +61,12 @@ def serve_hubkeeper(hub: LocalHub, tmp: Path, **overrides: Any) -> Iterator[Hubk
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="hubkeeper-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("Hubkeeper did not start on the hub's service port")
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "Hubkeeper's server thread ended before it started"
+        return bool(server.started)
+
+    wait_for(started, 30, "Hubkeeper on the hub's service port", interval=0.02)
     prefix = hub.service_prefix
     try:
         yield HubkeeperServer(

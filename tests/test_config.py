@@ -22,6 +22,7 @@ def test_missing_hub_setting_names_the_variable(missing, tmp_path):
         create_app(Settings(**values))
 
 
+@pytest.mark.subprocess
 def test_serve_without_hub_settings_exits_2_with_one_line(tmp_path):
     result = run_cli("serve", cwd=tmp_path, timeout=60)
     assert result.returncode == 2

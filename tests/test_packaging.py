@@ -5,6 +5,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from tests.waiting import wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +27,7 @@ def test_every_package_folder_is_listed_for_the_wheel():
     assert folders <= listed, f"add to [tool.setuptools] packages: {sorted(folders - listed)}"
 
 
+@pytest.mark.subprocess
 def test_the_built_wheel_is_a_working_service(hub, tmp_path):
     """Build the wheel, install it (not editable) with the production lock into a fresh venv,
     migrate, serve against the session hub, and render: the login redirect, a static file,
@@ -31,7 +36,6 @@ def test_the_built_wheel_is_a_working_service(hub, tmp_path):
     import shutil
     import subprocess
     import sys
-    import time
 
     import httpx
 
@@ -82,15 +86,15 @@ def test_the_built_wheel_is_a_working_service(hub, tmp_path):
     )
     base = f"http://127.0.0.1:{port}{hub.service_prefix}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answered() -> httpx.Response | None:
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             try:
-                health = httpx.get(base + "api/v1/health", timeout=5)
-                break
+                return httpx.get(base + "api/v1/health", timeout=5)
             except httpx.HTTPError:
-                assert time.monotonic() < deadline, "hubkeeper serve did not answer"
-                time.sleep(0.2)
+                return None
+
+        health = wait_for(answered, 60, "hubkeeper serve to answer", interval=0.2)
         assert health.status_code == 200
         assert health.json()["status"] == "ok", health.json()
         page = httpx.get(base + "users", timeout=10)

@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import free_port
 from tests.conftest import TEST_COOKIE_SECRET
 from tests.waiting import wait_for
+
+pytestmark = pytest.mark.subprocess
 
 USER = "steady-sigterm"
 EXIT_WITHIN = 5.0  # s, the requirement

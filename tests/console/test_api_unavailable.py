@@ -4,7 +4,6 @@ answer 503 `hub_unavailable` and are still audited as failed."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.hub.models import HubUser
 from hubkeeper.main import create_app
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -37,9 +37,7 @@ def offline(make_settings: Any) -> Iterator[tuple[TestClient, Any]]:
 
 def test_reads_are_served_from_the_directory_and_flagged_stale(offline):
     client, hk = offline
-    deadline = time.monotonic() + 15
-    while not hk.directory.stale and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: hk.directory.stale, 15, "the directory to go stale")
     status = client.get("/api/v1/directory").json()
     assert status["stale"] is True
     assert "unreachable" in status["last_error"]

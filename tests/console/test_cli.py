@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
 
 from hubkeeper.db.engine import create_db_engine
 from hubkeeper.db.models import AuditEvent
 from tests.cli import run_cli
+
+pytestmark = pytest.mark.subprocess
 
 
 def test_stop_all_command_stops_running_servers_and_audits(hub, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -17,7 +16,7 @@ from hubkeeper.auth.sessions import issue_session
 from hubkeeper.console.views import PAGE_SIZE
 from hubkeeper.hub.client import HubClient
 from hubkeeper.main import create_app
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_async
 
 SCRIPT_USER = "<script>alert('hk')"  # the hub refuses "/" in names, so no closing tag
 ATTR_USER = '"><img src=x onerror=alert(1)>'
@@ -307,18 +306,19 @@ async def test_hub_down_shows_a_banner_and_the_last_known_list(make_settings, pe
     hk = app.state.hk
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
-        deadline = time.monotonic() + 30
-        while not (hk.directory.ready and hk.directory.get(WORKER)):
-            assert time.monotonic() < deadline, "the directory never synced"
-            await asyncio.sleep(0.1)
+        # ready (the first full sweep) and synced_at (the first active sync) are set by two
+        # loops, in either order: the banner's "as of" needs the active sync's time
+        await wait_for_async(
+            lambda: hk.directory.ready and hk.directory.synced_at and hk.directory.get(WORKER),
+            30,
+            "the directory's first sweep and sync",
+        )
         # The hub stops answering: point the directory at a port nothing listens on.
         dead = HubClient("http://127.0.0.1:9/hub/api", "x", timeout=1.0)
         real = hk.directory.hub
         hk.directory.hub = dead
         try:
-            while not hk.directory.stale:
-                assert time.monotonic() < deadline + 30, "the directory never noticed"
-                await asyncio.sleep(0.1)
+            await wait_for_async(lambda: hk.directory.stale, 30, "the directory to notice")
             name, value, _ = await issue_session(hk, user=ADMIN, role="admin")
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://hubkeeper", cookies={name: value}

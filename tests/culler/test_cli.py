@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from sqlmodel import Session, select
 
 from hubkeeper.db.engine import create_db_engine
 from hubkeeper.db.models import AuditEvent, CullEvent
 from tests.cli import run_cli
 from tests.culler.helpers import later, names, server_up, set_activity
+
+pytestmark = pytest.mark.subprocess
 
 
 def test_cull_dry_run_then_cull_with_a_summary(hub, tmp_path):

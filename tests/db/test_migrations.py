@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
@@ -32,6 +33,7 @@ def test_migrate_twice_is_a_no_op(db_url):
     assert table_names(db_url) == before
 
 
+@pytest.mark.subprocess
 def test_db_upgrade_command(db_url):
     result = run_cli("db", "upgrade", env={"HUBKEEPER_DATABASE_URL": db_url}, timeout=60)
     assert result.returncode == 0, result.stderr

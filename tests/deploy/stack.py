@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import httpx
 import yaml
 
 from hubkeeper.demo.localhub import LocalHub, free_port
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -72,17 +72,23 @@ class Replica:
                 start_new_session=True,
                 cwd=self.log_path.parent,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"hubkeeper exited {self.proc.returncode}:\n{self.log()}")
+        proc = self.proc
+
+        def live() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"hubkeeper exited {proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "api/v1/health/live", timeout=2).status_code == 200:
-                    return self
+                return httpx.get(self.url + "api/v1/health/live", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"hubkeeper did not come up on {self.port}:\n{self.log()}")
+                return False
+
+        try:
+            wait_for(live, timeout, f"hubkeeper on {self.port}", interval=0.2)
+        except AssertionError as timed_out:
+            if proc.poll() is not None:
+                raise
+            raise AssertionError(f"{timed_out}:\n{self.log()}") from None
+        return self
 
     def log(self) -> str:
         try:

@@ -43,6 +43,8 @@ def lockdown_refuses_spawns(hub: LocalHub, base: str, token: str) -> None:
         httpx.delete(base + "api/v1/lockdown", headers=auth, timeout=30)
 
 
+@pytest.mark.own_hub
+@pytest.mark.subprocess
 def test_the_managed_service_recipe_runs_hubkeeper_under_a_real_hub(tmp_path):
     port = free_port()
     hub = localhub_with(

@@ -7,8 +7,12 @@ import io
 import subprocess
 from typing import Any
 
+import pytest
+
 from tests.cli import run_cli
 from tests.history.factories import add_session, prepared
+
+pytestmark = pytest.mark.subprocess
 
 ANN, BEN = "hist-cli-ann", "hist-cli-ben"
 WINDOW = ("--since", "2026-11-01", "--until", "2026-11-02")  # a bare-date until includes that day

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
 from sqlalchemy import event
@@ -16,6 +17,8 @@ from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.main import create_app
 from tests.history.factories import prepared
+
+pytestmark = pytest.mark.perf
 
 SESSIONS = 300
 

@@ -20,6 +20,7 @@ from hubkeeper.history.report import keep_rollups_current, usage
 from hubkeeper.history.service import sessions_between
 from hubkeeper.history.usage import aggregate
 from tests.history.factories import add_session, at, prepared
+from tests.waiting import wait_for_async
 
 NOW = at("2026-11-10T15:00")
 GROUPS_NOW = {"hist-rl-old": ["then-unknown"]}
@@ -169,8 +170,9 @@ def test_a_rollup_far_behind_is_left_to_the_loop_and_reports_are_computed_meanwh
 
         async def one_round() -> None:
             loop = asyncio.create_task(keep_rollups_current(engine, interval=3600))
-            while rollup.behind(engine, NOW) is not None:  # noqa: ASYNC110 - polls the db
-                await asyncio.sleep(0.05)
+            await wait_for_async(
+                lambda: rollup.behind(engine, NOW) is None, 30, "the rollups", interval=0.05
+            )
             loop.cancel()
 
         monkeypatch.setattr(report, "utcnow", lambda: NOW)

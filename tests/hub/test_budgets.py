@@ -16,6 +16,7 @@ import pytest
 
 from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.hub.client import HubClient
+from tests.waiting import wait_for_async
 
 BULK = 2
 SLOW = """
@@ -50,16 +51,15 @@ async def test_identity_checks_and_reads_do_not_wait_for_saturated_bulk_calls(
     )
     try:
         bulk = [asyncio.create_task(client.bulk.start_server(name)) for name in USERS]
+
         # wait until the hub holds the first BULK of them (their spawns are pending)
-        for _ in range(200):
+        async def held() -> bool:
             pending = [
                 await asyncio.to_thread(hanging_hub.server_model, name) for name in USERS[:BULK]
             ]
-            if all(m and m.get("pending") == "spawn" for m in pending):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the bulk calls never reached the hub")
+            return all(m and m.get("pending") == "spawn" for m in pending)
+
+        await wait_for_async(held, 20, "the bulk calls to reach the hub")
 
         who = await client.identify(token)
         reader = await client.get_user("budget-reader")

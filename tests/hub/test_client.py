@@ -10,6 +10,7 @@ import pytest
 from hubkeeper.demo.localhub import LocalHub, free_port
 from hubkeeper.errors import Conflict, HubUnavailable, NotFound
 from hubkeeper.hub.client import HubClient
+from tests.waiting import wait_for_async
 
 PAGED = [f"page-user-{i:03d}" for i in range(230)]
 READY = ["page-user-005", "page-user-120", "page-user-228"]
@@ -31,14 +32,12 @@ def paged_users(hub: LocalHub) -> list[str]:
     return PAGED
 
 
-async def wait_for(client: HubClient, user: str, server: str, status: str) -> None:
-    for _ in range(300):
+async def wait_for_status(client: HubClient, user: str, server: str, status: str) -> None:
+    async def reached() -> bool:
         model = (await client.get_user(user)).servers.get(server)
-        current = model.status if model else "stopped"
-        if current == status:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{user}/{server} never became {status}")
+        return (model.status if model else "stopped") == status
+
+    await wait_for_async(reached, 30, f"{user}/{server} to become {status}")
 
 
 async def test_list_users_returns_every_user_once_across_pages(client, paged_users):
@@ -85,11 +84,11 @@ async def test_default_server_start_twice_conflicts_and_stop_is_idempotent(hub, 
     assert status in ("running", "starting")
     with pytest.raises(Conflict):
         await client.start_server("srv-default")
-    await wait_for(client, "srv-default", "", "running")
+    await wait_for_status(client, "srv-default", "", "running")
     user = await client.get_user("srv-default")
     assert user.servers[""].url == "/user/srv-default/"
     assert await client.stop_server("srv-default") in ("stopped", "stopping")
-    await wait_for(client, "srv-default", "", "stopped")
+    await wait_for_status(client, "srv-default", "", "stopped")
     # JupyterHub 6 answers 204 to stopping a stopped server: the client cannot tell it apart.
     assert await client.stop_server("srv-default") == "stopped"
 
@@ -97,21 +96,21 @@ async def test_default_server_start_twice_conflicts_and_stop_is_idempotent(hub, 
 async def test_named_server_start_and_stop(hub, client):
     hub.create_users(["srv-named"])
     assert await client.start_server("srv-named", "gpu") in ("running", "starting")
-    await wait_for(client, "srv-named", "gpu", "running")
+    await wait_for_status(client, "srv-named", "gpu", "running")
     user = await client.get_user("srv-named")
     assert user.servers["gpu"].url == "/user/srv-named/gpu/"
     assert "" not in user.servers or user.servers[""].status == "stopped"
     assert await client.stop_server("srv-named", "gpu", remove=True) in ("stopped", "stopping")
-    await wait_for(client, "srv-named", "gpu", "stopped")
+    await wait_for_status(client, "srv-named", "gpu", "stopped")
 
 
 async def test_username_that_needs_quoting(hub, client):
     hub.create_users([ODD_NAME])
     assert (await client.get_user(ODD_NAME)).name == ODD_NAME
     await client.start_server(ODD_NAME)
-    await wait_for(client, ODD_NAME, "", "running")
+    await wait_for_status(client, ODD_NAME, "", "running")
     await client.stop_server(ODD_NAME)
-    await wait_for(client, ODD_NAME, "", "stopped")
+    await wait_for_status(client, ODD_NAME, "", "stopped")
 
 
 async def test_progress_stream_ends_ready(hub, client):
@@ -121,7 +120,7 @@ async def test_progress_stream_ends_ready(hub, client):
     assert events and events[-1].ready
     assert not any(event.failed for event in events)
     await client.stop_server("srv-progress")
-    await wait_for(client, "srv-progress", "", "stopped")
+    await wait_for_status(client, "srv-progress", "", "stopped")
 
 
 async def test_unreachable_hub_is_hub_unavailable():
@@ -135,6 +134,7 @@ async def test_unreachable_hub_is_hub_unavailable():
         await dead.aclose()
 
 
+@pytest.mark.own_hub
 async def test_hub_stopped_during_a_paged_listing_is_hub_unavailable(tmp_path):
     """A hub of its own, stopped between two pages; it must leave no process behind."""
     doomed = LocalHub(tmp_path / "doomed")

@@ -4,7 +4,6 @@ start-up and then not for an hour, while servers start and stop behind its back.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 from hubkeeper.auth.principal import Principal
 from hubkeeper.console import service
 from hubkeeper.main import create_app
+from tests.waiting import wait_for
 
 USER = "reach-now"
 ADMIN = "reach-now-admin"
@@ -27,10 +27,8 @@ def test_a_server_the_hub_reports_running_is_never_called_stopped(hub: Any, make
     auth = {"Authorization": f"token {token}"}
     with TestClient(create_app(make_settings(**FROZEN))) as client:
         hk = client.app.state.hk  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 30
-        while not hk.directory.ready:  # the first sweep, then none for an hour
-            assert time.monotonic() < deadline, "the directory never finished its first sweep"
-            time.sleep(0.1)
+        # the first sweep, then none for an hour
+        wait_for(lambda: hk.directory.ready, 30, "the directory's first sweep")
         assert all(row.status == "stopped" for row in hk.directory.rows_for(USER))
 
         hub.start_server(USER)  # behind the directory's back: its copy still says stopped

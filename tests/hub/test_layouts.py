@@ -25,6 +25,7 @@ import pytest
 
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import LOG_FILE_NAME, LocalHub
+from tests.waiting import wait_for
 
 ADMIN = "reach-layout-admin"
 WORKER = "reach-layout-worker"
@@ -46,7 +47,8 @@ class Layout:
         return {"Authorization": f"token {self.token}"}
 
 
-@pytest.fixture(scope="module", params=["managed", "jhub"])
+# the /jhub/ layout is a hub of its own (asked for by name below, which the tiers cannot see)
+@pytest.fixture(scope="module", params=["managed", pytest.param("jhub", marks=pytest.mark.own_hub)])
 def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     hub_fixture, server_fixture = {
         "managed": ("hub", "hubkeeper_server"),
@@ -58,13 +60,6 @@ def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     hub.create_users([WORKER])
     yield Layout(request.param, hub, server, hub.user_token(ADMIN))
     hub.stop_server(WORKER)
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def log_file(hub: LocalHub, name: str) -> Path:

@@ -4,12 +4,15 @@ the running Hubkeeper picks the change up, and so does the hub's spawn hook."""
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.cli import run_cli
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.subprocess
 
 ANN = "lock-cli-ann"
 
@@ -23,11 +26,11 @@ def status_of(server: Any) -> dict[str, Any]:
 
 
 def wait_until_locked(server: Any, locked: bool, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (status := status_of(server))["locked"] is not locked:
-        assert time.monotonic() < deadline, f"Hubkeeper never saw locked={locked}"
-        time.sleep(0.2)
-    return status
+    def seen() -> dict[str, Any] | None:
+        status = status_of(server)
+        return status if status["locked"] is locked else None
+
+    return dict(wait_for(seen, timeout, f"Hubkeeper to see locked={locked}", interval=0.2))
 
 
 def test_cli_locks_and_lifts_the_running_hubkeeper(hub, hubkeeper_server):

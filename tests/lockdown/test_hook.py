@@ -12,6 +12,7 @@ from hubkeeper.demo.localhub import free_port
 from hubkeeper.lockdown.hook import UNREACHABLE_MESSAGE, make_pre_spawn_hook
 
 
+@pytest.mark.subprocess
 def test_the_hook_imports_nothing_else_from_hubkeeper():
     code = (
         "import sys, hubkeeper.lockdown.hook; "

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import LocalHub
 from tests.serving import serve_hubkeeper
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.own_hub
 
 INTERVAL = 2  # seconds: the hub's last_activity_interval here
 USER = "reach-activity"
@@ -75,8 +79,10 @@ def test_reading_and_following_a_log_leaves_last_activity_unchanged(tmp_path: Pa
                 timeout=30,
             )
             assert through_proxy.status_code == 200
-            deadline = time.monotonic() + 10 * INTERVAL
-            while activity(hub)[0] == before[0]:
-                assert time.monotonic() < deadline, "the proxied read never showed as activity"
-                time.sleep(0.5)
+            wait_for(
+                lambda: activity(hub)[0] != before[0],
+                10 * INTERVAL,
+                "the proxied read to show as activity",
+                interval=0.5,
+            )
         hub.stop_server(USER)

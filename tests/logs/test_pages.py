@@ -4,7 +4,6 @@ live, and a log line holding markup stays text."""
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from playwright.sync_api import expect
 
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import MANAGERS_GROUP
+from tests.waiting import wait_for
 
 ADMIN = "logs-page-admin"
 MANAGER = "logs-page-manager"
@@ -62,11 +62,12 @@ def soup(response: httpx.Response) -> BeautifulSoup:
 
 
 def wait_for_directory(server: Any, user: str) -> None:
-    deadline = time.monotonic() + 20
     directory = server.app.state.hk.directory
-    while not any(r.status == "running" for r in directory.rows_for(user)):
-        assert time.monotonic() < deadline, f"the directory never saw {user} running"
-        time.sleep(0.2)
+    wait_for(
+        lambda: any(r.status == "running" for r in directory.rows_for(user)),
+        20,
+        f"the directory to see {user} running",
+    )
 
 
 def test_picker_lists_running_servers_with_links(hubkeeper_server, people):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from hubkeeper.db.engine import create_db_engine, normalise_url
 from hubkeeper.ops.leader import Leader, lock_key
+from tests.waiting import wait_for_async
 
 
 def test_lock_keys_are_stable_signed_64_bit():
@@ -29,13 +30,6 @@ async def _runs(leader: Leader, name: str, ran: list[str], tag: str) -> asyncio.
     return asyncio.create_task(leader.run_as_leader(name, loop, interval=0.2))
 
 
-async def _wait(condition, limit: float = 10.0) -> None:  # noqa: ANN001
-    deadline = asyncio.get_running_loop().time() + limit
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
     if not db_url.startswith("postgresql"):
         pytest.skip("advisory locks: PostgreSQL only")
@@ -44,7 +38,7 @@ async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
     b = Leader(engines[1], replica="b", interval=0.2)
     ran: list[str] = []
     task_a = await _runs(a, "ops-test-loop", ran, "a")
-    await _wait(lambda: a.is_leader("ops-test-loop"))
+    await wait_for_async(lambda: a.is_leader("ops-test-loop"), 10, "a to lead", 0.05)
     task_b = await _runs(b, "ops-test-loop", ran, "b")
     try:
         await asyncio.sleep(1.0)
@@ -57,7 +51,7 @@ async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
                 "SELECT pg_terminate_backend(pid) FROM pg_locks "
                 "WHERE locktype = 'advisory' AND granted"
             )
-        await _wait(lambda: b.is_leader("ops-test-loop"), 10)
+        await wait_for_async(lambda: b.is_leader("ops-test-loop"), 10, "b to lead", 0.05)
         # a notices at its next check (within one interval, 0.2 s) and stops its loop
         await asyncio.sleep(0.2 + 0.5)
         ran.clear()

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 
+import pytest
 from sqlalchemy import inspect
 
 from hubkeeper.db.engine import create_db_engine, migrate
@@ -33,6 +34,7 @@ def test_json_formatter_writes_one_object_per_line():
     assert entry["ts"].endswith("+00:00")
 
 
+@pytest.mark.subprocess
 def test_the_cli_logs_json_lines(tmp_path):
     db = f"sqlite:///{tmp_path / 'x.sqlite'}"
     result = run_cli(
@@ -51,6 +53,7 @@ def test_the_cli_logs_json_lines(tmp_path):
         assert isinstance(json.loads(line), dict), line
 
 
+@pytest.mark.subprocess
 def test_replicas_migrating_together_take_turns(db_url):
     """Three processes run `hubkeeper db upgrade` on one empty database at once (Alembic is
     not thread-safe: processes, as replicas are)."""

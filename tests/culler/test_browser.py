@@ -10,8 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.screenshots import shot
-from tests.browser.test_console import sign_in
+from tests.browsing import shot, sign_in
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.screenshots import shot
-from tests.browser.test_console import sign_in
+from tests.browsing import shot, sign_in
 from tests.history.test_page import seed_recent
 
 pytestmark = pytest.mark.browser

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.browsing import sign_in
+
 pytestmark = pytest.mark.browser
 
 ADMIN = "br-admin"
@@ -24,17 +26,6 @@ def people(hub, hubkeeper_server):
     hub.create_users([ADMIN], admin=True)
     hub.create_users([MANAGER, NOBODY, ANN, BEN])
     hub.add_to_group("managers", [MANAGER])
-
-
-def sign_in(page: Any, hub: Any, server: Any, user: str) -> None:
-    """Open Hubkeeper through the hub's proxy; the hub asks us to log in; OAuth brings us back."""
-    page.goto(server.proxied_url)
-    expect(page).to_have_url(re.compile(r"/hub/login"))
-    page.locator("#username_input").fill(user)
-    page.locator("#password_input").fill("any-password")
-    page.locator("#login_submit").click()
-    expect(page).to_have_url(re.compile(r"/services/hubkeeper/users"), timeout=20_000)
-    page.wait_for_load_state()  # app.js (deferred) is in place: shortcuts and dialogs work
 
 
 def server_row(page: Any, user: str, server: str = "") -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 
 from hubkeeper.demo.localhub import LocalHub
 from tests.conftest import build_settings
+from tests.waiting import wait_for
 
 EXAMPLES = int(os.environ.get("HUBKEEPER_TEST_FUZZ_EXAMPLES", "12"))
 # Text a client may put in a header (HTTP carries bytes; Starlette reads them as latin-1).
@@ -62,10 +62,12 @@ def serve(app: Any, port: int) -> tuple[Any, threading.Thread]:
     )
     thread = threading.Thread(target=server.run, name="hubkeeper-fuzz", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "Hubkeeper did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "Hubkeeper's server thread ended"
+        return bool(server.started)
+
+    wait_for(started, 30, "Hubkeeper to start", interval=0.02)
     return server, thread
 
 

@@ -8,9 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import free_port
 from hubkeeper.demo.run import ADMIN, _wait_for_hubkeeper, build_hub
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.own_hub, pytest.mark.subprocess]
 
 USER = "alice"
 
@@ -32,8 +36,9 @@ def test_the_demo_shows_a_running_servers_log_as_soon_as_the_hub_says_ready(
 
             response = hub.api("POST", f"/users/{USER}/server", json={})
             assert response.status_code in (201, 202), response.text
-            while not (hub.server_model(USER) or {}).get("ready"):
-                time.sleep(0.05)
+            wait_for(
+                lambda: (hub.server_model(USER) or {}).get("ready"), 60, "ready", interval=0.05
+            )
             ready_at = time.monotonic()
             first = client.get(logs, params={"lines": 10})
             took = time.monotonic() - ready_at
