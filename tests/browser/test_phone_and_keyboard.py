@@ -64,7 +64,8 @@ def axe_violations(page: Any) -> list[str]:
     found = page.evaluate(
         """async () => (await axe.run(document, {runOnly: ["wcag2a", "wcag2aa"]})).violations
              .filter(v => v.impact === "serious" || v.impact === "critical")
-             .map(v => v.id + ": " + v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", "))"""
+             .map(v => v.id + ": " + v.nodes.slice(0, 3).map(n => n.target.join(" ") + " "
+                  + (n.any[0] || {message: ""}).message).join("; "))"""
     )
     return list(found)
 
@@ -107,6 +108,7 @@ def test_every_pages_menu_reaches_every_page_on_a_phone(phone, hub, hubkeeper_se
         shot(page, "phone", here)
         for scheme in ("light", "dark"):
             page.emulate_media(color_scheme=scheme)
+            page.wait_for_timeout(300)  # colours have finished their transition
             problems += [f"{here} ({scheme}) {v}" for v in axe_violations(page)]
         page.emulate_media(color_scheme="light")
         # Then on to the next page, through this page's menu.
@@ -160,17 +162,16 @@ def test_focus_survives_a_live_update(page, hub, hubkeeper_server, people):
             if start.evaluate("el => el === document.activeElement"):
                 break
         expect(start).to_be_focused()
-        start.evaluate(
-            "el => { el.dataset.marked = 'yes'; el.closest('tr').dataset.marked = 'yes' }"
-        )
+        start.evaluate("el => { el.hkMarked = true; el.closest('tr').hkMarked = true }")
         scroll = page.evaluate("window.scrollY")
 
         hub.stop_server(ANN)  # behind the page's back: the next poll brings the change
         expect(ann).to_have_attribute("data-status", "stopped", timeout=30_000)
         # Same element, same row (not copies), still focused, the page where it was.
         expect(start).to_be_focused()
-        assert start.get_attribute("data-marked") == "yes"
-        assert ben.get_attribute("data-marked") == "yes"
+        # Properties, not attributes: a morph sets attributes to what the server sent.
+        assert start.evaluate("el => el.hkMarked === true")
+        assert ben.evaluate("el => el.hkMarked === true")
         assert page.evaluate("window.scrollY") == scroll
         expect(page.locator("#live-status")).to_contain_text(f"{ANN}’s server is stopped")
     finally:
