@@ -292,8 +292,13 @@ var hubkeeperCsrf = (function () {
         return th.textContent.trim();
       });
       $$("tbody tr", table).forEach(function (row) {
-        Array.prototype.forEach.call(row.children, function (cell, i) {
-          if (names[i] && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", names[i]);
+        var column = 0;
+        Array.prototype.forEach.call(row.children, function (cell) {
+          var span = cell.colSpan || 1;
+          // A cell over several columns ("No pass yet.") stands alone, without a label.
+          var name = span > 1 ? "" : names[column] || "";
+          if (!cell.hasAttribute("data-label")) cell.setAttribute("data-label", name);
+          column += span;
         });
       });
     });

@@ -116,6 +116,12 @@ def test_every_pages_menu_reaches_every_page_on_a_phone(phone, hub, hubkeeper_se
         open_menu(page).get_by_role("link", name=there.capitalize(), exact=True).tap()
         expect(page).to_have_url(re.compile(rf"/services/hubkeeper/{there}$"))
     assert not problems, problems
+    # The narrowest phones the issue names: still nothing off to the side.
+    page.set_viewport_size({"width": 360, "height": 740})
+    for here in PAGES:
+        page.goto(base + here)
+        no_sideways_scroll(page)
+        shot(page, "phone360", here)
 
 
 def test_a_running_server_is_stopped_from_the_users_page_by_touch(
@@ -131,6 +137,16 @@ def test_a_running_server_is_stopped_from_the_users_page_by_touch(
         no_sideways_scroll(page)
         expect(row.locator(".pill")).to_have_text("running")
         inside_screen(row.locator(".pill"))
+        # The log is a tap away too (and back).
+        row.get_by_role("link", name="Logs").tap()
+        expect(page.get_by_role("heading", name=re.compile(f"Log of {ANN}"))).to_be_visible()
+        expect(page.locator("[data-log-state]")).to_have_attribute(
+            "data-log-state", "live", timeout=20_000
+        )
+        no_sideways_scroll(page)
+        shot(page, "phone", "log")
+        page.go_back()
+        expect(row).to_have_attribute("data-status", "running", timeout=15_000)
         stop = row.get_by_role("button", name="Stop")
         inside_screen(stop)
         shot(page, "phone", "users-card")
