@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from tests.browser.screenshots import shot
 from tests.browser.test_console import search, server_row, sign_in
+from tests.history.test_page import seed_recent
 
 pytestmark = pytest.mark.browser
 
@@ -126,13 +127,26 @@ def test_every_pages_menu_reaches_every_page_on_a_phone(phone, hub, hubkeeper_se
         open_menu(page).get_by_role("link", name=there.capitalize(), exact=True).tap()
         expect(page).to_have_url(re.compile(rf"/services/hubkeeper/{there}$"))
     assert not problems, problems
-    # The narrowest phones the issue names, and a tablet: still nothing off to the side.
-    for width, height, prefix in ((360, 740, "phone360"), (820, 1180, "tablet")):
-        page.set_viewport_size({"width": width, "height": height})
-        for here in PAGES:
-            page.goto(base + here)
-            no_sideways_scroll(page)
-            shot(page, prefix, here)
+
+
+def test_no_page_scrolls_sideways_from_360_to_1280_px(phone, hub, hubkeeper_server, people):
+    """Every page, with rows in its lists (sessions seeded), at the narrowest phone the issue
+    names, phones, tablets and both sides of each breakpoint (760, 1060, 1100 px)."""
+    seed_recent(hubkeeper_server.settings.database_url)
+    page = phone
+    sign_in(page, hub, hubkeeper_server, ADMIN)
+    found: list[str] = []
+    for width in (360, 414, 600, 760, 761, 820, 1060, 1061, 1100, 1101, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        for here in [*PAGES, "users/stop-all"]:
+            page.goto(hubkeeper_server.proxied_url + here)
+            try:
+                no_sideways_scroll(page)
+            except AssertionError as exc:
+                found.append(f"{width} px: {exc}")
+            if width in (360, 820) and here in PAGES:
+                shot(page, f"w{width}", here)
+    assert not found, found
 
 
 def test_a_running_server_is_stopped_from_the_users_page_by_touch(

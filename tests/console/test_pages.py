@@ -360,7 +360,9 @@ async def test_hub_down_shows_a_banner_and_the_last_known_list(make_settings, pe
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
         deadline = time.monotonic() + 30
-        while not (hk.directory.ready and hk.directory.get(WORKER)):
+        # synced_at too: the first sweep makes the directory ready, but "as of" needs an
+        # active sync, which under load can come after it.
+        while not (hk.directory.ready and hk.directory.get(WORKER) and hk.directory.synced_at):
             assert time.monotonic() < deadline, "the directory never synced"
             await asyncio.sleep(0.1)
         # The hub stops answering: point the directory at a port nothing listens on.
