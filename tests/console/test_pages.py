@@ -246,7 +246,14 @@ def test_stop_all_opened_directly_is_a_page(admin):
     assert body.select_one("a[href$='users']") is not None
 
 
-def test_start_is_greyed_out_with_the_reason_while_locked(admin):
+def test_start_is_greyed_out_with_the_reason_while_locked(admin, hubkeeper_server):
+    directory = hubkeeper_server.app.state.hk.directory
+    # An earlier test may have left the worker's server stopping: Start shows once stopped.
+    wait_for(
+        lambda: [r.status for r in directory.rows_for(WORKER)] == ["stopped"],
+        timeout=30,
+        what="the worker's server to be stopped",
+    )
     headers = {"X-CSRF-Token": admin.csrf}
     reason = "Pages test <lock>"
     locked = admin.client.post(
