@@ -21,7 +21,7 @@ def sign_in(page: Any, hub: Any, server: Any, user: str) -> None:
     page.locator("#password_input").fill("any-password")
     page.locator("#login_submit").click()
     expect(page).to_have_url(re.compile(r"/services/hubkeeper/users"), timeout=20_000)
-    page.wait_for_load_state()  # app.js (deferred) is in place: shortcuts and dialogs work
+    page.wait_for_load_state()  # common.js (deferred) is in place: shortcuts and dialogs work
 
 
 def shot(page: Any, prefix: str, name: str) -> None:

@@ -208,7 +208,7 @@ def call(
     for key, value in PATH_VALUES.items():
         url = url.replace("{" + key + "}", value)
     if method == "MOUNT":
-        method, url = "GET", path + "/app.js"
+        method, url = "GET", path + "/common.js"
     headers = {"Authorization": f"token {token}"} if token else {}
     if session is not None:
         cookies, csrf = session

@@ -102,7 +102,7 @@ def test_the_built_wheel_is_a_working_service(hub, tmp_path):
         assert page.headers["location"].startswith(f"{hub.service_prefix}login?next=")
         login = httpx.get(base + "login", timeout=10)
         assert login.status_code == 302 and "/hub/api/oauth2/authorize" in login.headers["location"]
-        static = httpx.get(base + "static/app.js", timeout=10)
+        static = httpx.get(base + "static/common.js", timeout=10)
         assert static.status_code == 200 and "hubkeeperCsrf" in static.text
         docs = httpx.get(base + "static/vendor/swagger-ui/swagger-ui-bundle.js", timeout=10)
         assert docs.status_code == 200

@@ -179,6 +179,10 @@ async def require_admin(request: Request) -> Principal:
     """Admins only: every action, and logs."""
     principal = await _principal(request)
     if not principal.is_admin:
-        raise Forbidden("Only hub admins may do this; managers can read but not act")
+        raise Forbidden(
+            "Only hub admins may do this. Managers have read-only access: they see the users, "
+            "history, culls, audit log and lockdown, but cannot start or stop servers, change "
+            "settings or read server logs"
+        )
     await _check_csrf(request, principal)
     return principal

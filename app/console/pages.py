@@ -18,6 +18,7 @@ from hubkeeper.console import service
 from hubkeeper.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, UsersView
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import NotFound
+from hubkeeper.lockdown.state import current as current_lockdown
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.templating import render
@@ -35,10 +36,12 @@ def _header_context(hk: HubkeeperState) -> dict[str, Any]:
 
 
 def _token(hk: HubkeeperState) -> str:
-    """Changes when the rows would render differently: data, staleness, or the minute
-    (so "3 min ago" keeps counting while nothing else moves)."""
+    """Changes when the rows would render differently: data, staleness, the lockdown (Start
+    is greyed out while locked), or the minute (so "3 min ago" keeps counting)."""
     directory = hk.directory
-    return f"{directory.version}.{int(directory.stale)}.{int(time.time() // 60)}"
+    locked = current_lockdown(hk)
+    lock = f"{locked.id}" if locked.active else "open"
+    return f"{directory.version}.{int(directory.stale)}.{lock}.{int(time.time() // 60)}"
 
 
 def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
@@ -222,15 +225,18 @@ async def access_named(name: str, server: str, who: CurrentAdmin, hk: StateDep) 
 
 
 def _stop_all_form(
-    request: Request, hk: HubkeeperState, *, reason: str = "", error: str = ""
+    request: Request, hk: HubkeeperState, *, reason: str = "", error: str = "", page: bool = False
 ) -> Response:
     counts = hk.directory.counts()
     total = counts.get("running", 0) + counts.get("starting", 0)
     preview, _ = hk.directory.query_rows(status="active", sort="name", limit=STOP_ALL_PREVIEW)
     return render(
         request,
-        "console/_stop_all.html",
+        "console/stop_all.html" if page else "console/_stop_all.html",
         {
+            "active_nav": "users",
+            "counts": counts,
+            "as_page": page,
             "total": total,
             "preview": preview,
             "reason": reason,
@@ -242,7 +248,10 @@ def _stop_all_form(
 
 @router.get("/users/stop-all")
 async def stop_all_dialog(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
-    """The stop-all confirmation: how many servers, and a reason for the audit log."""
+    """The stop-all confirmation: how many servers, and a reason for the audit log (the
+    dialog's body for HTMX; a page of its own when the address is opened directly)."""
+    if not request.headers.get("HX-Request"):
+        return _stop_all_form(request, hk, page=True)
     return _stop_all_form(request, hk)
 
 

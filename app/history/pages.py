@@ -148,7 +148,8 @@ async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Re
         "last_day": (end - timedelta(days=1)).date().isoformat(),
         "days": days,
         "chart": bar_chart(days),
-        "total_hours": round(sum(r.seconds for r in days) / 3600, 1),
+        # Two decimals, as the rows beside it: a total of 0.0 next to rows of 0.02 reads wrong.
+        "total_hours": f"{sum(r.seconds for r in days) / 3600:.2f}",
         "table": table[:USAGE_ROWS],
         "table_total": len(table),
         "csv_url": f"api/v1/usage?{csv_query}",

@@ -1,6 +1,6 @@
 """The log pages: a picker of running servers, and one server's log followed live.
 
-The page only frames the log: static/app.js fills the pane from the stream endpoint and sets
+The page only frames the log: static/logs.js fills the pane from the stream endpoint and sets
 every line with textContent (log lines are untrusted). Admins only, like the API.
 """
 

@@ -2,7 +2,8 @@
 
 FastAPI's built-in page loads Swagger UI from a CDN, which the Content-Security-Policy blocks
 (and air-gapped hubs cannot reach); its inline start-up script is blocked too. This page loads
-the vendored `static/vendor/swagger-ui/` and starts it from `static/api-docs.js`.
+the vendored `static/vendor/swagger-ui/` and starts it from `static/api-docs.js`; a bar links
+back to the console, and `static/api-docs.css` follows the console's theme (theme.js).
 """
 
 from __future__ import annotations
@@ -19,11 +20,19 @@ PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
 <title>Hubkeeper API</title>
+<link rel="icon" href="{base}static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="{base}static/vendor/swagger-ui/swagger-ui.css">
+<link rel="stylesheet" href="{base}static/api-docs.css">
+<script src="{base}static/theme.js"></script>
 </head>
 <body>
-<div id="swagger-ui" data-openapi-url="{base}api/openapi.json"></div>
+<header class="docs-bar">
+<a href="{base}users">&larr; Back to Hubkeeper</a>
+<span>REST API &middot; <a href="{base}api/openapi.json">openapi.json</a></span>
+</header>
+<main id="swagger-ui" data-openapi-url="{base}api/openapi.json"></main>
 <script src="{base}static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
 <script src="{base}static/api-docs.js"></script>
 </body>

@@ -1,9 +1,9 @@
 """Security headers on every response: no framing, no sniffing, scripts only from us.
 
-The pages load no inline script (htmx, app.js and theme.js are files under static/), so the
-Content-Security-Policy can forbid inline and injected scripts outright: an escaping mistake
-cannot turn into script execution. Inline styles stay allowed for htmx's indicator styles and
-progress-bar widths.
+The pages load no inline script (htmx, common.js, each page's own script and theme.js are
+files under static/), so the Content-Security-Policy can forbid inline and injected scripts
+outright: an escaping mistake cannot turn into script execution. Inline styles stay allowed
+for htmx's indicator styles and progress-bar widths.
 """
 
 from __future__ import annotations

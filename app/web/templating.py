@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -53,7 +53,21 @@ def exact(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def through(value: datetime | None) -> str:
+    """An exclusive end (`until`) as people say it: midnight UTC starting 2026-12-07 →
+    "through 2026-12-06" (its last whole day); any other time → "until <exact time>"."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0):
+        return f"through {(value - timedelta(days=1)).date().isoformat()}"
+    return f"until {exact(value)}"
+
+
 templates.env.filters["ago"] = ago
+templates.env.filters["through"] = through
 templates.env.filters["iso"] = iso
 templates.env.filters["exact"] = exact
 

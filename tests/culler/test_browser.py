@@ -29,7 +29,7 @@ def test_admin_sets_a_group_timeout_previews_and_culls_now(page, hub, hubkeeper_
     hub.start_server(IDLE)
     try:
         sign_in(page, hub, hubkeeper_server, ADMIN)
-        page.get_by_role("link", name="Culler").click()
+        page.get_by_role("link", name="Culler", exact=True).click()
         expect(page.get_by_role("heading", name="Culler", exact=True)).to_be_visible()
         page.get_by_label(re.compile("Group timeouts")).fill(f"{GROUP}=1")
         page.get_by_role("button", name="Save settings").click()

@@ -105,6 +105,7 @@ def test_exemption_form_adds_and_ends_one(client, hub):
     row = page.select_one("#exemptions-table tbody tr")
     assert user in row.text and "<b>thesis</b>" in row.text  # escaped, shown as text
     assert row.select_one("b") is None
+    assert "through 2099-01-01" in row.text  # the last day given, not the exclusive end
     with session_scope(client.app.state.hk.engine) as s:
         (ex,) = s.exec(select(CullExemption).where(CullExemption.user == user)).all()
     ended = client.post(
