@@ -37,9 +37,9 @@ class BodyTimeoutMiddleware:
     of the app's first read. After the body, `receive()` is not bounded: it then waits for
     the client to disconnect, which a long response (a log stream) relies on."""
 
-    def __init__(self, app: ASGIApp, timeout: float = BODY_TIMEOUT) -> None:
+    def __init__(self, app: ASGIApp, timeout: float | None = None) -> None:
         self.app = app
-        self.timeout = timeout
+        self.timeout = BODY_TIMEOUT if timeout is None else timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.timeout <= 0:
