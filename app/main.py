@@ -48,6 +48,7 @@ from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
 from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
+from hubkeeper.web.timeouts import BodyTimeoutMiddleware, HeaderTimeoutH11Protocol
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(logs_router)
     app.include_router(history_router)
     app.include_router(culler_router)
-    # Middleware order, innermost first: unexpected errors become the contract's answer, then
-    # every answer (errors too) gets the security headers, then the prefix is set outermost.
+    # Middleware order, innermost first: a request body has BODY_TIMEOUT s to arrive;
+    # unexpected errors become the contract's answer, then every answer (errors too) gets
+    # the security headers, then the prefix is set outermost.
+    app.add_middleware(BodyTimeoutMiddleware)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hub_url=settings.browser_hub_url)
     app.add_middleware(ServicePrefixMiddleware, prefix=settings.service_prefix)
@@ -232,5 +235,6 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+        http=HeaderTimeoutH11Protocol,  # request headers within HEADER_TIMEOUT s
     )
     _Server(config, app.state.hk).run()

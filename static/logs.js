@@ -26,6 +26,19 @@
     var received = 0;
     var source = null;
     var ended = false;
+    // Transient trouble (hub restart, proxy or server not answering) is retried with backoff:
+    // a new EventSource sends no Last-Event-ID, so the last id goes in the query instead.
+    var lastId = "";
+    var backoff = 0; // ms; 0 = no retry pending
+    var TRANSIENT = ["hub_unavailable", "server_unreachable"];
+
+    function retryLater() {
+      if (ended) return;
+      if (source) source.close();
+      backoff = Math.min(backoff ? backoff * 2 : 1000, 30000);
+      setState("reconnecting", "reconnecting…");
+      setTimeout(connect, backoff * (0.75 + Math.random() / 2));
+    }
 
     function setState(state, text) {
       stateEl.setAttribute("data-log-state", state);
@@ -91,15 +104,14 @@
           });
         })
         .then(function (result) {
-          if (result.status < 400) {
-            setState("reconnecting", "reconnecting…");
-            setTimeout(connect, 3000);
+          if (result.status < 400 || result.status === 503 || result.status === 502) {
+            retryLater();
             return;
           }
           stop(result.body.error === "server_not_running" ? "stopped" : "error", result.body);
         })
         .catch(function () {
-          stop("error", { detail: "Hubkeeper did not answer." });
+          retryLater(); // Hubkeeper itself restarting
         });
     }
 
@@ -117,15 +129,19 @@
 
     function connect() {
       if (ended) return;
-      source = new EventSource(hubkeeperCsrf.url(url));
+      var resume = lastId ? (url.indexOf("?") >= 0 ? "&" : "?") + "last_event_id=" + encodeURIComponent(lastId) : "";
+      source = new EventSource(hubkeeperCsrf.url(url + resume));
       source.onopen = function () {
         setState("live", "live");
       };
       source.onmessage = function (event) {
         setState("live", "live");
+        backoff = 0;
+        if (event.lastEventId) lastId = event.lastEventId;
         onLines(parse(event).lines || []);
       };
       source.addEventListener("notice", function (event) {
+        if (event.lastEventId) lastId = event.lastEventId;
         showNotice(parse(event).message || "");
       });
       source.addEventListener("timeout", function () {
@@ -137,6 +153,10 @@
       source.addEventListener("error", function (event) {
         if (event.data) {
           var body = parse(event);
+          if (TRANSIENT.indexOf(body.error) >= 0) {
+            retryLater();
+            return;
+          }
           stop(body.error === "server_not_running" ? "stopped" : "error", body);
           return;
         }

@@ -180,7 +180,9 @@ def search(
     if action:
         query = query.where(AuditEvent.action == action)
     if target:
-        query = query.where(col(AuditEvent.target).contains(target))
+        # autoescape: `%`, `_` and the escape character itself match only themselves (a
+        # target `a_c` must not find `abc`), on SQLite and PostgreSQL alike.
+        query = query.where(col(AuditEvent.target).contains(target, autoescape=True))
     if since:
         query = query.where(AuditEvent.at >= since)
     if until:

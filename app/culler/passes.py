@@ -357,6 +357,15 @@ async def servers_pass(
 
 
 # --- kernels ---------------------------------------------------------------------------------
+def _why(exc: Exception) -> str:
+    """A server's failure as its error entry: our own errors say why; anything else is a bug
+    or a surprise from that server, logged with its traceback and named by its type."""
+    if isinstance(exc, HubkeeperError):
+        return exc.detail
+    log.exception("kernel pass: unexpected failure on one server")
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
 KERNELS_NEED_PROXY_API = (
     "Kernel culling needs HUBKEEPER_PROXY_API_URL: without it Hubkeeper cannot reach users' "
     "servers directly, and through the proxy (HUBKEEPER_PROXY_URL) its calls would count as "
@@ -424,18 +433,18 @@ async def kernels_pass(
     async def one_server(user: HubUser, server: HubServer) -> None:
         nonlocal done
         async with limit:
+            # One server is one user's code: whatever it does is that server's error entry,
+            # never the end of the pass for everyone else.
             try:
                 kernels = await gateway.list_kernels(user.name, server.name)
-            except HubkeeperError as exc:
-                result.errors.append(
-                    {"user": user.name, "server": server.name, "error": exc.detail}
-                )
-                kernels = []
-            culls = [
-                c
-                for k in kernels
-                if (c := decide_kernel(cfg.kernels, user.name, server.name, k, now)) is not None
-            ]
+                culls = [
+                    c
+                    for k in kernels
+                    if (c := decide_kernel(cfg.kernels, user.name, server.name, k, now)) is not None
+                ]
+            except Exception as exc:
+                result.errors.append({"user": user.name, "server": server.name, "error": _why(exc)})
+                culls = []
             result.planned.extend(culls)
             outcomes: list[Outcome] = []
             if not dry_run:
@@ -444,8 +453,8 @@ async def kernels_pass(
                     try:
                         await gateway.delete_kernel(user.name, server.name, one.kernel_id or "")
                         outcomes.append(Outcome(one, ok=True))
-                    except HubkeeperError as exc:
-                        outcomes.append(Outcome(one, ok=False, error=exc.detail))
+                    except Exception as exc:
+                        outcomes.append(Outcome(one, ok=False, error=_why(exc)))
         for outcome in outcomes:
             result.outcomes.append(outcome)
             cull_log.add(outcome)

@@ -88,6 +88,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the hub and its proxy bind (both set SO_REUSEADDR): connections of a stopped
+        # listener left in TIME_WAIT do not keep the port from being served again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -424,6 +427,25 @@ class LocalHub:
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
+
+    def restart(self, timeout: float = 30.0) -> LocalHub:
+        """Stop the hub process alone (SIGTERM; it stops the proxy it started, and, with
+        `c.JupyterHub.cleanup_servers = False` in `extra_config`, leaves users' servers
+        running) and start it again: a new proxy, routes added back for running servers."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
+        self._proc = None
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        deadline = time.monotonic() + timeout
+        while not (port_is_free(self.port) and port_is_free(self.proxy_api_port)):
+            if time.monotonic() > deadline:
+                raise LocalHubError("the hub's ports stayed taken after it stopped")
+            time.sleep(0.1)
+        return self.start()
 
     def kill(self) -> None:
         """Kill the hub and its proxy at once, as a crash would (tests of an absent hub)."""

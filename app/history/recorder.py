@@ -10,6 +10,9 @@ server), `run()` reconciles the database with what runs now:
   time when a server stops: `user.py` `User.stop`), capped at now and never before the
   session's start; if the hub no longer knows the server (user deleted), at the last time
   Hubkeeper saw it running (`seen_at`, kept every `SEEN_SECONDS`). Never the restart time.
+- a server found stopped after the hub was unreadable for `HUB_GAP` (a hub restart) may have
+  died with the hub, whose stop time for it is then its own restart: it closes at the later
+  of its last activity seen and the last sync that saw it running, if earlier.
 - a server stopped and started again meanwhile (its `started` changed) is two sessions: the
   old one closed at the new start at the latest, a new one opened at the new `started`;
 - a server running without an open session gets one from its `started` time.
@@ -58,6 +61,12 @@ RECONCILE_RETRY = 2.0  # s between reconcile attempts while the hub cannot be re
 EXPECT_TTL = 300.0  # s an announced stop stays attributable to whoever asked
 LIVE = ("running", "stopping")  # a session is open through its stopping phase
 SAME_START = timedelta(seconds=1)  # a stored start this close to the hub's is the same run
+# No active sync for this long: the hub was down (or unreadable) meanwhile. A server found
+# stopped after such a gap may have died with the hub, and then the hub's stop time is its
+# restart: JupyterHub's startup stops a server "that appears to have stopped while the Hub
+# was down" with `User.stop`, which stamps `last_activity` with now (jupyterhub/app.py
+# `check_spawner`, jupyterhub/user.py `User.stop`).
+HUB_GAP = timedelta(seconds=30)
 
 Key = tuple[str, str]  # (user, server)
 
@@ -107,6 +116,15 @@ def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datet
     return {n: s.started for n, s in user.servers.items() if s.status in statuses}
 
 
+def _last_alive(old: HubUser | None, server: str, seen: datetime) -> datetime:
+    """The best evidence of when a server that vanished during a hub outage last ran: the
+    later of its last activity Hubkeeper saw and the last sync that saw it running (`seen`,
+    UTC). Its proxy route vanished with the old proxy, so it tells nothing later."""
+    found = old.servers.get(server) if old is not None else None
+    activity = as_utc(found.last_activity) if found and found.last_activity else None
+    return max(seen, activity) if activity is not None else seen
+
+
 def stop_time(user: HubUser | None, server: str, now: datetime) -> datetime | None:
     """The hub's best word on when a server that no longer runs stopped (None: no word).
 
@@ -129,6 +147,7 @@ class SessionRecorder:
         self._queue: list[Op] = []
         self._expected: dict[Key, tuple[str, str, float]] = {}  # reason, by, monotonic deadline
         self._inflight: asyncio.Future[None] | None = None
+        self.synced_at: datetime | None = None  # the directory's last active sync, as noted
 
     # --- what Hubkeeper is about to do -------------------------------------------------
     def expect_stop(self, user: str, server: str, *, reason: str, by: str) -> None:
@@ -167,6 +186,8 @@ class SessionRecorder:
             if server not in live:
                 reason, by = self._reason((name, server))
                 at = stop_time(new, server, now) or now
+                if self.synced_at is not None and now - self.synced_at > HUB_GAP:
+                    at = min(at, _last_alive(old, server, self.synced_at))
                 self._queue.append(Close(name, server, at, reason, by))
             elif started and live[server] and live[server] != started:
                 # stopped and started again between two syncs: the hub's start time moved.
@@ -269,6 +290,8 @@ class SessionRecorder:
                 await asyncio.sleep(RECONCILE_RETRY)
         seen = time.monotonic()
         while True:
+            # Noted every tick, so a sync that ends an outage finds the one before it here.
+            self.synced_at = directory.synced_at
             if time.monotonic() - seen >= SEEN_SECONDS:
                 self.mark_seen(directory)
                 seen = time.monotonic()

@@ -49,6 +49,19 @@ NOT_RUNNING_STATUSES = {"stopped", "stopping"}
 REPORT_TIMEOUT = 3.0  # seconds health waits for the proxy API
 
 
+# Types of the `GET api/kernels` fields callers read (besides `id`); None is allowed.
+KERNEL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "last_activity": str,
+    "execution_state": str,
+    "connections": int,
+}
+
+
+def _bad_answer(what: str, why: str) -> HubError:
+    return HubError(f"{what}: unexpected answer from the server ({why})", code="server_bad_answer")
+
+
 class ServerUnreachable(HubkeeperError):
     """Hubkeeper has no way to reach users' servers (no proxy setting), the proxy API or the
     server does not answer, or the proxy has no route for a server the hub reports running.
@@ -428,19 +441,44 @@ class ServerGateway:
         if response.status_code >= 400:
             raise HubError(f"{what}: the server answered {response.status_code}")
 
+    @staticmethod
+    def _json(response: httpx.Response, what: str, shape: type) -> Any:
+        """The answer's JSON when it is a `shape` (dict or list). A user's server is code the
+        user controls (a web app of their own may answer at api/...), so anything else is
+        HubError `server_bad_answer`, never an exception out of a caller's pass."""
+        try:
+            data = response.json()
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise _bad_answer(what, "not JSON") from exc
+        if not isinstance(data, shape):
+            raise _bad_answer(what, f"not a JSON {'object' if shape is dict else 'list'}")
+        return data
+
     async def server_status(self, user: str, server: str = "") -> dict[str, Any]:
         """`GET api/status` of the server (jupyter_server/services/api/handlers.py): started,
         last_activity, connections, kernels."""
         response = await self._call("GET", user, server, "api/status")
-        self._fail(response, f"status of {server_label(user, server)}")
-        return dict(response.json())
+        what = f"status of {server_label(user, server)}"
+        self._fail(response, what)
+        return dict(self._json(response, what, dict))
 
     async def list_kernels(self, user: str, server: str = "") -> list[dict[str, Any]]:
         """`GET api/kernels`: each kernel's id, name, last_activity, execution_state,
-        connections."""
+        connections (jupyter_server/services/kernels/kernelmanager.py `kernel_model`). Every
+        field read is checked: HubError `server_bad_answer` for any other shape."""
+        what = f"kernels of {server_label(user, server)}"
         response = await self._call("GET", user, server, "api/kernels")
-        self._fail(response, f"kernels of {server_label(user, server)}")
-        return list(response.json())
+        self._fail(response, what)
+        kernels: list[dict[str, Any]] = []
+        for item in self._json(response, what, list):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+                raise _bad_answer(what, "a kernel without a string id")
+            for name, types in KERNEL_FIELDS.items():
+                value = item.get(name)
+                if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                    raise _bad_answer(what, f"kernel {item['id']!r} has a {name} of the wrong type")
+            kernels.append(item)
+        return kernels
 
     async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None:
         """`DELETE api/kernels/{id}` (shuts the kernel down). NotFound `kernel_not_found`."""
@@ -544,7 +582,10 @@ class ServerGateway:
             # (404 at another base URL, an error) is not one that refuses hidden files.
             names = []
             if listing.status_code == 200:
-                names = [str(item.get("name", "")) for item in listing.json().get("content") or []]
+                model = self._json(listing, f"listing of {parent or '/'} in {label}", dict)
+                content = model.get("content")
+                items = content if isinstance(content, list) else []
+                names = [str(item.get("name", "")) for item in items if isinstance(item, dict)]
             if listing.status_code == 200 and not any(name.startswith(".") for name in names):
                 return NotFound(
                     f"{label} answers 404 for {path!r}, a hidden path (a name starting with "

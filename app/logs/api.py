@@ -63,6 +63,19 @@ async def get_log(
     return LogOut(lines=tail.lines, source=tail.source, truncated=tail.truncated)
 
 
+# A byte offset never has more digits than this (int64); a longer Last-Event-ID is treated as
+# absent, before int() (which refuses more than 4,300 digits with a ValueError, a 500).
+MAX_EVENT_ID_DIGITS = 19
+
+
+def resume_offset(last_event_id: str | None) -> int | None:
+    """The byte offset a reconnecting client resumes at, or None when absent or invalid."""
+    if not last_event_id or len(last_event_id) > MAX_EVENT_ID_DIGITS:
+        return None
+    # ASCII digits only: str.isdigit() also accepts '²' or '١٢', which int() refuses.
+    return int(last_event_id) if last_event_id.isascii() and last_event_id.isdigit() else None
+
+
 @router.get("/users/{name}/logs/stream", response_class=StreamingResponse)
 async def stream_log(
     name: UserName,
@@ -71,19 +84,18 @@ async def stream_log(
     request: Request,
     server: ServerQuery = "",
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
 ) -> StreamingResponse:
     """Server-sent events: the last 200 lines, then new lines as they are written.
 
     `data: {"lines": [...]}` with `id:` = byte offset (a reconnecting EventSource resumes
     there); `event: notice` (file shrank, skipped ahead), `event: timeout` after 10 min
-    (reconnect), `event: error` with the error JSON when the server stops or the hub goes.
+    (reconnect), `event: reconnect` when the hub, the proxy or the server stops answering
+    for a while (transient: reconnect with backoff), `event: error` with the error JSON when
+    the server stops or the file is gone. `last_event_id` in the query stands in for the
+    Last-Event-ID header for a page that opens a new EventSource itself.
     """
-    # ASCII digits only: str.isdigit() also accepts '²' or '١٢', which int() refuses (a 500).
-    resume_at = (
-        int(last_event_id)
-        if last_event_id and last_event_id.isascii() and last_event_id.isdigit()
-        else None
-    )
+    resume_at = resume_offset(last_event_id or last_event_id_query)
     model, tail = await service.open_stream(hk, who, name, server, resume_at)
     events = service.follow_log(
         hk,

@@ -230,8 +230,9 @@ async def follow_log(
     Each `data:` is `{"lines": [...]}` with `id:` = the byte offset after its last line, so
     an EventSource that reconnects (after `event: timeout` at `lifetime`, or a network
     error) sends it back as Last-Event-ID and resumes without repeating lines. A file that
-    got shorter is followed from its new end (`event: notice`). A stopped server, a vanished
-    file or an unreachable hub ends the stream with `event: error` and the API's error JSON.
+    got shorter is followed from its new end (`event: notice`). A stopped server or a vanished
+    file ends the stream with `event: error` and the API's error JSON; an unreachable hub,
+    proxy or server (503, transient) with `event: reconnect`.
     """
     path = hk.settings.server_log_path
     loop = asyncio.get_running_loop()
@@ -272,7 +273,17 @@ async def follow_log(
             reason = await _why_unreadable(hk, user, server)
             failures += 1
             if reason is not None or failures >= READ_FAILURES:
-                yield error_event(reason or exc)
+                final = reason or exc
+                if final.status_code == 503:
+                    # The hub, the proxy or the server not answering (a hub restart replaces
+                    # the proxy) passes: the page reconnects with Last-Event-ID and loses
+                    # no line. Only a stopped server or a missing file is final.
+                    yield sse(
+                        {"message": f"{final.detail}; reconnect", "error": final.code},
+                        event="reconnect",
+                    )
+                else:
+                    yield error_event(final)
                 return
             continue
         failures = 0

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +27,7 @@ STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     422: "invalid_request",
     503: "hub_unavailable",
@@ -181,6 +183,15 @@ def install_error_handlers(app: FastAPI) -> None:
             return database_unavailable(request, exc)
         log.exception("Unhandled database error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "internal_error", INTERNAL_DETAIL)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client went away before its body was complete (Starlette's Request.form/body):
+        # nothing went wrong here and nobody reads the answer.
+        log.info(
+            "client disconnected during its request body: %s %s", request.method, request.url.path
+        )
+        return Response(status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -129,3 +129,21 @@ def test_record_keeps_failures_and_search_counts(make_settings, db_url):
             events, total = search(session, target=target)
         assert total == 1
         assert (events[0].outcome, events[0].error, events[0].via) == ("failed", "boom", "cli")
+
+
+def test_target_matches_like_wildcards_only_as_themselves(client):
+    """`_` and `%` in `target` are plain characters (and so is the escape character)."""
+    engine = client.app.state.hk.engine
+    for minute, target in enumerate(("abc", "a_c", "a%c", "a/c", "a/_c"), start=40):
+        add_event(engine, minute, target=target)
+
+    def found(target: str) -> list[str]:
+        body = client.get("/api/v1/audit", params={"target": target}).json()
+        return sorted(e["target"] for e in body["items"])
+
+    assert found("a_c") == ["a_c"]
+    assert found("a%c") == ["a%c"]
+    assert found("%") == ["a%c"]
+    assert found("a/c") == ["a/c"]
+    assert found("/_") == ["a/_c"]
+    assert found("b") == sorted(["abc", "bob", "bob/gpu"])

@@ -4,8 +4,10 @@ activity would show on the hub within the test."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from websockets.sync.client import connect
 
 from hubkeeper.culler import passes
 from hubkeeper.demo.localhub import LocalHub
+from hubkeeper.errors import HubError
 from tests.conftest import build_settings
 from tests.culler.helpers import QUIET, app_client, call, cfg, later, names, server_up
 from tests.waiting import wait_for
@@ -136,3 +139,99 @@ def test_kernel_culling_refuses_to_go_through_the_proxy(make_settings):
             hk = client.app.state.hk
             result = call(client, passes.kernels_pass, hk, cfg(kernels={"enabled": True}))
             assert "HUBKEEPER_PROXY_API_URL" in result.error and result.planned == []
+
+
+class NotJupyter(BaseHTTPRequestHandler):
+    """A stand-in for a user's server running a web app of its own (named as such): its base
+    URL answers the gateway's probe, and `api/kernels` answers 200 with an HTML page."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        self._send(b"icon", "image/x-icon")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(b"<html><body>my own app</body></html>", "text/html")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        return
+
+
+@pytest.fixture
+def not_jupyter() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotJupyter)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_answering_non_json_kernels_is_one_error_and_the_pass_goes_on(
+    hub, make_settings, not_jupyter
+):
+    """On the session hub: the activity hub above checks its routes every second and would
+    point the odd route back at once (jupyterhub/app.py `update_last_activity` calls
+    `proxy.check_routes`); here that happens every 5 minutes."""
+    healthy, odd = names("kernels", "healthy", "odd")
+    hub.create_users([healthy, odd])
+    hub.start_server(healthy)
+    hub.start_server(odd)
+    proxy = {"Authorization": f"token {hub.proxy_token}"}
+
+    def route_odd_to_its_own_app(hk: Any) -> None:
+        table = httpx.get(f"{hub.proxy_api_url}/api/routes", headers=proxy).json()
+        (spec,) = [k for k, v in table.items() if v.get("user") == odd]
+        routed = httpx.post(
+            f"{hub.proxy_api_url}/api/routes{spec}",
+            json={"target": not_jupyter, "user": odd, "server_name": ""},
+            headers=proxy,
+        )
+        assert routed.status_code == 201, routed.text
+        hk.servers._routes_read_at = float("-inf")  # read the proxy's table again
+
+    try:
+        with app_client(make_settings(**QUIET, HUBKEEPER_CULL_TIMEOUT=3600)) as client:
+            hk = client.app.state.hk
+            base = call(client, hk.servers._base, healthy, "")
+            made = httpx.post(
+                f"{base}/api/kernels",
+                json={"name": "python3"},
+                headers={"Authorization": f"token {hub.user_token(healthy)}"},
+                timeout=60,
+            )
+            assert made.status_code == 201, made.text
+            admin = {"Authorization": f"token {hub.user_token('admin')}"}
+
+            route_odd_to_its_own_app(hk)
+            with pytest.raises(HubError) as raised:
+                call(client, hk.servers.list_kernels, odd, "")
+            assert raised.value.code == "server_bad_answer"
+
+            route_odd_to_its_own_app(hk)
+            preview = client.get("api/v1/culler/preview", params={"within": 3700}, headers=admin)
+            assert preview.status_code == 200, preview.text
+            planned = {(c["user"], c["kind"]) for c in preview.json()}
+            assert (healthy, "kernel") in planned  # the healthy server was looked at
+
+            route_odd_to_its_own_app(hk)
+            ran = client.post("api/v1/culler/run", headers=admin)
+            assert ran.status_code == 200, ran.text
+            errors = [e for e in ran.json()["errors"] if e["user"] in (healthy, odd)]
+            assert [(e["user"], e["server"]) for e in errors] == [(odd, "")]
+            assert "not JSON" in errors[0]["error"]
+            assert call(client, hk.servers.list_kernels, healthy, "")  # handled, kept (not idle)
+    finally:
+        hub.stop_server(healthy)
+        hub.stop_server(odd)

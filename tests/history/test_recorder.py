@@ -90,3 +90,31 @@ def test_reconcile_closes_stale_opens_missing_and_never_doubles(db_url, make_set
     assert gone[0].stopped_at.replace(tzinfo=None) == at("2026-11-19T08:00").replace(tzinfo=None)
     assert [(k.id, k.stopped_at) for k in kept_rows] == [(kept, None)]
     assert len(new) == 1 and new[0].started_at.minute == 30 and new[0].stopped_at is None
+
+
+def test_a_server_gone_across_a_hub_outage_closes_at_its_last_sign_of_life(db_url, make_settings):
+    """The hub restarts at 12:00 and stamps the dead server's stop with its restart time;
+    the session ends at its last activity seen (11:20), not at 12:00."""
+    engine, clock, recorder, directory = setup(db_url, make_settings)
+    name = "hist-r-outage"
+    try:
+        recorder.reconcile_with(directory)
+        directory.upsert(user(name, "running"))
+        alive = HubServer(ready=True, started=T0, last_activity=at("2026-11-20T11:20"))
+        directory.upsert(HubUser(name=name, servers={"": alive}))
+        recorder.synced_at = at("2026-11-20T11:00")  # the last sync before the outage
+        clock.now = at("2026-11-20T12:01")
+        restart = HubServer(stopped=True, last_activity=at("2026-11-20T12:00"))
+        directory.upsert(HubUser(name=name, servers={"": restart}))
+        # Without an outage the hub's stop time stands.
+        directory.upsert(user(name, "running", started="2026-11-20T12:05"))
+        recorder.synced_at = at("2026-11-20T12:30")
+        clock.now = at("2026-11-20T12:31")
+        stopped = HubServer(stopped=True, last_activity=at("2026-11-20T12:30"))
+        directory.upsert(HubUser(name=name, servers={"": stopped}))
+        asyncio.run(recorder.flush())
+        first, second = sessions_of(engine, name)
+    finally:
+        engine.dispose()
+    assert first.stopped_at.replace(tzinfo=None) == at("2026-11-20T11:20").replace(tzinfo=None)
+    assert second.stopped_at.replace(tzinfo=None) == at("2026-11-20T12:30").replace(tzinfo=None)

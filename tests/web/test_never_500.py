@@ -8,6 +8,7 @@ import pytest
 from fastapi.responses import HTMLResponse
 from starlette.testclient import TestClient
 
+from hubkeeper.logs.api import resume_offset
 from hubkeeper.main import create_app
 from tests.history.factories import add_session, prepared
 
@@ -98,7 +99,9 @@ def running(hub):
     hub.stop_server("gd-500-logs")
 
 
-@pytest.mark.parametrize("last_event_id", ["\u00b2", "\u00b9\u00b2", "\xff\xfe", "-1", "1e3"])
+@pytest.mark.parametrize(
+    "last_event_id", ["\u00b2", "\u00b9\u00b2", "\xff\xfe", "-1", "1e3", "9" * 4301, "1" * 20]
+)
 def test_a_strange_last_event_id_is_not_a_500(
     hubkeeper_server, admin_token, running, last_event_id
 ):
@@ -115,6 +118,14 @@ def test_a_strange_last_event_id_is_not_a_500(
         assert response.status_code == 200
         first = next(response.iter_lines())
         assert first.startswith(("data:", "id:", "event:", "retry:", ":"))
+
+
+def test_a_last_event_id_too_long_for_an_offset_is_treated_as_absent():
+    """int() refuses more than 4,300 digits (a ValueError); no byte offset has 20."""
+    assert resume_offset("9" * 4301) is None
+    assert resume_offset("1" * 20) is None
+    assert resume_offset("9" * 19) == int("9" * 19)
+    assert resume_offset("") is None and resume_offset(None) is None
 
 
 def test_values_the_database_cannot_store_are_a_422_and_change_nothing(

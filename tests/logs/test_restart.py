@@ -1,0 +1,123 @@
+"""A log stream across a hub restart, on a hub of this test's own: the restart replaces the
+proxy (CHP) while the user's server lives on (`cleanup_servers = False`). The stream ends with
+`event: reconnect`, not a final error, and a reconnect with Last-Event-ID gets every line
+written across the restart exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from hubkeeper.demo.localhub import LocalHub
+from tests.serving import serve_hubkeeper
+
+USER = "logs-restart"
+MARK = "restart-mark-"
+KEEP_SERVERS = "c.JupyterHub.cleanup_servers = False  # servers outlive a hub restart\n"
+
+
+def log_file(hub: LocalHub) -> Path:
+    return Path(hub.state_dir) / "homes" / USER / ".jupyter-server-log.txt"
+
+
+def append(hub: LocalHub, line: str) -> None:
+    with log_file(hub).open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+async def events(response: httpx.Response) -> AsyncIterator[tuple[str, str, dict]]:
+    """(event, id, data) for each event of a real SSE response."""
+    event, event_id, data = "message", "", ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and data:
+            yield event, event_id, json.loads(data)
+            event, event_id, data = "message", "", ""
+
+
+async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines(
+    tmp_path: Path,
+) -> None:
+    with (
+        LocalHub(tmp_path / "hub", extra_config=KEEP_SERVERS) as hub,
+        serve_hubkeeper(hub, tmp_path) as served,
+    ):
+        await asyncio.to_thread(hub.create_users, [USER])
+        await asyncio.to_thread(hub.start_server, USER)
+        token = await asyncio.to_thread(hub.user_token, "admin")
+        url = served.direct_url + f"api/v1/users/{USER}/logs/stream"
+        written: list[str] = []
+        got: list[str] = []
+        last_id = ""
+        async with httpx.AsyncClient(
+            headers={"Authorization": f"token {token}"}, timeout=60
+        ) as client:
+            async with client.stream("GET", url) as response:
+                assert response.status_code == 200
+                stream = events(response)
+                _, last_id, _ = await asyncio.wait_for(anext(stream), 30)  # the tail
+
+                # Lines keep coming while the hub goes down and comes back.
+                restarted = threading.Event()
+
+                def write_across_the_restart() -> None:
+                    n = 0
+                    while not restarted.is_set() or n < 5:
+                        line = f"{MARK}{n}"
+                        append(hub, line)
+                        written.append(line)
+                        n += 1
+                        restarted.wait(0.2)
+
+                writer = threading.Thread(target=write_across_the_restart)
+                writer.start()
+
+                async def restart() -> None:
+                    try:
+                        await asyncio.to_thread(hub.restart)
+                    finally:
+                        restarted.set()
+
+                restarting = asyncio.create_task(restart())
+                ended_with = ""
+                async for event, event_id, data in stream:
+                    if event == "message":
+                        got += [x for x in data["lines"] if x.startswith(MARK)]
+                        last_id = event_id
+                    elif event in ("reconnect", "error", "timeout"):
+                        ended_with = event
+                        assert event == "reconnect", data
+                        break
+                await restarting
+                await asyncio.to_thread(writer.join)
+            assert ended_with == "reconnect"  # the restart was seen, and was not final
+
+            # Reconnect as an EventSource does (Last-Event-ID), retrying while the hub's
+            # routes come back, until the last line written arrives.
+            for _attempt in range(60):
+                if written[-1] in got:
+                    break
+                headers = {"Last-Event-ID": last_id}
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code == 503:
+                        await asyncio.sleep(0.5)
+                        continue
+                    assert response.status_code == 200
+                    async for event, event_id, data in events(response):
+                        if event != "message":
+                            break
+                        got += [x for x in data["lines"] if x.startswith(MARK)]
+                        last_id = event_id
+                        if written[-1] in got:
+                            break
+        assert got == written
