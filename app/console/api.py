@@ -9,12 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from hubkeeper.console import service
+from hubkeeper.console.filters import (
+    SORT_HELP,
+    STATE_HELP,
+    STATUS_HELP,
+    OldStatus,
+    Sort,
+    State,
+    resolve_state,
+)
 from hubkeeper.console.schemas import (
     DirectoryStatus,
     JobOut,
@@ -31,8 +40,9 @@ from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.params import NAME_MAX, ServerName, UserName
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["console"])
+router = APIRouter(prefix="/api/v1", tags=["console"], dependencies=STRICT_QUERY)
 
 SSE_KEEPALIVE = 8.0  # s, like the hub's own progress stream
 SSE_MAX_LIFETIME = 600.0  # s; the browser's EventSource reconnects if it still cares
@@ -53,18 +63,28 @@ async def list_users(
     who: CurrentReader,
     hk: StateDep,
     q: Annotated[str, Query(max_length=NAME_MAX, description="substring of the name")] = "",
-    state: Literal["running", "pending", "stopped", "any"] = "any",
-    sort: Literal["name", "-name", "last_activity", "-last_activity"] = "name",
+    state: Annotated[State | None, Query(description=STATE_HELP)] = None,
+    group: Annotated[
+        str, Query(max_length=NAME_MAX, description="only members of this hub group")
+    ] = "",
+    sort: Annotated[Sort, Query(description=SORT_HELP)] = "name",
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     since: Annotated[
         int | None, Query(description="the directory version you have: 204 if unchanged")
     ] = None,
+    status: Annotated[OldStatus | None, Query(deprecated=True, description=STATUS_HELP)] = None,
 ) -> Any:
-    """Users with their servers, from Hubkeeper's copy of the hub (see GET directory)."""
+    """Users with their servers, from Hubkeeper's copy of the hub (see GET directory).
+
+    q, state, group and sort are the users page's own names and values (the page counts
+    pages with `page`, the API with offset/limit)."""
+    wanted = resolve_state(state, status)
     if since is not None and since == hk.directory.version:
         return Response(status_code=204)
-    users, total = hk.directory.query_users(q=q, state=state, sort=sort, offset=offset, limit=limit)
+    users, total = hk.directory.query_users(
+        q=q, state=wanted, group=group, sort=sort, offset=offset, limit=limit
+    )
     return UserList(
         items=[UserOut.of(u, hk.directory.rows_for(u.name)) for u in users],
         total=total,

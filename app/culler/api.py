@@ -25,8 +25,9 @@ from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, parse_when
 from hubkeeper.web.params import RowId
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["culler"])
+router = APIRouter(prefix="/api/v1", tags=["culler"], dependencies=STRICT_QUERY)
 
 
 async def _settings_out(hk: Any) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from hubkeeper.lockdown.schemas import (
     LockStatus,
 )
 from hubkeeper.lockdown.state import OPEN, current
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["lockdown"])
+router = APIRouter(prefix="/api/v1", tags=["lockdown"], dependencies=STRICT_QUERY)
 
 
 @router.get("/lockdown", response_model=LockdownOut)

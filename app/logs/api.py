@@ -17,8 +17,9 @@ from hubkeeper.kit.sse import SSE_HEADERS
 from hubkeeper.logs import service
 from hubkeeper.logs.schemas import LogOut
 from hubkeeper.web.params import UserName
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["logs"])
+router = APIRouter(prefix="/api/v1", tags=["logs"], dependencies=STRICT_QUERY)
 
 ServerQuery = Annotated[
     str, Query(max_length=255, description="a named server; empty for the default server")

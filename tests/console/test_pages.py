@@ -239,7 +239,7 @@ def test_stop_all_dialog_names_the_count_and_wants_a_reason(admin):
 
 # --- the view in the URL ---------------------------------------------------------------------
 def test_filters_are_kept_in_pagination_links(admin):
-    params = {"q": "pages-paged", "group": PAGED_GROUP, "sort": "-name", "status": "stopped"}
+    params = {"q": "pages-paged", "group": PAGED_GROUP, "sort": "-name", "state": "stopped"}
     page = soup(admin.get("users", params=params))
     assert page.select_one("#q")["value"] == "pages-paged"
     assert page.select_one("#group option[selected]")["value"] == PAGED_GROUP
@@ -251,7 +251,7 @@ def test_filters_are_kept_in_pagination_links(admin):
             "q": ["pages-paged"],
             "group": [PAGED_GROUP],
             "sort": ["-name"],
-            "status": ["stopped"],
+            "state": ["stopped"],
             "page": ["2"],
         }
     # The first row is the last name: the sort applied.
@@ -278,7 +278,7 @@ def test_empty_search_says_so(admin):
 def test_htmx_search_gets_only_the_results(admin):
     response = admin.get(
         "users",
-        params={"q": WORKER, "status": "any", "group": "", "sort": "name"},
+        params={"q": WORKER, "state": "any", "group": "", "sort": "name"},
         headers={"HX-Request": "true", "HX-Target": "results"},
     )
     # The address bar gets the view without its defaults.
