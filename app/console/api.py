@@ -39,6 +39,7 @@ from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import NAME_MAX, ServerName, UserName
 from hubkeeper.web.strict import STRICT_QUERY
 
@@ -100,13 +101,15 @@ async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
     return UserOut.of(user, hk.directory.rows_for(user.name))
 
 
-@router.post("/users/{name}/server/start", response_model=StartResult)
+@router.post("/users/{name}/server/start", response_model=StartResult, responses=errors(400, 409))
 async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
     """Start the user's default server (409 already_running)."""
     return StartResult(status=await service.start_server(hk, who, name))
 
 
-@router.post("/users/{name}/servers/{server}/start", response_model=StartResult)
+@router.post(
+    "/users/{name}/servers/{server}/start", response_model=StartResult, responses=errors(400, 409)
+)
 async def start_named(
     name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
 ) -> StartResult:
@@ -115,13 +118,15 @@ async def start_named(
     return StartResult(status=status)
 
 
-@router.post("/users/{name}/server/stop", response_model=StopResult)
+@router.post("/users/{name}/server/stop", response_model=StopResult, responses=errors(409))
 async def stop_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StopResult:
     """Stop the user's default server (409 already_stopped)."""
     return StopResult(status=await service.stop_server(hk, who, name))
 
 
-@router.post("/users/{name}/servers/{server}/stop", response_model=StopResult)
+@router.post(
+    "/users/{name}/servers/{server}/stop", response_model=StopResult, responses=errors(409)
+)
 async def stop_named(
     name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
 ) -> StopResult:

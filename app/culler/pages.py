@@ -21,6 +21,7 @@ from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.params import RowId, page_param, text_param, view_url
+from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -28,6 +29,8 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 WITHIN_CHOICES = ((0, "now"), (900, "in 15 min"), (3600, "in 1 hour"), (86400, "in 1 day"))
 DAYS_SHOWN = 30
+# the culler page's query: the preview's window and kernels, and a run's result to show
+CULLER_PAGE_PARAMS = frozenset({"within", "kernels", "ran"})
 
 
 def human(seconds: float | None) -> str:
@@ -99,6 +102,7 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
 @router.get("/culler")
 async def culler_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """The culler's settings, last runs, preview and exemptions."""
+    refuse_unknown(request.query_params, CULLER_PAGE_PARAMS)
     return render(request, "culler/culler.html", await _culler_context(hk, request))
 
 
@@ -308,6 +312,7 @@ def _culls_window(view: CullsView, now: datetime) -> tuple[datetime, datetime, s
 @router.get("/culls")
 async def culls_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """Every cull (server or kernel), filtered, with culls per day."""
+    refuse_unknown(request.query_params, view_fields(CullsView))
     view = CullsView.from_params(request.query_params)
     start, end, error = _culls_window(view, utcnow())
     filters = {

@@ -16,6 +16,7 @@ from hubkeeper.deps import CurrentAdmin, StateDep
 from hubkeeper.kit.sse import SSE_HEADERS
 from hubkeeper.logs import service
 from hubkeeper.logs.schemas import LogOut
+from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import UserName
 from hubkeeper.web.strict import STRICT_QUERY
 
@@ -39,7 +40,8 @@ def content_disposition(filename: str) -> str:
     "/users/{name}/logs",
     response_model=LogOut,
     responses={
-        200: {"content": {"text/plain": {}}, "description": "JSON, or text with format=text"}
+        200: {"content": {"text/plain": {}}, "description": "JSON, or text with format=text"},
+        **errors(409),
     },
 )
 async def get_log(
@@ -64,7 +66,7 @@ async def get_log(
     return LogOut(lines=tail.lines, source=tail.source, truncated=tail.truncated)
 
 
-@router.get("/users/{name}/logs/stream", response_class=StreamingResponse)
+@router.get("/users/{name}/logs/stream", response_class=StreamingResponse, responses=errors(409))
 async def stream_log(
     name: UserName,
     who: CurrentAdmin,

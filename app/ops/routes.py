@@ -72,7 +72,14 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/api/v1/health/ready", tags=["health"], dependencies=STRICT_QUERY)
+@router.get(
+    "/api/v1/health/ready",
+    tags=["health"],
+    dependencies=STRICT_QUERY,
+    responses={
+        503: {"description": 'Not ready: the same body with "status": "unavailable"'},
+    },
+)
 async def ready(request: Request) -> Response:
     """The database and the hub answer (no auth); 503 when either does not."""
     hk: HubkeeperState = request.app.state.hk

@@ -10,7 +10,7 @@ known the moment it is declared. Pages check their views' fields with `refuse_un
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import cache
+from dataclasses import fields
 from typing import Any
 
 from fastapi import Depends, Request
@@ -39,9 +39,18 @@ def query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-@cache
 def _declared(route: APIRoute) -> frozenset[str]:
-    return frozenset(query_names(route.dependant)) | ALWAYS_KNOWN
+    # a walk of a few dependants: cheap, and kept on the route (routes are not hashable)
+    known: frozenset[str] | None = getattr(route, "_hubkeeper_query_names", None)
+    if known is None:
+        known = frozenset(query_names(route.dependant)) | ALWAYS_KNOWN
+        route._hubkeeper_query_names = known  # type: ignore[attr-defined]
+    return known
+
+
+def view_fields(view: type[Any]) -> set[str]:
+    """The query parameters a page's view (a dataclass of its filters) reads."""
+    return {f.name for f in fields(view)}
 
 
 def refuse_unknown(params: Mapping[str, Any] | Iterable[str], known: Iterable[str]) -> None:
