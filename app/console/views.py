@@ -136,6 +136,11 @@ def server_path(row: RowLike) -> str:
     return f"users/{user}/server"
 
 
+def user_path(name: str) -> str:
+    """`users/{name}`, the user's page (the name quoted whole: "/" too)."""
+    return f"users/{quote(name, safe='')}"
+
+
 def row_id(row: RowLike) -> str:
     """A DOM id for a row that any username can be turned into."""
     digest = hashlib.sha256(f"{row.user}\0{row.server}".encode()).hexdigest()[:16]
@@ -160,5 +165,6 @@ def server_label(row: RowLike) -> str:
 
 templates.env.filters["server_path"] = server_path
 templates.env.filters["row_id"] = row_id
+templates.env.filters["user_path"] = user_path
 templates.env.filters["clock"] = clock
 templates.env.filters["server_label"] = server_label

@@ -5,6 +5,9 @@ The hub is this module's own, so the generated writes (start, stop, stop-all, lo
 no other test's servers. Examples per operation: HUBKEEPER_TEST_FUZZ_EXAMPLES (default 12).
 Headers are fuzzed too: besides the schema's own parameters, each case carries generated values
 for the headers Hubkeeper reads (Last-Event-ID, HX-Request, HX-Current-URL, Sec-Fetch-*).
+The token reaches the API through the schema's own `token` security scheme (schemathesis
+applies it to the operations that declare it), as Swagger UI's Authorize does: a route that
+forgot to declare it would be called without one, and its 401s would show.
 """
 
 from __future__ import annotations
@@ -79,8 +82,12 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
     base = f"{fuzz_hub.url}{fuzz_hub.service_prefix}".rstrip("/")
     failures: list[str] = []
     seen: list[int] = []
+    authorized: list[int] = []  # statuses of secured operations called with the scheme's token
     try:
-        schema = schemathesis.openapi.from_url(base + "/api/openapi.json")
+        config = schemathesis.config.SchemathesisConfig.from_dict(
+            {"auth": {"openapi": {"token": {"api_key": f"token {token}"}}}}
+        )
+        schema = schemathesis.openapi.from_url(base + "/api/openapi.json", config=config)
         for result in schema.get_all_operations():
             operation = result.ok()
 
@@ -98,10 +105,14 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: Any, extra: dict[str, str]) -> None:
-                headers = {**(case.headers or {}), **extra, "Authorization": f"token {token}"}
+                headers = {**(case.headers or {}), **extra}
                 response = case.call(base_url=base, headers=headers, timeout=15)
                 status = response.status_code
                 seen.append(status)
+                sent = response.request.headers.get("Authorization")
+                secured = bool(case.operation.definition.raw.get("security"))
+                if secured and sent == f"token {token}":
+                    authorized.append(status)
                 where = f"{case.method} {case.formatted_path} {case.query} {extra}"
                 if status >= 500 and status != 503:
                     failures.append(f"{where}: {status} {response.text[:200]}")
@@ -117,4 +128,7 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
         server.should_exit = True
         thread.join(15)
     assert len(seen) >= 20 * EXAMPLES, "schemathesis ran fewer cases than expected"
+    # the security scheme carried the token: most secured calls had it, and it let them in
+    assert len(authorized) >= 10 * EXAMPLES, f"only {len(authorized)} calls carried the token"
+    assert sum(status not in (401, 403) for status in authorized) >= 0.9 * len(authorized)
     assert not failures, "\n".join(failures[:20])
