@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
 from hubkeeper.db.engine import session_scope
@@ -108,5 +108,27 @@ def search(
         col(AuditEvent.at).desc(),
         col(AuditEvent.id).desc(),
         offset=offset,
+        limit=limit,
+    )
+
+
+def about_user(session: Session, user: str, *, limit: int = 50) -> tuple[list[AuditEvent], int]:
+    """Events whose target is `user`: their default server (`user`), a named one
+    (`user/server`) or an exemption (`user:user`); newest first. Exact, unlike `search`'s
+    substring `target` (user names never hold "/")."""
+    escaped = user.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = select(AuditEvent).where(
+        or_(
+            AuditEvent.target == user,
+            AuditEvent.target == f"user:{user}",
+            col(AuditEvent.target).like(f"{escaped}/%", escape="\\"),
+        )
+    )
+    return fetch_page(
+        session,
+        query,
+        col(AuditEvent.at).desc(),
+        col(AuditEvent.id).desc(),
+        offset=0,
         limit=limit,
     )

@@ -68,9 +68,10 @@ def _help(text: str) -> str:
 
 
 def as_seconds(value: object) -> object:
-    """A duration given as text becomes whole seconds; anything else (and text that is not a
-    duration) is returned as it came, for validation to name."""
-    if isinstance(value, str):
+    """A duration written with a unit ("90m", "7d") becomes whole seconds; anything else is
+    returned as it came, for validation to name: numbers stay numbers, and a number sent as
+    text ("60") stays text, as strict JSON settings have always refused it."""
+    if isinstance(value, str) and not value.strip().isdigit():
         try:
             return parse_duration(value)
         except ValueError:

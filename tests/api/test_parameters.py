@@ -77,8 +77,9 @@ async def test_an_unknown_parameter_is_refused_and_named(api, endpoint):
 
 
 async def test_the_known_parameters_still_work(api, people):
+    paged = ("users", "sessions", "culls", "exemptions", "lockdowns", "audit")
     for endpoint in LIST_ENDPOINTS:
-        response = await api.get(endpoint, params={} if endpoint == "usage" else {"limit": 5})
+        response = await api.get(endpoint, params={"limit": 5} if endpoint in paged else {})
         assert response.status_code == 200, (endpoint, response.text)
 
 
