@@ -119,8 +119,8 @@ def about_user(session: Session, user: str, *, limit: int = 50) -> tuple[list[Au
     escaped = user.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     query = select(AuditEvent).where(
         or_(
-            AuditEvent.target == user,
-            AuditEvent.target == f"user:{user}",
+            col(AuditEvent.target) == user,
+            col(AuditEvent.target) == f"user:{user}",
             col(AuditEvent.target).like(f"{escaped}/%", escape="\\"),
         )
     )

@@ -67,7 +67,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "token": {"type": "apiKey", "in": "header", "name": "Authorization", "description": AUTH_HELP},
     "bearer": {"type": "http", "scheme": "bearer", "description": AUTH_HELP},
 }
-SECURITY = [{"token": []}, {"bearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"token": []}, {"bearer": []}]
 
 # Descriptions of parameters many routes share, for routes that give none of their own.
 COMMON_PARAMS = {
