@@ -1,5 +1,6 @@
 """A bounded schemathesis run against the real app (uvicorn, a real hub of its own, SQLite and
-PostgreSQL): whatever a client sends, never a 500, and every error is the contract's JSON.
+PostgreSQL): whatever a client sends, never a 500, every error is the contract's JSON, and
+every error status is one the published schema lists for that route.
 
 The hub is this module's own, so the generated writes (start, stop, stop-all, lockdown) touch
 no other test's servers. Examples per operation: HUBKEEPER_TEST_FUZZ_EXAMPLES (default 12).
@@ -114,6 +115,9 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
                 if secured and sent == f"token {token}":
                     authorized.append(status)
                 where = f"{case.method} {case.formatted_path} {case.query} {extra}"
+                documented = case.operation.definition.raw.get("responses", {})
+                if status >= 400 and str(status) not in documented:
+                    failures.append(f"{where}: {status} is not in the schema's responses")
                 if status >= 500 and status != 503:
                     failures.append(f"{where}: {status} {response.text[:200]}")
                 elif status >= 400 and response.headers.get("content-type", [""])[0].startswith(
