@@ -141,7 +141,7 @@ async def list_exemptions(
     )
 
 
-@router.post("/exemptions", response_model=ExemptionOut, status_code=201)
+@router.post("/exemptions", response_model=ExemptionOut, status_code=201, responses=errors(404))
 async def add_exemption(body: ExemptionIn, who: CurrentAdmin, hk: StateDep) -> ExemptionOut:
     """Exempt a user or a group from culling (servers and kernels), with a reason and an
     optional `until`."""

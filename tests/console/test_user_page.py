@@ -204,3 +204,12 @@ def test_the_users_page_speaks_the_api_vocabulary(admin):
     assert refused.status_code == 422 and 'data-code="unknown_parameter"' in refused.text
     rows = admin.get("users/rows", params={"state": "running", "group": GROUP, "since": "0"})
     assert [tr["data-user"] for tr in soup(rows).select("tbody tr")] == [ANN]
+
+
+def test_a_manager_refused_the_logs_is_told_what_a_manager_can_do(manager):
+    refused = manager.get(f"logs/{ANN}")
+    assert refused.status_code == 403
+    detail = BeautifulSoup(refused.text, "html.parser").select_one("[data-code]")
+    text = detail.get_text(" ", strip=True)
+    assert "read but not act" not in text
+    assert "As a manager you can read" in text and "server logs" in text
