@@ -9,7 +9,7 @@ Hubkeeper never sends. `install_openapi(app)` completes it from the routes thems
   `require_reader` / `require_admin` (Swagger UI's Authorize then works);
 - the errors every route of a kind answers: 422 everywhere (an unknown query parameter is
   refused on every API route), 401/403/502/503 where a token is checked (the hub is asked who
-  holds it), 404 where the path names something;
+  holds it), 404 where the path names something, 400 where a body is read;
 - route-specific ones declared beside the route with `errors(409, ...)`;
 - a description for every parameter (shared ones from `COMMON_PARAMS` when a route gives
   none).
@@ -38,7 +38,8 @@ class ErrorOut(BaseModel):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Bad request (e.g. `hub_rejected`: the hub refused the values)",
+    400: "Bad request: a body that cannot be read (not JSON, another content type: "
+    "`bad_request`), or values the hub refused (`hub_rejected`)",
     401: "No token or session (`login_required`), or the hub does not know the token "
     "(`invalid_token`)",
     403: "Not allowed: no Hubkeeper role (`no_role`), a token without the scope to reach this "
@@ -122,6 +123,8 @@ def route_statuses(route: APIRoute) -> set[int]:
         statuses |= set(SECURED)
     if route.dependant.path_params:
         statuses.add(404)
+    if route.body_field is not None:  # FastAPI answers 400 to a body it cannot parse
+        statuses.add(400)
     return statuses
 
 
