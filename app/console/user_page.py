@@ -2,7 +2,9 @@
 for admins, a link to each server's log for admins), sessions, culls, exemptions that apply to
 them, and the audit entries where they are the target.
 
-Admins and managers (read-only: no actions, no log links). The servers come from the
+Admins and managers (managers read-only: no actions, no log links); a signed-in hub user
+without a Hubkeeper role sees their own page only, read-only, without the audit entries and
+links to pages they cannot open (the contract's "their own page"). The servers come from the
 directory (a user it does not know yet is read from the hub, 404 if none); the rest from
 Hubkeeper's database. `?part=servers` answers the servers region alone (it refreshes itself
 after an action and every few seconds).
@@ -19,6 +21,8 @@ from starlette.responses import Response
 
 from hubkeeper.audit import names as _names  # noqa: F401 - the action_name filter
 from hubkeeper.audit.service import about_user
+from hubkeeper.auth.dependencies import check_csrf, require_reader
+from hubkeeper.auth.principal import Principal
 from hubkeeper.console.api import find_user
 from hubkeeper.console.rows import ServerRow, rows_of
 from hubkeeper.culler import exemptions, records
@@ -26,8 +30,8 @@ from hubkeeper.culler import service as culler
 from hubkeeper.culler.policy import Outlook, outlook
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent, CullEvent, CullExemption, ServerSession
-from hubkeeper.deps import CurrentReader, StateDep
-from hubkeeper.errors import HubkeeperError
+from hubkeeper.deps import StateDep
+from hubkeeper.errors import Forbidden, HubkeeperError
 from hubkeeper.history import service as history
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import utcnow
@@ -104,9 +108,23 @@ def _records(hk: HubkeeperState, user: HubUser) -> dict[str, Any]:
     }
 
 
+async def _viewer(request: Request, name: str) -> Principal | None:
+    """Admins and managers may see any user's page; a signed-in hub user with no Hubkeeper
+    role their own (None). Everyone else is refused as on every reader page."""
+    try:
+        return await require_reader(request)
+    except Forbidden as exc:
+        own = getattr(request.state, "signed_in_as", None)  # set for browser sessions only
+        if exc.code != "no_role" or own != name:
+            raise
+    await check_csrf(request, request.state.csrf_token)  # the region's polls are fetches
+    return None
+
+
 @router.get("/users/{name}")
-async def user_page(name: UserName, request: Request, who: CurrentReader, hk: StateDep) -> Response:
+async def user_page(name: UserName, request: Request, hk: StateDep) -> Response:
     """One user's servers, sessions, culls, exemptions and audit entries."""
+    viewer = await _viewer(request, name)
     refuse_unknown(request.query_params, {"part"})
     part = request.query_params.get("part", "")
     if part and part not in PARTS:
@@ -124,6 +142,8 @@ async def user_page(name: UserName, request: Request, who: CurrentReader, hk: St
         "active_nav": "users",
         **found,
     }
+    if viewer is None:  # their own page: no audit trail (a reader's), no links to readers' pages
+        context.update(own_page=True, events=[], events_total=0)
     if part == "servers":
         return render(request, "console/_user_servers.html", context)
     return render(request, "console/user.html", context)

@@ -213,3 +213,31 @@ def test_a_manager_refused_the_logs_is_told_what_a_manager_can_do(manager):
     text = detail.get_text(" ", strip=True)
     assert "read but not act" not in text
     assert "As a manager you can read" in text and "server logs" in text
+
+
+def test_a_user_without_a_role_sees_only_their_own_page_read_only(hubkeeper_server, people):
+    ann = Browser(hubkeeper_server, ANN, "")
+    page = soup(ann.get(f"users/{ANN}"))
+    row = page.select_one('#user-servers-table tr[data-server=""]')
+    assert row["data-status"] == "running" and row["data-outlook"] == "exempt"
+    assert row.select_one("button") is None and row.select_one("[data-log-link]") is None
+    assert page.select_one("#user-sessions tbody tr") is not None
+    assert page.select_one("#user-exemptions tbody tr") is not None
+    # no audit trail, no links to pages only readers may open
+    assert page.select_one("#user-audit") is None
+    content = page.select_one("main")
+    assert content.select_one('a[href*="history"], a[href*="culls"], a[href$="users"]') is None
+    # the region's poll is a fetch: it needs the CSRF token, as every reader page's polls do
+    poll = ann.get(
+        f"users/{ANN}",
+        params={"part": "servers"},
+        headers={"HX-Request": "true", "Sec-Fetch-Mode": "cors", "X-CSRF-Token": ann.csrf},
+    )
+    assert poll.status_code == 200
+    no_token = ann.get(
+        f"users/{ANN}", params={"part": "servers"}, headers={"Sec-Fetch-Mode": "cors"}
+    )
+    assert no_token.status_code == 403
+    # anyone else's page, and every other page, stays refused
+    assert ann.get(f"users/{ANNIE}").status_code == 403
+    assert ann.get("users").status_code == 403
