@@ -85,14 +85,29 @@ async def _servers(
     return views, ""
 
 
-def _records(hk: HubkeeperState, user: HubUser) -> dict[str, Any]:
-    """The user's sessions, culls, exemptions and audit entries (blocking: run in a thread)."""
+def _exemptions(hk: HubkeeperState, user: HubUser) -> list[CullExemption]:
+    """Exemptions naming the user or their groups (blocking: run in a thread)."""
+    every, _ = exemptions.listing(hk.engine, include_deleted=True, limit=500)
+    return _applying(every, user)
+
+
+def _records(hk: HubkeeperState, user: HubUser, *, audit: bool) -> dict[str, Any]:
+    """The user's sessions, culls and (for readers) audit entries (blocking: a thread)."""
     sessions: list[ServerSession]
     culls: list[CullEvent]
-    events: list[AuditEvent]
+    events: list[AuditEvent] = []
+    events_total = 0
     sessions, sessions_total = history.list_sessions(hk.engine, user=user.name, limit=SHOWN)
     culls, culls_total = records.search(hk.engine, user=user.name, limit=SHOWN)
-    every, _ = exemptions.listing(hk.engine, include_deleted=True, limit=500)
+    if not audit:
+        return {
+            "sessions": sessions,
+            "sessions_total": sessions_total,
+            "culls": culls,
+            "culls_total": culls_total,
+            "events": events,
+            "events_total": events_total,
+        }
     with session_scope(hk.engine) as session:
         events, events_total = about_user(session, user.name, limit=SHOWN)
         for event in events:
@@ -102,7 +117,6 @@ def _records(hk: HubkeeperState, user: HubUser) -> dict[str, Any]:
         "sessions_total": sessions_total,
         "culls": culls,
         "culls_total": culls_total,
-        "exemptions": _applying(every, user),
         "events": events,
         "events_total": events_total,
     }
@@ -130,20 +144,20 @@ async def user_page(name: UserName, request: Request, hk: StateDep) -> Response:
     if part and part not in PARTS:
         raise BadInput(f"part must be one of: {', '.join(PARTS)}")
     user = await find_user(hk, name)
-    found = await asyncio.to_thread(_records, hk, user)
-    servers, outlook_note = await _servers(hk, user, found["exemptions"])
-    now = utcnow()
-    context = {
-        "user": user,
-        "servers": servers,
-        "outlook_note": outlook_note,
-        "exemption_states": {r.id: exemptions.state_of(r, now) for r in found["exemptions"]},
-        "counts": hk.directory.counts(),
-        "active_nav": "users",
-        **found,
-    }
-    if viewer is None:  # their own page: no audit trail (a reader's), no links to readers' pages
-        context.update(own_page=True, events=[], events_total=0)
-    if part == "servers":
+    applying = await asyncio.to_thread(_exemptions, hk, user)
+    servers, outlook_note = await _servers(hk, user, applying)
+    context: dict[str, Any] = {"user": user, "servers": servers, "outlook_note": outlook_note}
+    if part == "servers":  # the region's poll: the servers only
         return render(request, "console/_user_servers.html", context)
+    now = utcnow()
+    found = await asyncio.to_thread(_records, hk, user, audit=viewer is not None)
+    context.update(
+        found,
+        exemptions=applying,
+        exemption_states={r.id: exemptions.state_of(r, now) for r in applying},
+        counts=hk.directory.counts(),
+        active_nav="users",
+        # their own page: no audit trail (a reader's), no links to readers' pages
+        own_page=viewer is None,
+    )
     return render(request, "console/user.html", context)

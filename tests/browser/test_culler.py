@@ -30,12 +30,13 @@ def test_admin_sets_a_group_timeout_previews_and_culls_now(page, hub, hubkeeper_
     hub.start_server(IDLE)
     try:
         sign_in(page, hub, hubkeeper_server, ADMIN)
-        page.get_by_role("link", name="Culler").click()
+        page.get_by_role("link", name="Culler", exact=True).click()  # user names are links too
         expect(page.get_by_role("heading", name="Culler", exact=True)).to_be_visible()
         page.get_by_label(re.compile("Group timeouts")).fill(f"{GROUP}=1")
         page.get_by_role("button", name="Save settings").click()
         expect(page).to_have_url(re.compile(r"culler\?saved=1"))
-        expect(page.get_by_label(re.compile("Group timeouts"))).to_have_value(f"{GROUP}=1")
+        # shown back in human units
+        expect(page.get_by_label(re.compile("Group timeouts"))).to_have_value(f"{GROUP}=1s")
         time.sleep(2)  # idle past the group's 1 s timeout
         page.reload()
         preview = page.locator("#preview-table")
