@@ -21,7 +21,7 @@ def test_a_manager_reads_the_history_and_switches_to_groups(page, hub, hubkeeper
     hub.add_to_group("managers", [MANAGER])
     seed_recent(hubkeeper_server.settings.database_url)
     sign_in(page, hub, hubkeeper_server, MANAGER)
-    page.get_by_role("link", name="History").click()
+    page.get_by_role("link", name="History", exact=True).click()
     expect(page.get_by_role("heading", name="History", exact=True)).to_be_visible()
     expect(page.get_by_role("img", name="Server-hours per day")).to_be_visible()
     expect(page.locator("#usage-table")).to_contain_text("hist-<script>alert(1)</script>")

@@ -27,7 +27,7 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
     hub.start_server(ANN)
     try:
         sign_in(page, hub, hubkeeper_server, ADMIN)
-        page.get_by_role("link", name="Lockdown").click()
+        page.get_by_role("link", name="Lockdown", exact=True).click()
         expect(page.get_by_role("heading", name="Hub is open")).to_be_visible()
         stop = page.get_by_label(re.compile("Also stop all running servers"))
         expect(stop).to_be_checked()
@@ -56,7 +56,7 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         assert model is None or not model.get("ready")
         shot(page, "lockdown", "locked")
 
-        page.get_by_role("link", name="Users").click()
+        page.get_by_role("link", name="Users", exact=True).click()
         expect(page.locator("#lockdown-banner")).to_contain_text("The hub is locked")
         shot(page, "lockdown", "banner-on-users")
         page.get_by_role("link", name="Lockdown details").click()
