@@ -46,11 +46,21 @@ from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
+from hubkeeper.web.openapi import install_openapi
 from hubkeeper.web.prefix import ServicePrefixMiddleware
 from hubkeeper.web.security import SecurityHeadersMiddleware
 from hubkeeper.web.timeouts import BodyTimeoutMiddleware, HeaderTimeoutH11Protocol
 
 log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """Operations console for JupyterHub.
+
+Authenticate with a JupyterHub API token: `Authorization: token <token>` (or `Bearer
+<token>`); Authorize below takes either. The token needs the scope to reach this service, and
+its owner must be a hub admin (everything) or in a manager group (reads). Every error is JSON
+`{"error": "<code>", "detail": "<sentence>"}`; a query parameter a route does not take is 422
+`unknown_parameter`. Lists page with `offset`/`limit` and report `total`.
+"""
 
 # SIGTERM must end the process within 5 s: open responses get SHUTDOWN_GRACE s (streams end
 # within about a second, told by `hk.shutting_down`), then stops under way STOP_GRACE s.
@@ -172,7 +182,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app = FastAPI(
         title="Hubkeeper",
         version=__version__,
-        description="Operations console for JupyterHub.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # web/apidocs.py serves it without a CDN
         swagger_ui_oauth2_redirect_url=None,
@@ -183,6 +193,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.hk = state
 
     install_error_handlers(app)
+    install_openapi(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
     app.include_router(apidocs_router)

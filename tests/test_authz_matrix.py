@@ -59,6 +59,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/users/stop-all"): ADMIN,
     ("POST", "/users/stop-all"): ADMIN,
     ("GET", "/users/jobs/{job_id}"): ADMIN,
+    ("GET", "/users/{name}"): READER,  # the user's page (managers: no actions, no log links)
     ("GET", "/api/v1/audit"): READER,
     ("GET", "/audit"): READER,
     ("GET", "/api/v1/lockdown"): READER,

@@ -14,8 +14,9 @@ from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.kit.window import parse_when
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=STRICT_QUERY)
 
 
 class AuditEventOut(BaseModel):

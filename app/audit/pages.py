@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 from starlette.responses import Response
 
+from hubkeeper.audit import names  # noqa: F401 - registers the action_name filter
 from hubkeeper.audit.service import search
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
@@ -24,6 +25,7 @@ from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -103,6 +105,7 @@ def _query(engine: Engine, view: AuditView, since: datetime | None, until: datet
 @router.get("/audit")
 async def audit_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """The audit trail, newest first, with filters kept in the URL."""
+    refuse_unknown(request.query_params, view_fields(AuditView))
     view = AuditView.from_params(request.query_params)
     errors: dict[str, str] = {}
     bounds: dict[str, datetime | None] = {}

@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
 from hubkeeper.audit.spool import AuditSpool, spool_at
@@ -195,5 +195,27 @@ def search(
         col(AuditEvent.at).desc(),
         col(AuditEvent.id).desc(),
         offset=offset,
+        limit=limit,
+    )
+
+
+def about_user(session: Session, user: str, *, limit: int = 50) -> tuple[list[AuditEvent], int]:
+    """Events whose target is `user`: their default server (`user`), a named one
+    (`user/server`) or an exemption (`user:user`); newest first. Exact, unlike `search`'s
+    substring `target` (user names never hold "/")."""
+    escaped = user.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    query = select(AuditEvent).where(
+        or_(
+            col(AuditEvent.target) == user,
+            col(AuditEvent.target) == f"user:{user}",
+            col(AuditEvent.target).like(f"{escaped}/%", escape="\\"),
+        )
+    )
+    return fetch_page(
+        session,
+        query,
+        col(AuditEvent.at).desc(),
+        col(AuditEvent.id).desc(),
+        offset=0,
         limit=limit,
     )

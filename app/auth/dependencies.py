@@ -168,6 +168,14 @@ async def _check_csrf(request: Request, principal: Principal) -> None:
     await check_csrf(request, principal.csrf_token)
 
 
+# What a manager meets on an admin route (actions, server logs): what they can do instead.
+MANAGER_REFUSED = (
+    "Only hub admins may do this (actions on servers and the culler, lockdowns, server logs). "
+    "As a manager you can read the users and their servers, sessions and usage, culls and "
+    "exemptions, lockdowns and the audit log."
+)
+
+
 async def require_reader(request: Request) -> Principal:
     """Admins and managers: every read."""
     principal = await _principal(request)
@@ -179,10 +187,6 @@ async def require_admin(request: Request) -> Principal:
     """Admins only: every action, and logs."""
     principal = await _principal(request)
     if not principal.is_admin:
-        raise Forbidden(
-            "Only hub admins may do this. Managers have read-only access: they see the users, "
-            "history, culls, audit log and lockdown, but cannot start or stop servers, change "
-            "settings or read server logs"
-        )
+        raise Forbidden(MANAGER_REFUSED)
     await _check_csrf(request, principal)
     return principal

@@ -32,6 +32,7 @@ from hubkeeper.auth.sessions import (
 from hubkeeper.auth.tokens import reaches_service, require_access
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
+from hubkeeper.web.strict import STRICT_QUERY
 from hubkeeper.web.templating import render
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class Me(BaseModel):
     role: str
 
 
-@router.get("/api/v1/me", response_model=Me)
+@router.get("/api/v1/me", response_model=Me, dependencies=STRICT_QUERY)
 async def me(who: CurrentReader) -> Me:
     """Who am I, and with which role?"""
     return Me(name=who.name, role=who.role)

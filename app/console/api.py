@@ -9,12 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from hubkeeper.console import service
+from hubkeeper.console.filters import (
+    SORT_HELP,
+    STATE_HELP,
+    STATUS_HELP,
+    OldStatus,
+    Sort,
+    State,
+    resolve_state,
+)
 from hubkeeper.console.schemas import (
     DirectoryStatus,
     JobOut,
@@ -30,9 +39,11 @@ from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import NAME_MAX, ServerName, UserName
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["console"])
+router = APIRouter(prefix="/api/v1", tags=["console"], dependencies=STRICT_QUERY)
 
 SSE_KEEPALIVE = 8.0  # s, like the hub's own progress stream
 SSE_MAX_LIFETIME = 600.0  # s; the browser's EventSource reconnects if it still cares
@@ -53,18 +64,28 @@ async def list_users(
     who: CurrentReader,
     hk: StateDep,
     q: Annotated[str, Query(max_length=NAME_MAX, description="substring of the name")] = "",
-    state: Literal["running", "pending", "stopped", "any"] = "any",
-    sort: Literal["name", "-name", "last_activity", "-last_activity"] = "name",
+    state: Annotated[State | None, Query(description=STATE_HELP)] = None,
+    group: Annotated[
+        str, Query(max_length=NAME_MAX, description="only members of this hub group")
+    ] = "",
+    sort: Annotated[Sort, Query(description=SORT_HELP)] = "name",
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     since: Annotated[
         int | None, Query(description="the directory version you have: 204 if unchanged")
     ] = None,
+    status: Annotated[OldStatus | None, Query(deprecated=True, description=STATUS_HELP)] = None,
 ) -> Any:
-    """Users with their servers, from Hubkeeper's copy of the hub (see GET directory)."""
+    """Users with their servers, from Hubkeeper's copy of the hub (see GET directory).
+
+    q, state, group and sort are the users page's own names and values (the page counts
+    pages with `page`, the API with offset/limit)."""
+    wanted = resolve_state(state, status)
     if since is not None and since == hk.directory.version:
         return Response(status_code=204)
-    users, total = hk.directory.query_users(q=q, state=state, sort=sort, offset=offset, limit=limit)
+    users, total = hk.directory.query_users(
+        q=q, state=wanted, group=group, sort=sort, offset=offset, limit=limit
+    )
     return UserList(
         items=[UserOut.of(u, hk.directory.rows_for(u.name)) for u in users],
         total=total,
@@ -80,13 +101,15 @@ async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
     return UserOut.of(user, hk.directory.rows_for(user.name))
 
 
-@router.post("/users/{name}/server/start", response_model=StartResult)
+@router.post("/users/{name}/server/start", response_model=StartResult, responses=errors(400, 409))
 async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
     """Start the user's default server (409 already_running)."""
     return StartResult(status=await service.start_server(hk, who, name))
 
 
-@router.post("/users/{name}/servers/{server}/start", response_model=StartResult)
+@router.post(
+    "/users/{name}/servers/{server}/start", response_model=StartResult, responses=errors(400, 409)
+)
 async def start_named(
     name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
 ) -> StartResult:
@@ -95,13 +118,15 @@ async def start_named(
     return StartResult(status=status)
 
 
-@router.post("/users/{name}/server/stop", response_model=StopResult)
+@router.post("/users/{name}/server/stop", response_model=StopResult, responses=errors(409))
 async def stop_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StopResult:
     """Stop the user's default server (409 already_stopped)."""
     return StopResult(status=await service.stop_server(hk, who, name))
 
 
-@router.post("/users/{name}/servers/{server}/stop", response_model=StopResult)
+@router.post(
+    "/users/{name}/servers/{server}/stop", response_model=StopResult, responses=errors(409)
+)
 async def stop_named(
     name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
 ) -> StopResult:

@@ -32,14 +32,13 @@ from hubkeeper.console.index import (
     ROW_KEYS,
     ROW_TIME_FIELDS,
     USER_KEYS,
+    USER_TIME_FIELDS,
     Selection,
     SortedIndex,
     contiguous,
     gather,
-    neg_seconds_or_inf,
     row_columns,
     row_text,
-    seconds_or_inf,
 )
 from hubkeeper.console.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
 from hubkeeper.errors import HubkeeperError, NotFound
@@ -49,10 +48,12 @@ from hubkeeper.kit.clock import utcnow
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("any", "active", "running", "starting", "stopping", "stopped")
+# row statuses to filter on: "pending" = starting or stopping, "active" = not stopped
+STATUSES = ("any", "active", "running", "pending", "starting", "stopping", "stopped")
 ROW_SORTS = ("name", "-name", "last_activity", "-last_activity", "started", "-started")
-USER_STATES = ("any", "running", "pending", "stopped")
-USER_SORTS = ("name", "-name", "last_activity", "-last_activity")
+USER_STATES = ("any", "active", "running", "pending", "stopped")
+USER_SORTS = ("name", "-name", "last_activity", "-last_activity", "started", "-started")
+ROW_PENDING = ("starting", "stopping")
 
 CHEAP_PAGE = 50  # newest / recently active users per active sync
 SWEEP_PAGE = 200
@@ -384,6 +385,7 @@ class UserDirectory:
                         status == "any"
                         or r.status == status
                         or (status == "active" and r.status != "stopped")
+                        or (status == "pending" and r.status in ROW_PENDING)
                     )
                     and (not q or q in row_text(r))
                 ),
@@ -395,6 +397,8 @@ class UserDirectory:
         picked: list[int] | None = None
         if status == "active":
             picked = [i for i, st in enumerate(index.statuses) if st != "stopped"]
+        elif status == "pending":
+            picked = [i for i, st in enumerate(index.statuses) if st in ROW_PENDING]
         elif status != "any":
             picked = [i for i, st in enumerate(index.statuses) if st == status]
         if q:
@@ -416,35 +420,45 @@ class UserDirectory:
         *,
         q: str = "",
         state: str = "any",
+        group: str = "",
         sort: str = "name",
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[HubUser], int]:
-        """Users (running = a server runs; pending = one starts/stops; stopped = none active)."""
+        """Users (running = a server runs; pending = one starts/stops; active = either;
+        stopped = none active), optionally only members of `group`."""
         _check(state, USER_STATES, "state")
         _check(sort, USER_SORTS, "sort")
         users = self._cached(
-            ("users", q.lower(), state, sort),
-            lambda: self._filter_users(q=q.lower(), state=state, sort=sort),
+            ("users", q.lower(), state, group, sort),
+            lambda: self._filter_users(q=q.lower(), state=state, group=group, sort=sort),
         )
         return users.page(offset, limit), len(users)
 
-    def _filter_users(self, *, q: str, state: str, sort: str) -> Selection[HubUser]:
+    def _filter_users(self, *, q: str, state: str, group: str, sort: str) -> Selection[HubUser]:
         reverse = sort == "-name"
         index = self._user_order("name" if reverse else sort)
         wanted = {
             "any": (RUNNING, PENDING, BOTH, STOPPED),
+            "active": (RUNNING, PENDING, BOTH),
             "running": (RUNNING, BOTH),
             "pending": (PENDING, BOTH),
             "stopped": (STOPPED,),
         }[state]
-        if state in ("running", "pending") and len(self._active) < SMALL_SET:
+        candidates: set[str] | None = (
+            self._active if state in ("active", "running", "pending") else None
+        )
+        if group:
+            members = self._group_members.get(group, set())
+            candidates = members if candidates is None else candidates & members
+        if candidates is not None and len(candidates) < SMALL_SET:
             return Selection(
                 sorted(
                     (
                         self._users[name]
-                        for name in self._active
-                        if self._states[name] in wanted and (not q or q in name.lower())
+                        for name in candidates
+                        if self._states.get(name, STOPPED) in wanted
+                        and (not q or q in name.lower())
                     ),
                     key=index.key,
                     reverse=reverse,
@@ -458,6 +472,14 @@ class UserDirectory:
             picked = [i for i, st in enumerate(states) if st in wanted and q in lowers[i]]
         else:
             picked = [i for i, st in enumerate(states) if st in wanted]
+        if group:
+            items = index.items
+            members = self._group_members.get(group, set())
+            picked = [
+                i
+                for i in (range(len(items)) if picked is None else picked)
+                if items[i].name in members
+            ]
         return Selection(index.items, picked, reverse)
 
     def get(self, name: str) -> HubUser | None:
@@ -660,7 +682,7 @@ def build_indexes(
     user_index["name"].set(ordered_users, ulowers, ustates, [()] * len(ordered_users))
     for sort in ROW_TIME_FIELDS:
         build_row_order(row_index, sort)
-    for sort in ("last_activity", "-last_activity"):
+    for sort in USER_TIME_FIELDS:
         build_user_order(user_index, sort)
     return row_index, user_index
 
@@ -681,8 +703,8 @@ def build_row_order(row_index: dict[str, SortedIndex[ServerRow]], sort: str) -> 
 
 def build_user_order(user_index: dict[str, SortedIndex[HubUser]], sort: str) -> None:
     base = user_index["name"]
-    fn = seconds_or_inf if sort == "last_activity" else neg_seconds_or_inf
-    keys = [fn(u.last_activity) for u in base.items]
+    value, fn = USER_TIME_FIELDS[sort]
+    keys = [fn(value(u)) for u in base.items]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     user_index[sort].set(
         gather(base.items, order),

@@ -51,10 +51,39 @@ ROW_KEYS: dict[str, Callable[[ServerRow], Any]] = {
     "name": lambda r: (r.user, r.server),
     **{sort: time_key(field, fn) for sort, (field, fn) in ROW_TIME_FIELDS.items()},
 }
+
+
+def user_started(user: HubUser) -> datetime | None:
+    """When the user's longest-running server started (None: no server has a start time)."""
+    starts = [s.started for s in user.servers.values() if s.started is not None]
+    return min(starts) if starts else None
+
+
+def user_activity(user: HubUser) -> datetime | None:
+    return user.last_activity
+
+
+# A user's time columns: the value it sorts by, and how (None last both ways).
+USER_TIME_FIELDS: dict[str, tuple[Callable[[HubUser], datetime | None], Callable[..., float]]] = {
+    "last_activity": (user_activity, seconds_or_inf),
+    "-last_activity": (user_activity, neg_seconds_or_inf),
+    "started": (user_started, seconds_or_inf),
+    "-started": (user_started, neg_seconds_or_inf),
+}
+
+
+def user_time_key(
+    value: Callable[[HubUser], datetime | None], fn: Callable[[datetime | None], float]
+) -> Callable[[HubUser], Any]:
+    def key(user: HubUser) -> tuple[float, str]:
+        return (fn(value(user)), user.name)
+
+    return key
+
+
 USER_KEYS: dict[str, Callable[[HubUser], Any]] = {
     "name": lambda u: u.name,
-    "last_activity": lambda u: (seconds_or_inf(u.last_activity), u.name),
-    "-last_activity": lambda u: (neg_seconds_or_inf(u.last_activity), u.name),
+    **{sort: user_time_key(value, fn) for sort, (value, fn) in USER_TIME_FIELDS.items()},
 }
 
 T = TypeVar("T")

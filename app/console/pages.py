@@ -15,12 +15,19 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.console import service
-from hubkeeper.console.views import PAGE_SIZE, SORT_CHOICES, STATUS_CHOICES, UsersView
+from hubkeeper.console.views import (
+    OLD_STATE_PARAM,
+    PAGE_SIZE,
+    SORT_CHOICES,
+    STATUS_CHOICES,
+    UsersView,
+)
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import NotFound
 from hubkeeper.lockdown.state import current as current_lockdown
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
+from hubkeeper.web.strict import refuse_unknown
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -48,7 +55,7 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
     directory = hk.directory
     rows, total = directory.query_rows(
         q=view.q,
-        status=view.status,
+        status=view.state,
         group=view.group,
         sort=view.sort,
         offset=view.offset,
@@ -59,7 +66,7 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
         view = dataclasses.replace(view, page=max(1, -(-total // PAGE_SIZE)))
         rows, total = directory.query_rows(
             q=view.q,
-            status=view.status,
+            status=view.state,
             group=view.group,
             sort=view.sort,
             offset=view.offset,
@@ -96,7 +103,11 @@ async def home(request: Request, hk: StateDep) -> Response:
 @router.get("/users")
 async def users_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """Every server of every user, with search, filters, sort and paging kept in the URL."""
+    refuse_unknown(request.query_params, UsersView.known())
     view = UsersView.from_params(request.query_params)
+    if OLD_STATE_PARAM in request.query_params and not request.headers.get("HX-Request"):
+        # a link from before `status` became `state`: the address bar learns the new name
+        return RedirectResponse(view.url(hk.settings.service_prefix), status_code=302)
     context = _results_context(hk, view)
     if _wants_results(request):
         response = render(request, "console/_results.html", {**context, "partial": True})
@@ -115,6 +126,7 @@ async def users_page(request: Request, who: CurrentReader, hk: StateDep) -> Resp
 @router.get("/users/rows")
 async def users_rows(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """The results region alone, for polling: 204 when nothing changed since `since`."""
+    refuse_unknown(request.query_params, UsersView.known() | {"since"})
     since = request.query_params.get("since")
     if since and since == _token(hk):
         return Response(status_code=204)

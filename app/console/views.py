@@ -13,18 +13,20 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from hubkeeper.console.filters import as_state
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.web.params import page_param, text_param
 from hubkeeper.web.templating import templates
 
 PAGE_SIZE = 50
+OLD_STATE_PARAM = "status"  # the users page's name for `state` before they were one
 
+# the API's `state` values (console/filters.py), in the API's words
 STATUS_CHOICES: tuple[tuple[str, str], ...] = (
-    ("any", "Any status"),
+    ("any", "Any state"),
     ("active", "Not stopped"),
     ("running", "Running"),
-    ("starting", "Starting"),
-    ("stopping", "Stopping"),
+    ("pending", "Starting or stopping"),
     ("stopped", "Stopped"),
 )
 SORT_CHOICES: tuple[tuple[str, str], ...] = (
@@ -55,23 +57,34 @@ class UsersView:
     """Search, filters, sort and page of the users list."""
 
     q: str = ""
-    status: str = "any"
+    state: str = "any"
     group: str = ""
     sort: str = "name"
     page: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> UsersView:
-        """Read a query string; unknown values fall back to the defaults instead of failing."""
-        status = text_param(params, "status") or "any"
+        """Read a query string; unknown values fall back to the defaults instead of failing.
+        The former `status=` (and its starting/stopping) is read as `state`."""
+        state = as_state(text_param(params, "state") or text_param(params, "status"))
         sort = text_param(params, "sort") or "name"
         return cls(
             q=text_param(params, "q"),
-            status=status if status in dict(STATUS_CHOICES) else "any",
+            state=state or "any",
             group=text_param(params, "group"),
             sort=sort if sort in dict(SORT_CHOICES) else "name",
             page=page_param(params),
         )
+
+    @classmethod
+    def known(cls) -> set[str]:
+        """The query parameters the users page reads (the former `status` too)."""
+        return {f.name for f in fields(cls)} | {OLD_STATE_PARAM}
+
+    @property
+    def status(self) -> str:
+        """The former name of `state` (templates written before the rename)."""
+        return self.state
 
     @property
     def offset(self) -> int:
@@ -79,7 +92,7 @@ class UsersView:
 
     @property
     def filtered(self) -> bool:
-        return bool(self.q or self.group or self.status != "any")
+        return bool(self.q or self.group or self.state != "any")
 
     def params(self, **changes: Any) -> dict[str, str]:
         """The query parameters that differ from the defaults (after `changes`)."""
@@ -123,6 +136,11 @@ def server_path(row: RowLike) -> str:
     return f"users/{user}/server"
 
 
+def user_path(name: str) -> str:
+    """`users/{name}`, the user's page (the name quoted whole: "/" too)."""
+    return f"users/{quote(name, safe='')}"
+
+
 def row_id(row: RowLike) -> str:
     """A DOM id for a row that any username can be turned into."""
     digest = hashlib.sha256(f"{row.user}\0{row.server}".encode()).hexdigest()[:16]
@@ -147,5 +165,6 @@ def server_label(row: RowLike) -> str:
 
 templates.env.filters["server_path"] = server_path
 templates.env.filters["row_id"] = row_id
+templates.env.filters["user_path"] = user_path
 templates.env.filters["clock"] = clock
 templates.env.filters["server_label"] = server_label

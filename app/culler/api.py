@@ -24,9 +24,11 @@ from hubkeeper.culler.schemas import (
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, parse_when
+from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import RowId
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["culler"])
+router = APIRouter(prefix="/api/v1", tags=["culler"], dependencies=STRICT_QUERY)
 
 
 async def _settings_out(hk: Any) -> dict[str, Any]:
@@ -59,7 +61,10 @@ async def put_culler(request: Request, who: CurrentAdmin, hk: StateDep) -> dict[
 async def preview(
     who: CurrentReader,
     hk: StateDep,
-    within: Annotated[int, Query(ge=0, le=service.WITHIN_MAX)] = 0,
+    within: Annotated[
+        int,
+        Query(ge=0, le=service.WITHIN_MAX, description="seconds from now (0 to 30 days)"),
+    ] = 0,
 ) -> list[PlannedOut]:
     """Who a pass would cull now, or — with `within` (seconds) — by then if they stay idle:
     servers and kernels. Changes nothing."""
@@ -136,7 +141,7 @@ async def list_exemptions(
     )
 
 
-@router.post("/exemptions", response_model=ExemptionOut, status_code=201)
+@router.post("/exemptions", response_model=ExemptionOut, status_code=201, responses=errors(404))
 async def add_exemption(body: ExemptionIn, who: CurrentAdmin, hk: StateDep) -> ExemptionOut:
     """Exempt a user or a group from culling (servers and kernels), with a reason and an
     optional `until`."""
@@ -147,7 +152,7 @@ async def add_exemption(body: ExemptionIn, who: CurrentAdmin, hk: StateDep) -> E
     return ExemptionOut.of(row, utcnow())
 
 
-@router.delete("/exemptions/{exemption_id}", status_code=204)
+@router.delete("/exemptions/{exemption_id}", status_code=204, responses=errors(409))
 async def delete_exemption(exemption_id: RowId, who: CurrentAdmin, hk: StateDep) -> Response:
     """End an exemption now (404 unknown, 409 already deleted); it stays on record."""
     await service.delete_exemption(hk, who, exemption_id)

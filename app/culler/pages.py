@@ -14,13 +14,16 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.culler import exemptions, records, service
+from hubkeeper.culler.policy import next_pass_at, policy_sentence
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import as_utc, utcnow
+from hubkeeper.kit.durations import compact
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.params import RowId, page_param, text_param, view_url
+from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -28,6 +31,8 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 WITHIN_CHOICES = ((0, "now"), (900, "in 15 min"), (3600, "in 1 hour"), (86400, "in 1 day"))
 DAYS_SHOWN = 30
+# the culler page's query: the preview's window and kernels, and a run's result to show
+CULLER_PAGE_PARAMS = frozenset({"within", "kernels", "ran", "saved"})
 
 
 def human(seconds: float | None) -> str:
@@ -76,6 +81,14 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
     rows, _total = await asyncio.to_thread(exemptions.listing, hk.engine, limit=200)
     now = utcnow()
     ran = text_param(request.query_params, "ran")
+    states = [(row, exemptions.state_of(row, now)) for row in rows]
+    last_servers = runs.get("servers")
+    policy = policy_sentence(
+        cur.settings,
+        next_pass=next_pass_at(last_servers.started_at if last_servers else None, cur.settings),
+        exemptions=sum(state == "active" for _row, state in states),
+        now=now,
+    )
     return {
         "active_nav": "culler",
         "cfg": cur.settings,
@@ -88,8 +101,11 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
         "planned": planned,
         "unreachable": unreachable,
         "preview_error": preview_error,
-        "exemptions": [(row, exemptions.state_of(row, now)) for row in rows],
-        "group_lines": "\n".join(f"{g}={s}" for g, s in cur.settings.group_timeouts.items()),
+        "exemptions": states,
+        "policy": policy,
+        "group_lines": "\n".join(
+            f"{g}={compact(s)}" for g, s in cur.settings.group_timeouts.items()
+        ),
         "human": human,
         "ran": ran,
         "counts": hk.directory.counts(),
@@ -99,6 +115,7 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
 @router.get("/culler")
 async def culler_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """The culler's settings, last runs, preview and exemptions."""
+    refuse_unknown(request.query_params, CULLER_PAGE_PARAMS)
     return render(request, "culler/culler.html", await _culler_context(hk, request))
 
 
@@ -111,7 +128,9 @@ def _seconds(form: Any, name: str) -> object:
     try:
         return int(raw)
     except ValueError:
-        return raw  # validation names the field and refuses it
+        # durations in human units ("90m", "7d") are read by settings.parse_put; other text
+        # is named and refused by validation
+        return raw
 
 
 def _group_timeouts(text: str) -> object:
@@ -123,7 +142,7 @@ def _group_timeouts(text: str) -> object:
         name, sep, value = line.rpartition("=")
         if not sep or not name.strip():
             raise BadInput(
-                f"Group timeouts, line {number}: write group=seconds, like long-jobs=28800",
+                f"Group timeouts, line {number}: write group=duration, like long-jobs=8h",
                 code="invalid_settings",
             )
         try:
@@ -308,6 +327,7 @@ def _culls_window(view: CullsView, now: datetime) -> tuple[datetime, datetime, s
 @router.get("/culls")
 async def culls_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """Every cull (server or kernel), filtered, with culls per day."""
+    refuse_unknown(request.query_params, view_fields(CullsView))
     view = CullsView.from_params(request.query_params)
     start, end, error = _culls_window(view, utcnow())
     filters = {

@@ -21,6 +21,7 @@ from hubkeeper.config import Settings
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullerConfig
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.durations import as_seconds
 from hubkeeper.kit.window import BadInput
 
 Seconds = Annotated[int, Field(ge=1, le=10 * 365 * 86400)]
@@ -116,6 +117,29 @@ def load(engine: Engine, settings: Settings) -> tuple[CullerSettings, datetime |
         return from_env(settings), None, None
 
 
+DURATIONS = ("timeout_s", "max_age_s", "interval_s")
+KERNEL_DURATIONS = ("timeout_s", "interval_s")
+
+
+def human_durations(data: dict[str, Any]) -> dict[str, Any]:
+    """Durations may be written in human units ("90m", "7d") as well as seconds: those become
+    whole seconds (what is stored and returned); text that is no duration stays for
+    validation to name."""
+    out = dict(data)
+    for name in DURATIONS:
+        if name in out:
+            out[name] = as_seconds(out[name])
+    if isinstance(out.get("group_timeouts"), dict):
+        out["group_timeouts"] = {g: as_seconds(v) for g, v in out["group_timeouts"].items()}
+    if isinstance(out.get("kernels"), dict):
+        kernels = dict(out["kernels"])
+        for name in KERNEL_DURATIONS:
+            if name in kernels:
+                kernels[name] = as_seconds(kernels[name])
+        out["kernels"] = kernels
+    return out
+
+
 def parse_put(body: object) -> CullerSettings:
     """The whole settings object from a PUT body; `last_run` is ignored.
 
@@ -124,7 +148,7 @@ def parse_put(body: object) -> CullerSettings:
     """
     if not isinstance(body, dict):
         raise BadInput("The culler settings must be a JSON object", code="invalid_settings")
-    data = {k: v for k, v in body.items() if k != "last_run"}
+    data = human_durations({k: v for k, v in body.items() if k != "last_run"})
     problems: list[str] = []
     missing = [name for name in CullerSettings.model_fields if name not in data]
     problems += [f"{name}: missing (PUT takes the whole object)" for name in missing]

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from hubkeeper.db.engine import database_ok
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.strict import STRICT_QUERY
 
 router = APIRouter()
 
@@ -58,7 +59,7 @@ def hub_check(hk: HubkeeperState) -> HubCheck:
     return check
 
 
-@router.get("/api/v1/health", tags=["health"])
+@router.get("/api/v1/health", tags=["health"], dependencies=STRICT_QUERY)
 async def health(request: Request) -> dict[str, object]:
     """Is Hubkeeper healthy? Reports hub reachability (checked at most every 5 s) and the
     database."""

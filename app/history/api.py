@@ -17,8 +17,9 @@ from hubkeeper.history.usage import MAX_DAYS, UsageRow, to_csv
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, window
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["history"])
+router = APIRouter(prefix="/api/v1", tags=["history"], dependencies=STRICT_QUERY)
 
 
 @router.get("/sessions", response_model=SessionList)

@@ -20,6 +20,7 @@ from hubkeeper.history.recorder import aware
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.params import page_param, text_param, view_url
+from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -110,6 +111,7 @@ def duration(seconds: float) -> str:
 @router.get("/history")
 async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
     """Server usage over time, by user or group, and the server sessions."""
+    refuse_unknown(request.query_params, view_fields(HistoryView))
     view = HistoryView.from_params(request.query_params)
     now = utcnow()
     start, end, errors = _window(view, now)

@@ -18,8 +18,10 @@ from hubkeeper.lockdown.schemas import (
     LockStatus,
 )
 from hubkeeper.lockdown.state import OPEN, current
+from hubkeeper.web.openapi import errors
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["lockdown"])
+router = APIRouter(prefix="/api/v1", tags=["lockdown"], dependencies=STRICT_QUERY)
 
 
 @router.get("/lockdown", response_model=LockdownOut)
@@ -28,7 +30,7 @@ async def get_lockdown(who: CurrentReader, hk: StateDep) -> LockdownOut:
     return LockdownOut.of(await service.refresh(hk))
 
 
-@router.post("/lockdown", response_model=LockOut)
+@router.post("/lockdown", response_model=LockOut, responses=errors(409))
 async def lock(body: LockRequest, who: CurrentAdmin, hk: StateDep) -> LockOut:
     """Lock the hub (409 already_locked); with stop_servers, also start a stop-all job."""
     result = await service.lock(hk, who, body.reason, stop_servers=body.stop_servers)
@@ -40,7 +42,7 @@ async def lock(body: LockRequest, who: CurrentAdmin, hk: StateDep) -> LockOut:
     )
 
 
-@router.delete("/lockdown", response_model=LockdownOut)
+@router.delete("/lockdown", response_model=LockdownOut, responses=errors(409))
 async def lift(who: CurrentAdmin, hk: StateDep) -> LockdownOut:
     """Lift the lockdown (409 not_locked); servers may start again."""
     await service.unlock(hk, who)

@@ -16,9 +16,11 @@ from hubkeeper.deps import CurrentAdmin, StateDep
 from hubkeeper.kit.sse import SSE_HEADERS
 from hubkeeper.logs import service
 from hubkeeper.logs.schemas import LogOut
+from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import UserName
+from hubkeeper.web.strict import STRICT_QUERY
 
-router = APIRouter(prefix="/api/v1", tags=["logs"])
+router = APIRouter(prefix="/api/v1", tags=["logs"], dependencies=STRICT_QUERY)
 
 ServerQuery = Annotated[
     str, Query(max_length=255, description="a named server; empty for the default server")
@@ -38,7 +40,8 @@ def content_disposition(filename: str) -> str:
     "/users/{name}/logs",
     response_model=LogOut,
     responses={
-        200: {"content": {"text/plain": {}}, "description": "JSON, or text with format=text"}
+        200: {"content": {"text/plain": {}}, "description": "JSON, or text with format=text"},
+        **errors(409),
     },
 )
 async def get_log(
@@ -76,7 +79,7 @@ def resume_offset(last_event_id: str | None) -> int | None:
     return int(last_event_id) if last_event_id.isascii() and last_event_id.isdigit() else None
 
 
-@router.get("/users/{name}/logs/stream", response_class=StreamingResponse)
+@router.get("/users/{name}/logs/stream", response_class=StreamingResponse, responses=errors(409))
 async def stream_log(
     name: UserName,
     who: CurrentAdmin,
@@ -84,7 +87,15 @@ async def stream_log(
     request: Request,
     server: ServerQuery = "",
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
-    last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+    last_event_id_query: Annotated[
+        str | None,
+        Query(
+            alias="last_event_id",
+            max_length=64,
+            description="the byte offset to resume at, for clients that cannot send the "
+            "Last-Event-ID header (a new EventSource cannot)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Server-sent events: the last 200 lines, then new lines as they are written.
 

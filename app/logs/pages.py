@@ -17,6 +17,7 @@ from hubkeeper.errors import HubUnavailable, NotFound
 from hubkeeper.logs.service import describe
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.params import ServerName, UserName
+from hubkeeper.web.strict import refuse_unknown
 from hubkeeper.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -44,6 +45,7 @@ async def logs_picker(
     q: Annotated[str, Query(max_length=255)] = "",
 ) -> Response:
     """Running servers whose log can be viewed."""
+    refuse_unknown(request.query_params, {"q"})
     q = q.strip()
     rows, total = hk.directory.query_rows(q=q, status="running", limit=PICKER_LIMIT)
     context = {**_header(hk), "rows": rows, "total": total, "q": q, "ready": hk.directory.ready}

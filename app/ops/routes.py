@@ -19,6 +19,7 @@ from hubkeeper.db.engine import database_ok
 from hubkeeper.errors import Forbidden, HubkeeperError, Unauthenticated
 from hubkeeper.ops.metrics import build_registry
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.strict import STRICT_QUERY
 
 router = APIRouter()
 
@@ -65,13 +66,20 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/v1/health/live", tags=["health"])
+@router.get("/api/v1/health/live", tags=["health"], dependencies=STRICT_QUERY)
 async def live() -> dict[str, str]:
     """The process answers (no auth; for a liveness probe: checks nothing else)."""
     return {"status": "ok"}
 
 
-@router.get("/api/v1/health/ready", tags=["health"])
+@router.get(
+    "/api/v1/health/ready",
+    tags=["health"],
+    dependencies=STRICT_QUERY,
+    responses={
+        503: {"description": 'Not ready: the same body with "status": "unavailable"'},
+    },
+)
 async def ready(request: Request) -> Response:
     """The database and the hub answer (no auth); 503 when either does not."""
     hk: HubkeeperState = request.app.state.hk

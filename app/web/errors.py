@@ -158,7 +158,12 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{err.get('msg', 'invalid')}"
             for err in exc.errors()
         )
-        return error_response(request, 422, "invalid_request", problems or "Invalid request")
+        # One code per kind of mistake, whoever finds it: a bad query, path or header value
+        # is `invalid_parameter` (as the kit's since/until parsing says); a bad body is
+        # `invalid_request`.
+        in_body = any(err.get("loc", ("body",))[:1] == ("body",) for err in exc.errors())
+        code = "invalid_request" if in_body else "invalid_parameter"
+        return error_response(request, 422, code, problems or "Invalid request")
 
     @app.exception_handler(DataError)
     async def _unstorable_value(request: Request, exc: DataError) -> Response:

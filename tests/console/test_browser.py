@@ -149,7 +149,7 @@ def test_admin_opens_a_users_server_after_a_reminder(page, hub, hubkeeper_server
         expect(page.locator("#toasts")).to_contain_text(reminder)
         popup.close()
         # The visit is in the audit log, under the admin's name.
-        page.get_by_role("link", name="Audit").click()
+        page.get_by_role("link", name="Audit", exact=True).click()
         expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
         page.get_by_label("Action").select_option("server.access")
         expect(page).to_have_url(re.compile(r"action=server\.access"))

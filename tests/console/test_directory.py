@@ -168,7 +168,53 @@ def test_unknown_filter_values_are_refused(directory):
     with pytest.raises(ValueError):
         directory.query_rows(sort="id")
     with pytest.raises(ValueError):
-        directory.query_users(state="active")
+        directory.query_users(state="busy")
+    with pytest.raises(ValueError):
+        directory.query_users(sort="id")
+
+
+def test_users_by_the_pages_vocabulary(directory):
+    """active, group and the started sort: the users API takes what the page takes."""
+
+    def q(**kw: Any) -> list[str]:
+        return [u.name for u in directory.query_users(limit=100, **kw)[0]]
+
+    assert q(state="active") == ["ann", "dee", "ed"]
+    assert q(group="physics") == ["Carla", "ann"]
+    assert q(group="physics", state="running") == ["ann"]
+    assert q(group="physics", state="stopped", q="car") == ["Carla"]
+    assert q(group="nobody-is-in-it") == []
+    # the longest-running server's start (ed 5, dee 25, ann 40); none last both ways
+    assert q(sort="started") == ["ed", "dee", "ann", "Carla", "bob"]
+    assert q(sort="-started") == ["ann", "dee", "ed", "Carla", "bob"]
+    # rows: pending = starting or stopping
+    assert names(directory.query_rows(status="pending", limit=100)[0]) == [("dee", ""), ("ed", "")]
+
+
+def test_large_sets_filter_like_small_ones(directory, monkeypatch):
+    """The index scan (many candidates) answers what the small-set sort answers."""
+    from hubkeeper.console import directory as module
+
+    small = {
+        (state, group, sort): [
+            u.name for u in directory.query_users(state=state, group=group, sort=sort, limit=100)[0]
+        ]
+        for state in USER_STATES
+        for group in ("", "physics", "chem", "none")
+        for sort in USER_SORTS
+    }
+    rows_small = {
+        status: names(directory.query_rows(status=status, group="physics", limit=100)[0])
+        for status in STATUSES
+    }
+    monkeypatch.setattr(module, "SMALL_SET", 0)
+    directory._cache.clear()
+    for (state, group, sort), expected in small.items():
+        got = directory.query_users(state=state, group=group, sort=sort, limit=100)[0]
+        assert [u.name for u in got] == expected, (state, group, sort)
+    for status, expected_rows in rows_small.items():
+        got_rows = directory.query_rows(status=status, group="physics", limit=100)[0]
+        assert names(got_rows) == expected_rows, status
 
 
 def test_query_users_states_and_sorts(directory):
@@ -243,9 +289,10 @@ def test_incremental_updates_match_a_full_rebuild():
                 assert a[1] == b[1]
     for state in USER_STATES:
         for sort in USER_SORTS:
-            a_users = patched.query_users(state=state, sort=sort, limit=10**6)[0]
-            b_users = rebuilt.query_users(state=state, sort=sort, limit=10**6)[0]
-            assert [u.name for u in a_users] == [u.name for u in b_users], (state, sort)
+            for group in ("", "g"):
+                a_users = patched.query_users(state=state, sort=sort, group=group, limit=10**6)[0]
+                b_users = rebuilt.query_users(state=state, sort=sort, group=group, limit=10**6)[0]
+                assert [u.name for u in a_users] == [u.name for u in b_users], (state, sort)
 
 
 async def test_rebuild_in_a_thread_keeps_changes_made_while_it_runs():

@@ -238,7 +238,7 @@ def test_stop_all_dialog_names_the_count_and_wants_a_reason(admin):
 
 # --- the view in the URL ---------------------------------------------------------------------
 def test_filters_are_kept_in_pagination_links(admin):
-    params = {"q": "pages-paged", "group": PAGED_GROUP, "sort": "-name", "status": "stopped"}
+    params = {"q": "pages-paged", "group": PAGED_GROUP, "sort": "-name", "state": "stopped"}
     page = soup(admin.get("users", params=params))
     assert page.select_one("#q")["value"] == "pages-paged"
     assert page.select_one("#group option[selected]")["value"] == PAGED_GROUP
@@ -250,7 +250,7 @@ def test_filters_are_kept_in_pagination_links(admin):
             "q": ["pages-paged"],
             "group": [PAGED_GROUP],
             "sort": ["-name"],
-            "status": ["stopped"],
+            "state": ["stopped"],
             "page": ["2"],
         }
     # The first row is the last name: the sort applied.
@@ -277,7 +277,7 @@ def test_empty_search_says_so(admin):
 def test_htmx_search_gets_only_the_results(admin):
     response = admin.get(
         "users",
-        params={"q": WORKER, "status": "any", "group": "", "sort": "name"},
+        params={"q": WORKER, "state": "any", "group": "", "sort": "name"},
         headers={"HX-Request": "true", "HX-Target": "results"},
     )
     # The address bar gets the view without its defaults.

@@ -63,6 +63,25 @@ def test_settings_default_from_env_and_last_run_is_read_only(client, admin, mana
     assert audit[0]["actor"] == "admin" and audit[0]["detail"] == "timeout_s: 3600 → 7200"
 
 
+def test_settings_take_durations_in_human_units_and_return_seconds(client, admin):
+    body = client.get("api/v1/culler", headers=admin).json()
+    body.update(timeout_s="90m", max_age_s="7d", interval_s="1h 30m")
+    body["group_timeouts"] = {"long-jobs": "8h"}
+    body["kernels"] = {**body["kernels"], "timeout_s": "1.5h", "interval_s": 120}
+    put = client.put("api/v1/culler", json=body, headers=admin)
+    assert put.status_code == 200, put.text
+    got = put.json()
+    assert (got["timeout_s"], got["max_age_s"], got["interval_s"]) == (5400, 604800, 5400)
+    assert got["group_timeouts"] == {"long-jobs": 28800}
+    assert got["kernels"]["timeout_s"] == 5400 and got["kernels"]["interval_s"] == 120
+    assert client.get("api/v1/culler", headers=admin).json()["timeout_s"] == 5400
+    for bad in ("soon", "5 fortnights", "0m", "-5m", "1.5s"):
+        refused = client.put("api/v1/culler", json={**body, "timeout_s": bad}, headers=admin)
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"] == "invalid_settings" and "timeout_s" in refused.text
+    assert client.get("api/v1/culler", headers=admin).json()["timeout_s"] == 5400
+
+
 BAD = [
     ("timeout_s", 0),
     ("timeout_s", "60"),

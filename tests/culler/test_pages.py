@@ -81,8 +81,54 @@ def test_settings_form_saves_and_bad_values_are_refused(client):
         assert refused.status_code == 422
     assert client.get("api/v1/culler").json()["timeout_s"] == 1800
     page = soup(client.get("culler"))
-    assert page.select_one("#timeout_s")["value"] == "1800"
-    assert "long-jobs=28800" in page.select_one("#group_timeouts").text
+    # shown in human units, which the form reads back to the same seconds
+    assert page.select_one("#timeout_s")["value"] == "30m"
+    assert "long-jobs=8h" in page.select_one("#group_timeouts").text
+
+
+def test_settings_take_human_units_and_the_policy_is_stated_in_words(client):
+    csrf = sign_in(client, "admin")
+    form = {
+        "_csrf": csrf,
+        "enabled": "1",
+        "timeout_s": "90m",
+        "max_age_s": "7d",
+        "interval_s": "10 min",
+        "concurrency": "10",
+        "named_servers": "cull",
+        "group_timeouts": "long-jobs=1h30m\n",
+        "kernels_enabled": "1",
+        "kernels_timeout_s": "1h",
+        "kernels_interval_s": "300",
+    }
+    saved = client.post("culler/settings", data=form, headers={"HX-Request": "true"})
+    assert saved.status_code == 204, saved.text
+    got = client.get("api/v1/culler").json()
+    assert (got["timeout_s"], got["max_age_s"], got["interval_s"]) == (5400, 604800, 600)
+    assert got["group_timeouts"] == {"long-jobs": 5400}
+    assert got["kernels"]["timeout_s"] == 3600 and got["kernels"]["interval_s"] == 300
+    refused = client.post(
+        "culler/settings",
+        data={**form, "timeout_s": "90 fortnights"},
+        headers={"HX-Request": "true"},
+    )
+    assert refused.status_code == 422 and "timeout_s" in refused.text
+    page = soup(client.get("culler"))
+    policy = page.select_one("#culler-policy").get_text(" ", strip=True)
+    assert policy.startswith("on · idle 1 h 30 min · 1 group timeout(s) · max age 7 d")
+    assert "kernels 1 h" in policy and "next pass" in policy
+    assert policy.endswith("0 exemptions")
+    assert page.select_one("#max_age_s")["value"] == "7d"
+
+
+def test_culler_pages_refuse_unknown_parameters(client):
+    sign_in(client, "admin")
+    for path in ("culler?withn=60", "culls?usr=ann"):
+        refused = client.get(path)
+        assert refused.status_code == 422
+        page = BeautifulSoup(refused.text, "html.parser")
+        assert page.select_one("[data-code]")["data-code"] == "unknown_parameter"
+    assert client.get("culler?within=900&kernels=1&saved=1").status_code == 200
 
 
 def test_exemption_form_adds_and_ends_one(client, hub):

@@ -62,7 +62,8 @@ def test_the_page_shows_a_chart_with_its_values_and_escapes_names(reader):
     day_rows = page.select("#day-table tbody tr")
     assert len(day_rows) == 30
     assert any(float(r.select("td")[1].get_text()) > 0 for r in day_rows)
-    users = [th.get_text() for th in page.select("#usage-table tbody th")]
+    # each name links to the user's page (a "sessions" link beside it filters below)
+    users = [a.get_text() for a in page.select("#usage-table tbody th a.user-link")]
     assert "hist-page-ann" in users and EVIL in users
     assert "<script>alert(1)" not in reader.get("history").text  # escaped, never markup
     assert page.select_one("#sessions-table tbody tr")

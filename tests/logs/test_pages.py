@@ -76,7 +76,7 @@ def test_picker_lists_running_servers_with_links(hubkeeper_server, people):
     rows = page.select("#log-picker tbody tr")
     users = [row["data-user"] for row in rows]
     assert EVE in users and FAY not in users
-    link = page.select_one(f'#log-picker tr[data-user="{EVE}"] a')
+    link = page.select_one(f'#log-picker tr[data-user="{EVE}"] .cell-actions a')
     assert link is not None and link["href"].endswith(f"logs/{EVE}")
     assert page.select_one('.mainnav a[aria-current="page"]').get_text() == "Logs"
 

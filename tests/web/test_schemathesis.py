@@ -1,10 +1,14 @@
 """A bounded schemathesis run against the real app (uvicorn, a real hub of its own, SQLite and
-PostgreSQL): whatever a client sends, never a 500, and every error is the contract's JSON.
+PostgreSQL): whatever a client sends, never a 500, every error is the contract's JSON, and
+every error status is one the published schema lists for that route.
 
 The hub is this module's own, so the generated writes (start, stop, stop-all, lockdown) touch
 no other test's servers. Examples per operation: HUBKEEPER_TEST_FUZZ_EXAMPLES (default 12).
 Headers are fuzzed too: besides the schema's own parameters, each case carries generated values
 for the headers Hubkeeper reads (Last-Event-ID, HX-Request, HX-Current-URL, Sec-Fetch-*).
+The token reaches the API through the schema's own `token` security scheme (schemathesis
+applies it to the operations that declare it), as Swagger UI's Authorize does: a route that
+forgot to declare it would be called without one, and its 401s would show.
 """
 
 from __future__ import annotations
@@ -81,8 +85,12 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
     base = f"{fuzz_hub.url}{fuzz_hub.service_prefix}".rstrip("/")
     failures: list[str] = []
     seen: list[int] = []
+    authorized: list[int] = []  # statuses of secured operations called with the scheme's token
     try:
-        schema = schemathesis.openapi.from_url(base + "/api/openapi.json")
+        config = schemathesis.config.SchemathesisConfig.from_dict(
+            {"auth": {"openapi": {"token": {"api_key": f"token {token}"}}}}
+        )
+        schema = schemathesis.openapi.from_url(base + "/api/openapi.json", config=config)
         for result in schema.get_all_operations():
             operation = result.ok()
 
@@ -100,11 +108,18 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: Any, extra: dict[str, str]) -> None:
-                headers = {**(case.headers or {}), **extra, "Authorization": f"token {token}"}
+                headers = {**(case.headers or {}), **extra}
                 response = case.call(base_url=base, headers=headers, timeout=15)
                 status = response.status_code
                 seen.append(status)
+                sent = response.request.headers.get("Authorization")
+                secured = bool(case.operation.definition.raw.get("security"))
+                if secured and sent == f"token {token}":
+                    authorized.append(status)
                 where = f"{case.method} {case.formatted_path} {case.query} {extra}"
+                documented = case.operation.definition.raw.get("responses", {})
+                if status >= 400 and str(status) not in documented:
+                    failures.append(f"{where}: {status} is not in the schema's responses")
                 if status >= 500 and status != 503:
                     failures.append(f"{where}: {status} {response.text[:200]}")
                 elif status >= 400 and response.headers.get("content-type", [""])[0].startswith(
@@ -119,4 +134,7 @@ def test_the_api_never_answers_500(fuzz_hub, db_url, tmp_path):
         server.should_exit = True
         thread.join(15)
     assert len(seen) >= 20 * EXAMPLES, "schemathesis ran fewer cases than expected"
+    # the security scheme carried the token: most secured calls had it, and it let them in
+    assert len(authorized) >= 10 * EXAMPLES, f"only {len(authorized)} calls carried the token"
+    assert sum(status not in (401, 403) for status in authorized) >= 0.9 * len(authorized)
     assert not failures, "\n".join(failures[:20])
