@@ -34,7 +34,8 @@ def test_admin_sets_a_group_timeout_previews_and_culls_now(page, hub, hubkeeper_
         page.get_by_label(re.compile("Group timeouts")).fill(f"{GROUP}=1")
         page.get_by_role("button", name="Save settings").click()
         expect(page).to_have_url(re.compile(r"culler\?saved=1"))
-        expect(page.get_by_label(re.compile("Group timeouts"))).to_have_value(f"{GROUP}=1s")  # shown back in human units
+        # shown back in human units
+        expect(page.get_by_label(re.compile("Group timeouts"))).to_have_value(f"{GROUP}=1s")
         time.sleep(2)  # idle past the group's 1 s timeout
         page.reload()
         preview = page.locator("#preview-table")
