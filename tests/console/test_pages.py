@@ -236,6 +236,61 @@ def test_stop_all_dialog_names_the_count_and_wants_a_reason(admin):
         assert again.select_one("#stop-all-error") is not None
 
 
+def test_stop_all_opened_directly_is_a_page(admin):
+    page = soup(admin.get("users/stop-all"))
+    assert page.select_one("header.topbar") is not None  # the whole frame, styled
+    body = page.select_one("main #stop-all-body")
+    assert body is not None and body.select_one("#stop-all-title") is not None
+    assert body.select_one("[data-close-dialog]") is None  # no dialog to close here
+    assert body.select_one("a[href$='users']") is not None
+
+
+def test_start_is_greyed_out_with_the_reason_while_locked(admin, hubkeeper_server):
+    directory = hubkeeper_server.app.state.hk.directory
+    # An earlier test may have left the worker's server stopping: Start shows once stopped.
+    wait_for(
+        lambda: [r.status for r in directory.rows_for(WORKER)] == ["stopped"],
+        timeout=30,
+        what="the worker's server to be stopped",
+    )
+    headers = {"X-CSRF-Token": admin.csrf}
+    reason = "Pages test <lock>"
+    locked = admin.client.post(
+        admin.base + "api/v1/lockdown",
+        json={"reason": reason, "stop_servers": False},
+        headers=headers,
+    )
+    assert locked.status_code in (200, 201), locked.text
+    try:
+        page = soup(admin.get("users", params={"q": WORKER}))
+        start = row_of(page, WORKER).select_one("button[disabled]")
+        assert start is not None and start.has_attr("disabled")
+        assert reason in start["title"] and not start.has_attr("hx-post")
+        assert row_of(page, WORKER).select_one(".lock-note").get_text(strip=True) == "locked"
+    finally:
+        admin.client.delete(admin.base + "api/v1/lockdown", headers=headers)
+    page = soup(admin.get("users", params={"q": WORKER}))
+    start = row_of(page, WORKER).select_one("button[hx-post$='/start']")
+    assert start is not None and not start.has_attr("disabled")
+
+
+def test_every_page_tells_a_manager_it_is_read_only(manager, admin):
+    for path in ("users", "history", "audit", "culler", "culls", "lockdown"):
+        note = soup(manager.get(path)).select_one("#role-note")
+        assert note is not None and "Read-only" in note.get_text(), path
+        assert soup(admin.get(path)).select_one("#role-note") is None, path
+
+
+def test_audit_shows_readable_action_names(admin, hubkeeper_server):
+    engine = hubkeeper_server.app.state.hk.engine
+    record(engine, actor=ADMIN, action="server.stop", target="pages-readable")
+    page = soup(admin.get("audit", params={"target": "pages-readable"}))
+    cell = page.select_one("#audit-results tbody tr .action-name")
+    assert cell is not None and cell.get_text(strip=True) == "Stopped a server"
+    option = page.select_one("#action option[value='server.stop']")
+    assert option.get_text(strip=True) == "Stopped a server (server.stop)"
+
+
 # --- the view in the URL ---------------------------------------------------------------------
 def test_filters_are_kept_in_pagination_links(admin):
     params = {"q": "pages-paged", "group": PAGED_GROUP, "sort": "-name", "state": "stopped"}
@@ -260,8 +315,12 @@ def test_filters_are_kept_in_pagination_links(admin):
     second = soup(admin.get("users", params={**params, "page": "2"}))
     rows = second.select("#results tbody tr")
     assert len(rows) == len(PAGED_USERS) - PAGE_SIZE
-    poll = parse_qs(urlsplit(second.select_one("#results")["hx-get"]).query)
-    assert poll["page"] == ["2"] and poll["group"] == [PAGED_GROUP] and "since" in poll
+    results = second.select_one("#results")
+    poll = parse_qs(urlsplit(results["hx-get"]).query)
+    assert poll["page"] == ["2"] and poll["group"] == [PAGED_GROUP]
+    # The version it shows is read by users.js at each poll (the region is morphed, not
+    # replaced, so a version fixed in hx-get would never move).
+    assert "since" not in poll and results["data-since"]
     prev = parse_qs(urlsplit(second.select_one(".pager a[rel=prev]")["href"]).query)
     assert "page" not in prev and prev["q"] == ["pages-paged"]
 
