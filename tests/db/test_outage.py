@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from hubkeeper.db.models import AuditEvent
 from hubkeeper.kit.actors import SystemActor
 from hubkeeper.main import create_app
 from tests.pgcluster import PrivateCluster, private_postgres
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.own_db
 
@@ -37,13 +37,6 @@ def cluster() -> Iterator[PrivateCluster]:
 def audit_rows(hk: Any, actor: str) -> list[AuditEvent]:
     with Session(hk.engine) as session:
         return list(session.exec(select(AuditEvent).where(AuditEvent.actor == actor)).all())
-
-
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_database_outage_answers_503_and_keeps_every_audit_record(
@@ -105,7 +98,7 @@ def test_database_outage_answers_503_and_keeps_every_audit_record(
 
         cluster.start()
         # The spool loop (every replica) writes it once the database answers.
-        wait_for(lambda: not spool.pending(), timeout=60)
+        wait_for(lambda: not spool.pending(), timeout=60, what="the spool to be written")
         rows = audit_rows(hk, "culler")
         assert [(r.action, r.target, r.detail) for r in rows] == [
             ("server.stop", user, "outage test")
@@ -131,6 +124,7 @@ def test_database_outage_answers_503_and_keeps_every_audit_record(
         assert pages.get("/users").status_code == 200
 
 
+@pytest.mark.own_hub
 def test_sign_in_during_an_outage_is_a_503_page_and_tokens_still_work(
     cluster: PrivateCluster, tmp_path: Any
 ) -> None:
