@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +39,8 @@ from hubkeeper.lockdown import service as lockdown
 from hubkeeper.lockdown.enforce import Enforcer
 from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
-from hubkeeper.ops.leader import Leader
+from hubkeeper.loops.leader import Leader
+from hubkeeper.loops.supervisor import Loop, Supervisor
 from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
 
     async def record_sessions() -> None:
-        """The session recorder, while this replica leads it (see hubkeeper.ops.leader)."""
+        """The session recorder, while this replica leads it (see hubkeeper.loops.leader)."""
         try:
             await recorder.run(state.directory)
         except asyncio.CancelledError:
@@ -125,31 +125,25 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             state.cookie_secret = await asyncio.to_thread(database_cookie_secret, engine, settings)
         leader.check_sqlite()  # says so when a second process shares the SQLite file
         await lockdown.refresh(state)  # a lockdown survives restarts
-        # every replica: the (read-only) directory sync and its copy of the lockdown state
-        sync = asyncio.create_task(state.directory.run(), name="hubkeeper-directory-sync")
-        watch = asyncio.create_task(lockdown.watch(state), name="hubkeeper-lockdown-watch")
-        # every replica: audit events its spool kept while the database was down
-        spooled = asyncio.create_task(keep_spool_flushed(state), name="hubkeeper-audit-spool")
-        # one replica at a time: loops that record or change things
-        record = asyncio.create_task(
-            leader.run_as_leader(RECORDER, record_sessions), name="hubkeeper-history-recorder"
+        loops = Supervisor(
+            [
+                # every replica: the (read-only) directory sync, its copy of the lockdown
+                # state, and the audit events its spool kept while the database was down
+                Loop("directory-sync", state.directory.run),
+                Loop("lockdown-watch", lambda: lockdown.watch(state)),
+                Loop("audit-spool", lambda: keep_spool_flushed(state)),
+                # one replica at a time: loops that record or change things
+                Loop(RECORDER, record_sessions, runs="leader"),
+                Loop(ENFORCER, enforcer.run, runs="leader"),
+                # the culler's periodic passes (each loop calls a single-pass function)
+                Loop(CULLER, lambda: culler.run_forever(state), runs="leader"),
+                Loop(KERNEL_CULLER, lambda: culler.run_kernels_forever(state), runs="leader"),
+                Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
+            ],
+            leader,
         )
-        enforce = asyncio.create_task(
-            leader.run_as_leader(ENFORCER, enforcer.run), name="hubkeeper-lockdown-enforce"
-        )
-        # The culler's periodic passes (each loop calls a single-pass function), one replica.
-        cull_servers = asyncio.create_task(
-            leader.run_as_leader(CULLER, lambda: culler.run_forever(state)),
-            name="hubkeeper-culler",
-        )
-        cull_kernels = asyncio.create_task(
-            leader.run_as_leader(KERNEL_CULLER, lambda: culler.run_kernels_forever(state)),
-            name="hubkeeper-kernel-culler",
-        )
-        rollups = asyncio.create_task(
-            leader.run_as_leader(USAGE_ROLLUP, lambda: keep_rollups_current(engine)),
-            name="hubkeeper-usage-rollup",
-        )
+        state.loops = loops
+        loops.start()
         try:
             yield
         finally:
@@ -158,19 +152,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             # sessions and audit records are written), what is left is cancelled; the
             # history is written; only then the hub client and the database close.
             state.shutting_down.set()
-            for task in (
-                record,
-                enforce,
-                cull_servers,
-                cull_kernels,
-                rollups,
-                sync,
-                watch,
-                spooled,
-            ):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await loops.stop()
             await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown

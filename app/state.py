@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from hubkeeper.console.directory import UserDirectory
     from hubkeeper.history.recorder import SessionRecorder
     from hubkeeper.jobs.registry import JobRegistry
-    from hubkeeper.ops.leader import Leader
+    from hubkeeper.loops.leader import Leader
+    from hubkeeper.loops.supervisor import Supervisor
 
 
 @dataclass
@@ -49,6 +50,7 @@ class HubkeeperState:
             self.shutting_down.set()
 
     leader: Leader | None = None  # which loops this replica runs (None in the CLI)
+    loops: Supervisor | None = None  # the background loops (set by the lifespan)
 
 
 def cli_state(settings: Settings) -> HubkeeperState:

@@ -45,6 +45,7 @@ from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.client import HubClient, UserPage
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.loops.retry import cancel_and_wait, retry_pause
 
 log = logging.getLogger(__name__)
 
@@ -612,9 +613,7 @@ class UserDirectory:
         try:
             await self._active_loop()
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            await cancel_and_wait(sweeper)
 
     async def _active_loop(self) -> None:
         backoff = 1.0
@@ -628,7 +627,7 @@ class UserDirectory:
             except Exception as exc:
                 self._active_error = _describe(exc)
                 _log_failure("active sync", exc)
-                await asyncio.sleep(min(backoff, MAX_BACKOFF))
+                await retry_pause(min(backoff, MAX_BACKOFF))
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def sweep_soon(self) -> None:
@@ -649,7 +648,7 @@ class UserDirectory:
             except Exception as exc:
                 self._sweep_error = _describe(exc)
                 _log_failure("full sweep", exc)
-                await asyncio.sleep(min(backoff, MAX_BACKOFF))
+                await retry_pause(min(backoff, MAX_BACKOFF))
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _wait_for_next_sweep(self) -> None:

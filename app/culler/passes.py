@@ -9,7 +9,6 @@ the preview, so a preview lists exactly what a pass at the same `now` culls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -27,6 +26,7 @@ from hubkeeper.history.intents import stop_recorded
 from hubkeeper.hub.models import HubServer, HubUser
 from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.loops.retry import cancel_and_wait
 
 if TYPE_CHECKING:
     from hubkeeper.hub.client import HubClient
@@ -159,9 +159,7 @@ class CullLog:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self.flush()
 
     async def _every(self) -> None:

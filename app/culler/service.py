@@ -4,7 +4,6 @@ the periodic loops, exemptions. Every change is audited with who made it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Collection
@@ -23,6 +22,7 @@ from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput
+from hubkeeper.loops.retry import retry_pause
 from hubkeeper.ops.metrics import observe_cull_pass
 
 if TYPE_CHECKING:
@@ -194,12 +194,9 @@ async def _forever(hk: HubkeeperState, once: Any, interval_of: Any, name: str) -
             result = await once(hk)
             if result is not None and result.error:
                 log.warning("culler %s pass skipped: %s", name, result.error)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("culler %s pass failed; retrying in %.0f s", name, LOOP_RETRY_S)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(LOOP_RETRY_S)
+            await retry_pause(LOOP_RETRY_S)  # cancelled here, the loop ends (issue #13)
 
 
 async def run_forever(hk: HubkeeperState) -> None:

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hubkeeper.db.engine import create_db_engine, normalise_url
-from hubkeeper.ops.leader import Leader, lock_key
+from hubkeeper.loops.leader import Leader, lock_key
 from tests.waiting import wait_for_async
 
 
@@ -76,7 +76,7 @@ async def test_sqlite_always_leads_and_warns_about_a_second_process(tmp_path, ca
     try:
         first.check_sqlite()
         assert not first.shared_sqlite
-        with caplog.at_level(logging.WARNING, logger="hubkeeper.ops.leader"):
+        with caplog.at_level(logging.WARNING, logger="hubkeeper.loops.leader"):
             second.check_sqlite()  # flock is per open file: the same as another process
         assert second.shared_sqlite
         assert "another process is using the SQLite database" in caplog.text

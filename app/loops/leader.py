@@ -30,6 +30,8 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, text
 
+from hubkeeper.loops.retry import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -172,12 +174,12 @@ class Leader:
                 if leading and task is None:
                     task = asyncio.ensure_future(loop_factory())
                 elif not leading and task is not None:
-                    await _cancel(task)
+                    await cancel_and_wait(task)
                     task = None
                 await asyncio.sleep(every)
         finally:
             if task is not None:
-                await _cancel(task)
+                await cancel_and_wait(task)
             self._held[name] = False
 
     async def close(self) -> None:
@@ -187,9 +189,3 @@ class Leader:
         if self._sqlite_lock is not None:
             self._sqlite_lock.close()
             self._sqlite_lock = None
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
