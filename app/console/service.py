@@ -10,10 +10,10 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
+from hubkeeper.actions.stop import StopReason, stop_and_wait
 from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
-from hubkeeper.history.intents import stop_recorded  # re-exported: the culler imports it here
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.actors import Actor, server_label, target_of
 from hubkeeper.lockdown.state import current as current_lockdown
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 HUB_SAFE = "@~"  # what jupyterhub.utils.url_escape_path leaves unescaped in a user's URL
 
-__all__ = ["access_server", "server_url", "start_server", "stop_recorded", "stop_server"]
+__all__ = ["access_server", "server_url", "start_server", "stop_server"]
 
 
 def server_url(settings: Settings, user: str, server: str = "", hub_path: str = "") -> str:
@@ -107,16 +107,20 @@ async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "
     target = target_of(user, server)
     await require_recordable(hk, who)
     try:
-        result = await _stop(hk, who, user, server)
+        await _check_stoppable(hk, user, server)
     except HubkeeperError as exc:
         await audit(hk, who, "server.stop", target, outcome="failed", error=exc.detail)
         raise
-    await audit(hk, who, "server.stop", target, detail=f"hub: {result}")
+    # audited by stop_and_wait; a server gone since the check is what was asked for
+    result = await stop_and_wait(
+        hk, who, user, server, reason=StopReason.ADMIN, client=hk.hub, audit_detail=""
+    )
     await _refresh_after(hk, user)
-    return "stopped" if result == "stopped" else "pending"
+    return "pending" if result == "stopping" else "stopped"
 
 
-async def _stop(hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
+async def _check_stoppable(hk: HubkeeperState, user: str, server: str) -> None:
+    """404 server_not_found, 409 already_stopped / action_pending, from the hub's answer now."""
     current = await _current(hk, user)
     status = _status(current, server)
     if status is None:
@@ -125,7 +129,6 @@ async def _stop(hk: HubkeeperState, who: Actor, user: str, server: str) -> str:
         raise Conflict(f"{server_label(user, server)} is already stopped", code="already_stopped")
     if status == "stopping":
         raise Conflict(f"{server_label(user, server)} is already stopping", code="action_pending")
-    return await stop_recorded(hk, who, user, server, reason="admin")
 
 
 async def access_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hubkeeper.actions.stop import StopReason, stop_and_wait
 from hubkeeper.audit.service import audit
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
-from hubkeeper.errors import HubkeeperError, NotFound
-from hubkeeper.history.intents import stop_recorded
+from hubkeeper.errors import HubkeeperError
 from hubkeeper.hub.models import HubServer, HubUser
 from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
 from hubkeeper.kit.clock import utcnow
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CULLER = SystemActor(name="culler")
-STOP_POLL_S = 0.25
 FLUSH_S = 0.5  # seconds between writes of the cull records during a pass
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -210,32 +209,20 @@ class CullLog:
 
 
 # --- servers ---------------------------------------------------------------------------------
-async def _await_stopped(hub: HubClient, user: str, server: str, limit_s: float) -> None:
-    """Follow a slow stop (the hub answered 202) until the server is gone; raise after
-    `limit_s` seconds. A user deleted meanwhile counts as stopped."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            current = await hub.get_user(user)
-        except NotFound:
-            return
-        found = current.servers.get(server)
-        if found is None or found.status == "stopped":
-            return
-        if time.monotonic() >= deadline:
-            raise HubkeeperError(
-                f"{server_label(user, server)} was still stopping after {limit_s:g} s",
-                code="stop_timeout",
-                status_code=504,
-            )
-        await asyncio.sleep(STOP_POLL_S)
-
-
 async def _stop_one(hk: HubkeeperState, hub: HubClient, who: Actor, cull: Cull) -> Outcome:
     try:
-        result = await stop_recorded(hk, who, cull.user, cull.server, reason="culled", client=hub)
-        if result == "stopping":
-            await _await_stopped(hub, cull.user, cull.server, hk.settings.cull_stop_timeout)
+        done = await stop_and_wait(
+            hk,
+            who,
+            cull.user,
+            cull.server,
+            reason=StopReason.CULLED,
+            client=hub,
+            wait_s=hk.settings.cull_stop_timeout,
+        )  # recorded by the pass's CullLog, not audited here
+        if done == "gone":
+            label = server_label(cull.user, cull.server)
+            return Outcome(cull, ok=False, error=f"{label} was already stopped")
         if cull.remove:
             await hub.stop_server(cull.user, cull.server, remove=True)
         return Outcome(cull, ok=True)

@@ -22,7 +22,7 @@ The directory applies hub answers in the order they were asked for (`UserDirecto
 at most one open session per server (a partial unique index).
 
 Stop reasons: "admin" / "lockdown" / "culled" when Hubkeeper stopped the server
-(`hubkeeper.history.intents.stop_recorded` calls `expect_stop` and stores a stop intent in the
+(`hubkeeper.actions.stop.stop_recorded` calls `expect_stop` and stores a stop intent in the
 database just before the hub is asked, so the replica recording the stop finds it whichever
 replica asked), else "unknown" (the user, the hub, a crash: we cannot tell).
 """
@@ -42,11 +42,11 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from hubkeeper.actions.stop import take_intent
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.db.outage import is_unavailable, summary
 from hubkeeper.errors import HubkeeperError
-from hubkeeper.history.intents import take_intent
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import as_utc, utcnow
 

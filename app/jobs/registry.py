@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from hubkeeper.actions.stop import StopReason, stop_and_wait
 from hubkeeper.audit.service import audit, require_recordable
-from hubkeeper.errors import Conflict, HubkeeperError, NotFound
-from hubkeeper.history.intents import stop_recorded
+from hubkeeper.errors import HubkeeperError
 from hubkeeper.jobs import store
 from hubkeeper.jobs.store import Job
 from hubkeeper.kit.actors import Actor, target_of
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 KEEP_FINISHED = 3600.0  # s
 STOP_CONCURRENCY = 8
 STOP_WAIT = 60.0  # s to wait for a 202 stop to finish before calling it failed
-STOP_POLL = 0.5
 HEARTBEAT = 1.0  # s between progress saves of a running job
 LOST_AFTER = 30.0  # s without a heartbeat before a running job counts as lost
 SHUT_DOWN = "Hubkeeper shut down before it could stop this server"
@@ -83,8 +81,18 @@ class JobRegistry:
     def _new_id() -> str:
         return secrets.token_urlsafe(9)
 
-    async def start_stop_all(self, hk: HubkeeperState, who: Actor, reason: str) -> Job:
-        """Snapshot the running and starting servers (fresh from the hub) and stop them all."""
+    async def start_stop_all(
+        self,
+        hk: HubkeeperState,
+        who: Actor,
+        reason: str,
+        *,
+        stop_reason: StopReason = StopReason.ADMIN,
+    ) -> Job:
+        """Snapshot the running and starting servers (fresh from the hub) and stop them all.
+
+        `reason`: the person's words (audited, shown with the job); `stop_reason`: what the
+        sessions record (`lockdown` when a lockdown stops every server)."""
         await require_recordable(hk, who)
         try:
             await hk.directory.refresh_active()
@@ -113,7 +121,7 @@ class JobRegistry:
         self.stopping.update(targets)
         await asyncio.to_thread(store.insert, self.engine, job, keep_finished=self.keep_finished)
         task = asyncio.create_task(
-            self._stop_all(hk, who, job, targets), name=f"hubkeeper-job-{job.id}"
+            self._stop_all(hk, who, job, targets, stop_reason), name=f"hubkeeper-job-{job.id}"
         )
         self._tasks[job.id] = task
 
@@ -135,7 +143,12 @@ class JobRegistry:
             await self._save(job)
 
     async def _stop_all(
-        self, hk: HubkeeperState, who: Actor, job: Job, targets: list[tuple[str, str]]
+        self,
+        hk: HubkeeperState,
+        who: Actor,
+        job: Job,
+        targets: list[tuple[str, str]],
+        stop_reason: StopReason,
     ) -> None:
         limit = asyncio.Semaphore(self.stop_concurrency)
 
@@ -145,7 +158,7 @@ class JobRegistry:
                     if self._closing:
                         error = SHUT_DOWN
                     else:
-                        error = await self._stop_one(hk, who, job, user, server)
+                        error = await self._stop_one(hk, who, user, server, stop_reason)
             finally:
                 self.stopping.discard((user, server))
             if error:
@@ -186,36 +199,24 @@ class JobRegistry:
             )
 
     async def _stop_one(
-        self, hk: HubkeeperState, who: Actor, job: Job, user: str, server: str
+        self, hk: HubkeeperState, who: Actor, user: str, server: str, reason: StopReason
     ) -> str:
         """Stop one server and wait for a pending stop; returns an error text or ""."""
-        target = target_of(user, server)
         try:
-            try:
-                reason = "lockdown" if job.reason.startswith("lockdown:") else "admin"
-                result = await stop_recorded(hk, who, user, server, reason=reason, bulk=True)
-            except Conflict as exc:
-                if exc.code != "already_stopped":
-                    raise
-                result = "stopped"  # stopped meanwhile: that is what we wanted
-            except NotFound as exc:
-                if exc.code != "server_not_found":
-                    raise
-                result = "stopped"
-            if result != "stopped":
-                await self._wait_stopped(hk, user, server)
-        except HubkeeperError as exc:
-            await audit(
+            await stop_and_wait(
                 hk,
                 who,
-                "server.stop",
-                target,
-                outcome="failed",
-                error=exc.detail,
-                detail="stop-all",
+                user,
+                server,
+                reason=reason,
+                client=hk.hub.bulk,
+                wait_s=self.stop_wait,
+                audit_detail="stop-all",
             )
-            return exc.detail
+        except HubkeeperError as exc:
+            return exc.detail  # audited by stop_and_wait
         except Exception as exc:  # one server's surprise must not end the job
+            target = target_of(user, server)
             log.exception("stop-all: stopping %s failed", target)
             await audit(
                 hk, who, "server.stop", target, outcome="failed", error=str(exc), detail="stop-all"
@@ -224,25 +225,7 @@ class JobRegistry:
         finally:
             with contextlib.suppress(HubkeeperError):
                 await hk.directory.refresh_user(user, bulk=True)
-        await audit(hk, who, "server.stop", target, detail="stop-all")
         return ""
-
-    async def _wait_stopped(self, hk: HubkeeperState, user: str, server: str) -> None:
-        deadline = time.monotonic() + self.stop_wait
-        while time.monotonic() < deadline:
-            await asyncio.sleep(STOP_POLL)
-            try:
-                fresh = await hk.hub.bulk.get_user(user)
-            except NotFound:
-                return
-            found = fresh.servers.get(server)
-            if found is None or found.status == "stopped":
-                return
-        raise HubkeeperError(
-            f"the hub did not finish stopping it within {self.stop_wait:.0f} s",
-            code="stop_timeout",
-            status_code=504,
-        )
 
     async def shutdown(self, grace: float = 0.0) -> None:
         """At app shutdown: start no more stops (the rest of a job is counted failed, so the

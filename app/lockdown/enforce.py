@@ -32,9 +32,9 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from hubkeeper.actions.stop import StopReason, stop_and_wait
 from hubkeeper.audit.service import audit
-from hubkeeper.console.service import stop_recorded
-from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor, target_of
 from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import LockdownState, current
@@ -150,34 +150,20 @@ class Enforcer:
         jobs = self.hk.jobs
         jobs.stopping.add(key)
         try:
-            try:
-                result = await stop_recorded(
-                    self.hk, LOCKDOWN_ACTOR, user, server, reason="lockdown", bulk=True
-                )
-            except (Conflict, NotFound) as exc:
-                if exc.code not in ("already_stopped", "server_not_found", "user_not_found"):
-                    raise
-                return  # gone meanwhile: nothing to do, nothing to audit
-            self._failed.pop(key, None)
-            await audit(
+            done = await stop_and_wait(
                 self.hk,
                 LOCKDOWN_ACTOR,
-                "server.stop",
-                target,
-                detail=f"lockdown enforcement ({state.reason}); hub: {result}",
+                user,
+                server,
+                reason=StopReason.LOCKDOWN,
+                client=self.hk.hub.bulk,
+                audit_detail=f"lockdown enforcement ({state.reason})",
             )
-        except HubkeeperError as exc:
+            if done != "gone":
+                self._failed.pop(key, None)
+        except HubkeeperError as exc:  # audited by stop_and_wait
             self._failed[key] = time.monotonic()
             log.warning("lockdown enforcement: could not stop %s: %s", target, exc.detail)
-            await audit(
-                self.hk,
-                LOCKDOWN_ACTOR,
-                "server.stop",
-                target,
-                outcome="failed",
-                detail=f"lockdown enforcement ({state.reason})",
-                error=exc.detail,
-            )
         except Exception as exc:  # one server's surprise must not stop the others
             self._failed[key] = time.monotonic()
             log.exception("lockdown enforcement: stopping %s failed", target)

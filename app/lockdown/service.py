@@ -16,6 +16,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from hubkeeper.actions.stop import StopReason
 from hubkeeper.audit.service import audit
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import Lockdown
@@ -171,7 +172,9 @@ async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: boo
     if not stop_servers:
         return LockResult(state, None)
     try:
-        job = await hk.jobs.start_stop_all(hk, who, f"lockdown: {reason}")
+        job = await hk.jobs.start_stop_all(
+            hk, who, f"lockdown: {reason}", stop_reason=StopReason.LOCKDOWN
+        )
     except HubkeeperError as exc:
         # The lock holds; only the stopping failed (audited by the job as servers.stop_all).
         log.warning("lockdown set, but its stop-all could not start: %s", exc.detail)

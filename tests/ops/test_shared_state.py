@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from hubkeeper.actions.stop import INTENT_TTL, take_intent, write_intent
 from hubkeeper.db.engine import create_db_engine, migrate, session_scope
 from hubkeeper.db.models import Job as JobRow
-from hubkeeper.history.intents import INTENT_TTL, take_intent, write_intent
 from hubkeeper.history.recorder import Close, Open, apply_ops
 from hubkeeper.jobs import store
 from hubkeeper.jobs.registry import JobRegistry
