@@ -23,7 +23,7 @@ from hubkeeper.auth.secret import (
     kept_in_database,
 )
 from hubkeeper.config import Settings
-from hubkeeper.console.directory import UserDirectory
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.console.routes import router as console_router
 from hubkeeper.culler import service as culler
 from hubkeeper.culler.routes import router as culler_router

@@ -17,7 +17,7 @@ from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
 
 if TYPE_CHECKING:
-    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.directory.store import UserDirectory
     from hubkeeper.history.recorder import SessionRecorder
     from hubkeeper.jobs.registry import JobRegistry
     from hubkeeper.loops.leader import Leader
@@ -55,7 +55,7 @@ class HubkeeperState:
 
 def cli_state(settings: Settings) -> HubkeeperState:
     """A state for one command-line action: no loops, no session recorder."""
-    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.directory.store import UserDirectory
     from hubkeeper.db.engine import create_db_engine
     from hubkeeper.jobs.registry import JobRegistry
 

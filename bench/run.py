@@ -215,10 +215,10 @@ def measure_floor(clients: dict[str, httpx.Client], repeat: int) -> dict[str, An
 
 
 def directory_code_hash() -> str:
-    """Which app/console/directory.py the measured Hubkeeper ran (it changes while in work)."""
+    """Which app/directory/store.py the measured Hubkeeper ran (it changes while in work)."""
     import hashlib
 
-    data = (REPO / "app" / "console" / "directory.py").read_bytes()
+    data = (REPO / "app" / "directory" / "store.py").read_bytes()
     return hashlib.sha256(data).hexdigest()[:12]
 
 
@@ -337,7 +337,7 @@ def cold_queries(users: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
     each query timed with the per-version result cache invalidated, which is what a new
     search, or any change on the hub, costs. Also the index rebuild."""
     from hubkeeper.config import Settings
-    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.directory.store import UserDirectory
     from hubkeeper.hub.models import HubServer, HubUser
 
     settings = Settings(JUPYTERHUB_API_URL="http://127.0.0.1:1/hub/api", JUPYTERHUB_API_TOKEN="x")
@@ -607,7 +607,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         f"- Date: {r['date']}",
         f"- Command: `{r['command']}`",
-        f"- Code: app/console/directory.py sha256 {r['code_hash']['at_start']} "
+        f"- Code: app/directory/store.py sha256 {r['code_hash']['at_start']} "
         f"(at the end: {r['code_hash']['at_end']}).",
         f"- Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
         f"{r['machine']['ram']} RAM; Python {r['machine']['python']}; "

@@ -24,7 +24,7 @@ from hubkeeper.audit.service import about_user
 from hubkeeper.auth.dependencies import check_csrf, require_reader
 from hubkeeper.auth.principal import Principal
 from hubkeeper.console.api import find_user
-from hubkeeper.console.rows import ServerRow, rows_of
+from hubkeeper.directory.rows import ServerRow, rows_of
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler import service as culler
 from hubkeeper.culler.policy import Outlook, outlook

@@ -51,7 +51,7 @@ from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import as_utc, utcnow
 
 if TYPE_CHECKING:
-    from hubkeeper.console.directory import UserDirectory
+    from hubkeeper.directory.store import UserDirectory
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.lockdown.state import LockdownState, current
 
 if TYPE_CHECKING:
-    from hubkeeper.console.rows import ServerRow
+    from hubkeeper.directory.rows import ServerRow
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hubkeeper.console import service as console
-from hubkeeper.console.directory import UserDirectory
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.db.engine import migrate
 from hubkeeper.demo.localhub import SERVICE_SCOPES
 from hubkeeper.errors import HubkeeperError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from hubkeeper.console.directory import UserDirectory
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.hub.models import HubServer, HubUser
 from tests.history.factories import add_session, at, prepared, sessions_of

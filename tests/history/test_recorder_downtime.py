@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from hubkeeper.console.directory import UserDirectory
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.history.recorder import Seen, SessionRecorder, apply_ops

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hubkeeper.console.rows import ServerRow
+from hubkeeper.directory.rows import ServerRow
 from hubkeeper.lockdown.enforce import must_stop
 from hubkeeper.lockdown.state import OPEN, LockdownState
 

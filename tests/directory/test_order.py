@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hubkeeper.console.directory import UserDirectory
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.hub.client import HubClient
 
 USER = "steady-order"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hubkeeper.config import Settings
-from hubkeeper.console.directory import (
+from hubkeeper.directory.store import (
     REBUILD_THRESHOLD,
     ROW_SORTS,
     STATUSES,
@@ -193,7 +193,7 @@ def test_users_by_the_pages_vocabulary(directory):
 
 def test_large_sets_filter_like_small_ones(directory, monkeypatch):
     """The index scan (many candidates) answers what the small-set sort answers."""
-    from hubkeeper.console import directory as module
+    from hubkeeper.directory import store as module
 
     small = {
         (state, group, sort): [

@@ -13,7 +13,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
-from hubkeeper.console.rows import ServerRow
+from hubkeeper.directory.rows import ServerRow
 from hubkeeper.hub.models import HubUser
 
 INF = float("inf")
