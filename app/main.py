@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from hubkeeper import __version__
+from hubkeeper.actions.audit import keep_spool_flushed
+from hubkeeper.actions.lockdown_state import current as current_lockdown
 from hubkeeper.audit.routes import router as audit_router
-from hubkeeper.audit.service import keep_spool_flushed
 from hubkeeper.auth.routes import router as auth_router
 from hubkeeper.auth.secret import (
     cookie_secret_before_database,
@@ -23,11 +24,11 @@ from hubkeeper.auth.secret import (
     kept_in_database,
 )
 from hubkeeper.config import Settings
-from hubkeeper.directory.store import UserDirectory
 from hubkeeper.console.routes import router as console_router
 from hubkeeper.culler import service as culler
 from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.report import keep_rollups_current
@@ -35,6 +36,7 @@ from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
 from hubkeeper.jobs.registry import JobRegistry
+from hubkeeper.kit.metrics import observe_hub_request
 from hubkeeper.lockdown import service as lockdown
 from hubkeeper.lockdown.enforce import Enforcer
 from hubkeeper.lockdown.routes import router as lockdown_router
@@ -44,6 +46,7 @@ from hubkeeper.loops.supervisor import Loop, Supervisor
 from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.state import HubkeeperState
+from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
 from hubkeeper.web.openapi import install_openapi
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         timeout=settings.hub_timeout,
         concurrency=settings.hub_concurrency,
         bulk_concurrency=settings.hub_bulk_concurrency,
+        on_request=observe_hub_request,
     )
     state = HubkeeperState(
         settings=settings,
@@ -98,7 +102,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     recorder = state.history = SessionRecorder(engine)
     state.directory.listeners.append(recorder.on_change)
     enforcer = Enforcer(state)
-    state.extras["lockdown_enforcer"] = enforcer
+    state.enforcer = enforcer
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -173,6 +177,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.settings = settings
     app.state.hk = state
+    # every page: the lockdown banner, from memory (actions/lockdown_state.py), never a query
+    app.state.page_context = lambda request: {"lockdown": current_lockdown(state)}
 
     install_error_handlers(app)
     install_openapi(app)
@@ -182,6 +188,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(console_router)
+    # after the console: its `users/rows` and `users/stop-all` match before `users/{name}`
+    app.include_router(user_page_router)
     app.include_router(audit_router)
     app.include_router(lockdown_router)
     app.include_router(logs_router)

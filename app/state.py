@@ -17,9 +17,15 @@ from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import ServerGateway
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from hubkeeper.actions.lockdown_state import LockdownState
+    from hubkeeper.auth.tokens import TokenCache
     from hubkeeper.directory.store import UserDirectory
+    from hubkeeper.health.routes import HubCheck
     from hubkeeper.history.recorder import SessionRecorder
     from hubkeeper.jobs.registry import JobRegistry
+    from hubkeeper.lockdown.enforce import Enforcer
     from hubkeeper.loops.leader import Leader
     from hubkeeper.loops.supervisor import Supervisor
 
@@ -33,7 +39,15 @@ class HubkeeperState:
     jobs: JobRegistry
     cookie_secret: str
     servers: ServerGateway  # single-user servers: direct at the route target, own tokens
-    extras: dict[str, object] = field(default_factory=dict)
+    # What the capabilities keep per process, typed (was a dict of string keys): created by
+    # create_app or on first use by the module named.
+    lockdown: LockdownState | None = None  # actions/lockdown_state.py: the last one loaded
+    enforcer: Enforcer | None = None  # lockdown/enforce.py (None in the CLI)
+    token_cache: TokenCache | None = None  # auth/dependencies.py: API tokens checked at the hub
+    metrics_token_cache: TokenCache | None = None  # ops/routes.py: tokens for GET metrics
+    metrics_registry: CollectorRegistry | None = None  # ops/routes.py
+    health_hub_check: HubCheck | None = None  # health/routes.py
+    culler_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cull pass at a time
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
@@ -55,9 +69,10 @@ class HubkeeperState:
 
 def cli_state(settings: Settings) -> HubkeeperState:
     """A state for one command-line action: no loops, no session recorder."""
-    from hubkeeper.directory.store import UserDirectory
     from hubkeeper.db.engine import create_db_engine
+    from hubkeeper.directory.store import UserDirectory
     from hubkeeper.jobs.registry import JobRegistry
+    from hubkeeper.kit.metrics import observe_hub_request
 
     hub = HubClient(
         settings.hub_api_url,
@@ -65,6 +80,7 @@ def cli_state(settings: Settings) -> HubkeeperState:
         timeout=settings.hub_timeout,
         concurrency=settings.hub_concurrency,
         bulk_concurrency=settings.hub_bulk_concurrency,
+        on_request=observe_hub_request,
     )
     engine = create_db_engine(settings.database_url)
     return HubkeeperState(

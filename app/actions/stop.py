@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
-from hubkeeper.audit.service import audit
+from hubkeeper.actions.audit import audit
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import StopIntent
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, field_serializer
 
-from hubkeeper.audit.service import search
+from hubkeeper.actions.audit import search
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.deps import CurrentReader, StateDep

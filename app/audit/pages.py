@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 from starlette.responses import Response
 
+from hubkeeper.actions.audit import search
 from hubkeeper.audit import names  # noqa: F401 - registers the action_name filter
-from hubkeeper.audit.service import search
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.deps import CurrentReader, StateDep

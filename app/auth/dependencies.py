@@ -21,6 +21,7 @@ from hubkeeper.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
 from hubkeeper.auth.tokens import TokenCache, require_access, token_from_header
 from hubkeeper.errors import Forbidden, Unauthenticated
 from hubkeeper.state import HubkeeperState
+from hubkeeper.web.openapi import secures_route
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
@@ -41,11 +42,9 @@ class LoginRequired(Unauthenticated):
 
 
 def _token_cache(hk: HubkeeperState) -> TokenCache:
-    cache = hk.extras.get("token_cache")
-    if not isinstance(cache, TokenCache):
-        cache = TokenCache(hk.settings.token_cache_seconds)
-        hk.extras["token_cache"] = cache
-    return cache
+    if hk.token_cache is None:
+        hk.token_cache = TokenCache(hk.settings.token_cache_seconds)
+    return hk.token_cache
 
 
 def _next_url(request: Request) -> str:
@@ -176,6 +175,7 @@ MANAGER_REFUSED = (
 )
 
 
+@secures_route
 async def require_reader(request: Request) -> Principal:
     """Admins and managers: every read."""
     principal = await _principal(request)
@@ -183,6 +183,7 @@ async def require_reader(request: Request) -> Principal:
     return principal
 
 
+@secures_route
 async def require_admin(request: Request) -> Principal:
     """Admins only: every action, and logs."""
     principal = await _principal(request)

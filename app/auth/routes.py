@@ -13,12 +13,11 @@ from itsdangerous import BadSignature
 from pydantic import BaseModel
 from starlette.responses import RedirectResponse, Response
 
-from hubkeeper.audit import service as audit
+from hubkeeper.actions import audit
 from hubkeeper.auth import oauth
 from hubkeeper.auth.dependencies import check_csrf
 from hubkeeper.auth.principal import role_for
 from hubkeeper.auth.sessions import (
-    LOGIN_PENDING_COOKIE,
     SESSION_COOKIE,
     STATE_MAX_AGE_SECONDS,
     cookie_options,
@@ -32,6 +31,7 @@ from hubkeeper.auth.sessions import (
 from hubkeeper.auth.tokens import reaches_service, require_access
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
+from hubkeeper.web.errors import LOGIN_PENDING_COOKIE
 from hubkeeper.web.strict import STRICT_QUERY
 from hubkeeper.web.templating import render
 

@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "hubkeeper-session"
 # One state cookie per OAuth flow: `hubkeeper-oauth-state-<hash of the state>`.
 STATE_COOKIE = "hubkeeper-oauth-state"
-# Set when an expired session's HTMX request was told to sign in, so the next polls of the
-# same page do not each send the browser off on another flow (seconds).
-LOGIN_PENDING_COOKIE = "hubkeeper-login-pending"
-LOGIN_PENDING_SECONDS = 30
 # At most this many sign-ins in flight per browser; older state cookies are dropped.
 MAX_STATE_COOKIES = 8
 SESSION_MAX_AGE = timedelta(hours=12)

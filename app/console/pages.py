@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
+from hubkeeper.actions.lockdown_state import current as current_lockdown
 from hubkeeper.console import service
 from hubkeeper.console.views import (
     OLD_STATE_PARAM,
@@ -24,7 +25,6 @@ from hubkeeper.console.views import (
 )
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import NotFound
-from hubkeeper.lockdown.state import current as current_lockdown
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.strict import refuse_unknown

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hubkeeper.directory.store import UserDirectory
 from hubkeeper.directory.rows import ServerRow, rows_of
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.schemas import UtcTimes
 

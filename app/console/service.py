@@ -10,13 +10,13 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
+from hubkeeper.actions.audit import audit, require_recordable
+from hubkeeper.actions.lockdown_state import current as current_lockdown
 from hubkeeper.actions.stop import StopReason, stop_and_wait
-from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.actors import Actor, server_label, target_of
-from hubkeeper.lockdown.state import current as current_lockdown
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState

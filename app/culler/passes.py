@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hubkeeper.actions.audit import audit
 from hubkeeper.actions.stop import StopReason, stop_and_wait
-from hubkeeper.audit.service import audit
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
 from hubkeeper.culler.settings import CullerSettings

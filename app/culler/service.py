@@ -21,16 +21,15 @@ from hubkeeper.db.models import CullExemption
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.metrics import observe_cull_pass
 from hubkeeper.kit.window import BadInput
 from hubkeeper.loops.retry import retry_pause
-from hubkeeper.ops.metrics import observe_cull_pass
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "culler.lock"
 WITHIN_MAX = 30 * 86400  # a preview looks at most 30 days ahead
 LOOP_RETRY_S = 30.0  # after a pass that failed unexpectedly (the database down, say)
 SETTINGS_POLL_S = 5.0  # how often a waiting loop reads its settings again
@@ -68,10 +67,7 @@ async def update_settings(hk: HubkeeperState, who: Actor, body: object) -> Culle
 
 
 def _lock(hk: HubkeeperState) -> asyncio.Lock:
-    lock = hk.extras.get(LOCK_KEY)
-    if not isinstance(lock, asyncio.Lock):
-        lock = hk.extras[LOCK_KEY] = asyncio.Lock()
-    return lock
+    return hk.culler_lock
 
 
 async def preview(

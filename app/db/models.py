@@ -29,7 +29,7 @@ class AuditEvent(SQLModel, table=True):
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     via: str = Field(default="web", max_length=16)  # web | api | cli | system
     # Set for every event written since 0008: a record replayed from the local spool
-    # (hubkeeper.audit.spool) is inserted only if its event_id is not there yet.
+    # (hubkeeper.actions.spool) is inserted only if its event_id is not there yet.
     event_id: str | None = Field(default=None, unique=True, index=True, max_length=32)
 
 

@@ -53,10 +53,9 @@ class HubCheck:
 
 
 def hub_check(hk: HubkeeperState) -> HubCheck:
-    check = hk.extras.get("health_hub_check")
-    if not isinstance(check, HubCheck):
-        check = hk.extras["health_hub_check"] = HubCheck()
-    return check
+    if hk.health_hub_check is None:
+        hk.health_hub_check = HubCheck()
+    return hk.health_hub_check
 
 
 @router.get("/api/v1/health", tags=["health"], dependencies=STRICT_QUERY)

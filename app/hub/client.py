@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +24,6 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
-from hubkeeper.ops.metrics import observe_hub_request
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,12 @@ class HubClient:
         concurrency: int = 8,
         bulk_concurrency: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_request: Callable[[float, str], None] | None = None,
     ) -> None:
+        """`on_request(seconds, outcome)` is told of every call (outcome: ok | unavailable):
+        the metrics, passed in by `hubkeeper.main` so this layer imports no capability."""
         self.api_url = api_url.rstrip("/")
+        self._on_request = on_request
         # For messages: where the hub answers (its own port for a service; never /user/...).
         self.hub_origin = str(httpx.URL(self.api_url).copy_with(path="/", query=None)).rstrip("/")
         self._token = token
@@ -136,7 +139,8 @@ class HubClient:
                     outcome = "ok"
                 return response
             finally:
-                observe_hub_request(time.perf_counter() - began, outcome)
+                if self._on_request is not None:
+                    self._on_request(time.perf_counter() - began, outcome)
 
     async def _request(
         self,

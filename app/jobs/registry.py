@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from hubkeeper.actions.audit import audit, require_recordable
 from hubkeeper.actions.stop import StopReason, stop_and_wait
-from hubkeeper.audit.service import audit, require_recordable
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.jobs import store
 from hubkeeper.jobs.store import Job

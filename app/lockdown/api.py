@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from hubkeeper.actions.lockdown_state import OPEN, current
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.lockdown import service
 from hubkeeper.lockdown.schemas import (
@@ -17,7 +18,6 @@ from hubkeeper.lockdown.schemas import (
     LockRequest,
     LockStatus,
 )
-from hubkeeper.lockdown.state import OPEN, current
 from hubkeeper.web.openapi import errors
 from hubkeeper.web.strict import STRICT_QUERY
 

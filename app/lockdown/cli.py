@@ -10,13 +10,13 @@ import asyncio
 import getpass
 import sys
 
+from hubkeeper.actions.lockdown_state import LockdownState
 from hubkeeper.config import Settings
 from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor
 from hubkeeper.kit.progress import ProgressBar
 from hubkeeper.lockdown import service
-from hubkeeper.lockdown.state import LockdownState
 from hubkeeper.state import HubkeeperState, cli_state
 
 

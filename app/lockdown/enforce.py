@@ -32,12 +32,12 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from hubkeeper.actions.audit import audit
+from hubkeeper.actions.lockdown_state import LockdownState, current
 from hubkeeper.actions.stop import StopReason, stop_and_wait
-from hubkeeper.audit.service import audit
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor, target_of
 from hubkeeper.kit.clock import as_utc, utcnow
-from hubkeeper.lockdown.state import LockdownState, current
 
 if TYPE_CHECKING:
     from hubkeeper.directory.rows import ServerRow
@@ -65,7 +65,7 @@ def must_stop(row: ServerRow, state: LockdownState) -> bool:
 
 
 class Enforcer:
-    """`hk.extras["lockdown_enforcer"]`; `run()` is the lifespan task, `enforce_once()` one
+    """`hk.enforcer`; `run()` is the lifespan task, `enforce_once()` one
     pass (for tests), `drain()` waits for the stops under way (at shutdown)."""
 
     def __init__(self, hk: HubkeeperState, *, interval: float = ENFORCE_SECONDS) -> None:

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from hubkeeper.actions.lockdown_state import LockdownState
 from hubkeeper.db.models import Lockdown
 from hubkeeper.kit.schemas import UtcTimes
 from hubkeeper.lockdown.service import REASON_MAX
-from hubkeeper.lockdown.state import LockdownState
 
 
 class LockdownOut(UtcTimes):

@@ -16,8 +16,9 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from hubkeeper.actions.audit import audit
+from hubkeeper.actions.lockdown_state import OPEN, LockdownState, current, remember
 from hubkeeper.actions.stop import StopReason
-from hubkeeper.audit.service import audit
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import Lockdown
 from hubkeeper.db.outage import summary
@@ -26,7 +27,6 @@ from hubkeeper.errors import Conflict, HubkeeperError
 from hubkeeper.jobs.store import Job
 from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import as_utc, utcnow
-from hubkeeper.lockdown.state import OPEN, LockdownState, current, remember
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState

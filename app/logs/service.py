@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubkeeper.audit.service import audit, require_recordable
+from hubkeeper.actions.audit import audit, require_recordable
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubServer
 from hubkeeper.hub.servers import UNCONFIGURED, FileRange, ServerUnreachable

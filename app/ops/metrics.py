@@ -24,41 +24,23 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import inspect, text
+
+from hubkeeper.kit.metrics import (  # noqa: F401 - defined below the capabilities
+    CULL_PASS_SECONDS,
+    HUB_REQUEST_SECONDS,
+    PROCESS,
+    observe_cull_pass,
+    observe_hub_request,
+)
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
-
-PROCESS = CollectorRegistry(auto_describe=True)
-
-HUB_REQUEST_SECONDS = Histogram(
-    "hubkeeper_hub_request_seconds",
-    "Hub API requests made by Hubkeeper, in seconds, by outcome (ok | unavailable).",
-    ["outcome"],
-    registry=PROCESS,
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-CULL_PASS_SECONDS = Histogram(
-    "hubkeeper_cull_pass_seconds",
-    "Duration of one culler pass over the hub's servers, in seconds.",
-    registry=PROCESS,
-    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
-)
-
-
-def observe_hub_request(seconds: float, outcome: str) -> None:
-    """Record one hub API call (`outcome`: ok | unavailable)."""
-    HUB_REQUEST_SECONDS.labels(outcome=outcome).observe(seconds)
-
-
-def observe_cull_pass(seconds: float) -> None:
-    """Record one culler pass; the culler calls it after every pass."""
-    CULL_PASS_SECONDS.observe(seconds)
 
 
 class _Process(Collector):
@@ -74,7 +56,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         hk = self.hk
-        from hubkeeper.lockdown.state import current
+        from hubkeeper.actions.lockdown_state import current
 
         lockdown = GaugeMetricFamily(
             "hubkeeper_lockdown_active", "1 while the hub is locked down (no server may start)."

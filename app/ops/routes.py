@@ -27,11 +27,9 @@ READY_HUB_TIMEOUT = 3.0  # s
 
 
 def _registry(hk: HubkeeperState) -> CollectorRegistry:
-    registry = hk.extras.get("metrics_registry")
-    if not isinstance(registry, CollectorRegistry):
-        registry = build_registry(hk)
-        hk.extras["metrics_registry"] = registry
-    return registry
+    if hk.metrics_registry is None:
+        hk.metrics_registry = build_registry(hk)
+    return hk.metrics_registry
 
 
 async def _require_metrics_scope(request: Request, hk: HubkeeperState) -> None:
@@ -40,10 +38,9 @@ async def _require_metrics_scope(request: Request, hk: HubkeeperState) -> None:
         raise Unauthenticated(
             "metrics need a hub token with the read:metrics scope", code="login_required"
         )
-    cache = hk.extras.get("metrics_token_cache")
-    if not isinstance(cache, TokenCache):
-        cache = TokenCache(hk.settings.token_cache_seconds)
-        hk.extras["metrics_token_cache"] = cache
+    cache = hk.metrics_token_cache
+    if cache is None:
+        cache = hk.metrics_token_cache = TokenCache(hk.settings.token_cache_seconds)
     identity = await cache.identify(hk.hub, token)
     if "read:metrics" not in identity.scopes:
         raise Forbidden("this token lacks the read:metrics scope", code="missing_scope")

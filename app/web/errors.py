@@ -14,12 +14,17 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubkeeper.auth.sessions import LOGIN_PENDING_COOKIE, LOGIN_PENDING_SECONDS
 from hubkeeper.db import outage
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.web.templating import render
 
 log = logging.getLogger(__name__)
+
+# Set when an expired session's HTMX request was told to sign in, so the next polls of the
+# same page do not each send the browser off on another flow (seconds). Here, not in auth:
+# the error handlers set it, and this layer imports no capability.
+LOGIN_PENDING_COOKIE = "hubkeeper-login-pending"
+LOGIN_PENDING_SECONDS = 30
 
 STATUS_CODES = {
     400: "bad_request",

@@ -27,8 +27,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from hubkeeper.auth.dependencies import require_admin, require_reader
-
 
 class ErrorOut(BaseModel):
     """Every error Hubkeeper answers, whatever the status."""
@@ -111,9 +109,20 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
         yield from _calls(sub)
 
 
+SECURES_ROUTE = "_hubkeeper_secures_route"
+
+
+def secures_route(dependency: Any) -> Any:
+    """Mark a dependency that checks a token or session (hubkeeper.auth's `require_reader`
+    and `require_admin`): routes using it are documented with the security schemes and 401/403.
+    A mark, not an import, so this layer does not depend on auth."""
+    setattr(dependency, SECURES_ROUTE, True)
+    return dependency
+
+
 def is_secured(route: APIRoute) -> bool:
     """Does the route check a token or session (admins and managers, or admins only)?"""
-    return any(call in (require_reader, require_admin) for call in _calls(route.dependant))
+    return any(getattr(call, SECURES_ROUTE, False) for call in _calls(route.dependant))
 
 
 def route_statuses(route: APIRoute) -> set[int]:

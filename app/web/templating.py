@@ -10,7 +10,6 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
 from hubkeeper.kit.clock import utcnow
-from hubkeeper.lockdown.state import current as current_lockdown
 from hubkeeper.paths import TEMPLATES_DIR
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -81,10 +80,11 @@ def render(
         "hub_url": request.app.state.settings.browser_hub_url,
         "principal": getattr(request.state, "principal", None),
         "csrf_token": getattr(request.state, "csrf_token", ""),
-        # In memory (app.lockdown.state), never a query: every page shows a banner when locked.
-        "lockdown": current_lockdown(hk)
-        if (hk := getattr(request.app.state, "hk", None))
-        else None,
     }
+    # What every page shows beside (the lockdown banner): given by `hubkeeper.main` as
+    # `app.state.page_context(request) -> dict`, so this layer imports no capability.
+    page_context = getattr(request.app.state, "page_context", None)
+    if page_context is not None:
+        ctx.update(page_context(request))
     ctx.update(context or {})
     return templates.TemplateResponse(request, name, ctx, status_code=status_code)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from hubkeeper.audit.service import record, search
+from hubkeeper.actions.audit import record, search
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.main import create_app

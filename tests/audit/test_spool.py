@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from hubkeeper.audit.service import audit, spool_of
-from hubkeeper.audit.spool import AuditSpool
+from hubkeeper.actions.audit import audit, spool_of
+from hubkeeper.actions.spool import AuditSpool
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.kit.actors import SystemActor

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from hubkeeper.console import service as console
-from hubkeeper.directory.store import UserDirectory
 from hubkeeper.db.engine import migrate
 from hubkeeper.demo.localhub import SERVICE_SCOPES
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.history.cli import _groups_by_user
 from hubkeeper.kit.actors import SystemActor

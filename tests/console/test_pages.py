@@ -11,7 +11,7 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup
 
-from hubkeeper.audit.service import record
+from hubkeeper.actions.audit import record
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.console.views import PAGE_SIZE
 from hubkeeper.hub.client import HubClient

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup
 
-from hubkeeper.audit.service import record
+from hubkeeper.actions.audit import record
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent, ServerSession

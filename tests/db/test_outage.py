@@ -17,7 +17,7 @@ from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from hubkeeper.audit.service import audit, flush_spool, spool_of
+from hubkeeper.actions.audit import audit, flush_spool, spool_of
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.kit.actors import SystemActor

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from hubkeeper.config import Settings
+from hubkeeper.demo.localhub import free_port
 from hubkeeper.directory.store import (
     REBUILD_THRESHOLD,
     ROW_SORTS,
@@ -24,7 +25,6 @@ from hubkeeper.directory.store import (
     USER_STATES,
     UserDirectory,
 )
-from hubkeeper.demo.localhub import free_port
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.models import HubServer, HubUser
 from tests.waiting import wait_for_async

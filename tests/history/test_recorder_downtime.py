@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from hubkeeper.directory.store import UserDirectory
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
+from hubkeeper.directory.store import UserDirectory
 from hubkeeper.history.recorder import Seen, SessionRecorder, apply_ops
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.models import HubServer, HubUser

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hubkeeper.actions.lockdown_state import OPEN, LockdownState
 from hubkeeper.directory.rows import ServerRow
 from hubkeeper.lockdown.enforce import must_stop
-from hubkeeper.lockdown.state import OPEN, LockdownState
 
 LOCKED_AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 BEFORE = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)

@@ -8,10 +8,10 @@ import pytest
 from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
 
+from hubkeeper.actions.lockdown_state import LockdownState, current, remember
 from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.engine import create_db_engine
 from hubkeeper.lockdown import service
-from hubkeeper.lockdown.state import LockdownState, current, remember
 from hubkeeper.main import create_app
 
 ADMIN = "lock-page-admin"

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent
+from hubkeeper.kit.metrics import observe_cull_pass
 from hubkeeper.main import create_app
-from hubkeeper.ops.metrics import observe_cull_pass
 from tests.waiting import wait_for
 
 USER = "ops-met-ann"

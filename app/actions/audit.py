@@ -6,7 +6,7 @@ No action goes unrecorded when Hubkeeper's database is down:
   nothing was done, so nothing is missing. Sign-in writes its record before the session.
 - a record written after the fact (the outcome of an action under way when the database
   went away, the system's own actions: culler, lockdown enforcement, stop-all jobs) goes to
-  the local spool (`hubkeeper.audit.spool`, fsynced JSON lines) and is written into the
+  the local spool (`hubkeeper.actions.spool`, fsynced JSON lines) and is written into the
   database, at most once by its event_id, by the next successful write or by
   `keep_spool_flushed` (every replica runs it) once the database answers.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, select
 
-from hubkeeper.audit.spool import AuditSpool, spool_at
+from hubkeeper.actions.spool import AuditSpool, spool_at
 from hubkeeper.db.engine import database_ok, session_scope
 from hubkeeper.db.models import AuditEvent
 from hubkeeper.db.outage import is_unavailable, summary

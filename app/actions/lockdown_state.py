@@ -1,4 +1,4 @@
-"""The lockdown as this Hubkeeper knows it right now, kept in memory on `hk.extras`.
+"""The lockdown as this Hubkeeper knows it right now, kept in memory on `hk.lockdown`.
 
 Imported by the console (start refuses while locked) and by every page (the banner), so it
 depends on nothing but the state object: reading it never touches the database.
@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
-
-KEY = "lockdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +41,8 @@ OPEN = LockdownState()
 
 def current(hk: HubkeeperState) -> LockdownState:
     """The last state loaded from the database (open until the first load)."""
-    found = hk.extras.get(KEY)
-    return found if isinstance(found, LockdownState) else OPEN
+    return hk.lockdown or OPEN
 
 
 def remember(hk: HubkeeperState, state: LockdownState) -> None:
-    hk.extras[KEY] = state
+    hk.lockdown = state

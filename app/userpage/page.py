@@ -19,18 +19,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from hubkeeper.actions.audit import about_user
 from hubkeeper.audit import names as _names  # noqa: F401 - the action_name filter
-from hubkeeper.audit.service import about_user
 from hubkeeper.auth.dependencies import check_csrf, require_reader
 from hubkeeper.auth.principal import Principal
 from hubkeeper.console.api import find_user
-from hubkeeper.directory.rows import ServerRow, rows_of
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler import service as culler
 from hubkeeper.culler.policy import Outlook, outlook
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent, CullEvent, CullExemption, ServerSession
 from hubkeeper.deps import StateDep
+from hubkeeper.directory.rows import ServerRow, rows_of
 from hubkeeper.errors import Forbidden, HubkeeperError
 from hubkeeper.history import service as history
 from hubkeeper.hub.models import HubUser
