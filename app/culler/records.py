@@ -47,6 +47,43 @@ def add_event(
 INTERRUPTED = "interrupted: the culler ended before the answer came (the stop may have happened)"
 
 
+SETTLED_STOPPED = ""  # settled as ok: the hub, asked after a restart, had the server stopped
+NOT_STOPPED = "interrupted: the culler ended before stopping it; the hub still ran it afterwards"
+SETTLE_WINDOW = timedelta(days=1)  # interrupted records younger than this are settled
+SETTLE_LIMIT = 500
+
+
+def interrupted_server_culls(engine: Engine, now: datetime) -> list[CullEvent]:
+    """Server culls still marked INTERRUPTED (their culler died before the answer), of the
+    last `SETTLE_WINDOW`, oldest first, at most `SETTLE_LIMIT`."""
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(CullEvent)
+                .where(
+                    CullEvent.kind == "server",
+                    CullEvent.error == INTERRUPTED,
+                    col(CullEvent.at) >= now - SETTLE_WINDOW,
+                )
+                .order_by(col(CullEvent.at), col(CullEvent.id))
+                .limit(SETTLE_LIMIT)
+            ).all()
+        )
+
+
+def settle(engine: Engine, event_id: int, *, stopped: bool) -> bool:
+    """Give an interrupted record its outcome from the hub's answer now: ok when the server
+    is stopped, else an error saying it was not. False if another replica settled it first."""
+    with session_scope(engine) as session:
+        found = session.get(CullEvent, event_id)
+        if found is None or found.error != INTERRUPTED:
+            return False
+        found.outcome = "ok" if stopped else "error"
+        found.error = SETTLED_STOPPED if stopped else NOT_STOPPED
+        session.add(found)
+        return True
+
+
 def add_pending(engine: Engine, event: CullEvent) -> int:
     """Write a cull's record before acting on it (outcome error, INTERRUPTED); its id."""
     with session_scope(engine) as session:

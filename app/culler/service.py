@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from hubkeeper.audit.service import audit
+from hubkeeper.actions.audit import audit
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.decide import Cull
 from hubkeeper.culler.passes import CULLER, PassResult, Progress, kernels_pass, servers_pass
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import CullExemption
-from hubkeeper.errors import HubkeeperError
+from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.kit.actors import Actor
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.kit.metrics import observe_cull_pass
 from hubkeeper.kit.window import BadInput
 from hubkeeper.loops.retry import retry_pause
@@ -197,8 +197,45 @@ async def _forever(hk: HubkeeperState, once: Any, interval_of: Any, name: str) -
 
 async def run_forever(hk: HubkeeperState) -> None:
     """Lifespan task: a server pass every `interval_s` while `enabled` (the settings are
-    re-read before every wait, so a change applies from the next pass)."""
+    re-read before every wait, so a change applies from the next pass). First, as the new
+    leader, it settles the culls a killed leader left interrupted."""
+    try:
+        await settle_interrupted(hk)
+    except Exception:  # the passes matter more; the records are settled at the next start
+        log.exception("could not settle the interrupted culls")
     await _forever(hk, servers_once, lambda cfg: cfg.interval_s, "server")
+
+
+async def settle_interrupted(hk: HubkeeperState) -> int:
+    """Settle the server culls a previous leader wrote ahead and never finished (it was killed
+    between asking the hub and recording the answer): each server is looked up on the hub
+    now, and its record says ok when the server is stopped (or gone with its user), or that it
+    was not stopped when the hub still runs a server started before the cull. A server
+    started again since then proves nothing either way: its record is left interrupted.
+    Returns how many were settled."""
+    now = utcnow()
+    pending = await asyncio.to_thread(records.interrupted_server_culls, hk.engine, now)
+    settled = 0
+    for event in pending:
+        try:
+            user = await hk.hub.bulk.get_user(event.user)
+        except NotFound:
+            stopped = True  # the user is gone, and the server with them
+        else:
+            server = user.servers.get(event.server)
+            if server is None or server.status == "stopped":
+                stopped = True
+            elif server.started is not None and as_utc(server.started) > as_utc(event.at):
+                continue  # started again since: cannot tell what the cull did
+            else:
+                stopped = False
+        if event.id is not None and await asyncio.to_thread(
+            records.settle, hk.engine, event.id, stopped=stopped
+        ):
+            settled += 1
+    if settled:
+        log.info("settled %d interrupted cull record(s) from the hub's answers", settled)
+    return settled
 
 
 async def run_kernels_forever(hk: HubkeeperState) -> None:
