@@ -116,7 +116,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     "  Sign in with any password (the hub uses the dummy authenticator):",
                     f"    {ADMIN:<8} hub admin: everything in Hubkeeper",
                     f"    {MANAGER:<8} in group '{MANAGERS_GROUP}': read-only Hubkeeper",
-                    f"    {', '.join(USERS)}: ordinary users (no Hubkeeper access)",
+                    f"    {', '.join(USERS)}: ordinary users (their own page only)",
                     "  Running servers: "
                     + ", ".join(f"{u}/{s}" if s else f"{u} (default)" for u, s in RUNNING_SERVERS),
                     "",

@@ -240,7 +240,11 @@ def test_a_user_without_a_role_sees_only_their_own_page_read_only(hubkeeper_serv
     assert no_token.status_code == 403
     # anyone else's page, and every other page, stays refused
     assert ann.get(f"users/{ANNIE}").status_code == 403
-    assert ann.get("users").status_code == 403
+    refused = ann.get("users")
+    assert refused.status_code == 403
+    # the refusal points to what they may see: their own page
+    own = BeautifulSoup(refused.text, "html.parser").select_one("a[data-own-page]")
+    assert own is not None and own["href"].endswith(f"users/{quote(ANN, safe='')}")
 
 
 def test_start_is_greyed_out_with_the_reason_while_locked(admin, hubkeeper_server):
