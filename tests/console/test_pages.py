@@ -16,6 +16,7 @@ from hubkeeper.auth.sessions import issue_session
 from hubkeeper.console.views import PAGE_SIZE
 from hubkeeper.hub.client import HubClient
 from hubkeeper.main import create_app
+from tests.console.locking import locked
 from tests.waiting import wait_for, wait_for_async
 
 SCRIPT_USER = "<script>alert('hk')"  # the hub refuses "/" in names, so no closing tag
@@ -253,22 +254,13 @@ def test_start_is_greyed_out_with_the_reason_while_locked(admin, hubkeeper_serve
         timeout=30,
         what="the worker's server to be stopped",
     )
-    headers = {"X-CSRF-Token": admin.csrf}
     reason = "Pages test <lock>"
-    locked = admin.client.post(
-        admin.base + "api/v1/lockdown",
-        json={"reason": reason, "stop_servers": False},
-        headers=headers,
-    )
-    assert locked.status_code in (200, 201), locked.text
-    try:
+    with locked(admin, reason):
         page = soup(admin.get("users", params={"q": WORKER}))
         start = row_of(page, WORKER).select_one("button[disabled]")
         assert start is not None and start.has_attr("disabled")
         assert reason in start["title"] and not start.has_attr("hx-post")
         assert row_of(page, WORKER).select_one(".lock-note").get_text(strip=True) == "locked"
-    finally:
-        admin.client.delete(admin.base + "api/v1/lockdown", headers=headers)
     page = soup(admin.get("users", params={"q": WORKER}))
     start = row_of(page, WORKER).select_one("button[hx-post$='/start']")
     assert start is not None and not start.has_attr("disabled")

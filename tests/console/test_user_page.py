@@ -18,6 +18,7 @@ from hubkeeper.auth.sessions import issue_session
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent, ServerSession
 from hubkeeper.kit.clock import utcnow
+from tests.console.locking import locked
 from tests.waiting import wait_for
 
 ADMIN = "up-admin"
@@ -249,21 +250,12 @@ def test_a_user_without_a_role_sees_only_their_own_page_read_only(hubkeeper_serv
 
 def test_start_is_greyed_out_with_the_reason_while_locked(admin, hubkeeper_server):
     """ANNIE has no server running: Start, unless the hub is locked (then the reason)."""
-    headers = {"X-CSRF-Token": admin.csrf}
     reason = "User page test <lock>"
-    locked = admin.client.post(
-        admin.base + "api/v1/lockdown",
-        json={"reason": reason, "stop_servers": False},
-        headers=headers,
-    )
-    assert locked.status_code in (200, 201), locked.text
-    try:
+    with locked(admin, reason):
         page = soup(admin.get("users/" + quote(ANNIE, safe="")))
         row = page.select_one("#user-servers-table tbody tr[data-server='']")
         start = row.select_one("button[disabled]")
         assert start is not None and reason in start["title"] and not start.has_attr("hx-post")
-    finally:
-        admin.client.delete(admin.base + "api/v1/lockdown", headers=headers)
     page = soup(admin.get("users/" + quote(ANNIE, safe="")))
     row = page.select_one("#user-servers-table tbody tr[data-server='']")
     assert row.select_one("button[hx-post$='/start']") is not None
