@@ -11,13 +11,31 @@ class HubkeeperError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, detail: str, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         if code:
             self.code = code
         if status_code:
             self.status_code = status_code
+        # sent with the error answer (a 429's Retry-After)
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class HubBusy(HubkeeperError):
+    """429 `hub_busy`: the hub refused a spawn for load: its `concurrent_spawn_limit` (with a
+    `Retry-After` in seconds, which `headers` pass on) or its `active_server_limit` (without
+    one). Read in jupyterhub/handlers/base.py, `BaseHandler.spawn_single_user`."""
+
+    status_code = 429
+    code = "hub_busy"
 
 
 class BadRequest(HubkeeperError):

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from hubkeeper.errors import BadRequest, Conflict, HubError, HubUnavailable, NotFound
+from hubkeeper.errors import BadRequest, Conflict, HubBusy, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
 
 log = logging.getLogger(__name__)
@@ -200,9 +200,11 @@ class HubClient:
         if status == 409:
             raise Conflict(f"{what}: {message}")
         if status == 429:
-            raise Conflict(
-                f"{what}: the hub is at its concurrent spawn limit, try again shortly",
-                code="hub_busy",
+            retry_after = response.headers.get("Retry-After", "")
+            raise HubBusy(
+                f"{what}: the hub is busy: {message}",
+                # passed on only when it is what the standard allows here: delay-seconds
+                headers={"Retry-After": retry_after} if retry_after.isdigit() else None,
             )
         raise HubError(f"{what}: the hub answered {status}: {message}")
 
@@ -403,7 +405,10 @@ class HubClient:
     async def start_server(
         self, user: str, server: str = "", options: dict[str, Any] | None = None
     ) -> str:
-        """Ask the hub to start a server: "running" (201) or "starting" (202)."""
+        """Ask the hub to start a server: "running" (201) or "starting" (202).
+
+        Raises NotFound (no such user), Conflict `already_running`, HubBusy (429 `hub_busy`,
+        with the hub's Retry-After), HubUnavailable, HubError."""
         what = f"start {user!r}'s server {server!r}" if server else f"start {user!r}'s server"
         response = await self._api(
             "POST", server_path(user, server), json=options or {}, timeout=self._action_timeout

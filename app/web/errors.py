@@ -154,7 +154,9 @@ def install_error_handlers(app: FastAPI) -> None:
         next_url = getattr(exc, "next_url", None)
         if next_url is not None and not wants_json(request):
             return login_redirect(request, next_url)
-        return error_response(request, exc.status_code, exc.code, exc.detail)
+        response = error_response(request, exc.status_code, exc.code, exc.detail)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
