@@ -30,7 +30,8 @@ UNITS = {
     "week": 604800,
     "weeks": 604800,
 }
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.IGNORECASE)
+# ASCII digits only: float() would read other scripts' digits too.
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.IGNORECASE | re.ASCII)
 MAX_TEXT = 40  # longer text is not a duration anyone typed
 
 
@@ -47,6 +48,10 @@ def parse_duration(text: str) -> int:
         if match is None or match.end() == at:
             raise ValueError(_help(text))
         number, unit = match.groups()
+        if not unit and (at > 0 or match.end() < len(raw)):
+            # A number without a unit is seconds only on its own: "1h30" (meant 1h30m) and
+            # "1,5h" (a decimal comma, meant 1.5h) would otherwise quietly become 1h 30s and 5h 1s.
+            raise ValueError(_help(text))
         factor = UNITS.get(unit.lower() or "s")
         if factor is None:
             raise ValueError(_help(text))

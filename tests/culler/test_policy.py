@@ -35,7 +35,23 @@ def test_durations_are_read_in_human_units(text, seconds):
     assert parse_duration(compact(seconds)) == seconds  # what the form shows reads back
 
 
-@pytest.mark.parametrize("text", ["", "soon", "5 fortnights", "-5m", "1.5s", "m", "1h x", "9" * 50])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "soon",
+        "5 fortnights",
+        "-5m",
+        "1.5s",
+        "m",
+        "1h x",
+        "9" * 50,
+        "1h30",
+        "1,5h",
+        "30 1h",
+        "\u0663m",
+    ],
+)
 def test_what_is_not_a_duration_is_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)
