@@ -263,7 +263,7 @@ def test_a_manager_is_told_the_page_is_read_only(phone, hub, hubkeeper_server, p
         inside_screen(note)
     shot(page, "phone", "manager-users")
     page.goto(hubkeeper_server.proxied_url + "logs")
-    expect(page.locator(".error-detail")).to_contain_text("Managers have read-only access")
+    expect(page.locator(".error-detail")).to_contain_text("As a manager you can read")
 
 
 def test_desktop_screenshots(page, hub, hubkeeper_server, people):
