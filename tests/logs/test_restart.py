@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hubkeeper.demo.localhub import LocalHub
 from tests.serving import serve_hubkeeper
@@ -45,6 +47,7 @@ async def events(response: httpx.Response) -> AsyncIterator[tuple[str, str, dict
             event, event_id, data = "message", "", ""
 
 
+@pytest.mark.own_hub
 async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines(
     tmp_path: Path,
 ) -> None:
@@ -90,7 +93,22 @@ async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines
 
                 restarting = asyncio.create_task(restart())
                 ended_with = ""
-                async for event, event_id, data in stream:
+                deadline = time.monotonic() + 120
+
+                def caught_up() -> bool:
+                    return restarted.is_set() and not writer.is_alive() and written[-1] in got
+
+                # The stream either ends with `reconnect` (it saw the hub, proxy or server
+                # stop answering) or, when the server stayed reachable at its address through
+                # the restart, simply goes on: both are right, as long as no line is lost.
+                while not caught_up():
+                    assert time.monotonic() < deadline, "neither a reconnect nor every line"
+                    try:
+                        event, event_id, data = await asyncio.wait_for(anext(stream), 2)
+                    except TimeoutError:
+                        continue  # quiet: look again whether the restart is over
+                    except StopAsyncIteration:
+                        break
                     if event == "message":
                         got += [x for x in data["lines"] if x.startswith(MARK)]
                         last_id = event_id
@@ -100,7 +118,7 @@ async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines
                         break
                 await restarting
                 await asyncio.to_thread(writer.join)
-            assert ended_with == "reconnect"  # the restart was seen, and was not final
+            assert ended_with in ("reconnect", "")  # never a final error
 
             # Reconnect as an EventSource does (Last-Event-ID), retrying while the hub's
             # routes come back, until the last line written arrives.
