@@ -6,16 +6,15 @@ written across the restart exactly once."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hubkeeper.demo.localhub import LocalHub
+from tests.logs.test_api import read_events
 from tests.serving import serve_hubkeeper
 
 USER = "logs-restart"
@@ -30,21 +29,6 @@ def log_file(hub: LocalHub) -> Path:
 def append(hub: LocalHub, line: str) -> None:
     with log_file(hub).open("a", encoding="utf-8") as f:
         f.write(line + "\n")
-
-
-async def events(response: httpx.Response) -> AsyncIterator[tuple[str, str, dict]]:
-    """(event, id, data) for each event of a real SSE response."""
-    event, event_id, data = "message", "", ""
-    async for line in response.aiter_lines():
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("id: "):
-            event_id = line[4:]
-        elif line.startswith("data: "):
-            data += line[6:]
-        elif line == "" and data:
-            yield event, event_id, json.loads(data)
-            event, event_id, data = "message", "", ""
 
 
 @pytest.mark.own_hub
@@ -67,7 +51,7 @@ async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines
         ) as client:
             async with client.stream("GET", url) as response:
                 assert response.status_code == 200
-                stream = events(response)
+                stream = read_events(response)
                 _, last_id, _ = await asyncio.wait_for(anext(stream), 30)  # the tail
 
                 # Lines keep coming while the hub goes down and comes back.
@@ -131,7 +115,7 @@ async def test_a_stream_survives_a_hub_restart_without_losing_or_repeating_lines
                         await asyncio.sleep(0.5)
                         continue
                     assert response.status_code == 200
-                    async for event, event_id, data in events(response):
+                    async for event, event_id, data in read_events(response):
                         if event != "message":
                             break
                         got += [x for x in data["lines"] if x.startswith(MARK)]
