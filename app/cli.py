@@ -89,6 +89,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_hub_plugin(args: argparse.Namespace) -> int:
+    """Print the hub plugin's source: one file for the hub (z2jh `hub.extraFiles`)."""
+    from importlib.resources import files
+
+    sys.stdout.write(files("hubkeeper").joinpath("hub_plugin.py").read_text(encoding="utf-8"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hubkeeper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--by", choices=("day", "user", "group"), default="day")
     rep.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     rep.set_defaults(func=cmd_report)
+
+    plugin = sub.add_parser(
+        "hub-plugin",
+        help="print the hub plugin (hubkeeper.hub_plugin) as one file, for z2jh hub.extraFiles",
+    )
+    plugin.set_defaults(func=cmd_hub_plugin)
 
     demo = sub.add_parser("demo", help="a local JupyterHub with Hubkeeper and demo users")
     demo.add_argument("--dir", default=".demo", help="state folder (default: .demo)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from types import FrameType
 from typing import Any
 
@@ -29,6 +29,7 @@ from hubkeeper.culler import service as culler
 from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.directory.store import UserDirectory
+from hubkeeper.errors import HubkeeperError
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.report import keep_rollups_current
@@ -129,6 +130,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             state.cookie_secret = await asyncio.to_thread(database_cookie_secret, engine, settings)
         leader.check_sqlite()  # says so when a second process shares the SQLite file
         await lockdown.refresh(state)  # a lockdown survives restarts
+        # Which way server tokens come, and a warning in the log and on admins' pages when
+        # Hubkeeper's token may do more than it needs; a hub that is down is asked later.
+        with suppress(HubkeeperError, TimeoutError):
+            await asyncio.wait_for(state.servers.tokens.credentials(), timeout=5.0)
         loops = Supervisor(
             [
                 # every replica: the (read-only) directory sync, its copy of the lockdown
@@ -178,7 +183,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.hk = state
     # every page: the lockdown banner, from memory (actions/lockdown_state.py), never a query
-    app.state.page_context = lambda request: {"lockdown": current_lockdown(state)}
+    # and, for admins, what Hubkeeper's hub token may do beyond its needs (the last answer)
+    app.state.page_context = lambda request: {
+        "lockdown": current_lockdown(state),
+        "credential_warnings": (
+            state.servers.tokens.known.warnings if state.servers.tokens.known else []
+        ),
+    }
 
     install_error_handlers(app)
     install_openapi(app)

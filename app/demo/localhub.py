@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 import httpx
 
+from hubkeeper.hub_plugin import SCOPE as PLUGIN_SCOPE
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,10 +47,10 @@ MANAGERS_GROUP = "managers"
 # What Hubkeeper asks of the hub: exactly the scopes its features use, one role for the demo,
 # the tests and the README ("Registering Hubkeeper with a hub"). Each is proven needed by
 # tests/auth/test_least_privilege.py (the feature that fails without it is named there).
-# Not here: `admin:users` is the opt-in extra for the culler's `cull_users` (deleting users);
-# `admin:groups`, `read:metrics`, `read:hub` are used by no feature (`GET /hub/api/` needs none),
-# nor `access:servers`: users' servers are reached with per-server tokens (hub/servers.py),
-# never with Hubkeeper's own token.
+# Not here: `delete:users` is the opt-in extra for the culler's `cull_users` (deleting users);
+# `admin:users`, `admin:groups`, `read:metrics`, `read:hub` are used by no feature, nor
+# `access:servers`: users' servers are reached with one-server tokens from the hub plugin
+# (hub_plugin.py, hub/server_tokens.py), never with Hubkeeper's own token.
 SERVICE_SCOPES = [
     "list:users",  # the console's user list and the sync loops (GET /users)
     "read:users",  # admin flag, groups and last_activity in the user models
@@ -57,8 +59,11 @@ SERVICE_SCOPES = [
     "delete:servers",  # stop servers: console, stop-all, lockdown, culler
     "list:groups",  # groups for usage by group (`hubkeeper report --by group`)
     "read:groups",  # the members of those groups
-    "tokens",  # a short-lived token per user server, limited to that server (server gateway)
+    PLUGIN_SCOPE,  # one-server tokens from the hub plugin (logs, kernels, status)
 ]
+# A hub without the plugin: `tokens` in its place still works, but it lets Hubkeeper mint any
+# user's token with all their scopes (hub admin in disguise); health warns.
+FALLBACK_SCOPES = [scope if scope != PLUGIN_SCOPE else "tokens" for scope in SERVICE_SCOPES]
 USER_SCOPE = f"access:services!service={SERVICE_NAME}"
 MANAGER_SCOPES = [USER_SCOPE]
 
@@ -127,6 +132,7 @@ class LocalHub:
         start_timeout: float = 30.0,
         base_url: str = "/",
         spawn_hook: bool = True,
+        plugin: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
@@ -140,6 +146,9 @@ class LocalHub:
         self.extra_config = extra_config
         # False: no lockdown pre-spawn hook, like a hub whose admin never configured it.
         self.spawn_hook = spawn_hook
+        # True: the hub runs hubkeeper.hub_plugin and Hubkeeper's role is SERVICE_SCOPES;
+        # False: a hub without it, the role is FALLBACK_SCOPES (`tokens`).
+        self.plugin = plugin
         self.start_timeout = start_timeout
         self.origin = f"http://127.0.0.1:{self.port}"  # the proxy's public address
         self.url = self.origin + self.base_url.rstrip("/")  # + "/hub/..." = the hub's pages
@@ -233,7 +242,7 @@ class LocalHub:
             {
                 "name": "hubkeeper-service",
                 "description": "What Hubkeeper needs to run the hub's operations",
-                "scopes": SERVICE_SCOPES,
+                "scopes": SERVICE_SCOPES if self.plugin else FALLBACK_SCOPES,
                 "services": [SERVICE_NAME],
             },
             {
@@ -243,6 +252,17 @@ class LocalHub:
                 "groups": [MANAGERS_GROUP],
             },
         ]
+        if self.plugin:
+            # The named admins may mint server tokens too: the tests act as Hubkeeper with an
+            # admin's token limited to Hubkeeper's role (tests/auth/test_least_privilege.py).
+            roles.append(
+                {
+                    "name": "hubkeeper-test-server-tokens",
+                    "description": "Tests mint tokens acting as Hubkeeper's role",
+                    "scopes": [PLUGIN_SCOPE],
+                    "users": sorted(self.admin_users),
+                }
+            )
         d = self.state_dir
         values = {
             "bind_url": f"http://127.0.0.1:{self.port}{self.base_url}",
@@ -293,31 +313,18 @@ class LocalHub:
             'c.Spawner.ip = "127.0.0.1"',
             'c.Spawner.cmd = v["spawner_cmd"]',
             'c.Spawner.args = v["spawner_args"]',
-            *(
-                [
-                    "# Hubkeeper's lockdown: every spawn asks it first (fails open if it is down).",
-                    "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
-                    '_lockdown_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
-                ]
-                if self.spawn_hook
-                else [
-                    "# No lockdown spawn hook (LocalHub(spawn_hook=False)).",
-                    "_lockdown_hook = None",
-                ]
-            ),
             "async def _pre_spawn(spawner):",
             f"    # Users named {NO_HIDDEN_PREFIX}* get a server that refuses hidden files,",
             "    # like a stock jupyter_server, to test how that refusal is reported.",
             f"    if spawner.user.name.startswith({NO_HIDDEN_PREFIX!r}):",
             '        spawner.args = [a for a in spawner.args if "allow_hidden" not in a]',
-            "    if _lockdown_hook is not None:",
-            "        await _lockdown_hook(spawner)",
             "c.Spawner.pre_spawn_hook = _pre_spawn",
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",
             "c.Spawner.http_timeout = 60",
             'c.JupyterHub.services = v["services"]',
             'c.JupyterHub.load_roles = v["roles"]',
+            *self._hubkeeper_config_lines(),
             "# Everyone may reach Hubkeeper's sign-in, so a person without a Hubkeeper role sees",
             "# Hubkeeper's own clear 403 page instead of the hub's bare refusal (6.0+ option;",
             "# it adds to the default `user` role instead of redefining it).",
@@ -328,6 +335,27 @@ class LocalHub:
             "",
         ]
         return "\n".join(lines)
+
+    def _hubkeeper_config_lines(self) -> list[str]:
+        """The hub plugin (server tokens, the lockdown hook chained after `_pre_spawn`, the
+        lockdown on the hub's pages), or without it only the old lockdown hook."""
+        if self.plugin:
+            return [
+                "# Hubkeeper's side of the hub (README: registering Hubkeeper).",
+                "from hubkeeper.hub_plugin import configure",
+                f"configure(c, service={SERVICE_NAME!r}, lockdown={self.spawn_hook!r})",
+            ]
+        if not self.spawn_hook:
+            return ["# No hub plugin and no lockdown spawn hook."]
+        return [
+            "# No hub plugin: only the lockdown hook, chained after _pre_spawn.",
+            "from hubkeeper.lockdown.hook import make_pre_spawn_hook",
+            '_lockdown_hook = make_pre_spawn_hook(v["lockdown_status_url"])',
+            "async def _both(spawner):",
+            "    await _pre_spawn(spawner)",
+            "    await _lockdown_hook(spawner)",
+            "c.Spawner.pre_spawn_hook = _both",
+        ]
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -565,8 +593,13 @@ class LocalHub:
         response.raise_for_status()
 
     def user_token(self, name: str, *, note: str = "hubkeeper tests") -> str:
-        """A new API token for user `name` (made with the service's `tokens` scope)."""
-        response = self.api("POST", f"/users/{quote(name, safe='')}/tokens", json={"note": note})
+        """A new API token for user `name` (made with the hub-admin token)."""
+        response = self.api(
+            "POST",
+            f"/users/{quote(name, safe='')}/tokens",
+            json={"note": note},
+            token=self.admin_token,
+        )
         response.raise_for_status()
         return str(response.json()["token"])
 

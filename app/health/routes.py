@@ -1,6 +1,6 @@
 """`GET api/v1/health`: no auth, says whether the hub and the database answer, and how users'
 servers are reached (`servers`: reachable, via proxy_api|proxy|null, counts_as_activity,
-detail)."""
+detail) and how tokens for them are had (`server_tokens`: mode, warnings)."""
 
 from __future__ import annotations
 
@@ -72,4 +72,8 @@ async def health(request: Request) -> dict[str, object]:
         # Beyond the contract's keys: can users' servers be reached (logs, kernels), and do
         # those reads count as the users' activity (the HUBKEEPER_PROXY_URL fallback)?
         "servers": await hk.servers.report(),
+        # How Hubkeeper gets tokens for users' servers: "plugin" (the hub plugin's one-server
+        # tokens), "tokens" (the fallback that makes its token hub admin in disguise), "none";
+        # with a warning for every scope that gives it more power than it uses.
+        "server_tokens": await hk.servers.tokens.report(),
     }

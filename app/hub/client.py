@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -229,6 +230,49 @@ class HubClient:
             raise Unauthenticated("The hub does not accept this token", code="invalid_token")
         self._raise_for(response, "identify token")
         return HubIdentity.model_validate(response.json())
+
+    async def own_scopes(self) -> list[str]:
+        """The scopes Hubkeeper's own token holds (`GET /hub/api/user` with it: a service's
+        model lists its expanded scopes, jupyterhub/apihandlers/users.py SelfAPIHandler).
+        Raises HubUnavailable, HubError."""
+        response = await self._api("GET", "/user")
+        self._raise_for(response, "read Hubkeeper's own scopes")
+        scopes = response.json().get("scopes")
+        return [str(scope) for scope in scopes] if isinstance(scopes, list) else []
+
+    async def issue_server_token(self, user: str, server: str) -> tuple[str, float]:
+        """A token owned by `user` opening only that server, from the hub plugin
+        (`POST /hub/api/hubkeeper/server-tokens`, hubkeeper/hub_plugin.py); returns (token,
+        seconds it lives, from its `expires_at`). Raises HubError 403 `hub_forbidden` (the
+        role lacks `custom:hubkeeper:server-tokens`), NotFound (`user_not_found`: the hub has
+        no such user or server), HubUnavailable."""
+        response = await self._api(
+            "POST", "/hubkeeper/server-tokens", json={"user": user, "server": server}
+        )
+        if response.status_code == 404:
+            raise NotFound(
+                f"The hub has no server {server!r} of user {user!r}: {self._message(response)}",
+                code="user_not_found",
+            )
+        if response.status_code == 403:
+            raise HubError(
+                f"The hub refused a server token for {user!r}: Hubkeeper's role needs "
+                f"`custom:hubkeeper:server-tokens` ({self._message(response)})",
+                code="hub_forbidden",
+            )
+        self._raise_for(response, f"issue a server token for {user!r}")
+        body = response.json()
+        lives = 600.0
+        expires_at = body.get("expires_at")
+        if isinstance(expires_at, str):
+            try:
+                when = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                lives = max(0.0, (when - datetime.now(UTC)).total_seconds())
+            except ValueError:
+                pass
+        return str(body["token"]), lives
 
     async def issue_token(
         self, user: str, *, scopes: list[str], expires_in: int, note: str

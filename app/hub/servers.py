@@ -13,9 +13,9 @@ Facts this rests on (docs/jupyterhub-facts.md, "Reaching a user's server from a 
   request path to the target (prependPath), so a server answers at `<target><route path>/...`.
 - A user's server is code the user controls: whatever credential reaches it can be read by
   the user. So it gets a token the hub issues *for that user* with the single scope
-  `access:servers!server=<user>/<server>` (jupyterhub/apihandlers/users.py
-  UserTokenListAPIHandler.post; Hubkeeper's token needs the `tokens` scope on users), never
-  Hubkeeper's own token: the client used here has no default Authorization header.
+  `access:servers!server=<user>/<server>` (hub/server_tokens.py: from the hub plugin, or
+  with the `tokens` scope as a fallback), never Hubkeeper's own token: the client used here
+  has no default Authorization header.
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ import httpx
 
 from hubkeeper.errors import Conflict, HubError, HubkeeperError, NotFound
 from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.server_tokens import ServerTokens
 from hubkeeper.kit.actors import server_label
 
 log = logging.getLogger(__name__)
 
-TOKEN_SECONDS = 600  # life of a per-server token the hub issues
-TOKEN_MARGIN = 60.0  # stop using a cached token this long before it expires
 ROUTES_MIN_AGE = 1.0  # a missing route re-reads the proxy's table at most once a second
 # A route read longer ago than this is read again before a token is sent: a server that
 # stopped leaves its address free for another user's server (Kubernetes reuses pod IPs, one
@@ -166,8 +165,7 @@ class ServerGateway:
         self._urls: dict[tuple[str, str], str] = {}  # HUBKEEPER_PROXY_URL mode: hub's paths
         self._routes_read_at = float("-inf")
         self._routes_lock = asyncio.Lock()
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.tokens = ServerTokens(hub)  # one-server tokens: hub plugin or `tokens`
 
     @classmethod
     def from_settings(cls, hub: HubClient, settings: Any) -> ServerGateway:
@@ -325,34 +323,6 @@ class ServerGateway:
             return self.proxy_url + url.rstrip("/")
         raise ServerUnreachable(UNCONFIGURED)
 
-    # --- credentials -------------------------------------------------------------------------
-    async def _token(self, user: str, server: str) -> str:
-        """A token that opens only this server, issued by the hub for its user; cached until
-        TOKEN_MARGIN seconds before it expires."""
-        key = (user, server)
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            cached = self._tokens.get(key)
-            if cached and cached[1] - time.monotonic() > TOKEN_MARGIN:
-                return cached[0]
-            token, lives = await self.hub.issue_token(
-                user,
-                scopes=[f"access:servers!server={user}/{server}"],
-                expires_in=TOKEN_SECONDS,
-                # The hub counts a request made with a user's token as that user's activity,
-                # except for tokens whose note starts "Server at " (jupyterhub/handlers/base.py
-                # get_current_user_token): the server checking our token with the hub is not
-                # the user being active.
-                note=f"Server at {user}/{server}: Hubkeeper reading it (logs, kernels, status)",
-            )
-            now = time.monotonic()
-            self._tokens[key] = (token, now + lives)
-            # Forget expired tokens of servers no longer read (the hub purges them itself).
-            for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
-                del self._tokens[old]
-                self._token_locks.pop(old, None)
-            return token
-
     # --- requests ----------------------------------------------------------------------------
     async def _call(
         self,
@@ -384,7 +354,7 @@ class ServerGateway:
                 if status in NOT_RUNNING_STATUSES:
                     raise Conflict(f"{label} is {status}", code="server_not_running")
                 raise ServerUnreachable(f"{label} does not answer at {base}")
-            token = await self._token(user, server)
+            token = await self.tokens.token(user, server)
             try:
                 response = await self._http.request(
                     method,
@@ -403,7 +373,7 @@ class ServerGateway:
             refused = response.status_code in (401, 403) or 300 <= response.status_code < 400
             if refused or response.status_code in (424, 502, 503, 504):
                 if attempt == 0:
-                    self._tokens.pop((user, server), None)
+                    self.tokens.forget(user, server)
                     failed_at = time.monotonic()
                     continue
                 status, _url = await self._hub_status(user, server)

@@ -19,7 +19,10 @@ def test_the_hook_imports_nothing_else_from_hubkeeper():
         "print(sorted(m for m in sys.modules if m == 'hubkeeper' or m.startswith('hubkeeper.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['hubkeeper', 'hubkeeper.lockdown', 'hubkeeper.lockdown.hook']"
+    modules = (
+        "['hubkeeper', 'hubkeeper.hub_plugin', 'hubkeeper.lockdown', 'hubkeeper.lockdown.hook']"
+    )
+    assert out.stdout.strip() == modules
 
 
 async def test_an_unreachable_hubkeeper_lets_spawns_through_by_default(caplog):

@@ -1,0 +1,175 @@
+"""Tokens that open one user's server, and which way Hubkeeper gets them.
+
+A user's server runs code its user controls, so whatever credential reaches it can be read by
+that user: it gets a token owned by that user holding only
+`access:servers!server=<user>/<server>`, never Hubkeeper's own token. Two ways to get one:
+
+- **plugin** (the hub runs `hubkeeper.hub_plugin`, and Hubkeeper's role holds
+  `custom:hubkeeper:server-tokens`): `POST <hub>/hub/api/hubkeeper/server-tokens`. The
+  endpoint can mint nothing else, so Hubkeeper's token is not hub admin.
+- **tokens** (the fallback): `POST /hub/api/users/<user>/tokens`, which needs the `tokens`
+  scope. The hub checks a new token's scopes against its *owner's*
+  (jupyterhub/apihandlers/users.py `UserTokenListAPIHandler.post`), so a holder of `tokens`
+  can mint an admin's token with every scope the admin has: hub admin in disguise. Health
+  and the pages say so.
+
+Which one is read from Hubkeeper's own scopes (`GET /hub/api/user` with its token), at most
+every `SCOPES_TTL` seconds. Tokens live an hour and are reused until `TOKEN_MARGIN` seconds
+before they expire, and minted only when a server is actually read: the hub's cost is about
+one request per server read per hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.hub.client import HubClient
+
+log = logging.getLogger(__name__)
+
+PLUGIN_SCOPE = "custom:hubkeeper:server-tokens"
+TOKEN_SECONDS = 3600  # life asked of a per-server token (the plugin gives at most this)
+TOKEN_MARGIN = 300.0  # stop using a cached token this long (s) before it expires
+SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
+# Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
+TOO_POWERFUL = {
+    "tokens": (
+        "Hubkeeper's token holds `tokens`: it can mint any user's token with all their "
+        "scopes, an admin's included, so it is equivalent to hub admin. Install the hub "
+        "plugin (`hubkeeper hub-plugin`) and give the role `custom:hubkeeper:server-tokens` "
+        "instead."
+    ),
+    "admin:users": (
+        "Hubkeeper's token holds `admin:users`: it can make anyone an admin. Deleting users "
+        "(the culler's cull_users) needs only `delete:users`."
+    ),
+    "admin:servers": (
+        "Hubkeeper's token holds `admin:servers`, more than it uses: "
+        "`read:servers, start:servers, delete:servers` are enough."
+    ),
+}
+
+
+class TokenMode(StrEnum):
+    PLUGIN = "plugin"  # the hub plugin's endpoint: one-server tokens only
+    TOKENS = "tokens"  # the `tokens` scope: works, but is hub admin in disguise
+    NONE = "none"  # neither: users' servers cannot be read
+
+
+@dataclass
+class Credentials:
+    """What Hubkeeper's token may do, as the hub said at `checked_at` (time.monotonic())."""
+
+    scopes: frozenset[str]
+    checked_at: float
+    mode: TokenMode = field(init=False)
+    warnings: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        bases = {scope.split("!", 1)[0] for scope in self.scopes}
+        if PLUGIN_SCOPE in bases:
+            self.mode = TokenMode.PLUGIN
+        elif "tokens" in bases:
+            self.mode = TokenMode.TOKENS
+        else:
+            self.mode = TokenMode.NONE
+        self.warnings = [why for scope, why in TOO_POWERFUL.items() if scope in self.scopes]
+        if self.mode is TokenMode.NONE:
+            self.warnings.append(
+                "Hubkeeper cannot read users' servers (logs, kernels): its role holds neither "
+                f"`{PLUGIN_SCOPE}` (with the hub plugin) nor `tokens`."
+            )
+
+    def report(self) -> dict[str, object]:
+        return {"mode": str(self.mode), "warnings": list(self.warnings)}
+
+
+class ServerTokens:
+    """Per-server tokens for the server gateway, cached; one per app (`hk.servers.tokens`).
+
+    `token()` raises HubError (403 `hub_forbidden`: the hub refused; 503 `hub_unavailable`),
+    NotFound (`user_not_found`, `server_not_found`).
+    """
+
+    def __init__(self, hub: HubClient, *, lifetime: int = TOKEN_SECONDS) -> None:
+        self.hub = hub
+        self.lifetime = lifetime
+        self.known: Credentials | None = None  # the last answer; None until asked
+        self._scopes_lock = asyncio.Lock()
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # → (token, expires)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.minted = 0  # tokens asked of the hub (benchmarks, tests)
+
+    async def credentials(self, *, fresh: bool = False) -> Credentials:
+        """Hubkeeper's own scopes and what follows from them; asks the hub at most every
+        SCOPES_TTL seconds unless `fresh`. Raises HubUnavailable / HubError."""
+        known = self.known
+        if not fresh and known and time.monotonic() - known.checked_at < SCOPES_TTL:
+            return known
+        async with self._scopes_lock:
+            known = self.known
+            if not fresh and known and time.monotonic() - known.checked_at < SCOPES_TTL:
+                return known
+            scopes = await self.hub.own_scopes()
+            previous = self.known.mode if self.known else None
+            self.known = Credentials(frozenset(scopes), time.monotonic())
+            if self.known.mode != previous:
+                log.info("server tokens come from: %s", self.known.mode)
+                for warning in self.known.warnings:
+                    log.warning("%s", warning)
+            return self.known
+
+    async def report(self) -> dict[str, object]:
+        """For health: `{"mode": "plugin"|"tokens"|"none"|null, "warnings": [...]}`; mode is
+        null when the hub could not be asked."""
+        try:
+            return (await self.credentials()).report()
+        except HubkeeperError as exc:
+            return {"mode": None, "warnings": [], "detail": exc.detail}
+
+    def forget(self, user: str, server: str) -> None:
+        """The server refused this token (restarted, or the token was revoked): mint anew."""
+        self._tokens.pop((user, server), None)
+
+    async def token(self, user: str, server: str) -> str:
+        """A token opening only `user`'s `server`; cached until TOKEN_MARGIN s before it
+        expires."""
+        key = (user, server)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached and cached[1] - time.monotonic() > TOKEN_MARGIN:
+                return cached[0]
+            mode = (await self.credentials()).mode
+            if mode is TokenMode.PLUGIN:
+                token, lives = await self._from_plugin(user, server)
+            else:  # TOKENS, or NONE: the hub's refusal then names the scope to add
+                token, lives = await self.hub.issue_token(
+                    user,
+                    scopes=[f"access:servers!server={user}/{server}"],
+                    expires_in=self.lifetime,
+                    # Tokens whose note starts "Server at " are not counted as their owner's
+                    # activity when used (jupyterhub/handlers/base.py get_current_user_token).
+                    note=f"Server at {user}/{server}: Hubkeeper reading it (logs, kernels, status)",
+                )
+            self.minted += 1
+            now = time.monotonic()
+            self._tokens[key] = (token, now + lives)
+            # Forget expired tokens of servers no longer read (the hub purges them itself).
+            for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
+                del self._tokens[old]
+                self._locks.pop(old, None)
+            return token
+
+    async def _from_plugin(self, user: str, server: str) -> tuple[str, float]:
+        try:
+            return await self.hub.issue_server_token(user, server)
+        except HubkeeperError as exc:
+            if exc.code == "hub_forbidden":  # the role changed: look again next time
+                self.known = None
+            raise
