@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
@@ -103,8 +104,10 @@ async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
 
 @router.post("/users/{name}/server/start", response_model=StartResult, responses=errors(400, 409))
 async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
-    """Start the user's default server (409 already_running)."""
-    return StartResult(status=await service.start_server(hk, who, name))
+    """Start the user's default server (409 already_running). Answers as soon as the hub has
+    the spawn under way: `pending` with the URL of its progress stream."""
+    status = await service.start_server(hk, who, name)
+    return _started(hk, status, name, "")
 
 
 @router.post(
@@ -113,9 +116,19 @@ async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> Star
 async def start_named(
     name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
 ) -> StartResult:
-    """Start one of the user's named servers (409 already_running)."""
+    """Start one of the user's named servers (409 already_running); `pending` as for the
+    default server."""
     status = await service.start_server(hk, who, name, server)
-    return StartResult(status=status)
+    return _started(hk, status, name, server)
+
+
+def _started(hk: HubkeeperState, status: str, name: str, server: str) -> StartResult:
+    if status != "pending":
+        return StartResult(status="running")
+    path = f"users/{quote(name, safe='')}/server/progress"
+    if server:
+        path = f"users/{quote(name, safe='')}/servers/{quote(server, safe='')}/progress"
+    return StartResult(status="pending", progress_url=f"{hk.settings.service_prefix}api/v1/{path}")
 
 
 @router.post("/users/{name}/server/stop", response_model=StopResult, responses=errors(409))

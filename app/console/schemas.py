@@ -72,6 +72,11 @@ class StartResult(BaseModel):
     status: Literal["running", "pending"] = Field(
         description="running: the server is up; pending: the hub is still starting it"
     )
+    progress_url: str | None = Field(
+        None,
+        description="while pending: the spawn's progress as server-sent events "
+        "(GET users/{name}/server/progress), an absolute path",
+    )
 
 
 class StopResult(BaseModel):

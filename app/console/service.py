@@ -6,6 +6,7 @@ A failure is recorded first and then re-raised, so the API still answers with it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -93,13 +94,49 @@ async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = 
                 f"{server_label(user, server)} is still stopping; start it once it has stopped",
                 code="action_pending",
             )
-        result = await hk.hub.start_server(user, server)
+        result = await _start_accepted(hk, user, server)
     except HubkeeperError as exc:
         await audit(hk, who, "server.start", target, outcome="failed", error=exc.detail)
         raise
     await audit(hk, who, "server.start", target, detail=f"hub: {result}")
     await _refresh_after(hk, user)
     return "running" if result == "running" else "pending"
+
+
+# The hub holds a start request until the server is up or its `slow_spawn_timeout` (10 s by
+# default) has passed (jupyterhub/apihandlers/users.py UserServerAPIHandler.post). After this
+# many seconds without an answer, Hubkeeper looks whether the hub has the spawn under way and,
+# if so, answers "pending" then; the request finishes in the background.
+ACCEPT_WAIT_S = 1.0
+_held_starts: set[asyncio.Future[str]] = set()  # start requests the hub still holds
+
+
+async def _start_accepted(hk: HubkeeperState, user: str, server: str) -> str:
+    """The hub's answer to a start ("running" | "starting"), or "starting" as soon as the hub
+    shows the spawn pending, whichever comes first. Raises what `HubClient.start_server`
+    raises when the hub answers (refusals come within ACCEPT_WAIT_S: a lockdown, a 429)."""
+    request = asyncio.ensure_future(hk.hub.start_server(user, server))
+    _held_starts.add(request)
+    request.add_done_callback(_finished_start)
+    done, _pending = await asyncio.wait({request}, timeout=ACCEPT_WAIT_S)
+    if request in done:
+        return request.result()
+    try:
+        found = (await hk.hub.get_user(user)).servers.get(server)
+        accepted = found is not None and found.status == "starting"
+    except HubkeeperError:
+        accepted = False
+    if not accepted:  # not under way yet: wait for the hub's own answer
+        return await asyncio.shield(request)
+    return "starting"
+
+
+def _finished_start(request: asyncio.Future[str]) -> None:
+    _held_starts.discard(request)
+    if not request.cancelled() and request.exception() is not None:
+        # Answered "pending" already; the spawn's failure shows in its progress stream and on
+        # the hub. Logged so it is not lost.
+        log.info("a start the hub accepted ended with: %s", request.exception())
 
 
 async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:

@@ -85,7 +85,7 @@ NEEDS: dict[str, tuple[str, Feature]] = {
     "delete:servers": ("stop a server", stop_a_server),
     "list:groups": ("usage by group", usage_by_group),
     "read:groups": ("usage by group", usage_by_group),
-    "tokens": ("per-server token for logs and kernels", per_server_token),
+    "custom:hubkeeper:server-tokens": ("one-server token for logs and kernels", per_server_token),
 }
 
 

@@ -178,14 +178,14 @@ def test_named_server_policies(client, hub):
 @pytest.fixture
 def client_deleting_users(make_settings, hub):
     """Hubkeeper with the documented opt-in extra for `cull_users`: its role plus
-    `admin:users` (a token the hub limits to exactly those scopes)."""
+    `delete:users` (a token the hub limits to exactly those scopes; no `admin:users`)."""
     from hubkeeper.demo.localhub import SERVICE_SCOPES
 
     response = hub.api(
         "POST",
         "/users/admin/tokens",
         token=hub.admin_token,
-        json={"scopes": [*SERVICE_SCOPES, "admin:users"], "expires_in": 600},
+        json={"scopes": [*SERVICE_SCOPES, "delete:users"], "expires_in": 600},
     )
     assert response.status_code == 201, response.text
     settings = make_settings(
@@ -196,7 +196,7 @@ def client_deleting_users(make_settings, hub):
 
 
 def test_cull_users_without_the_opt_in_scope_records_the_refusal(client, hub):
-    """Without `admin:users` (not in the least-privilege role) a user is not deleted and the
+    """Without `delete:users` (not in the least-privilege role) a user is not deleted and the
     pass says why, instead of failing."""
     hk = client.app.state.hk
     (plain,) = names("users-noscope", "plain")

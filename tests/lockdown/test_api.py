@@ -203,3 +203,37 @@ def test_history_lists_lockdowns_newest_first_with_who_lifted(admin):
     assert newest["started_by"] == "admin" and newest["ended_by"] == "admin"
     assert newest["stop_servers"] is False and newest["ended_at"] >= newest["started_at"]
     assert admin.get("api/v1/lockdowns", params={"limit": 501}).status_code == 422
+
+
+def test_the_hub_s_own_pages_show_a_lockdown_before_anyone_clicks_start(
+    hub, hubkeeper_server, admin
+):
+    """hub_plugin.configure: the reason on /hub/home and the spawn page (escaped: the hub
+    renders announcements unescaped), and a refused spawn without "try restarting"."""
+    reason = "pages-test <b>disk</b> swap & more"
+    cat = "lock-cat"  # a server of their own that never ran
+    hub.create_users([cat])
+    # Redirects not followed at sign-in: the hub would start the server from there.
+    with httpx.Client(base_url=hub.url, timeout=30) as ann:
+        from tests.auth.hub_login import hub_login
+
+        hub_login(ann, hub.url, cat)
+        ann.follow_redirects = True
+        assert "Locked:" not in ann.get("/hub/home").text
+        response = admin.post("api/v1/lockdown", json={"reason": reason, "stop_servers": False})
+        assert response.status_code == 200, response.text
+        try:
+            escaped = "pages-test &lt;b&gt;disk&lt;/b&gt; swap &amp; more"
+
+            def home_shows_it() -> bool:  # pages reuse Hubkeeper's answer up to 5 s
+                return escaped in ann.get("/hub/home").text
+
+            wait_for(home_shows_it, 20, "the lockdown on /hub/home")
+            home = ann.get("/hub/home").text
+            assert "<b>disk</b>" not in home
+            spawn = ann.get(f"/hub/spawn/{cat}")
+            assert escaped in spawn.text
+            assert "try restarting" not in spawn.text.lower(), spawn.text[-1500:]
+        finally:
+            lift(admin)
+        wait_for(lambda: escaped not in ann.get("/hub/home").text, 20, "the notice gone")

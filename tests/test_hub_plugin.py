@@ -1,0 +1,98 @@
+"""hubkeeper.hub_plugin without a hub: what it imports, and what `configure` sets."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from hubkeeper import hub_plugin
+
+PLUGIN = Path(hub_plugin.__file__)
+
+
+def test_it_imports_only_the_standard_library_tornado_and_jupyterhub():
+    """It runs in the hub's process and ships as one file (`hubkeeper hub-plugin`)."""
+    tree = ast.parse(PLUGIN.read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    outside = {r for r in roots if r not in sys.stdlib_module_names}
+    assert outside <= {"tornado", "jupyterhub"}, outside
+
+
+def _config(base_url: str | None = None) -> Config:
+    c = Config()
+    if base_url:
+        c.JupyterHub.bind_url = f"http://127.0.0.1:8000{base_url}"
+    c.JupyterHub.services = [{"name": "hubkeeper", "url": "http://10.0.0.5:10101"}]
+    return c
+
+
+def test_configure_defines_the_scope_and_the_endpoint():
+    c = _config()
+    c.JupyterHub.custom_scopes = {"custom:other:x": {"description": "kept"}}
+    hub_plugin.configure(c)
+    assert set(c.JupyterHub.custom_scopes) == {"custom:other:x", hub_plugin.SCOPE}
+    assert [h[0] for h in c.JupyterHub.extra_handlers] == [hub_plugin.ENDPOINT]
+    hub_plugin.configure(c)  # twice: still one handler
+    assert len(c.JupyterHub.extra_handlers) == 1
+
+
+def test_the_status_url_follows_the_service_url_and_base_url():
+    assert hub_plugin.status_url_of(_config("/jhub/"), "hubkeeper") == (
+        "http://10.0.0.5:10101/jhub/services/hubkeeper/api/v1/lockdown/status"
+    )
+    assert hub_plugin.status_url_of(_config(), "hubkeeper").endswith(
+        ":10101/services/hubkeeper/api/v1/lockdown/status"
+    )
+    with pytest.raises(ValueError, match="list the service"):
+        hub_plugin.configure(Config(), service="hubkeeper")
+
+
+async def test_the_lockdown_hook_runs_after_the_one_configured_before():
+    seen: list[str] = []
+
+    async def earlier(spawner: object) -> None:
+        seen.append("earlier")
+
+    c = _config()
+    c.Spawner.pre_spawn_hook = earlier
+    hub_plugin.configure(c, status_url="http://127.0.0.1:9/unreachable")
+    await c.Spawner.pre_spawn_hook(object())  # Hubkeeper unreachable: fails open
+    assert seen == ["earlier"]
+
+
+def test_pages_show_the_reason_escaped_before_the_configured_announcement():
+    c = _config()
+    c.JupyterHub.template_vars = {"announcement": "Maintenance Friday", "other": 1}
+    hub_plugin.configure(c, status_url="http://127.0.0.1:9/unreachable")
+    announce = c.JupyterHub.template_vars["announcement"]
+    assert c.JupyterHub.template_vars["other"] == 1
+    assert "announcement_home" not in c.JupyterHub.template_vars  # home falls back to it
+    status = announce.__closure__  # the LockdownStatus it reads
+    lockdown = next(
+        cell.cell_contents
+        for cell in status
+        if isinstance(cell.cell_contents, hub_plugin.LockdownStatus)
+    )
+    lockdown.checked_at = float("inf")  # no refresh: this test sets the answer
+    assert announce(None) == "Maintenance Friday"
+    lockdown.locked, lockdown.message = True, "Locked <script>x</script> & co"
+    assert announce(None) == (
+        "<strong>Locked:</strong> Locked &lt;script&gt;x&lt;/script&gt; &amp; co"
+        "<br>Maintenance Friday"
+    )
+
+
+def test_the_cli_prints_the_plugin_as_one_file(capsys):
+    from hubkeeper.cli import main
+
+    assert main(["hub-plugin"]) == 0
+    assert capsys.readouterr().out == PLUGIN.read_text()
