@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubkeeper.actions.audit import audit
-from hubkeeper.actions.stop import StopReason, stop_and_wait
+from hubkeeper.actions.stop import StopReason
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
 from hubkeeper.culler.settings import CullerSettings
@@ -211,8 +211,7 @@ class CullLog:
 # --- servers ---------------------------------------------------------------------------------
 async def _stop_one(hk: HubkeeperState, hub: HubClient, who: Actor, cull: Cull) -> Outcome:
     try:
-        done = await stop_and_wait(
-            hk,
+        done = await hk.stopper.stop_and_wait(
             who,
             cull.user,
             cull.server,
