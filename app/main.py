@@ -27,8 +27,8 @@ from hubkeeper.auth.secret import (
 )
 from hubkeeper.config import Settings
 from hubkeeper.console.routes import router as console_router
-from hubkeeper.culler import service as culler
 from hubkeeper.culler.routes import router as culler_router
+from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.health.routes import router as health_router
@@ -123,6 +123,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         history=recorder,
     )
     state.enforcer = enforcer
+    culler = state.culler = Culler(
+        hub=hub, engine=engine, stopper=stopper, servers=state.servers, settings=settings
+    )
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -160,8 +163,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(RECORDER, record_sessions, runs="leader"),
                 Loop(ENFORCER, enforcer.run, runs="leader"),
                 # the culler's periodic passes (each loop calls a single-pass function)
-                Loop(CULLER, lambda: culler.run_forever(state), runs="leader"),
-                Loop(KERNEL_CULLER, lambda: culler.run_kernels_forever(state), runs="leader"),
+                Loop(CULLER, culler.run_forever, runs="leader"),
+                Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
             ],
             leader,

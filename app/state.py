@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hubkeeper.actions.lockdown_state import LockdownState
     from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.auth.tokens import TokenCache
+    from hubkeeper.culler.service import Culler
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.health.routes import HubCheck
     from hubkeeper.history.recorder import SessionRecorder
@@ -49,7 +50,7 @@ class HubkeeperState:
     metrics_token_cache: TokenCache | None = None  # ops/routes.py: tokens for GET metrics
     metrics_registry: CollectorRegistry | None = None  # ops/routes.py
     health_hub_check: HubCheck | None = None  # health/routes.py
-    culler_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cull pass at a time
+    culler: Culler | None = None  # culler/service.py: routes' CullerDep (None in the CLI)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
