@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from hubkeeper import __version__
-from hubkeeper.actions.audit import keep_spool_flushed
+from hubkeeper.actions.audit import AuditTrail, keep_spool_flushed
 from hubkeeper.actions.lockdown_state import current as current_lockdown
+from hubkeeper.actions.spool import spool_at
+from hubkeeper.actions.stop import ServerStopper
 from hubkeeper.audit.routes import router as audit_router
 from hubkeeper.auth.routes import router as auth_router
 from hubkeeper.auth.secret import (
@@ -25,8 +27,8 @@ from hubkeeper.auth.secret import (
 )
 from hubkeeper.config import Settings
 from hubkeeper.console.routes import router as console_router
-from hubkeeper.culler import service as culler
 from hubkeeper.culler.routes import router as culler_router
+from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
@@ -91,19 +93,40 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         bulk_concurrency=settings.hub_bulk_concurrency,
         on_request=observe_hub_request,
     )
+    directory = UserDirectory(hub, settings)
+    recorder = SessionRecorder(engine)
+    directory.listeners.append(recorder.on_change)
+    trail = AuditTrail(engine, spool_at(settings.audit_spool_path))
+    stopper = ServerStopper(hub, engine, trail, recorder)
+    jobs = JobRegistry(
+        engine,
+        stopper=stopper,
+        directory=directory,
+        replica=settings.replica,
+        lost_after=settings.job_lost_after,
+    )
     state = HubkeeperState(
         settings=settings,
         engine=engine,
         hub=hub,
-        directory=UserDirectory(hub, settings),
-        jobs=JobRegistry(engine, replica=settings.replica, lost_after=settings.job_lost_after),
+        directory=directory,
+        jobs=jobs,
         cookie_secret=cookie_secret_before_database(settings),  # PostgreSQL: see lifespan
         servers=ServerGateway.from_settings(hub, settings),
+        stopper=stopper,
+        history=recorder,
     )
-    recorder = state.history = SessionRecorder(engine)
-    state.directory.listeners.append(recorder.on_change)
-    enforcer = Enforcer(state)
+    enforcer = Enforcer(
+        stopper,
+        directory,
+        lockdown=lambda: current_lockdown(state),
+        stopping=jobs.stopping,
+        history=recorder,
+    )
     state.enforcer = enforcer
+    culler = state.culler = Culler(
+        hub=hub, engine=engine, stopper=stopper, servers=state.servers, settings=settings
+    )
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -145,8 +168,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(RECORDER, record_sessions, runs="leader"),
                 Loop(ENFORCER, enforcer.run, runs="leader"),
                 # the culler's periodic passes (each loop calls a single-pass function)
-                Loop(CULLER, lambda: culler.run_forever(state), runs="leader"),
-                Loop(KERNEL_CULLER, lambda: culler.run_kernels_forever(state), runs="leader"),
+                Loop(CULLER, culler.run_forever, runs="leader"),
+                Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
             ],
             leader,

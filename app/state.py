@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from hubkeeper.actions.lockdown_state import LockdownState
+    from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.auth.tokens import TokenCache
+    from hubkeeper.culler.service import Culler
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.health.routes import HubCheck
     from hubkeeper.history.recorder import SessionRecorder
@@ -39,6 +41,7 @@ class HubkeeperState:
     jobs: JobRegistry
     cookie_secret: str
     servers: ServerGateway  # single-user servers: direct at the route target, own tokens
+    stopper: ServerStopper  # stops servers: intents, the session recorder, the audit record
     # What the capabilities keep per process, typed (was a dict of string keys): created by
     # create_app or on first use by the module named.
     lockdown: LockdownState | None = None  # actions/lockdown_state.py: the last one loaded
@@ -47,7 +50,7 @@ class HubkeeperState:
     metrics_token_cache: TokenCache | None = None  # ops/routes.py: tokens for GET metrics
     metrics_registry: CollectorRegistry | None = None  # ops/routes.py
     health_hub_check: HubCheck | None = None  # health/routes.py
-    culler_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cull pass at a time
+    culler: Culler | None = None  # culler/service.py: routes' CullerDep (None in the CLI)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
@@ -69,6 +72,9 @@ class HubkeeperState:
 
 def cli_state(settings: Settings) -> HubkeeperState:
     """A state for one command-line action: no loops, no session recorder."""
+    from hubkeeper.actions.audit import AuditTrail
+    from hubkeeper.actions.spool import spool_at
+    from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.db.engine import create_db_engine
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.jobs.registry import JobRegistry
@@ -83,14 +89,21 @@ def cli_state(settings: Settings) -> HubkeeperState:
         on_request=observe_hub_request,
     )
     engine = create_db_engine(settings.database_url)
+    directory = UserDirectory(hub, settings)
+    stopper = ServerStopper(hub, engine, AuditTrail(engine, spool_at(settings.audit_spool_path)))
     return HubkeeperState(
         settings=settings,
         engine=engine,
         hub=hub,
-        directory=UserDirectory(hub, settings),
+        directory=directory,
         jobs=JobRegistry(
-            engine, replica=f"cli:{settings.replica}", lost_after=settings.job_lost_after
+            engine,
+            stopper=stopper,
+            directory=directory,
+            replica=f"cli:{settings.replica}",
+            lost_after=settings.job_lost_after,
         ),
         cookie_secret="",
         servers=ServerGateway.from_settings(hub, settings),
+        stopper=stopper,
     )

@@ -81,14 +81,98 @@ def spool_of(hk: HubkeeperState) -> AuditSpool:
     return spool_at(hk.settings.audit_spool_path)
 
 
+class AuditTrail:
+    """Where audit events go: the database, and the local spool while it is unavailable.
+
+    What the actions and the system's loops hold instead of the whole state; `audit(hk, ...)`
+    is the same for callers that have the state at hand."""
+
+    def __init__(self, engine: Engine, spool: AuditSpool) -> None:
+        self.engine = engine
+        self.spool = spool
+
+    @classmethod
+    def of(cls, hk: HubkeeperState) -> AuditTrail:
+        """The trail of this Hubkeeper: its database and its spool file."""
+        return cls(hk.engine, spool_of(hk))
+
+    async def require_recordable(self, who: Actor) -> None:
+        """Before a person's action: raises DatabaseUnavailable (503
+        `database_unavailable`) unless the trail can be written now (the system's own actions
+        go on, their records spooled)."""
+        if who.via == "system":
+            return
+        if not await asyncio.to_thread(database_ok, self.engine):
+            log.warning("refused %s's action: the database is unavailable", who.name)
+            raise DatabaseUnavailable(NOT_RECORDABLE)
+
+    async def write(
+        self,
+        who: Actor,
+        action: str,
+        target: str,
+        *,
+        outcome: str = "ok",
+        detail: str = "",
+        error: str = "",
+    ) -> None:
+        """Write one audit event off the event loop; never raises. While the database is
+        unavailable the event is kept in the spool (fsynced) and written when it is back."""
+        event: dict[str, Any] = {
+            "event_id": uuid.uuid4().hex,
+            "at": utcnow(),
+            "actor": who.name,
+            "action": action,
+            "target": target,
+            "outcome": outcome,
+            "detail": detail,
+            "error": error,
+            "via": who.via,
+        }
+        spool = self.spool
+        try:
+            await asyncio.to_thread(record, self.engine, **event)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("could not write audit event %s %s by %s", action, target, who.name)
+                return
+            try:
+                await asyncio.to_thread(spool.append, event)
+            except OSError:
+                log.exception(
+                    "LOST audit event %s %s by %s: no database and no spool",
+                    action,
+                    target,
+                    who.name,
+                )
+                return
+            log.warning(
+                "database unavailable (%s): audit event %s %s by %s kept in %s",
+                summary(exc),
+                action,
+                target,
+                who.name,
+                spool.path,
+            )
+            return
+        if spool.pending():  # the database is back: write what it missed
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write the spooled events into the database; how many, 0 while it is still
+        unavailable. Never raises."""
+        try:
+            return await asyncio.to_thread(self.spool.drain, self.engine)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("could not write the audit spool %s", self.spool.path)
+            return 0
+
+
 async def require_recordable(hk: HubkeeperState, who: Actor) -> None:
     """Before a person's action: 503 `database_unavailable` unless the audit trail can be
     written now (the system's own actions go on, their records spooled)."""
-    if who.via == "system":
-        return
-    if not await asyncio.to_thread(database_ok, hk.engine):
-        log.warning("refused %s's action: the database is unavailable", who.name)
-        raise DatabaseUnavailable(NOT_RECORDABLE)
+    await AuditTrail.of(hk).require_recordable(who)
 
 
 async def audit(
@@ -103,61 +187,20 @@ async def audit(
 ) -> None:
     """Write one audit event off the event loop; never raises. While the database is
     unavailable the event is kept in the local spool (fsynced) and written when it is back."""
-    event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "at": utcnow(),
-        "actor": who.name,
-        "action": action,
-        "target": target,
-        "outcome": outcome,
-        "detail": detail,
-        "error": error,
-        "via": who.via,
-    }
-    spool = spool_of(hk)
-    try:
-        await asyncio.to_thread(record, hk.engine, **event)
-    except Exception as exc:
-        if not is_unavailable(exc):
-            log.exception("could not write audit event %s %s by %s", action, target, who.name)
-            return
-        try:
-            await asyncio.to_thread(spool.append, event)
-        except OSError:
-            log.exception(
-                "LOST audit event %s %s by %s: no database and no spool", action, target, who.name
-            )
-            return
-        log.warning(
-            "database unavailable (%s): audit event %s %s by %s kept in %s",
-            summary(exc),
-            action,
-            target,
-            who.name,
-            spool.path,
-        )
-        return
-    if spool.pending():  # the database is back: write what it missed
-        await flush_spool(hk)
+    await AuditTrail.of(hk).write(who, action, target, outcome=outcome, detail=detail, error=error)
 
 
 async def flush_spool(hk: HubkeeperState) -> int:
     """Write the spooled events into the database; 0 while it is still unavailable."""
-    spool = spool_of(hk)
-    try:
-        return await asyncio.to_thread(spool.drain, hk.engine)
-    except Exception as exc:
-        if not is_unavailable(exc):
-            log.exception("could not write the audit spool %s", spool.path)
-        return 0
+    return await AuditTrail.of(hk).flush()
 
 
 async def keep_spool_flushed(hk: HubkeeperState, interval: float = SPOOL_FLUSH_INTERVAL) -> None:
     """Every replica, forever: write spooled events once the database answers (seconds)."""
-    spool = spool_of(hk)
+    trail = AuditTrail.of(hk)
     while True:
-        if await asyncio.to_thread(spool.pending):
-            await flush_spool(hk)
+        if await asyncio.to_thread(trail.spool.pending):
+            await trail.flush()
         await asyncio.sleep(interval)
 
 

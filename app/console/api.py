@@ -151,7 +151,7 @@ async def stop_named(
 @router.post("/servers/stop-all", response_model=StopAllAccepted, status_code=202)
 async def stop_all(body: StopAllRequest, who: CurrentAdmin, hk: StateDep) -> StopAllAccepted:
     """Stop every running or starting server as a job; poll GET jobs/{job}."""
-    job = await hk.jobs.start_stop_all(hk, who, body.reason)
+    job = await hk.jobs.start_stop_all(who, body.reason)
     return StopAllAccepted(job=job.id, total=job.total)
 
 

@@ -31,7 +31,7 @@ async def stop_all(settings: Settings, *, reason: str, assume_yes: bool) -> int:
             if answer.strip().lower() != "yes":
                 print("Nothing was stopped.")
                 return 1
-        job = await hk.jobs.start_stop_all(hk, who, reason)
+        job = await hk.jobs.start_stop_all(who, reason)
         with ProgressBar("Stopping servers") as bar:
             while True:
                 bar.update(job.done, job.total)

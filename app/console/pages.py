@@ -277,7 +277,7 @@ async def stop_all(
         return _stop_all_form(
             request, hk, error="Give a reason: it is kept in the audit log with your name."
         )
-    job = await hk.jobs.start_stop_all(hk, who, reason[:1000])
+    job = await hk.jobs.start_stop_all(who, reason[:1000])
     return render(request, "console/_job.html", {"job": job})
 
 

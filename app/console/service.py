@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from hubkeeper.actions.audit import audit, require_recordable
 from hubkeeper.actions.lockdown_state import current as current_lockdown
-from hubkeeper.actions.stop import StopReason, stop_and_wait
+from hubkeeper.actions.stop import StopReason
 from hubkeeper.config import Settings
 from hubkeeper.errors import Conflict, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
@@ -149,8 +149,8 @@ async def stop_server(hk: HubkeeperState, who: Actor, user: str, server: str = "
         await audit(hk, who, "server.stop", target, outcome="failed", error=exc.detail)
         raise
     # audited by stop_and_wait; a server gone since the check is what was asked for
-    result = await stop_and_wait(
-        hk, who, user, server, reason=StopReason.ADMIN, client=hk.hub, audit_detail=""
+    result = await hk.stopper.stop_and_wait(
+        who, user, server, reason=StopReason.ADMIN, client=hk.hub, audit_detail=""
     )
     await _refresh_after(hk, user)
     return "pending" if result == "stopping" else "stopped"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from hubkeeper.culler import exemptions, records, service
+from hubkeeper.culler.deps import CullerDep
 from hubkeeper.culler.schemas import (
     CulledOut,
     CullList,
@@ -21,6 +22,7 @@ from hubkeeper.culler.schemas import (
     PlannedOut,
     RunOut,
 )
+from hubkeeper.culler.service import Culler
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, parse_when
@@ -31,36 +33,36 @@ from hubkeeper.web.strict import STRICT_QUERY
 router = APIRouter(prefix="/api/v1", tags=["culler"], dependencies=STRICT_QUERY)
 
 
-async def _settings_out(hk: Any) -> dict[str, Any]:
-    cur = await service.current(hk)
+async def _settings_out(culler: Culler) -> dict[str, Any]:
+    cur = await culler.current()
     out: dict[str, Any] = cur.settings.model_dump()
-    out["last_run"] = await service.last_run(hk)
+    out["last_run"] = await culler.last_run()
     return out
 
 
 @router.get("/culler")
-async def get_culler(who: CurrentReader, hk: StateDep) -> dict[str, Any]:
+async def get_culler(who: CurrentReader, culler: CullerDep) -> dict[str, Any]:
     """The culler settings in force (saved, else the HUBKEEPER_CULL_* defaults) and
     `last_run` (read-only)."""
-    return await _settings_out(hk)
+    return await _settings_out(culler)
 
 
 @router.put("/culler")
-async def put_culler(request: Request, who: CurrentAdmin, hk: StateDep) -> dict[str, Any]:
+async def put_culler(request: Request, who: CurrentAdmin, culler: CullerDep) -> dict[str, Any]:
     """Replace the whole settings object (`last_run` ignored). 422 `invalid_settings` on
     any bad value, nothing changed. Applies from the next pass; audited with the diff."""
     try:
         body = json.loads(await request.body() or b"null")
     except ValueError:
         raise BadInput("The body must be JSON", code="invalid_settings") from None
-    await service.update_settings(hk, who, body)
-    return await _settings_out(hk)
+    await culler.update_settings(who, body)
+    return await _settings_out(culler)
 
 
 @router.get("/culler/preview", response_model=list[PlannedOut])
 async def preview(
     who: CurrentReader,
-    hk: StateDep,
+    culler: CullerDep,
     within: Annotated[
         int,
         Query(ge=0, le=service.WITHIN_MAX, description="seconds from now (0 to 30 days)"),
@@ -68,14 +70,14 @@ async def preview(
 ) -> list[PlannedOut]:
     """Who a pass would cull now, or — with `within` (seconds) — by then if they stay idle:
     servers and kernels. Changes nothing."""
-    planned, _errors = await service.preview(hk, within=within)
+    planned, _errors = await culler.preview(within=within)
     return [PlannedOut(**c.as_dict()) for c in planned]
 
 
 @router.post("/culler/run", response_model=RunOut)
-async def run(who: CurrentAdmin, hk: StateDep) -> RunOut:
+async def run(who: CurrentAdmin, culler: CullerDep) -> RunOut:
     """One pass now (servers, then kernels), whatever `enabled` says; audited as the admin."""
-    result = await service.run_once(hk, who)
+    result = await culler.run_once(who)
     return RunOut(
         culled=[
             CulledOut(
@@ -142,18 +144,18 @@ async def list_exemptions(
 
 
 @router.post("/exemptions", response_model=ExemptionOut, status_code=201, responses=errors(404))
-async def add_exemption(body: ExemptionIn, who: CurrentAdmin, hk: StateDep) -> ExemptionOut:
+async def add_exemption(body: ExemptionIn, who: CurrentAdmin, culler: CullerDep) -> ExemptionOut:
     """Exempt a user or a group from culling (servers and kernels), with a reason and an
     optional `until`."""
     until = parse_when(body.until, "until", end=True)
-    row = await service.add_exemption(
-        hk, who, user=body.user, group=body.group, reason=body.reason, until=until
+    row = await culler.add_exemption(
+        who, user=body.user, group=body.group, reason=body.reason, until=until
     )
     return ExemptionOut.of(row, utcnow())
 
 
 @router.delete("/exemptions/{exemption_id}", status_code=204, responses=errors(409))
-async def delete_exemption(exemption_id: RowId, who: CurrentAdmin, hk: StateDep) -> Response:
+async def delete_exemption(exemption_id: RowId, who: CurrentAdmin, culler: CullerDep) -> Response:
     """End an exemption now (404 unknown, 409 already deleted); it stays on record."""
-    await service.delete_exemption(hk, who, exemption_id)
+    await culler.delete_exemption(who, exemption_id)
     return Response(status_code=204)

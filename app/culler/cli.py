@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hubkeeper.config import Settings
-from hubkeeper.culler import service
 from hubkeeper.culler.decide import Cull
+from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import migrate
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor
@@ -64,13 +64,14 @@ async def cull(settings: Settings, *, dry_run: bool) -> int:
     """Exit codes: 0 done, 1 some culls failed, 3 the hub or the database could not be used."""
     await asyncio.to_thread(migrate, settings.database_url)
     hk = cli_state(settings)
+    culler = Culler.of(hk)
     who = SystemActor(name=f"cli:{getpass.getuser()}", via="cli")
     console = Console()
     if not console.is_terminal:  # a pipe or a file: do not wrap names at 80 columns
         console = Console(width=max(console.width, 200))
     try:
         if dry_run:
-            planned, errors = await service.preview(hk)
+            planned, errors = await culler.preview()
             if not planned:
                 console.print("Nothing would be culled now.")
             else:
@@ -82,7 +83,7 @@ async def cull(settings: Settings, *, dry_run: bool) -> int:
                 )
             return 0
         with ProgressBar("Culling", console=console) as bar:
-            result = await service.run_once(hk, who, progress=bar.update)
+            result = await culler.run_once(who, progress=bar.update)
         if result.servers.error:
             print(f"hubkeeper: {result.servers.error}", file=sys.stderr)
             return 3

@@ -14,7 +14,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.culler import exemptions, records, service
+from hubkeeper.culler.deps import CullerDep
 from hubkeeper.culler.policy import next_pass_at, policy_sentence
+from hubkeeper.culler.service import Culler
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import as_utc, utcnow
@@ -66,8 +68,8 @@ def _within(request: Request) -> int:
     return max(0, min(value, service.WITHIN_MAX))
 
 
-async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any]:
-    cur = await service.current(hk)
+async def _culler_context(hk: HubkeeperState, culler: Culler, request: Request) -> dict[str, Any]:
+    cur = await culler.current()
     runs = await asyncio.to_thread(records.last_runs, hk.engine)
     within = _within(request)
     with_kernels = text_param(request.query_params, "kernels") == "1"
@@ -75,7 +77,7 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
     planned: list[Any] = []
     unreachable: list[dict[str, str]] = []
     try:
-        planned, unreachable = await service.preview(hk, within=within, kernels=with_kernels)
+        planned, unreachable = await culler.preview(within=within, kernels=with_kernels)
     except HubkeeperError as exc:
         preview_error = exc.detail
     rows, _total = await asyncio.to_thread(exemptions.listing, hk.engine, limit=200)
@@ -113,10 +115,12 @@ async def _culler_context(hk: HubkeeperState, request: Request) -> dict[str, Any
 
 
 @router.get("/culler")
-async def culler_page(request: Request, who: CurrentReader, hk: StateDep) -> Response:
+async def culler_page(
+    request: Request, who: CurrentReader, hk: StateDep, culler: CullerDep
+) -> Response:
     """The culler's settings, last runs, preview and exemptions."""
     refuse_unknown(request.query_params, CULLER_PAGE_PARAMS)
-    return render(request, "culler/culler.html", await _culler_context(hk, request))
+    return render(request, "culler/culler.html", await _culler_context(hk, culler, request))
 
 
 def _flag(form: Any, name: str) -> bool:
@@ -153,7 +157,9 @@ def _group_timeouts(text: str) -> object:
 
 
 @router.post("/culler/settings")
-async def save_settings(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
+async def save_settings(
+    request: Request, who: CurrentAdmin, hk: StateDep, culler: CullerDep
+) -> Response:
     """Save the settings form (the whole object, validated; 422 shows what is wrong)."""
     form = await request.form()
     body = {
@@ -174,27 +180,28 @@ async def save_settings(request: Request, who: CurrentAdmin, hk: StateDep) -> Re
             "cull_connected": _flag(form, "kernels_cull_connected"),
         },
     }
-    await service.update_settings(hk, who, body)
+    await culler.update_settings(who, body)
     return _reload(request, hk.settings.service_prefix + "culler?saved=1")
 
 
 @router.post("/culler/run")
-async def run_now(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
+async def run_now(request: Request, who: CurrentAdmin, hk: StateDep, culler: CullerDep) -> Response:
     """Cull now (after the confirm dialog): one pass, then back to the page with the result."""
-    result = await service.run_once(hk, who)
+    result = await culler.run_once(who)
     ran = f"{len(result.culled())}-{len(result.errors())}"
     return _reload(request, hk.settings.service_prefix + f"culler?ran={ran}")
 
 
 @router.post("/culler/exemptions")
-async def add_exemption(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
+async def add_exemption(
+    request: Request, who: CurrentAdmin, hk: StateDep, culler: CullerDep
+) -> Response:
     """Exempt a user or a group (reason required, until optional: a day or a date-time)."""
     form = await request.form()
     kind = str(form.get("kind", "user"))
     name = str(form.get("name", "")).strip()
     until = parse_when(str(form.get("until", "")), "until", end=True)
-    await service.add_exemption(
-        hk,
+    await culler.add_exemption(
         who,
         user=name if kind == "user" else None,
         group=name if kind == "group" else None,
@@ -206,10 +213,10 @@ async def add_exemption(request: Request, who: CurrentAdmin, hk: StateDep) -> Re
 
 @router.post("/culler/exemptions/{exemption_id}/delete")
 async def delete_exemption(
-    request: Request, exemption_id: RowId, who: CurrentAdmin, hk: StateDep
+    request: Request, exemption_id: RowId, who: CurrentAdmin, hk: StateDep, culler: CullerDep
 ) -> Response:
     """End an exemption now."""
-    await service.delete_exemption(hk, who, exemption_id)
+    await culler.delete_exemption(who, exemption_id)
     return _reload(request, hk.settings.service_prefix + "culler#exemptions-heading")
 
 

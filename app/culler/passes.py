@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hubkeeper.actions.audit import audit
-from hubkeeper.actions.stop import StopReason, stop_and_wait
+from hubkeeper.actions.stop import StopReason
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
 from hubkeeper.culler.settings import CullerSettings
@@ -29,8 +28,11 @@ from hubkeeper.kit.clock import utcnow
 from hubkeeper.loops.retry import cancel_and_wait
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from hubkeeper.actions.audit import AuditTrail
+    from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.hub.client import HubClient
-    from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,8 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 
 class KernelGateway(Protocol):
-    """What the kernel pass needs from `hk.servers` (app/hub/servers.py, the server
-    gateway): direct calls to a user's server that never count as the user's activity."""
+    """What the kernel pass needs from the server gateway (`hk.servers`,
+    app/hub/servers.py): direct calls to a user's server that never count as the user's activity."""
 
     async def list_kernels(self, user: str, server: str) -> list[dict[str, Any]]: ...
 
@@ -101,7 +103,7 @@ def _wanted(user: HubUser, only: Collection[str] | None) -> bool:
     return only is None or user.name in only
 
 
-async def _record_run(hk: HubkeeperState, result: PassResult, started: datetime, who: Actor):
+async def _record_run(engine: Engine, result: PassResult, started: datetime, who: Actor) -> None:
     if result.dry_run:
         return
     run = CullRun(
@@ -116,7 +118,7 @@ async def _record_run(hk: HubkeeperState, result: PassResult, started: datetime,
         error=result.error,
     )
     try:
-        await asyncio.to_thread(records.add_run, hk.engine, run)
+        await asyncio.to_thread(records.add_run, engine, run)
     except Exception:
         log.exception("could not record the culler's %s pass", result.kind)
 
@@ -126,8 +128,8 @@ class CullLog:
     `FLUSH_S` seconds (and at the end of the pass) instead of two per cull, so a pass of
     hundreds of stops spends its time on the hub, not on the database. `async with` it."""
 
-    def __init__(self, hk: HubkeeperState, who: Actor, settings_json: str) -> None:
-        self.hk, self.who, self.settings_json = hk, who, settings_json
+    def __init__(self, engine: Engine, who: Actor, settings_json: str) -> None:
+        self.engine, self.who, self.settings_json = engine, who, settings_json
         self._pending: list[Outcome] = []
         self._task: asyncio.Task[None] | None = None
         self._ahead: dict[int, int] = {}  # id(cull) → its written-ahead record
@@ -143,9 +145,7 @@ class CullLog:
             actor=self.who.name,
         )
         try:
-            self._ahead[id(cull)] = await asyncio.to_thread(
-                records.add_pending, self.hk.engine, event
-            )
+            self._ahead[id(cull)] = await asyncio.to_thread(records.add_pending, self.engine, event)
         except Exception:
             log.exception("could not record the cull of %s before it", cull.user)
 
@@ -172,7 +172,7 @@ class CullLog:
             return
         rows = [(self._ahead.pop(id(o.cull), None), *self._rows(o)) for o in batch]
         try:
-            await asyncio.to_thread(records.settle_batch, self.hk.engine, rows)
+            await asyncio.to_thread(records.settle_batch, self.engine, rows)
         except Exception:
             log.exception("could not record %d culls", len(batch))
 
@@ -209,16 +209,17 @@ class CullLog:
 
 
 # --- servers ---------------------------------------------------------------------------------
-async def _stop_one(hk: HubkeeperState, hub: HubClient, who: Actor, cull: Cull) -> Outcome:
+async def _stop_one(
+    stopper: ServerStopper, hub: HubClient, who: Actor, cull: Cull, wait_s: float
+) -> Outcome:
     try:
-        done = await stop_and_wait(
-            hk,
+        done = await stopper.stop_and_wait(
             who,
             cull.user,
             cull.server,
             reason=StopReason.CULLED,
             client=hub,
-            wait_s=hk.settings.cull_stop_timeout,
+            wait_s=wait_s,
         )  # recorded by the pass's CullLog, not audited here
         if done == "gone":
             label = server_label(cull.user, cull.server)
@@ -233,15 +234,15 @@ async def _stop_one(hk: HubkeeperState, hub: HubClient, who: Actor, cull: Cull) 
         return Outcome(cull, ok=False, error=f"{type(exc).__name__}: {exc}")
 
 
-async def _delete_user(hk: HubkeeperState, hub: HubClient, who: Actor, doomed: UserCull) -> str:
+async def _delete_user(trail: AuditTrail, hub: HubClient, who: Actor, doomed: UserCull) -> str:
     """Delete a user whose servers have all stopped; '' on success, else the error."""
     inactive = "unknown" if doomed.inactive_s is None else f"{doomed.inactive_s:.0f} s"
     try:
         await hub.delete_user(doomed.user)
     except HubkeeperError as exc:
-        await audit(hk, who, "user.cull", doomed.user, outcome="failed", error=exc.detail)
+        await trail.write(who, "user.cull", doomed.user, outcome="failed", error=exc.detail)
         return exc.detail
-    await audit(hk, who, "user.cull", doomed.user, detail=f"reason: {doomed.reason}; {inactive}")
+    await trail.write(who, "user.cull", doomed.user, detail=f"reason: {doomed.reason}; {inactive}")
     return ""
 
 
@@ -262,9 +263,12 @@ def plan_user(
 
 
 async def servers_pass(
-    hk: HubkeeperState,
     cfg: CullerSettings,
     *,
+    hub: HubClient,
+    engine: Engine,
+    stopper: ServerStopper,
+    stop_timeout: float,
     now: datetime | None = None,
     who: Actor = CULLER,
     users: Collection[str] | None = None,
@@ -272,24 +276,29 @@ async def servers_pass(
     progress: Progress | None = None,
 ) -> PassResult:
     """One pass over the hub's running servers. `users` limits it to those names (tests,
-    scripts). A hub that is down ends the pass at once with `error` set (and recorded)."""
+    scripts). A hub that is down ends the pass at once with `error` set (and recorded).
+
+    `hub`: the hub client (the pass takes a budget of its own from it); `engine`: the
+    database of exemptions and cull records; `stopper` stops the servers, waiting up to
+    `stop_timeout` seconds for each (its audit trail records user deletions). Never raises
+    for one user's failure (an error entry); a database error reading exemptions raises."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
     result = PassResult("servers", now, dry_run)
-    exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+    exempt = await asyncio.to_thread(exemptions.in_force, engine, now)
     limit = asyncio.Semaphore(cfg.concurrency)
     # Hub calls of this pass have a budget of their own, as wide as `concurrency`: never
     # queued behind (nor delaying) sign-ins and pages, nor capped by other bulk work.
-    hub = hk.hub.budget(cfg.concurrency)
-    cull_log = CullLog(hk, who, cfg.as_json())
+    hub = hub.budget(cfg.concurrency)
+    cull_log = CullLog(engine, who, cfg.as_json())
     total = done = 0
 
     async def cull(one: Cull) -> Outcome:
         nonlocal done
         async with limit:
             await cull_log.begin(one)
-            outcome = await _stop_one(hk, hub, who, one)
+            outcome = await _stop_one(stopper, hub, who, one, stop_timeout)
         result.outcomes.append(outcome)
         cull_log.add(outcome)
         done += 1
@@ -301,7 +310,7 @@ async def servers_pass(
         outcomes = await asyncio.gather(*(cull(c) for c in culls))
         if doomed is not None and all(o.ok for o in outcomes):
             async with limit:
-                error = await _delete_user(hk, hub, who, doomed)
+                error = await _delete_user(stopper.trail, hub, who, doomed)
             if error:
                 result.errors.append({"user": doomed.user, "server": "", "error": error})
             else:
@@ -337,7 +346,7 @@ async def servers_pass(
         async with cull_log:
             await asyncio.gather(*tasks)
     result.duration_s = time.monotonic() - clock
-    await _record_run(hk, result, started, who)
+    await _record_run(engine, result, started, who)
     return result
 
 
@@ -358,18 +367,20 @@ KERNELS_NEED_PROXY_API = (
 )
 
 
-def _gateway(hk: HubkeeperState) -> KernelGateway | None:
-    """The server gateway, when it reaches servers directly (never through the proxy)."""
-    gateway = getattr(hk, "servers", None)
-    if gateway is None or getattr(gateway, "mode", "proxy_api") != "proxy_api":
+def direct_gateway(servers: KernelGateway | None) -> KernelGateway | None:
+    """The server gateway, when it reaches servers directly (never through the proxy);
+    None otherwise (then the kernel pass refuses to run)."""
+    if servers is None or getattr(servers, "mode", "proxy_api") != "proxy_api":
         return None
-    return gateway
+    return servers
 
 
 async def kernels_pass(
-    hk: HubkeeperState,
     cfg: CullerSettings,
     *,
+    hub: HubClient,
+    engine: Engine,
+    gateway: KernelGateway | None,
     now: datetime | None = None,
     who: Actor = CULLER,
     users: Collection[str] | None = None,
@@ -378,21 +389,25 @@ async def kernels_pass(
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
     the server, never counted as activity). A server whose API fails is skipped and noted in
-    `errors`; the others go on."""
+    `errors`; the others go on.
+
+    `hub`: the hub client (its bulk budget lists the users); `engine`: the database of
+    exemptions and cull records; `gateway`: `direct_gateway(...)`, None when servers cannot
+    be reached directly (the pass then ends with `error` set). Never raises for one server's
+    failure."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
     result = PassResult("kernels", now, dry_run)
-    gateway = _gateway(hk)
     try:
         if gateway is None:
             raise HubkeeperError(KERNELS_NEED_PROXY_API, code="server_unreachable", status_code=503)
-        listed = await _list_users(hk.hub.bulk, with_inactive=False)
-        exempt = await asyncio.to_thread(exemptions.in_force, hk.engine, now)
+        listed = await _list_users(hub.bulk, with_inactive=False)
+        exempt = await asyncio.to_thread(exemptions.in_force, engine, now)
     except HubkeeperError as exc:
         result.error = exc.detail
         result.duration_s = time.monotonic() - clock
-        await _record_run(hk, result, started, who)
+        await _record_run(engine, result, started, who)
         return result
 
     targets: list[tuple[HubUser, HubServer]] = []
@@ -412,7 +427,7 @@ async def kernels_pass(
     if progress:
         progress(0, total)
     limit = asyncio.Semaphore(cfg.concurrency)
-    cull_log = CullLog(hk, who, cfg.as_json())
+    cull_log = CullLog(engine, who, cfg.as_json())
     assert gateway is not None
 
     async def one_server(user: HubUser, server: HubServer) -> None:
@@ -450,5 +465,5 @@ async def kernels_pass(
     async with cull_log:
         await asyncio.gather(*(one_server(u, s) for u, s in targets))
     result.duration_s = time.monotonic() - clock
-    await _record_run(hk, result, started, who)
+    await _record_run(engine, result, started, who)
     return result

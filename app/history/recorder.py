@@ -22,9 +22,9 @@ The directory applies hub answers in the order they were asked for (`UserDirecto
 at most one open session per server (a partial unique index).
 
 Stop reasons: "admin" / "lockdown" / "culled" when Hubkeeper stopped the server
-(`hubkeeper.actions.stop.stop_recorded` calls `expect_stop` and stores a stop intent in the
-database just before the hub is asked, so the replica recording the stop finds it whichever
-replica asked), else "unknown" (the user, the hub, a crash: we cannot tell).
+(`hubkeeper.actions.stop.ServerStopper.stop_recorded` calls `expect_stop` and stores a stop
+intent in the database just before the hub is asked, so the replica recording the stop finds it
+whichever replica asked), else "unknown" (the user, the hub, a crash: we cannot tell).
 """
 
 from __future__ import annotations

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from hubkeeper.actions.audit import audit, require_recordable
-from hubkeeper.actions.stop import StopReason, stop_and_wait
+from hubkeeper.actions.stop import ServerStopper, StopReason
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.jobs import store
 from hubkeeper.jobs.store import Job
@@ -25,7 +24,7 @@ from hubkeeper.kit.actors import Actor, target_of
 from hubkeeper.kit.clock import utcnow
 
 if TYPE_CHECKING:
-    from hubkeeper.state import HubkeeperState
+    from hubkeeper.directory.store import UserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,18 @@ __all__ = ["Job", "JobRegistry"]
 
 
 class JobRegistry:
-    """Jobs shared through the database; `hk.jobs`."""
+    """Jobs shared through the database; `hk.jobs`.
+
+    `stopper` and `directory` run the stop-all jobs (which servers run, stopping them); a
+    registry built without them only reads jobs (`get`, `all`) and refuses to start one.
+    Times in seconds."""
 
     def __init__(
         self,
         engine: Engine,
         *,
+        stopper: ServerStopper | None = None,
+        directory: UserDirectory | None = None,
         replica: str = "",
         stop_concurrency: int = STOP_CONCURRENCY,
         stop_wait: float = STOP_WAIT,
@@ -54,6 +59,8 @@ class JobRegistry:
         heartbeat: float = HEARTBEAT,
     ) -> None:
         self.engine = engine
+        self.stopper = stopper
+        self.directory = directory
         self.replica = replica
         self.stop_concurrency = stop_concurrency
         self.stop_wait = stop_wait
@@ -81,9 +88,13 @@ class JobRegistry:
     def _new_id() -> str:
         return secrets.token_urlsafe(9)
 
+    def _runner(self) -> tuple[ServerStopper, UserDirectory]:
+        if self.stopper is None or self.directory is None:
+            raise RuntimeError("this JobRegistry reads jobs only: built without a stopper")
+        return self.stopper, self.directory
+
     async def start_stop_all(
         self,
-        hk: HubkeeperState,
         who: Actor,
         reason: str,
         *,
@@ -92,13 +103,17 @@ class JobRegistry:
         """Snapshot the running and starting servers (fresh from the hub) and stop them all.
 
         `reason`: the person's words (audited, shown with the job); `stop_reason`: what the
-        sessions record (`lockdown` when a lockdown stops every server)."""
-        await require_recordable(hk, who)
+        sessions record (`lockdown` when a lockdown stops every server).
+
+        Raises DatabaseUnavailable (503) when a person's action cannot be audited, and what
+        reading the hub's active servers raises (503 `hub_unavailable`, audited); RuntimeError
+        on a registry built without a stopper."""
+        stopper, directory = self._runner()
+        await stopper.trail.require_recordable(who)
         try:
-            await hk.directory.refresh_active()
+            await directory.refresh_active()
         except HubkeeperError as exc:
-            await audit(
-                hk,
+            await stopper.trail.write(
                 who,
                 "servers.stop_all",
                 "*",
@@ -107,7 +122,7 @@ class JobRegistry:
                 error=exc.detail,
             )
             raise
-        rows, _ = hk.directory.query_rows(status="active", limit=10**9)
+        rows, _ = directory.query_rows(status="active", limit=10**9)
         targets = [(r.user, r.server) for r in rows if r.status in ("running", "starting")]
         job = Job(
             id=self._new_id(),
@@ -121,7 +136,7 @@ class JobRegistry:
         self.stopping.update(targets)
         await asyncio.to_thread(store.insert, self.engine, job, keep_finished=self.keep_finished)
         task = asyncio.create_task(
-            self._stop_all(hk, who, job, targets, stop_reason), name=f"hubkeeper-job-{job.id}"
+            self._stop_all(who, job, targets, stop_reason), name=f"hubkeeper-job-{job.id}"
         )
         self._tasks[job.id] = task
 
@@ -144,7 +159,6 @@ class JobRegistry:
 
     async def _stop_all(
         self,
-        hk: HubkeeperState,
         who: Actor,
         job: Job,
         targets: list[tuple[str, str]],
@@ -158,7 +172,7 @@ class JobRegistry:
                     if self._closing:
                         error = SHUT_DOWN
                     else:
-                        error = await self._stop_one(hk, who, user, server, stop_reason)
+                        error = await self._stop_one(who, user, server, stop_reason)
             finally:
                 self.stopping.discard((user, server))
             if error:
@@ -188,8 +202,8 @@ class JobRegistry:
             errors = "; ".join(
                 f"{target_of(f['user'], f['server'])}: {f['error']}" for f in job.failed
             )
-            await audit(
-                hk,
+            stopper, _directory = self._runner()
+            await stopper.trail.write(
                 who,
                 "servers.stop_all",
                 "*",
@@ -198,18 +212,16 @@ class JobRegistry:
                 error=errors[:4000],
             )
 
-    async def _stop_one(
-        self, hk: HubkeeperState, who: Actor, user: str, server: str, reason: StopReason
-    ) -> str:
+    async def _stop_one(self, who: Actor, user: str, server: str, reason: StopReason) -> str:
         """Stop one server and wait for a pending stop; returns an error text or ""."""
+        stopper, directory = self._runner()
         try:
-            await stop_and_wait(
-                hk,
+            await stopper.stop_and_wait(
                 who,
                 user,
                 server,
                 reason=reason,
-                client=hk.hub.bulk,
+                client=stopper.hub.bulk,
                 wait_s=self.stop_wait,
                 audit_detail="stop-all",
             )
@@ -218,13 +230,13 @@ class JobRegistry:
         except Exception as exc:  # one server's surprise must not end the job
             target = target_of(user, server)
             log.exception("stop-all: stopping %s failed", target)
-            await audit(
-                hk, who, "server.stop", target, outcome="failed", error=str(exc), detail="stop-all"
+            await stopper.trail.write(
+                who, "server.stop", target, outcome="failed", error=str(exc), detail="stop-all"
             )
             return f"{type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(HubkeeperError):
-                await hk.directory.refresh_user(user, bulk=True)
+                await directory.refresh_user(user, bulk=True)
         return ""
 
     async def shutdown(self, grace: float = 0.0) -> None:

@@ -32,16 +32,19 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from hubkeeper.actions.audit import audit
-from hubkeeper.actions.lockdown_state import LockdownState, current
-from hubkeeper.actions.stop import StopReason, stop_and_wait
+from hubkeeper.actions.lockdown_state import LockdownState
+from hubkeeper.actions.stop import StopReason
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.actors import SystemActor, target_of
 from hubkeeper.kit.clock import as_utc, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.directory.rows import ServerRow
-    from hubkeeper.state import HubkeeperState
+    from hubkeeper.directory.store import UserDirectory
+    from hubkeeper.history.recorder import SessionRecorder
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,30 @@ def must_stop(row: ServerRow, state: LockdownState) -> bool:
 
 class Enforcer:
     """`hk.enforcer`; `run()` is the lifespan task, `enforce_once()` one
-    pass (for tests), `drain()` waits for the stops under way (at shutdown)."""
+    pass (for tests), `drain()` waits for the stops under way (at shutdown).
 
-    def __init__(self, hk: HubkeeperState, *, interval: float = ENFORCE_SECONDS) -> None:
-        self.hk = hk
+    `stopper` stops the servers (bulk budget, audited as `lockdown`); `directory` lists the
+    active servers; `lockdown()` answers the lockdown as last loaded (it changes while this
+    runs); `stopping`: the servers a stop-all job or this enforcement is stopping (the job
+    registry's set, shared: whoever comes second leaves them alone); `history`: the session
+    recorder (None: no sessions recorded, no waiting for it to take stock). `interval` in
+    seconds between passes."""
+
+    def __init__(
+        self,
+        stopper: ServerStopper,
+        directory: UserDirectory,
+        *,
+        lockdown: Callable[[], LockdownState],
+        stopping: set[Key],
+        history: SessionRecorder | None = None,
+        interval: float = ENFORCE_SECONDS,
+    ) -> None:
+        self.stopper = stopper
+        self.directory = directory
+        self.lockdown = lockdown
+        self.stopping = stopping
+        self.history = history
         self.interval = interval
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._candidates: set[Key] = set()  # seen to stop in the last pass
@@ -97,7 +120,7 @@ class Enforcer:
 
         Raises HubUnavailable when the hub's active servers cannot be read.
         """
-        state = current(self.hk)
+        state = self.lockdown()
         if not state.active or state.id != self._lock_id:
             self._failed.clear()
             self._candidates.clear()
@@ -105,12 +128,12 @@ class Enforcer:
             self._lock_id = state.id
         if not state.active:
             return []
-        history = self.hk.history
+        history = self.history
         if history is not None and not history.reconciled:
             # Not before the session history has taken stock: a server stopped now would
             # never get the session it ran (started while Hubkeeper was down).
             return []
-        directory = self.hk.directory
+        directory = self.directory
         lag = directory.lag_seconds()
         if lag is None or lag > self.interval:  # else the active sync just read the same
             await directory.refresh_active()
@@ -130,7 +153,7 @@ class Enforcer:
             if not (key in self._marked or must_stop(row, state)) or key in self._tasks:
                 continue
             self._marked.add(key)
-            if key in self.hk.jobs.stopping:  # a stop-all job is on it already
+            if key in self.stopping:  # a stop-all job is on it already
                 continue
             self._candidates.add(key)
             if young and key not in previous:
@@ -147,16 +170,15 @@ class Enforcer:
     async def _stop(self, key: Key, state: LockdownState) -> None:
         user, server = key
         target = target_of(user, server)
-        jobs = self.hk.jobs
-        jobs.stopping.add(key)
+        stopper = self.stopper
+        self.stopping.add(key)
         try:
-            done = await stop_and_wait(
-                self.hk,
+            done = await stopper.stop_and_wait(
                 LOCKDOWN_ACTOR,
                 user,
                 server,
                 reason=StopReason.LOCKDOWN,
-                client=self.hk.hub.bulk,
+                client=stopper.hub.bulk,
                 audit_detail=f"lockdown enforcement ({state.reason})",
             )
             if done != "gone":
@@ -167,8 +189,7 @@ class Enforcer:
         except Exception as exc:  # one server's surprise must not stop the others
             self._failed[key] = time.monotonic()
             log.exception("lockdown enforcement: stopping %s failed", target)
-            await audit(
-                self.hk,
+            await stopper.trail.write(
                 LOCKDOWN_ACTOR,
                 "server.stop",
                 target,
@@ -177,18 +198,18 @@ class Enforcer:
                 error=f"{type(exc).__name__}: {exc}",
             )
         finally:
-            jobs.stopping.discard(key)
+            self.stopping.discard(key)
             self._tasks.pop(key, None)
             with contextlib.suppress(HubkeeperError):
-                fresh = await self.hk.directory.refresh_user(user, bulk=True)
+                fresh = await self.directory.refresh_user(user, bulk=True)
                 found = fresh.servers.get(server) if fresh is not None else None
-                if self.hk.history is not None and (
+                if self.history is not None and (
                     found is None or found.status not in ("running", "stopping")
                 ):
                     # Down now: a session it ran was closed as a lockdown stop just above
                     # (the refresh's transition); an interrupted spawn never had one, and
                     # its next run's stop must not be taken for ours.
-                    self.hk.history.forget_stop(user, server)
+                    self.history.forget_stop(user, server)
 
     async def drain(self, grace: float) -> None:
         """Let the stops under way finish (up to `grace` s), then cancel what is left."""

@@ -173,7 +173,7 @@ async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: boo
         return LockResult(state, None)
     try:
         job = await hk.jobs.start_stop_all(
-            hk, who, f"lockdown: {reason}", stop_reason=StopReason.LOCKDOWN
+            who, f"lockdown: {reason}", stop_reason=StopReason.LOCKDOWN
         )
     except HubkeeperError as exc:
         # The lock holds; only the stopping failed (audited by the job as servers.stop_all).

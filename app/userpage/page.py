@@ -77,7 +77,7 @@ async def _servers(
     rows = hk.directory.rows_for(user.name) or rows_of(user, hk.settings.hub_base_url or "/")
     now = utcnow()
     try:
-        cfg = (await culler.current(hk)).settings
+        cfg = (await culler.current_settings(hk.engine, hk.settings)).settings
     except HubkeeperError as exc:  # the database is down: the servers still show
         return [ServerView(r, Outlook("none", "unknown")) for r in rows], exc.detail
     reason = _exempt_reason(applying, user, now)

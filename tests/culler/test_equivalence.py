@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hubkeeper.culler.passes import servers_pass
+from hubkeeper.culler.service import Culler
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.engine import migrate
 from hubkeeper.kit.clock import iso_utc, utcnow
@@ -97,7 +97,9 @@ async def decide_both(hub, tmp_path: Path, scenario, ours: dict, theirs: dict, *
     now = later(100)
     try:
         cfg = CullerSettings(timeout_s=common["timeout"], max_age_s=common["max_age"], **ours)
-        result = await servers_pass(hk, cfg, now=now, users=scenario["users"], dry_run=True)
+        result = await Culler.of(hk).servers_pass(
+            cfg, now=now, users=scenario["users"], dry_run=True
+        )
         assert not result.error
         mine = hubkeeper_decisions(result)
         theirs_found = await idle_culler_decisions(

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from hubkeeper.culler import passes
 from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.errors import HubError
 from tests.conftest import build_settings
@@ -88,7 +87,7 @@ def test_kernel_culled_server_stays_connected_kept_activity_untouched(client, ac
             before = server_activity(hub, user)
 
             settings = cfg(kernels={"enabled": True, "timeout_s": 60})
-            result = call(client, passes.kernels_pass, hk, settings, now=later(100), users={user})
+            result = call(client, hk.culler.kernels_pass, settings, now=later(100), users={user})
             assert [(c.kernel_id, c.reason) for c in result.culled] == [(idle_kernel, "idle")]
             assert not result.error_items()
             left = [k["id"] for k in call(client, hk.servers.list_kernels, user, "")]
@@ -100,7 +99,7 @@ def test_kernel_culled_server_stays_connected_kept_activity_untouched(client, ac
             assert server_activity(hub, user) == before
 
             connected = cfg(kernels={"enabled": True, "timeout_s": 60, "cull_connected": True})
-            result = call(client, passes.kernels_pass, hk, connected, now=later(100), users={user})
+            result = call(client, hk.culler.kernels_pass, connected, now=later(100), users={user})
             assert [c.kernel_id for c in result.culled] == [connected_kernel]
         assert call(client, hk.servers.list_kernels, user, "") == []
         assert server_up(hub, user)
@@ -123,7 +122,7 @@ def test_a_server_whose_api_fails_is_skipped_and_noted(client, activity_hub):
         assert hub_proxy.status_code == 204
         hk.servers._routes.clear()
         settings = cfg(kernels={"enabled": True, "timeout_s": 60})
-        result = call(client, passes.kernels_pass, hk, settings, now=later(100), users={user})
+        result = call(client, hk.culler.kernels_pass, settings, now=later(100), users={user})
         (noted,) = result.error_items()
         assert noted["user"] == user and noted["error"]
         assert base
@@ -137,7 +136,7 @@ def test_kernel_culling_refuses_to_go_through_the_proxy(make_settings):
         settings = make_settings(HUBKEEPER_PROXY_API_URL="", **proxy)
         with app_client(settings) as client:
             hk = client.app.state.hk
-            result = call(client, passes.kernels_pass, hk, cfg(kernels={"enabled": True}))
+            result = call(client, hk.culler.kernels_pass, cfg(kernels={"enabled": True}))
             assert "HUBKEEPER_PROXY_API_URL" in result.error and result.planned == []
 
 

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlmodel import select
 
-from hubkeeper.culler import passes, service
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
 from hubkeeper.demo.localhub import free_port
@@ -59,7 +58,7 @@ def test_idle_server_culled_and_recorded_active_kept_then_max_age(client, hub):
         what="the directory to see the server running",
     )
     now = later(100)
-    result = call(client, passes.servers_pass, hk, cfg(timeout_s=60), now=now, users={idle, active})
+    result = call(client, hk.culler.servers_pass, cfg(timeout_s=60), now=now, users={idle, active})
     assert [(c.user, c.reason) for c in result.culled] == [(idle, "idle")]
     assert not result.error_items()
     assert not server_up(hub, idle) and server_up(hub, active)
@@ -98,7 +97,7 @@ def test_idle_server_culled_and_recorded_active_kept_then_max_age(client, hub):
 
     # Past max age an active server goes too, however recent its activity.
     result = call(
-        client, passes.servers_pass, hk, cfg(timeout_s=3600, max_age_s=50), now=now, users={active}
+        client, hk.culler.servers_pass, cfg(timeout_s=3600, max_age_s=50), now=now, users={active}
     )
     assert [(c.user, c.reason) for c in result.culled] == [(active, "max_age")]
     assert not server_up(hub, active)
@@ -114,8 +113,7 @@ def test_exemption_until_it_expires_and_group_timeout(client, hub):
     admin = SystemActor("test-admin")
     call(
         client,
-        service.add_exemption,
-        hk,
+        hk.culler.add_exemption,
         admin,
         user=by_user,
         group=None,
@@ -124,8 +122,7 @@ def test_exemption_until_it_expires_and_group_timeout(client, hub):
     )
     call(
         client,
-        service.add_exemption,
-        hk,
+        hk.culler.add_exemption,
         admin,
         user=None,
         group=group,
@@ -136,12 +133,12 @@ def test_exemption_until_it_expires_and_group_timeout(client, hub):
     settings = cfg(timeout_s=5, group_timeouts={long_group: 1000})
     mine = {by_user, by_group, long_job}
 
-    soon = call(client, passes.servers_pass, hk, settings, now=later(100), users=mine)
+    soon = call(client, hk.culler.servers_pass, settings, now=later(100), users=mine)
     assert soon.culled == []
     assert {e["user"] for e in soon.exempt} == {by_user, by_group}
 
     # After the user's exemption has expired (and past the group's long timeout):
-    after = call(client, passes.servers_pass, hk, settings, now=later(2000), users=mine)
+    after = call(client, hk.culler.servers_pass, settings, now=later(2000), users=mine)
     assert sorted(c.user for c in after.culled) == sorted([by_user, long_job])
     assert server_up(hub, by_group)
     hub.stop_server(by_group)
@@ -153,11 +150,11 @@ def test_named_server_policies(client, hub):
     hub.create_users([user])
     start_all(hub, [(user,), (user, "work")])
     now = later(100)
-    keep = call(client, passes.servers_pass, hk, cfg(named_servers="keep"), now=now, users={user})
+    keep = call(client, hk.culler.servers_pass, cfg(named_servers="keep"), now=now, users={user})
     assert [(c.server) for c in keep.culled] == [""]
     assert server_up(hub, user, "work")
 
-    cull = call(client, passes.servers_pass, hk, cfg(named_servers="cull"), now=now, users={user})
+    cull = call(client, hk.culler.servers_pass, cfg(named_servers="cull"), now=now, users={user})
     assert [c.server for c in cull.culled] == ["work"]
     model = listed_server(hub, user, "work")
     assert model is not None and model["stopped"]  # stopped, still listed
@@ -165,8 +162,7 @@ def test_named_server_policies(client, hub):
     hub.start_server(user, "work")
     gone = call(
         client,
-        passes.servers_pass,
-        hk,
+        hk.culler.servers_pass,
         cfg(named_servers="cull_and_remove"),
         now=later(100),
         users={user},
@@ -204,7 +200,7 @@ def test_cull_users_without_the_opt_in_scope_records_the_refusal(client, hub):
     try:
         start_all(hub, [(plain,)])
         settings = cfg(timeout_s=50, cull_users=True)
-        result = call(client, passes.servers_pass, hk, settings, now=later(100), users={plain})
+        result = call(client, hk.culler.servers_pass, settings, now=later(100), users={plain})
         assert [(c.user, c.reason) for c in result.culled] == [(plain, "idle")]
         assert result.deleted_users == []
         assert [e["user"] for e in result.errors] == [plain]
@@ -227,7 +223,7 @@ def test_admin_users_and_cull_users(client_deleting_users, hub):
         set_activity(hub, admin_name, "", later(90))
         settings = cfg(timeout_s=50, max_age_s=60, cull_users=True, cull_admin_users=False)
         result = call(
-            client, passes.servers_pass, hk, settings, now=later(100), users={admin_name, plain}
+            client, hk.culler.servers_pass, settings, now=later(100), users={admin_name, plain}
         )
         assert sorted((c.user, c.reason) for c in result.culled) == sorted(
             [(admin_name, "max_age"), (plain, "idle")]
@@ -252,8 +248,7 @@ def test_user_deleted_mid_pass_does_not_end_it(client, hub):
 
     result = call(
         client,
-        passes.servers_pass,
-        hk,
+        hk.culler.servers_pass,
         cfg(),
         now=later(100),
         users={doomed, other},
@@ -272,10 +267,10 @@ def test_hub_down_skips_the_pass_with_a_recorded_error(make_settings):
     settings = make_settings(**QUIET, JUPYTERHUB_API_URL=dead, HUBKEEPER_HUB_TIMEOUT=1)
     with app_client(settings) as client:
         hk = client.app.state.hk
-        result = call(client, passes.servers_pass, hk, cfg())
+        result = call(client, hk.culler.servers_pass, cfg())
         assert result.error and result.culled == []
         with session_scope(hk.engine) as s:
             (run,) = s.exec(select(CullRun)).all()
         assert run.kind == "servers" and run.error
-        last = call(client, service.last_run, hk)
+        last = call(client, hk.culler.last_run)
         assert last is not None and last["error"]

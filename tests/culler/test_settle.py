@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from hubkeeper.culler import records, service
+from hubkeeper.culler import records
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent
 from hubkeeper.kit.clock import utcnow
@@ -55,7 +55,7 @@ async def test_interrupted_culls_are_settled_from_the_hub(hub: Any, make_setting
         restarted = interrupted(engine, running, ago=timedelta(hours=1))
         old = interrupted(engine, stopped, ago=records.SETTLE_WINDOW + timedelta(hours=1))
 
-        settled = await service.settle_interrupted(hk)
+        settled = await hk.culler.settle_interrupted()
 
         assert settled == 3
         assert outcome_of(engine, gone) == ("ok", "")
@@ -64,7 +64,7 @@ async def test_interrupted_culls_are_settled_from_the_hub(hub: Any, make_setting
         assert outcome_of(engine, restarted) == ("error", records.INTERRUPTED)
         assert outcome_of(engine, old) == ("error", records.INTERRUPTED)
         # a second start (another replica) settles nothing twice
-        assert await service.settle_interrupted(hk) == 0
+        assert await hk.culler.settle_interrupted() == 0
         await hk.hub.aclose()
     finally:
         await asyncio.to_thread(hub.stop_server, running)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from hubkeeper.culler import passes
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent
 from hubkeeper.demo.localhub import LocalHub
@@ -70,10 +69,10 @@ def test_pending_server_is_not_culled(slow_hub, tmp_path):
     with app_client(settings_for(slow_hub, tmp_path, 10)) as client:
         hk = client.app.state.hk
         plan = call(
-            client, passes.servers_pass, hk, cfg(), now=later(1000), users={user}, dry_run=True
+            client, hk.culler.servers_pass, cfg(), now=later(1000), users={user}, dry_run=True
         )
         assert [(c.user, c.server) for c in plan.planned] == [(user, "")]
-        result = call(client, passes.servers_pass, hk, cfg(), now=later(1000), users={user})
+        result = call(client, hk.culler.servers_pass, cfg(), now=later(1000), users={user})
         assert [c.server for c in result.culled] == [""]
     assert listed_server(slow_hub, user, "slowstart")["pending"] == "spawn"
 
@@ -85,14 +84,14 @@ def test_slow_stop_is_followed_up_or_recorded_as_an_error(slow_hub, tmp_path):
     slow_hub.start_server(gave_up)
     with app_client(settings_for(slow_hub, tmp_path / "a", 20)) as client:
         hk = client.app.state.hk
-        result = call(client, passes.servers_pass, hk, cfg(), now=later(100), users={waited})
+        result = call(client, hk.culler.servers_pass, cfg(), now=later(100), users={waited})
         assert [c.user for c in result.culled] == [waited]
         assert listed_server(slow_hub, waited, "") is None or not listed_server(
             slow_hub, waited, ""
         ).get("ready")
     with app_client(settings_for(slow_hub, tmp_path / "b", 1)) as client:
         hk = client.app.state.hk
-        result = call(client, passes.servers_pass, hk, cfg(), now=later(100), users={gave_up})
+        result = call(client, hk.culler.servers_pass, cfg(), now=later(100), users={gave_up})
         assert result.culled == []
         (failed,) = result.error_items()
         assert "still stopping" in failed["error"]

@@ -68,16 +68,24 @@ async def test_every_loop_cancelled_in_its_retry_pause_ends_within_a_second(tmp_
 async def test_the_culler_loop_cancelled_in_its_retry_pause_ends(monkeypatch: pytest.MonkeyPatch):
     calls: list[float] = []
 
-    async def broken_pass(hk: Any) -> None:
+    async def broken_pass() -> None:
         calls.append(time.monotonic())
         raise RuntimeError("the database is down")
 
-    async def settings(hk: Any) -> Any:
+    async def settings() -> Any:
         return type("Current", (), {"settings": object()})()
 
-    monkeypatch.setattr(culler_service, "current", settings)
+    # No hub or database: the loop only reads the settings (stubbed) and calls the pass.
+    culler: Any = culler_service.Culler(
+        hub=None,  # type: ignore[arg-type]
+        engine=None,  # type: ignore[arg-type]
+        stopper=None,  # type: ignore[arg-type]
+        servers=None,
+        settings=None,  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(culler, "current", settings)
     monkeypatch.setattr(culler_service, "LOOP_RETRY_S", LONG_PAUSE)
-    task = asyncio.create_task(culler_service._forever(None, broken_pass, lambda cfg: 0, "server"))  # type: ignore[arg-type]
+    task = asyncio.create_task(culler._forever(broken_pass, lambda cfg: 0, "server"))
     await wait_for_async(lambda: calls, 5, "the first failed pass")
     await asyncio.sleep(0.05)  # now in its retry pause
     task.cancel()
