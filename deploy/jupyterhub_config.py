@@ -1,8 +1,10 @@
 """JupyterHub config with Hubkeeper as a *managed* service: the hub starts and stops it.
 
 Hubkeeper must be installed in the hub's Python environment (`pip install hubkeeper`), which
-also lets the spawn hook below be imported. Keep your own hub settings above the Hubkeeper
-section; copy the section as it is. Settings come from the hub's environment:
+also lets the hub plugin below be imported (hubkeeper.hub_plugin: one-server tokens for
+Hubkeeper, the lockdown spawn hook, the lockdown shown on the hub's pages). Keep your own hub
+settings above the Hubkeeper section; copy the section as it is. Settings come from the hub's
+environment:
 
 - HUBKEEPER_PORT (default 10101): where Hubkeeper listens (127.0.0.1 only: the hub proxies it)
 - HUBKEEPER_DATABASE_URL (default: SQLite in the hub's working directory; PostgreSQL for
@@ -23,7 +25,7 @@ c.Authenticator.allow_all = True
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from hubkeeper.lockdown.hook import make_pre_spawn_hook  # noqa: E402
+from hubkeeper.hub_plugin import configure  # noqa: E402
 
 hubkeeper_port = int(os.environ.get("HUBKEEPER_PORT", "10101"))
 hubkeeper_url = f"http://127.0.0.1:{hubkeeper_port}"
@@ -56,7 +58,7 @@ c.JupyterHub.load_roles.append(
         "name": "hubkeeper-service",
         "scopes": [
             # exactly what Hubkeeper's features use (README "Registering Hubkeeper");
-            # add "admin:users" only if the culler should delete users (cull_users)
+            # add "delete:users" only if the culler should delete users (cull_users)
             "list:users",
             "read:users",
             "read:servers",
@@ -64,7 +66,7 @@ c.JupyterHub.load_roles.append(
             "delete:servers",
             "list:groups",
             "read:groups",
-            "tokens",  # per-server tokens: Hubkeeper's own token never reaches a server
+            "custom:hubkeeper:server-tokens",  # one-server tokens from the hub plugin
         ],
         "services": ["hubkeeper"],
     }
@@ -72,8 +74,8 @@ c.JupyterHub.load_roles.append(
 # Everyone may reach Hubkeeper's sign-in; Hubkeeper decides who gets in (hub admins,
 # HUBKEEPER_ADMIN_GROUPS, HUBKEEPER_MANAGER_GROUPS) and shows others a clear 403 page.
 c.JupyterHub.extra_user_scopes = {"access:services!service=hubkeeper"}
-# Lockdown: every spawn asks Hubkeeper first (fails open when Hubkeeper is down).
-c.Spawner.pre_spawn_hook = make_pre_spawn_hook(
-    f"{hubkeeper_url}/services/hubkeeper/api/v1/lockdown/status"
-)
+# The hub plugin: the custom scope above, its endpoint, the lockdown spawn hook (fails open
+# when Hubkeeper is down; chained after a hook configured above) and the lockdown's reason on
+# the hub's own pages.
+configure(c, service="hubkeeper")
 # --- Hubkeeper (end) ---------------------------------------------------------------------

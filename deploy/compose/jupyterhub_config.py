@@ -1,6 +1,7 @@
 """JupyterHub config for docker-compose.yml: registers Hubkeeper (two replicas behind the name
-`hubkeeper`) as an external service. The hub image does not have Hubkeeper installed, so the
-spawn hook is the self-contained one. Replace the authenticator and spawner with your own; the
+`hubkeeper`) as an external service. The hub image does not have Hubkeeper installed: the hub
+plugin is the one file `hubkeeper hub-plugin` prints, which docker-compose.yml mounts beside
+this one as hubkeeper_hub_plugin.py. Replace the authenticator and spawner with your own; the
 Hubkeeper parts are marked. tests/deploy/test_compose.py runs the Hubkeeper section against a
 real hub.
 """
@@ -51,7 +52,7 @@ c.JupyterHub.load_roles = [
         "name": "hubkeeper-service",
         "scopes": [
             # exactly what Hubkeeper's features use (README "Registering Hubkeeper");
-            # add "admin:users" only if the culler should delete users (cull_users)
+            # add "delete:users" only if the culler should delete users (cull_users)
             "list:users",
             "read:users",
             "read:servers",
@@ -59,7 +60,7 @@ c.JupyterHub.load_roles = [
             "delete:servers",
             "list:groups",
             "read:groups",
-            "tokens",  # per-server tokens: Hubkeeper's own token never reaches a server
+            "custom:hubkeeper:server-tokens",  # one-server tokens from the hub plugin
         ],
         "services": ["hubkeeper"],
     },
@@ -73,28 +74,12 @@ c.JupyterHub.load_roles = [
 ]
 
 
-# Lockdown: refuse spawns while the hub is locked (see README).
-import json  # noqa: E402
-import logging  # noqa: E402
+# The hub plugin (one file, beside this one): the custom scope above, its endpoint, the
+# lockdown spawn hook (fails open when Hubkeeper is down) and the lockdown on the hub's pages.
+import sys  # noqa: E402
 
-from tornado.httpclient import AsyncHTTPClient  # noqa: E402
-from tornado.web import HTTPError  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 - traitlets sets it
+from hubkeeper_hub_plugin import configure  # noqa: E402
 
-LOCKDOWN_STATUS = f"{HUBKEEPER_URL}/services/hubkeeper/api/v1/lockdown/status"
-
-
-async def hubkeeper_lockdown_hook(spawner):  # type: ignore[no-untyped-def]
-    try:
-        response = await AsyncHTTPClient().fetch(LOCKDOWN_STATUS, request_timeout=2)
-        status = json.loads(response.body)
-    except Exception as exc:  # Hubkeeper unreachable: let the spawn go ahead (fail open)
-        logging.getLogger("hubkeeper").warning("lockdown check failed: %s", exc)
-        return
-    if status.get("locked"):
-        error = HTTPError(503, status["message"])
-        error.jupyterhub_message = status["message"]  # what the user's page shows
-        raise error
-
-
-c.Spawner.pre_spawn_hook = hubkeeper_lockdown_hook
+configure(c, service="hubkeeper")
 # --- Hubkeeper (end) ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tests.waiting import wait_for
 
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 HUB_CONFIG = REPO / "deploy" / "compose" / "jupyterhub_config.py"
+PLUGIN_FILE = REPO / "app" / "hub_plugin.py"  # docker-compose.yml mounts it for the hub
 USER = "deploy-compose-ann"
 
 
@@ -50,7 +51,11 @@ def localhub_with(section_text: str, tmp: Path, **env: str) -> LocalHub:
     """A LocalHub whose Hubkeeper service, roles and spawn hook come from `section_text`
     (LocalHub's own external `hubkeeper` entry is removed first; its `hub-admin` service and
     managers role, which the test helpers need, are kept)."""
-    hub = LocalHub(tmp, extra_config="")
+    # No plugin of LocalHub's own: the section configures it (once, as in a deployment).
+    hub = LocalHub(tmp, extra_config="", plugin=False, spawn_hook=False)
+    # The compose stack mounts the plugin as one file beside the hub's config.
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "hubkeeper_hub_plugin.py").write_text(PLUGIN_FILE.read_text())
     hub.extra_config = "\n".join(
         [
             "import os",

@@ -61,6 +61,7 @@ def test_the_managed_service_recipe_runs_hubkeeper_under_a_real_hub(tmp_path):
         wait_for(lambda: _status(base + "api/v1/health/live") == 200, 60, "the managed Hubkeeper")
         health = httpx.get(base + "api/v1/health", timeout=30).json()
         assert health["hub"]["reachable"] is True and health["database"] == "ok"
+        assert health["server_tokens"] == {"mode": "plugin", "warnings": []}
         one = httpx.get(
             base + f"api/v1/users/{USER}", headers={"Authorization": f"token {token}"}, timeout=30
         )
@@ -102,6 +103,24 @@ def z2jh_config_text(values: dict[str, Any], hubkeeper_url: str) -> str:
         ]
     )
     return text.replace("http://hubkeeper:10101", hubkeeper_url).replace(": true", ": True")
+
+
+def z2jh_extra_files(values: dict[str, Any], root: Path) -> dict[str, str]:
+    """hub.extraFiles written under `root` as the chart mounts them, the plugin filled as the
+    values say (`--set-file ...stringData=` with `hubkeeper hub-plugin`'s output); returns
+    {mountPath: where it is here}."""
+    import subprocess
+
+    plugin = subprocess.run(
+        [str(VENV_BIN / "hubkeeper"), "hub-plugin"], capture_output=True, text=True, check=True
+    ).stdout
+    mounted: dict[str, str] = {}
+    for name, spec in values["hub"]["extraFiles"].items():
+        here = root / spec["mountPath"].lstrip("/")
+        here.parent.mkdir(parents=True, exist_ok=True)
+        here.write_text(plugin if name == "hubkeeper-hub-plugin" else spec["stringData"])
+        mounted[str(Path(spec["mountPath"]).parent)] = str(here.parent)
+    return mounted
 
 
 def deployment_replica(hub: LocalHub, db_url: str, tmp: Path, port: int) -> Replica:
@@ -147,6 +166,8 @@ def z2jh(tmp_path) -> Iterator[tuple[LocalHub, Replica]]:
     values = yaml.safe_load(VALUES.read_text())
     port = free_port()
     text = z2jh_config_text(values, f"http://127.0.0.1:{port}")
+    for mount, here in z2jh_extra_files(values, tmp_path / "files").items():
+        text = text.replace(f'"{mount}"', json.dumps(here))
     hub = localhub_with(text, tmp_path / "hub")
     # the chart's placeholder token → this hub's (LocalHub keeps one per state dir)
     hub.extra_config = hub.extra_config.replace(
@@ -169,6 +190,7 @@ def test_the_z2jh_values_register_hubkeeper_and_its_spawn_hook_with_a_real_hub(z
     base = f"{hub.url}/services/hubkeeper/"
     health = httpx.get(base + "api/v1/health", timeout=30)
     assert health.status_code == 200 and health.json()["hub"]["reachable"] is True
+    assert health.json()["server_tokens"] == {"mode": "plugin", "warnings": []}
     assert replica.get("api/v1/users", token).status_code == 200
     lockdown_refuses_spawns(hub, base, token)
 
@@ -199,7 +221,7 @@ def _role_scopes_in_python_config(path: Path) -> list[str]:
 
 def test_every_recipe_gives_hubkeeper_exactly_the_least_privilege_role():
     """One role everywhere: demo, tests, README (tests/auth/test_least_privilege.py) and the
-    recipes, so none of them drifts to the broad scopes or forgets `tokens`."""
+    recipes, so none of them drifts to the broad scopes or forgets the plugin's scope."""
     from hubkeeper.demo.localhub import SERVICE_SCOPES
 
     for path in (
