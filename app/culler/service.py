@@ -185,12 +185,12 @@ class Culler:
         """Validate the whole object (422 `invalid_settings`, nothing changed), save it, and
         audit `culler.settings` with the diff. Applies from the next pass."""
         trail = self.stopper.trail
+        old = (await self.current()).settings
         try:
-            new = culler_settings.parse_put(body)
+            new = culler_settings.parse_put(body, old)
         except HubkeeperError as exc:
             await trail.write(who, "culler.settings", "culler", outcome="failed", error=exc.detail)
             raise
-        old = (await self.current()).settings
         await asyncio.to_thread(culler_settings.save, self.engine, new, who.name)
         changes = culler_settings.diff(old, new)
         await trail.write(

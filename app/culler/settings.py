@@ -26,6 +26,10 @@ from hubkeeper.kit.window import BadInput
 
 Seconds = Annotated[int, Field(ge=1, le=10 * 365 * 86400)]
 NamedPolicy = Literal["cull", "cull_and_remove", "keep"]
+IdleSource = Literal["hub", "kernels"]
+# Keys added after the first release: a PUT without them keeps their current values (the
+# contract: scripts written before them keep working).
+NEWER_KEYS = ("keep_busy", "idle_source", "warn_before_s", "keep_s", "max_keeps")
 GROUP_NAME_MAX = 255
 
 
@@ -56,6 +60,17 @@ class CullerSettings(BaseModel):
     cull_users: bool = False
     group_timeouts: dict[str, Seconds] = Field(default_factory=dict)
     kernels: KernelSettings = Field(default_factory=KernelSettings)
+    # Newer keys (a PUT without them keeps their current values, see NEWER_KEYS):
+    # a server with a busy kernel or a terminal used within the timeout is not culled for
+    # idleness (max age still applies)
+    keep_busy: bool = True
+    # "hub": the hub's last_activity (idle-culler's meaning); "kernels": idle when no kernel
+    # executed and no terminal was used for timeout_s (an open tab's polling is not use)
+    idle_source: IdleSource = "hub"
+    # a server due to be culled within this many seconds gets one `cull.warning` (0 = off)
+    warn_before_s: Annotated[int, Field(ge=0, le=10 * 365 * 86400)] = 0
+    keep_s: Seconds = 7200  # one "keep running" postpones idle culling this long
+    max_keeps: Annotated[int, Field(ge=0, le=1000)] = 3  # keeps per server start
 
     @field_validator("group_timeouts")
     @classmethod
@@ -140,8 +155,9 @@ def human_durations(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_put(body: object) -> CullerSettings:
-    """The whole settings object from a PUT body; `last_run` is ignored.
+def parse_put(body: object, current: CullerSettings | None = None) -> CullerSettings:
+    """The whole settings object from a PUT body; `last_run` is ignored, and a key of
+    NEWER_KEYS left out keeps its `current` value (its default without `current`).
 
     Raises BadInput (422 `invalid_settings`) naming every problem: a missing field, an unknown
     field, a wrong type or a value out of range. Nothing is changed on error.
@@ -149,6 +165,13 @@ def parse_put(body: object) -> CullerSettings:
     if not isinstance(body, dict):
         raise BadInput("The culler settings must be a JSON object", code="invalid_settings")
     data = human_durations({k: v for k, v in body.items() if k != "last_run"})
+    kept = (current or CullerSettings()).model_dump()
+    for key in NEWER_KEYS:
+        data.setdefault(key, kept[key])
+    if "keep_s" in body:
+        data["keep_s"] = as_seconds(data["keep_s"])
+    if "warn_before_s" in body:
+        data["warn_before_s"] = as_seconds(data["warn_before_s"])
     problems: list[str] = []
     missing = [name for name in CullerSettings.model_fields if name not in data]
     problems += [f"{name}: missing (PUT takes the whole object)" for name in missing]
