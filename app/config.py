@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     active_sync_interval: float = Field(
         3.0, gt=0, validation_alias="HUBKEEPER_ACTIVE_SYNC_INTERVAL"
     )
+    # With a proxy API, changes are seen in the proxy's routing table (free for the hub) and
+    # the hub's `state=active` list is read only this often (directory/sync.py).
+    routes_interval: float = Field(1.0, gt=0, validation_alias="HUBKEEPER_ROUTES_INTERVAL")
+    reconcile_interval: float = Field(60.0, gt=0, validation_alias="HUBKEEPER_RECONCILE_INTERVAL")
     full_sync_interval: float = Field(600.0, gt=0, validation_alias="HUBKEEPER_FULL_SYNC_INTERVAL")
     full_sync_page_pause: float = Field(
         0.05, ge=0, validation_alias="HUBKEEPER_FULL_SYNC_PAGE_PAUSE"

@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         bulk_concurrency=settings.hub_bulk_concurrency,
         on_request=observe_hub_request,
     )
-    directory = UserDirectory(hub, settings)
+    servers = ServerGateway.from_settings(hub, settings)
+    # the proxy's routing table is the directory's change signal when there is a proxy API
+    directory = UserDirectory(
+        hub, settings, routes=servers if servers.mode == "proxy_api" else None
+    )
     recorder = SessionRecorder(engine)
     directory.listeners.append(recorder.on_change)
     trail = AuditTrail(engine, spool_at(settings.audit_spool_path))
@@ -112,7 +116,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         directory=directory,
         jobs=jobs,
         cookie_secret=cookie_secret_before_database(settings),  # PostgreSQL: see lifespan
-        servers=ServerGateway.from_settings(hub, settings),
+        servers=servers,
         stopper=stopper,
         history=recorder,
     )

@@ -124,6 +124,13 @@ class DirectoryStatus(UtcTimes):
     last_error: str | None
     version: int
     counts: DirectoryCounts
+    change_source: str = Field(
+        description="how changes are seen: proxy_routes (the proxy's routing table; the hub "
+        "is asked only about what changed) or hub (its state=active list)"
+    )
+    routes_error: str | None = Field(
+        description="why the proxy's routes could not be read (the hub is asked meanwhile)"
+    )
 
     @classmethod
     def of(cls, directory: UserDirectory) -> DirectoryStatus:
@@ -136,4 +143,6 @@ class DirectoryStatus(UtcTimes):
             last_error=directory.last_error,
             version=directory.version,
             counts=DirectoryCounts(**directory.counts()),
+            change_source=directory.change_source,
+            routes_error=directory.routes_error,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from hubkeeper.actions.audit import audit, require_recordable
@@ -108,7 +108,7 @@ async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = 
 # many seconds without an answer, Hubkeeper looks whether the hub has the spawn under way and,
 # if so, answers "pending" then; the request finishes in the background.
 ACCEPT_WAIT_S = 1.0
-_held_starts: set[asyncio.Future[str]] = set()  # start requests the hub still holds
+_held_starts: set[asyncio.Future[Any]] = set()  # start requests the hub still holds
 
 
 async def _start_accepted(hk: HubkeeperState, user: str, server: str) -> str:
@@ -118,6 +118,7 @@ async def _start_accepted(hk: HubkeeperState, user: str, server: str) -> str:
     request = asyncio.ensure_future(hk.hub.start_server(user, server))
     _held_starts.add(request)
     request.add_done_callback(_finished_start)
+    request.add_done_callback(lambda _done: _refresh_soon(hk, user))
     done, _pending = await asyncio.wait({request}, timeout=ACCEPT_WAIT_S)
     if request in done:
         return request.result()
@@ -129,6 +130,21 @@ async def _start_accepted(hk: HubkeeperState, user: str, server: str) -> str:
     if not accepted:  # not under way yet: wait for the hub's own answer
         return await asyncio.shield(request)
     return "starting"
+
+
+def _refresh_soon(hk: HubkeeperState, user: str) -> None:
+    """The hub answered a start (ready, failed, or still starting after its wait): show it in
+    the directory now rather than at the next sync."""
+
+    async def refresh() -> None:
+        try:
+            await hk.directory.refresh_user(user)
+        except HubkeeperError as exc:
+            log.info("could not re-read %s after a start: %s", user, exc.detail)
+
+    task = asyncio.ensure_future(refresh())
+    _held_starts.add(task)
+    task.add_done_callback(_held_starts.discard)
 
 
 def _finished_start(request: asyncio.Future[str]) -> None:

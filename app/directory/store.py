@@ -39,9 +39,10 @@ from hubkeeper.directory.index import (
     row_text,
 )
 from hubkeeper.directory.rows import BOTH, PENDING, RUNNING, STOPPED, ServerRow, rows_of, user_state
-from hubkeeper.directory.sync import DirectorySync
+from hubkeeper.directory.sync import DirectorySync, RouteSource
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.models import HubUser
+from hubkeeper.hub.servers import Route
 from hubkeeper.kit.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,20 @@ class UserDirectory(DirectorySync):
         settings: Settings,
         *,
         clock: Callable[[], datetime] = utcnow,
+        routes: RouteSource | None = None,
     ) -> None:
         self.hub = hub
         self.settings = settings
         self.clock = clock
+        # The proxy's routing table as the change signal (directory/sync.py); None: the hub's
+        # state=active list every HUBKEEPER_ACTIVE_SYNC_INTERVAL instead.
+        self.routes = routes
+        self.change_source = "proxy_routes" if routes is not None else "hub"
+        self._route_table: dict[tuple[str, str], Route] | None = None
+        self._routes_error: str | None = None
+        self._reconciled_at = float("-inf")  # time.monotonic() of the last state=active read
+        self._recent_at = float("-inf")
+        self._pending_at = float("-inf")
         self._base_url = settings.hub_base_url or "/"
 
         # what the UI reads
@@ -131,6 +142,12 @@ class UserDirectory(DirectorySync):
     @property
     def last_error(self) -> str | None:
         return self._active_error or self._sweep_error
+
+    @property
+    def routes_error(self) -> str | None:
+        """Why the proxy's routes could not be read last time (None when they could, or when
+        they are not used)."""
+        return self._routes_error
 
     def lag_seconds(self) -> float | None:
         """Seconds since the last successful active sync (None before the first)."""

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
@@ -24,6 +24,14 @@ from hubkeeper.loops.retry import cancel_and_wait, retry_pause
 if TYPE_CHECKING:
     from hubkeeper.config import Settings
     from hubkeeper.hub.client import HubClient, UserPage
+    from hubkeeper.hub.servers import Route
+
+
+class RouteSource(Protocol):
+    """Where the proxy's routing table is read (`hubkeeper.hub.servers.ServerGateway`)."""
+
+    async def read_routes(self) -> dict[tuple[str, str], Route]: ...
+
 
 log = logging.getLogger("hubkeeper.directory.store")  # one logger name for the directory
 
@@ -33,6 +41,10 @@ SWEEP_SOONER_MIN_GAP = 30.0  # s between a finished sweep and one asked for "soo
 VERIFY_MISSING_MAX = 200  # users missing from a sweep re-read one by one (else dropped)
 REFRESH_CONCURRENCY = 8
 MAX_BACKOFF = 30.0
+# With the routes as the change signal: the users most recently active at the hub are read
+# this often (seconds), one cheap page. Starting a server from the hub's pages makes its user
+# active, so a spawn still pending (no route yet) shows within this time.
+RECENT_EVERY = 10.0
 
 
 class DirectorySync:
@@ -53,6 +65,14 @@ class DirectorySync:
         _hub_total: int | None
         _touched: set[str] | None
         _sweep_soon: asyncio.Event
+        _fetched: dict[str, float]
+        routes: RouteSource | None
+        change_source: str
+        _route_table: dict[tuple[str, str], Route] | None
+        _routes_error: str | None
+        _reconciled_at: float
+        _recent_at: float
+        _pending_at: float
 
         def upsert(self, user: HubUser, *, fetched_at: float | None = None) -> bool: ...
         def remove(self, name: str, *, fetched_at: float | None = None) -> bool: ...
@@ -116,6 +136,89 @@ class DirectorySync:
         self.synced_at = self.clock()
         self._active_error = None
 
+    async def sync_by_routes(self, routes: RouteSource) -> None:
+        """One tick with the proxy's routing table as the change signal (issue #14): the
+        proxy answers, the hub is asked only about what changed.
+
+        - A route that appeared, vanished or changed target (a start, a stop, a restart):
+          that one user is re-read from the hub.
+        - The routes' `last_activity` (the proxy's, fresher than the hub's copy of it, which
+          the hub takes every 5 minutes) updates the servers' activity without the hub.
+        - Users with a spawn or stop pending are re-read every HUBKEEPER_ACTIVE_SYNC_INTERVAL
+          (a spawn that fails, or a slow stop, changes no route).
+        - The users most recently active at the hub every RECENT_EVERY s (one page of 50:
+          spawns started from the hub's pages, still pending, without a route yet).
+        - `state=active` and the newest users every HUBKEEPER_RECONCILE_INTERVAL: whatever
+          the proxy cannot see (spawns pending from another API client, servers without a
+          route, users created at the hub).
+
+        A proxy API that does not answer: this tick falls back to the hub's `state=active`
+        (`sync_active`), and health says so (`_routes_error`). Raises what the hub client
+        raises.
+        """
+        now = time.monotonic()
+        try:
+            table = await routes.read_routes()
+        except HubkeeperError as exc:
+            if self._routes_error is None:
+                log.warning("proxy routes unavailable (%s): asking the hub instead", exc.detail)
+            self._routes_error = exc.detail
+            self._route_table = None  # a fresh start once it answers again
+            await self.sync_active()
+            self._reconciled_at = now
+            return
+        if self._routes_error is not None:
+            log.info("proxy routes answer again: watching them")
+        self._routes_error = None
+        previous, self._route_table = self._route_table, table
+        changed: set[str] = set()
+        if previous is not None:
+            for key in previous.keys() | table.keys():
+                before, after = previous.get(key), table.get(key)
+                if before is None or after is None or before.base != after.base:
+                    changed.add(key[0])
+        settings = self.settings
+        if now - self._pending_at >= settings.active_sync_interval:
+            changed |= {name for name in self._active if self._has_pending(name)}
+            self._pending_at = now
+        if changed:
+            await self._refresh_many(changed)
+        for route in table.values():
+            if route.last_activity is not None:
+                self._note_activity(route.user, route.server, route.last_activity)
+        if previous is None or now - self._reconciled_at >= settings.reconcile_interval:
+            self._reconciled_at = self._recent_at = now
+            await self.sync_active()
+            return
+        if now - self._recent_at >= RECENT_EVERY:
+            self._recent_at = now
+            recent, _ = await self.hub.user_page(sort="-last_activity", limit=CHEAP_PAGE)
+            for user in recent:
+                self.upsert(user, fetched_at=recent.fetched_at)
+        await self.rebuild_off_loop()
+        self.synced_at = self.clock()
+        self._active_error = None
+
+    def _has_pending(self, name: str) -> bool:
+        user = self._users.get(name)
+        return user is not None and any(s.pending for s in user.servers.values())
+
+    def _note_activity(self, name: str, server: str, at: datetime) -> None:
+        """The proxy saw `server` used at `at`: newer than what the hub said, keep it. Not an
+        answer from the hub, so it never displaces one (the user's fetch stamp is kept)."""
+        user = self._users.get(name)
+        current = user.servers.get(server) if user is not None else None
+        if user is None or current is None:
+            return
+        if current.last_activity is not None and current.last_activity >= at:
+            return
+        servers = {**user.servers, server: current.model_copy(update={"last_activity": at})}
+        newest = at if user.last_activity is None or at > user.last_activity else None
+        update: dict[str, object] = {"servers": servers}
+        if newest is not None:
+            update["last_activity"] = newest
+        self.upsert(user.model_copy(update=update), fetched_at=self._fetched.get(name))
+
     async def full_sweep(self) -> None:
         """Walk every user (paced); drop the users the hub no longer has."""
         self._touched = set()
@@ -165,6 +268,11 @@ class DirectorySync:
         backoff = 1.0
         while True:
             try:
+                if self.routes is not None:
+                    await self.sync_by_routes(self.routes)
+                    backoff = 1.0
+                    await asyncio.sleep(self.settings.routes_interval)
+                    continue
                 await self.sync_active()
                 backoff = 1.0
                 await asyncio.sleep(self.settings.active_sync_interval)

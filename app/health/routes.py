@@ -76,4 +76,12 @@ async def health(request: Request) -> dict[str, object]:
         # tokens), "tokens" (the fallback that makes its token hub admin in disguise), "none";
         # with a warning for every scope that gives it more power than it uses.
         "server_tokens": await hk.servers.tokens.report(),
+        # How the directory sees changes: the proxy's routes (free for the hub) or, without a
+        # proxy API or while it fails, the hub's state=active list.
+        "changes": {
+            "source": (
+                "hub" if hk.directory.routes_error is not None else hk.directory.change_source
+            ),
+            "detail": hk.directory.routes_error,
+        },
     }

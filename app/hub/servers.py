@@ -25,6 +25,7 @@ import http.cookiejar
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -90,11 +91,14 @@ class FileRange:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one server is served: `base` = target + the route's path (no trailing slash)."""
+    """Where one server is served: `base` = target + the route's path (no trailing slash);
+    `last_activity`: the proxy's own stamp of the last request it passed to the server (UTC;
+    None when the proxy gave none)."""
 
     user: str
     server: str
     base: str
+    last_activity: datetime | None = None
 
 
 # What jupyterhub.utils.url_escape_path leaves unescaped in a user's or server's URL segment.
@@ -112,6 +116,17 @@ def _path_of(routespec: str) -> str:
     path = routespec if routespec.startswith("/") else "/" + routespec.partition("/")[2]
     segments = path.rstrip("/").split("/")
     return "/".join(quote(segment, safe=HUB_URL_SAFE) for segment in segments)
+
+
+def _stamp(value: object) -> datetime | None:
+    """CHP's `last_activity` (ISO 8601, `Z`) as an aware UTC datetime; None if absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _refuse_all_cookies() -> http.cookiejar.CookieJar:
@@ -264,10 +279,24 @@ class ServerGateway:
                     continue  # the hub's own route, services' routes
                 key = (str(data["user"]), str(data.get("server_name") or ""))
                 routes[key] = Route(
-                    key[0], key[1], str(data["target"]).rstrip("/") + _path_of(spec)
+                    key[0],
+                    key[1],
+                    str(data["target"]).rstrip("/") + _path_of(spec),
+                    _stamp(data.get("last_activity")),
                 )
             self._routes = routes
             self._routes_read_at = time.monotonic()
+
+    async def read_routes(self) -> dict[tuple[str, str], Route]:
+        """The proxy's routing table read now (the hub's servers only), keyed by (user,
+        server). Costs the hub nothing: it is configurable-http-proxy's own API.
+
+        Raises ServerUnreachable (no proxy API configured, or it does not answer), HubError
+        `proxy_forbidden`."""
+        if self.mode != "proxy_api":
+            raise ServerUnreachable("No proxy API is configured (HUBKEEPER_PROXY_API_URL)")
+        await self._refresh_routes(newer_than=time.monotonic())
+        return dict(self._routes)
 
     async def _hub_status(self, user: str, server: str) -> tuple[str, str]:
         """(status, url) of the server as the hub reports it now; NotFound for no user."""

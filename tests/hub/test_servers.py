@@ -128,8 +128,9 @@ async def test_each_server_gets_its_own_narrow_token_never_the_service_token(
         assert "authorization" not in gateway._http.headers  # no default credential
         await gateway.server_status(USER)
         await gateway.server_status(USER)
-        assert list(gateway._tokens) == [(USER, "")]  # cached: issued once
-        token = gateway._tokens[(USER, "")][0]
+        assert list(gateway.tokens._tokens) == [(USER, "")]  # cached: issued once
+        assert gateway.tokens.minted == 1
+        token = gateway.tokens._tokens[(USER, "")][0]
         assert token not in (hub.service_token, hub.admin_token, hub.proxy_token)
         me = await asyncio.to_thread(hub.api, "GET", "/user", token=token)
         assert me.status_code == 200
