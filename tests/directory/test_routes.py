@@ -1,0 +1,117 @@
+"""The directory watches the proxy's routing table (free for the hub) and asks the hub only
+about what changed (issue #14), on the real hub; the hub's own request log counts the cost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hubkeeper.demo.localhub import SERVICE_SCOPES, LocalHub
+from hubkeeper.directory.store import UserDirectory
+from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.servers import Route, ServerGateway, ServerUnreachable
+
+USER = "routes-watch-ann"
+ACTOR = "routes-watch-admin"  # the hub logs requests by who made them: this test's own name
+
+
+def _log_size(hub: LocalHub) -> int:
+    return Path(hub.log_path).stat().st_size
+
+
+def _hub_log_since(hub: LocalHub, offset: int) -> list[str]:
+    with Path(hub.log_path).open() as log:
+        log.seek(offset)
+        return [line for line in log if f"({ACTOR}@" in line and "/hub/api/" in line]
+
+
+@pytest.fixture
+async def watched(hub, make_settings) -> AsyncIterator[tuple[UserDirectory, ServerGateway]]:
+    await asyncio.to_thread(hub.create_users, [USER])
+    await asyncio.to_thread(hub.create_users, [ACTOR], admin=True)
+    token = hub.api(
+        "POST",
+        f"/users/{ACTOR}/tokens",
+        token=hub.admin_token,
+        json={"scopes": [s for s in SERVICE_SCOPES if s.startswith(("list:", "read:"))]},
+    ).json()["token"]
+    settings = make_settings(JUPYTERHUB_API_TOKEN=token)
+    client = HubClient(settings.hub_api_url, token)
+    gateway = ServerGateway.from_settings(client, settings)
+    directory = UserDirectory(client, settings, routes=gateway)
+    await directory.full_sweep()
+    await directory.sync_by_routes(gateway)  # the first tick reconciles with the hub
+    try:
+        yield directory, gateway
+    finally:
+        await gateway.aclose()
+        await client.aclose()
+        await asyncio.to_thread(hub.stop_server, USER)
+
+
+async def _tick_until(directory: UserDirectory, gateway, status: str, limit: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        await directory.sync_by_routes(gateway)
+        rows = directory.rows_for(USER)
+        if rows and rows[0].status == status:
+            return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{USER} never showed {status} within {limit} s")
+
+
+async def test_a_start_and_a_stop_at_the_hub_cost_one_user_read_each(hub, watched):
+    directory, gateway = watched
+    offset = _log_size(hub)
+    await asyncio.to_thread(hub.start_server, USER)  # behind Hubkeeper's back, until ready
+    seen_in = await _tick_until(directory, gateway, "running", 3.0)
+    await asyncio.to_thread(hub.stop_server, USER)
+    seen_in = max(seen_in, await _tick_until(directory, gateway, "stopped", 3.0))
+    await asyncio.sleep(1.0)  # the hub's log lines reach the file
+    asked = _hub_log_since(hub, offset)
+    assert not [line for line in asked if "&state=" in line], asked  # logged as state=[secret]
+    reads = [line for line in asked if f"/users/{USER}?" in line or f"/users/{USER} " in line]
+    assert 1 <= len(reads) <= 4, asked  # the route change, and the pending stop re-read
+    print(f"freshness: {seen_in:.2f} s; hub requests: {len(asked)}")
+
+
+async def test_a_route_back_with_a_new_target_is_a_restart(hub, watched):
+    directory, gateway = watched
+    await asyncio.to_thread(hub.start_server, USER)
+    await _tick_until(directory, gateway, "running", 3.0)
+    before = directory.get(USER).servers[""].started
+    # stop and start between two ticks: the route is back, at another port
+    await asyncio.to_thread(hub.stop_server, USER)
+    await asyncio.to_thread(hub.start_server, USER)
+    await directory.sync_by_routes(gateway)
+    assert directory.get(USER).servers[""].started != before
+
+
+class DownProxy:
+    async def read_routes(self) -> dict[tuple[str, str], Route]:
+        raise ServerUnreachable("The proxy API at http://127.0.0.1:1 did not answer")
+
+
+async def test_a_proxy_api_that_is_down_falls_back_to_the_hub_and_says_so(hub, watched):
+    directory, _gateway = watched
+    offset = _log_size(hub)
+    await directory.sync_by_routes(DownProxy())
+    await asyncio.sleep(1.0)  # the hub's log lines reach the file
+    assert directory.routes_error and "did not answer" in directory.routes_error
+    asked = _hub_log_since(hub, offset)
+    assert [line for line in asked if "&state=" in line], asked  # logged as state=[secret]
+    from hubkeeper.console.schemas import DirectoryStatus
+
+    status = DirectoryStatus.of(directory)
+    assert status.change_source == "proxy_routes" and status.routes_error
+
+
+def test_health_says_where_changes_come_from(hubkeeper_server):
+    import httpx
+
+    health = httpx.get(hubkeeper_server.direct_url + "api/v1/health", timeout=30).json()
+    assert health["changes"] == {"source": "proxy_routes", "detail": None}
