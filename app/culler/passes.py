@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hubkeeper.actions.stop import StopReason
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
+from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
 from hubkeeper.errors import HubkeeperError
@@ -367,6 +368,20 @@ KERNELS_NEED_PROXY_API = (
 )
 
 
+async def _route_activity(gateway: KernelGateway) -> dict[tuple[str, str], datetime]:
+    """Each server's last request through the proxy, from its routing table (free for the
+    hub); empty when it cannot be read (then nothing is skipped)."""
+    read_routes = getattr(gateway, "read_routes", None)
+    if read_routes is None:
+        return {}
+    try:
+        routes = await read_routes()
+    except HubkeeperError as exc:
+        log.info("kernel pass: proxy routes unavailable (%s); looking at every server", exc)
+        return {}
+    return {key: r.last_activity for key, r in routes.items() if r.last_activity is not None}
+
+
 def direct_gateway(servers: KernelGateway | None) -> KernelGateway | None:
     """The server gateway, when it reaches servers directly (never through the proxy);
     None otherwise (then the kernel pass refuses to run)."""
@@ -386,6 +401,7 @@ async def kernels_pass(
     users: Collection[str] | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    quiet: QuietServers | None = None,
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
     the server, never counted as activity). A server whose API fails is skipped and noted in
@@ -393,8 +409,9 @@ async def kernels_pass(
 
     `hub`: the hub client (its bulk budget lists the users); `engine`: the database of
     exemptions and cull records; `gateway`: `direct_gateway(...)`, None when servers cannot
-    be reached directly (the pass then ends with `error` set). Never raises for one server's
-    failure."""
+    be reached directly (the pass then ends with `error` set). `quiet`: the periodic pass's
+    memory of its last looks; servers where nothing could have changed are left alone
+    (culler/quiet.py says when that is safe). Never raises for one server's failure."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
@@ -429,14 +446,32 @@ async def kernels_pass(
     limit = asyncio.Semaphore(cfg.concurrency)
     cull_log = CullLog(engine, who, cfg.as_json())
     assert gateway is not None
+    route_activity = await _route_activity(gateway) if quiet is not None and not dry_run else {}
+    if quiet is not None and not dry_run:
+        quiet.forget_except({(u.name, s.name) for u, s in targets})
 
     async def one_server(user: HubUser, server: HubServer) -> None:
         nonlocal done
+        key = (user.name, server.name)
+        if quiet is not None and quiet.may_skip(
+            key,
+            started=server.started,
+            cfg=cfg.kernels,
+            route_activity=route_activity.get(key),
+            now=now,
+        ):
+            quiet.skipped += 1
+            done += 1
+            return
         async with limit:
             # One server is one user's code: whatever it does is that server's error entry,
             # never the end of the pass for everyone else.
             try:
                 kernels = await gateway.list_kernels(user.name, server.name)
+                if quiet is not None and not dry_run:
+                    quiet.remember(
+                        key, started=server.started, cfg=cfg.kernels, kernels=kernels, now=now
+                    )
                 culls = [
                     c
                     for k in kernels

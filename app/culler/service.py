@@ -29,6 +29,7 @@ from hubkeeper.culler.passes import (
     kernels_pass,
     servers_pass,
 )
+from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import CullExemption
 from hubkeeper.errors import HubkeeperError, NotFound
@@ -113,6 +114,8 @@ class Culler:
         self.servers = servers
         self.settings = settings
         self.lock = lock or asyncio.Lock()
+        # the periodic kernel pass's last looks: servers where nothing changed are skipped
+        self.quiet = QuietServers()
 
     @classmethod
     def of(cls, hk: HubkeeperState) -> Culler:
@@ -159,8 +162,11 @@ class Culler:
         users: Collection[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        skip_quiet: bool = False,
     ) -> PassResult:
-        """`passes.kernels_pass` (not under the lock: callers that must not overlap take it)."""
+        """`passes.kernels_pass` (not under the lock: callers that must not overlap take it).
+        `skip_quiet`: leave alone the servers where nothing could have changed since this
+        culler last looked (the periodic pass; culler/quiet.py)."""
         return await kernels_pass(
             cfg,
             hub=self.hub,
@@ -171,6 +177,7 @@ class Culler:
             users=users,
             dry_run=dry_run,
             progress=progress,
+            quiet=self.quiet if skip_quiet else None,
         )
 
     # --- settings ----------------------------------------------------------------------------
@@ -279,7 +286,7 @@ class Culler:
         if not cfg.kernels.enabled:
             return None
         async with self.lock:
-            return await self.kernels_pass(cfg)
+            return await self.kernels_pass(cfg, skip_quiet=True)
 
     async def _forever(
         self,

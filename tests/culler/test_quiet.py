@@ -1,0 +1,95 @@
+"""The periodic kernel pass leaves alone the servers where nothing could have changed
+(culler/quiet.py), and looks again as soon as something could have."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from hubkeeper.culler.quiet import QuietServers
+from hubkeeper.culler.settings import KernelSettings
+from tests.culler.helpers import QUIET, app_client, call, cfg, names
+
+T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+KEY = ("ann", "")
+KERNELS = KernelSettings(timeout_s=600)
+
+
+def _seen(quiet: QuietServers, kernels: list[dict[str, str]], *, at: datetime = T0) -> None:
+    quiet.remember(KEY, started=T0, cfg=KERNELS, kernels=kernels, now=at)
+
+
+def _skips(quiet: QuietServers, *, route: datetime | None, now: datetime, **kw: object) -> bool:
+    options = {"started": T0, "cfg": KERNELS, **kw}
+    return quiet.may_skip(KEY, route_activity=route, now=now, **options)  # type: ignore[arg-type]
+
+
+def test_no_traffic_and_no_deadline_reached_skips():
+    quiet = QuietServers()
+    idle = {"id": "k", "execution_state": "idle", "last_activity": T0.isoformat()}
+    assert not _skips(quiet, route=T0, now=T0)  # never looked
+    _seen(quiet, [idle])
+    assert _skips(quiet, route=T0 - timedelta(seconds=1), now=T0 + timedelta(seconds=599))
+    # traffic since the look, the deadline reached, no route, a restart, other settings
+    assert not _skips(quiet, route=T0 + timedelta(seconds=1), now=T0 + timedelta(seconds=60))
+    assert not _skips(quiet, route=T0, now=T0 + timedelta(seconds=600))
+    assert not _skips(quiet, route=None, now=T0 + timedelta(seconds=60))
+    restarted = T0 + timedelta(seconds=5)
+    assert not _skips(quiet, route=T0, now=T0 + timedelta(seconds=60), started=restarted)
+    other = KernelSettings(timeout_s=600, cull_busy=True)
+    assert not _skips(quiet, route=T0, now=T0 + timedelta(seconds=60), cfg=other)
+
+
+def test_a_busy_kernel_is_looked_at_every_pass_once_its_deadline_has_passed():
+    """A long cell in a closed tab: no traffic, last_activity frozen when it went busy."""
+    quiet = QuietServers()
+    busy = {"id": "k", "execution_state": "busy", "last_activity": T0.isoformat()}
+    after = T0 + timedelta(seconds=700)
+    _seen(quiet, [busy], at=after)  # looked after its deadline: still busy, kept
+    assert not _skips(quiet, route=T0, now=after + timedelta(seconds=300))
+
+
+def test_dead_or_undated_kernels_and_empty_servers():
+    quiet = QuietServers()
+    _seen(quiet, [{"id": "k", "execution_state": "dead", "last_activity": T0.isoformat()}])
+    assert not _skips(quiet, route=T0, now=T0 + timedelta(seconds=1))
+    _seen(quiet, [{"id": "k", "execution_state": "idle"}])
+    assert not _skips(quiet, route=T0, now=T0 + timedelta(seconds=1))
+    _seen(quiet, [])  # no kernels: nothing becomes cullable without traffic
+    assert _skips(quiet, route=T0, now=T0 + timedelta(days=30))
+
+
+@pytest.fixture
+def client(hub, make_settings):
+    with app_client(make_settings(**QUIET)) as c:
+        yield c
+
+
+def test_the_periodic_pass_skips_a_quiet_server_until_it_is_used(client, hub):
+    hk = client.app.state.hk
+    (user,) = names("quiet", "q")
+    hub.create_users([user])
+    hub.start_server(user)
+    try:
+        settings = cfg(kernels={"enabled": True, "timeout_s": 3600})
+        pass_ = hk.culler.kernels_pass
+        first = call(client, pass_, settings, users={user}, skip_quiet=True)
+        assert not first.errors and hk.culler.quiet.skipped == 0
+        call(client, pass_, settings, users={user}, skip_quiet=True)
+        assert hk.culler.quiet.skipped == 1  # nothing could have changed
+        call(client, pass_, settings, users={user})  # run/preview: never skip
+        assert hk.culler.quiet.skipped == 1
+        # a request through the proxy (a browser tab) is traffic on the route
+        token = hub.user_token(user)
+        response = httpx.get(
+            f"{hub.url}/user/{user}/api/status",
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        call(client, pass_, settings, users={user}, skip_quiet=True)
+        assert hk.culler.quiet.skipped == 1  # looked again
+    finally:
+        hub.stop_server(user)
