@@ -30,6 +30,7 @@ from hubkeeper.console.routes import router as console_router
 from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
+from hubkeeper.directory.shared import SharedDirectory
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.health.routes import router as health_router
@@ -73,6 +74,7 @@ its owner must be a hub admin (everything) or in a manager group (reads). Every 
 SHUTDOWN_GRACE = 3.0
 STOP_GRACE = 1.0
 # leader loop names (metrics label `loop`)
+DIRECTORY_SYNC = "directory-sync"
 RECORDER = "session-recorder"
 ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
@@ -161,11 +163,19 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         # Hubkeeper's token may do more than it needs; a hub that is down is asked later.
         with suppress(HubkeeperError, TimeoutError):
             await asyncio.wait_for(state.servers.tokens.credentials(), timeout=5.0)
+        shared_directory = SharedDirectory(state.directory, engine, settings.replica)
         loops = Supervisor(
             [
-                # every replica: the (read-only) directory sync, its copy of the lockdown
-                # state, and the audit events its spool kept while the database was down
-                Loop("directory-sync", state.directory.run),
+                # the directory: one replica syncs with the hub and publishes what it sees,
+                # the others follow it through the database (directory/shared.py)
+                Loop(
+                    DIRECTORY_SYNC,
+                    shared_directory.lead,
+                    runs="leader",
+                    otherwise=shared_directory.follow,
+                ),
+                # every replica: its copy of the lockdown state, and the audit events its
+                # spool kept while the database was down
                 Loop("lockdown-watch", lambda: lockdown.watch(state)),
                 Loop("audit-spool", lambda: keep_spool_flushed(state)),
                 # one replica at a time: loops that record or change things

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from hubkeeper.kit.clock import utcnow
@@ -295,3 +295,31 @@ class CullRun(SQLModel, table=True):
     culled: int = Field(default=0)
     errors: int = Field(default=0)
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class DirectoryUser(SQLModel, table=True):
+    """The user directory as the replica leading `directory-sync` last saw each user, for the
+    other replicas (directory/shared.py): only one replica asks the hub. `seq` grows with
+    every write, so a follower reads only what changed since it last looked; a user the hub
+    no longer has stays as a row with `removed` set."""
+
+    __tablename__ = "directory_user"
+
+    name: str = Field(primary_key=True, max_length=255)
+    data: str = Field(sa_column=Column(Text, nullable=False))  # the hub's user model, JSON
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    removed: bool = False
+
+
+class DirectoryState(SQLModel, table=True):
+    """One row (id 1): what the leading replica's directory says about itself (sync times,
+    the hub's user count, the last `seq` written)."""
+
+    __tablename__ = "directory_state"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    synced_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    full_synced_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    hub_total: int | None = None
+    replica: str = Field(default="", max_length=255)

@@ -144,6 +144,31 @@ class UserDirectory(DirectorySync):
         return self._active_error or self._sweep_error
 
     @property
+    def hub_total(self) -> int | None:
+        """How many users the hub said it has, at the last sync (None before)."""
+        return self._hub_total
+
+    def names(self) -> list[str]:
+        """Every user's name (a snapshot)."""
+        return list(self._users)
+
+    def follow_state(
+        self,
+        *,
+        synced_at: datetime | None,
+        full_synced_at: datetime | None,
+        hub_total: int | None,
+    ) -> None:
+        """Take the leading replica's sync state (directory/shared.py): this directory is
+        as current as what it follows; ready once the leader has swept the hub."""
+        self.synced_at = synced_at
+        self.full_synced_at = full_synced_at
+        self._hub_total = hub_total
+        self._active_error = self._sweep_error = None
+        if full_synced_at is not None:
+            self.ready = True
+
+    @property
     def routes_error(self) -> str | None:
         """Why the proxy's routes could not be read last time (None when they could, or when
         they are not used)."""

@@ -271,7 +271,12 @@ class DirectorySync:
                 if self.routes is not None:
                     await self.sync_by_routes(self.routes)
                     backoff = 1.0
-                    await asyncio.sleep(self.settings.routes_interval)
+                    # asking the hub instead (the proxy API fails): at the hub's pace
+                    failing = self._routes_error is not None
+                    settings = self.settings
+                    await asyncio.sleep(
+                        settings.active_sync_interval if failing else settings.routes_interval
+                    )
                     continue
                 await self.sync_active()
                 backoff = 1.0

@@ -154,16 +154,19 @@ class Leader:
         name: str,
         loop_factory: Callable[[], Awaitable[Any]],
         interval: float | None = None,
+        otherwise: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
-        """Run `loop_factory()` while this replica leads `name`; never returns.
+        """Run `loop_factory()` while this replica leads `name`, and `otherwise()` (if given)
+        while another replica does; never returns.
 
-        Checked every `interval` seconds (default: the leader interval). Leadership lost →
-        the loop's task is cancelled; the loop ending on its own (a crash) → logged and
-        started again at the next check while still leading.
+        Checked every `interval` seconds (default: the leader interval). Leadership lost or
+        won → the running task is cancelled and the other one started; a task ending on its
+        own (a crash) → logged and started again at the next check.
         """
         every = interval or self.interval
         self._held.setdefault(name, False)
         task: asyncio.Task[Any] | None = None
+        task_leads = False
         try:
             while True:
                 leading = await self.check(name)
@@ -171,11 +174,13 @@ class Leader:
                     if not task.cancelled() and task.exception() is not None:
                         log.error("loop %s ended: %r; restarting it", name, task.exception())
                     task = None
-                if leading and task is None:
-                    task = asyncio.ensure_future(loop_factory())
-                elif not leading and task is not None:
+                if task is not None and task_leads != leading:
                     await cancel_and_wait(task)
                     task = None
+                if task is None:
+                    factory = loop_factory if leading else otherwise
+                    if factory is not None:
+                        task, task_leads = asyncio.ensure_future(factory()), leading
                 await asyncio.sleep(every)
         finally:
             if task is not None:

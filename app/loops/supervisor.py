@@ -26,7 +26,11 @@ class Leads(Protocol):
     """What the supervisor needs of `hubkeeper.loops.leader.Leader`."""
 
     def run_as_leader(
-        self, name: str, loop_factory: Callable[[], Awaitable[Any]], interval: float | None = None
+        self,
+        name: str,
+        loop_factory: Callable[[], Awaitable[Any]],
+        interval: float | None = None,
+        otherwise: Callable[[], Awaitable[Any]] | None = None,
     ) -> Coroutine[Any, Any, None]: ...
 
 
@@ -37,12 +41,15 @@ class Loop:
     `run` is called once per start and must run until cancelled; it handles its own failures
     (pausing with `hubkeeper.loops.retry.retry_pause`). `runs="leader"`: only on the replica
     that leads `name`; it is cancelled when leadership is lost and started again when won.
-    `name` is also the metrics label `loop` of `hubkeeper_leader`.
+    `otherwise` (leader loops only): what the replica runs while another one leads (the
+    directory: read what the leader saw). `name` is also the metrics label `loop` of
+    `hubkeeper_leader`.
     """
 
     name: str
     run: Callable[[], Awaitable[Any]]
     runs: Runs = "every_replica"
+    otherwise: Callable[[], Awaitable[Any]] | None = None
 
 
 class Supervisor:
@@ -67,7 +74,7 @@ class Supervisor:
             raise RuntimeError("the loops are already running")
         for loop in self.loops:
             coro = (
-                self.leader.run_as_leader(loop.name, loop.run)
+                self.leader.run_as_leader(loop.name, loop.run, otherwise=loop.otherwise)
                 if loop.runs == "leader"
                 else _run(loop.run)
             )

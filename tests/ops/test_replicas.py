@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="needs HUBKEEPER_TEST_P
 
 INTERVAL = 1.0  # HUBKEEPER_LEADER_INTERVAL for these replicas (s)
 ANN, BEN, CY, DEE = "ops-rep-ann", "ops-rep-ben", "ops-rep-cy", "ops-rep-dee"
+EVE = "ops-rep-eve"  # the directory test's own
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def database() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def replicas(hub, database, tmp_path_factory) -> Iterator[list[Replica]]:
-    hub.create_users([ANN, BEN, CY, DEE])
+    hub.create_users([ANN, BEN, CY, DEE, EVE])
     state = tmp_path_factory.mktemp("replicas")
     started: list[Replica] = []
     try:
@@ -53,6 +54,8 @@ def replicas(hub, database, tmp_path_factory) -> Iterator[list[Replica]]:
                 HUBKEEPER_LEADER_INTERVAL=str(INTERVAL),
                 HUBKEEPER_ACTIVE_SYNC_INTERVAL="0.5",
                 HUBKEEPER_JOB_LOST_AFTER="5",
+                # scraped without a token, so a scrape asks the hub nothing
+                HUBKEEPER_METRICS_PUBLIC="true",
             )
             started.append(replica)
         # started together: they race on the migrations, which take turns under a lock
@@ -104,6 +107,50 @@ def test_both_serve_and_exactly_one_leads(hub, replicas):
         assert replica.get("api/v1/health/ready").status_code == 200
         assert replica.get("api/v1/users", token).status_code == 200
     wait_for(lambda: leader_of(replicas, token), 30, "a leader")
+
+
+def _metric(replica: Replica, line_start: str) -> float:
+    for line in replica.get("metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _hub_requests(replica: Replica) -> float:
+    return sum(
+        _metric(replica, f'hubkeeper_hub_request_seconds_count{{outcome="{o}"}}')
+        for o in ("ok", "unavailable")
+    )
+
+
+def test_only_the_replica_leading_the_directory_asks_the_hub(hub, replicas):
+    """Load on the hub does not grow with replicas: the other one follows through the
+    database and still sees a server started at the hub within seconds."""
+    token = admin_token(hub)
+
+    def directory_leader() -> Replica | None:
+        leading = [
+            r for r in replicas if _metric(r, 'hubkeeper_leader{loop="directory-sync"}') == 1.0
+        ]
+        return leading[0] if len(leading) == 1 else None
+
+    leader = wait_for(directory_leader, 30, "one replica leading directory-sync")
+    follower = next(r for r in replicas if r is not leader)
+    before = _hub_requests(follower), _hub_requests(leader)
+    time.sleep(6)
+    after = _hub_requests(follower), _hub_requests(leader)
+    assert after[0] == before[0], "the follower asked the hub"
+    assert after[1] > before[1], "the leader never asked the hub"
+    try:
+        hub.start_server(EVE)
+
+        def follower_sees_it() -> bool:
+            user = follower.get(f"api/v1/users/{EVE}", token).json()
+            return any(s["status"] == "running" for s in user["servers"])
+
+        wait_for(follower_sees_it, 10, "the follower showing the server")
+    finally:
+        stop_quietly(hub, EVE)
 
 
 def test_a_server_started_and_stopped_behind_their_backs_is_one_session(hub, replicas, engine):
