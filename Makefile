@@ -88,6 +88,7 @@ format: install
 bench: install postgres
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --culler
+	$(BIN)/python bench/hub_load.py --servers 1000,5000 --write
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		$(BIN)/python bench/usage.py --write --postgres $(PG_URL); \
 	else \

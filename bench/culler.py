@@ -41,7 +41,7 @@ import httpx  # noqa: E402
 from hubsetup import cpu_model  # noqa: E402
 
 from hubkeeper.config import Settings  # noqa: E402
-from hubkeeper.culler.passes import kernels_pass, servers_pass  # noqa: E402
+from hubkeeper.culler.service import Culler  # noqa: E402
 from hubkeeper.culler.settings import CullerSettings, KernelSettings  # noqa: E402
 from hubkeeper.db.engine import migrate  # noqa: E402
 from hubkeeper.demo.localhub import LocalHub, free_port  # noqa: E402
@@ -157,7 +157,7 @@ async def hubkeeper_server_pass(hub: LocalHub, tmp: Path, now: datetime) -> dict
     cfg = CullerSettings(timeout_s=3600, max_age_s=0, concurrency=CONCURRENCY)
     try:
         began = time.monotonic()
-        result = await servers_pass(hk, cfg, now=now)
+        result = await Culler.of(hk).servers_pass(cfg, now=now)
         took = time.monotonic() - began
     finally:
         await hk.servers.aclose()
@@ -224,7 +224,7 @@ async def hubkeeper_kernel_passes(hub: LocalHub, tmp: Path) -> list[dict[str, An
         for label in ("first pass (tokens issued)", "second pass (tokens cached)"):
             counter.count = 0
             began = time.monotonic()
-            result = await kernels_pass(hk, cfg)
+            result = await Culler.of(hk).kernels_pass(cfg)
             took = time.monotonic() - began
             servers = len({(c.user, c.server) for c in result.planned}) or 1
             out.append(

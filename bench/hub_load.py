@@ -1,0 +1,464 @@
+"""Load on the hub (issue #14): the hub alone, the hub with jupyterhub-idle-culler 2.0, and
+the hub with Hubkeeper (two replicas on PostgreSQL), side by side in one run, at N running
+servers.
+
+    .venv/bin/python bench/hub_load.py [--servers 1000,5000] [--window 300] [--write]
+
+Each N gets a fresh hub with a light spawner (no process per server: every server is the one
+stand-in process of bench/kernel_standin.py, which also serves a kernels API). Then three
+windows of `--window` seconds, one per companion, each after a warm-up:
+- the hub's CPU (utime + stime of its process, from /proc), as % of one core;
+- its API requests per minute by kind, and the time it spent answering them per minute,
+  from its own request log (`log:… 200 GET /hub/api/… (who@ip) 5.04ms`), the bench's own
+  probe and set-up requests left out;
+- the p50/p95 of a user's cheap call (`GET /hub/api/users/<self>` with their own token)
+  made every 0.5 s;
+- with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it.
+Both cullers run a pass every 120 s (`--cull-every`), so each window holds a server pass and
+(Hubkeeper) a kernel pass; otherwise at their defaults. Writes the hub-load section of
+docs/performance.md with `--write`. Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import httpx  # noqa: E402
+from hubsetup import cpu_model  # noqa: E402
+
+from hubkeeper.demo.localhub import LocalHub, free_port  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+BEGIN, END = "<!-- hub-load-bench -->", "<!-- /hub-load-bench -->"
+PG_SERVER = os.environ.get(
+    "HUBKEEPER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+PROBE, FRESH, CULLER_USER = "load-probe", "load-fresh", "load-idle-culler"
+WARM_UP = 20.0  # s before each window: companions sync, sweep and run a first pass
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REQUEST = re.compile(r"\] (\d{3}) ([A-Z]+) (\S+) \(([^@)]*)@[^)]*\) ([\d.]+)ms")
+
+LIGHT_SPAWNER = """
+from jupyterhub.spawner import Spawner
+
+class LightSpawner(Spawner):
+    # bench stand-in: no process per server; every server is one stand-in process
+    running = False
+
+    async def start(self):
+        self.running = True
+        return ("127.0.0.1", {port})
+
+    async def poll(self):
+        return None if self.running else 0
+
+    async def stop(self, now=False):
+        self.running = False
+
+c.JupyterHub.spawner_class = LightSpawner
+c.JupyterHub.concurrent_spawn_limit = 0
+c.JupyterHub.active_server_limit = 0
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+"""
+
+
+def kind_of(method: str, path: str) -> str:
+    """A request's kind, as the hub's log shows it."""
+    path = path.split("?", 1)[0]
+    api = path.split("/hub/api", 1)[-1]
+    if api == "/users":
+        return f"{method} /users (list)"
+    if re.fullmatch(r"/users/[^/]+", api):
+        return f"{method} /users/{{name}}"
+    if api.endswith("/tokens"):
+        return f"{method} /users/{{name}}/tokens"
+    if api.startswith("/hubkeeper/server-tokens"):
+        return f"{method} /hubkeeper/server-tokens"
+    if api == "/user":
+        return f"{method} /user (whoami)"
+    if "/server" in api:
+        return f"{method} /users/{{name}}/server…"
+    return f"{method} {api or path}"
+
+
+@dataclass
+class Window:
+    name: str
+    seconds: float
+    cpu_percent: float
+    requests: Counter[str] = field(default_factory=Counter)
+    hub_ms: float = 0.0
+    probe_ms: list[float] = field(default_factory=list)
+    fresh_start_s: float | None = None
+    fresh_stop_s: float | None = None
+
+    def per_minute(self, value: float) -> float:
+        return value * 60.0 / self.seconds
+
+    def p(self, q: int) -> float:
+        return statistics.quantiles(self.probe_ms, n=100)[q - 1] if self.probe_ms else 0.0
+
+
+def hub_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def start_servers(hub: LocalHub, names: list[str]) -> None:
+    def one(name: str) -> None:
+        response = hub.api("POST", f"/users/{name}/server", json={}, timeout=120)
+        if response.status_code not in (201, 202, 400):
+            response.raise_for_status()
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, names))
+
+
+def create_users(hub: LocalHub, names: list[str]) -> None:
+    for start in range(0, len(names), 500):
+        hub.api(
+            "POST",
+            "/users",
+            json={"usernames": names[start : start + 500]},
+            token=hub.admin_token,
+            timeout=120,
+        ).raise_for_status()
+
+
+class Probe(threading.Thread):
+    """A user's cheap hub call every 0.5 s, with their own token."""
+
+    def __init__(self, hub: LocalHub, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{hub.api_url}/users/{PROBE}"
+        self.token = token
+        self.stop_now = threading.Event()
+        self.ms: list[float] = []
+
+    def run(self) -> None:
+        with httpx.Client(headers={"Authorization": f"token {self.token}"}, timeout=30) as http:
+            while not self.stop_now.is_set():
+                began = time.perf_counter()
+                http.get(self.url).raise_for_status()
+                self.ms.append((time.perf_counter() - began) * 1000)
+                self.stop_now.wait(0.5)
+
+
+def freshness(hub: LocalHub, base: str, token: str, *, start: bool) -> float:
+    """Seconds from a start (or stop) at the hub's API until Hubkeeper's API shows it."""
+    want = "running" if start else "stopped"
+    began = time.monotonic()
+    if start:
+        hub.api("POST", f"/users/{FRESH}/server", json={}, token=hub.admin_token)
+    else:
+        hub.api("DELETE", f"/users/{FRESH}/server", token=hub.admin_token)
+    with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=30) as http:
+        while time.monotonic() - began < 60:
+            user = http.get(f"{base}api/v1/users/{FRESH}").json()
+            status = next((s["status"] for s in user.get("servers", []) if s["name"] == ""), None)
+            if (status or "stopped") == want:
+                return time.monotonic() - began
+            time.sleep(0.1)
+    return float("nan")
+
+
+def postgres_database() -> str | None:
+    try:
+        import psycopg
+
+        name = f"hubkeeper_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
+    except Exception as exc:  # noqa: BLE001 - the bench says so and goes on with SQLite
+        print(f"no PostgreSQL ({exc}): one Hubkeeper replica on SQLite instead", file=sys.stderr)
+        return None
+
+
+class Companion:
+    """A process (or two) beside the hub for one window."""
+
+    def __init__(self, commands: list[tuple[list[str], dict[str, str]]], log: Path) -> None:
+        self.commands, self.log = commands, log
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        for command, env in self.commands:
+            out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
+            self.procs.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            out.close()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def idle_culler(hub: LocalHub, token: str, cull_every: int, log: Path) -> Companion:
+    env = {**os.environ, "JUPYTERHUB_API_TOKEN": token}
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--url={hub.api_url}",
+        "--timeout=3600",
+        f"--cull-every={cull_every}",
+    ]
+    return Companion([(command, env)], log)
+
+
+def hubkeeper(hub: LocalHub, db_url: str, cull_every: int, log: Path, replicas: int) -> Companion:
+    commands = []
+    for i in range(replicas):
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))
+        }
+        env.update(hub.hubkeeper_env())
+        port = hub.service_port if i == 0 else free_port()
+        env.update(
+            {
+                "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+                "HUBKEEPER_DATABASE_URL": db_url,
+                "HUBKEEPER_COOKIE_SECRET": "b" * 64,
+                "HUBKEEPER_REPLICA_ID": f"bench-{i}",
+                "HUBKEEPER_CULL_INTERVAL": str(cull_every),
+                "HUBKEEPER_CULL_KERNELS_INTERVAL": str(cull_every),
+                "HUBKEEPER_LOG_LEVEL": "warning",
+            }
+        )
+        commands.append(([str(VENV_BIN / "hubkeeper"), "serve"], env))
+    return Companion(commands, log)
+
+
+def measure(
+    hub: LocalHub, name: str, seconds: float, probe_token: str, *, hubkeeper_token: str | None
+) -> Window:
+    pid = hub.pid
+    assert pid is not None
+    log_at = Path(hub.log_path).stat().st_size
+    cpu0, t0 = hub_cpu_seconds(pid), time.monotonic()
+    probe = Probe(hub, probe_token)
+    probe.start()
+    window = Window(name, seconds, 0.0)
+    base = f"{hub.service_url}{hub.service_prefix}"
+    time.sleep(seconds / 3)
+    if hubkeeper_token:
+        window.fresh_start_s = freshness(hub, base, hubkeeper_token, start=True)
+    time.sleep(max(0.0, t0 + 2 * seconds / 3 - time.monotonic()))
+    if hubkeeper_token:
+        window.fresh_stop_s = freshness(hub, base, hubkeeper_token, start=False)
+    time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+    window.seconds = time.monotonic() - t0
+    window.cpu_percent = (hub_cpu_seconds(pid) - cpu0) / window.seconds * 100
+    probe.stop_now.set()
+    probe.join()
+    window.probe_ms = probe.ms
+    time.sleep(1.0)  # the hub's last log lines reach the file
+    with Path(hub.log_path).open() as log:
+        log.seek(log_at)
+        for line in log:
+            found = REQUEST.search(line)
+            if not found or "/hub/api" not in found.group(3):
+                continue
+            who = found.group(4)
+            if who in (PROBE, "hub-admin", "admin"):  # the bench's own requests
+                continue
+            window.requests[kind_of(found.group(2), found.group(3))] += 1
+            window.hub_ms += float(found.group(5))
+    return window
+
+
+def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
+    standin_port = free_port()
+    standin = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "kernel_standin.py"), str(standin_port)]
+    )
+    hub = LocalHub(
+        tmp / f"hub-{n}",
+        extra_config=LIGHT_SPAWNER.format(port=standin_port),
+        start_timeout=120,
+    )
+    windows: list[Window] = []
+    try:
+        hub.start()
+        names = [f"load-{i:05d}" for i in range(n)]
+        began = time.monotonic()
+        create_users(hub, [*names, PROBE, FRESH])
+        start_servers(hub, names)
+        print(f"N={n}: {n} servers started in {time.monotonic() - began:.0f} s", flush=True)
+        probe_token = hub.user_token(PROBE)
+        # idle-culler as an admin user of its own, so the log tells its requests apart
+        hub.api(
+            "POST",
+            "/users",
+            json={"usernames": [CULLER_USER], "admin": True},
+            token=hub.admin_token,
+        ).raise_for_status()
+        culler_token = hub.user_token(CULLER_USER)
+        admin = hub.user_token("admin")
+        db = postgres_database()
+        replicas = 2 if db else 1
+        db_url = db or f"sqlite:///{tmp / f'hk-{n}.sqlite'}"
+        runs: list[tuple[str, Companion | None, bool]] = [
+            ("the hub alone", None, False),
+            (
+                f"+ jupyterhub-idle-culler 2.0 (--timeout=3600, --cull-every={args.cull_every})",
+                idle_culler(hub, culler_token, args.cull_every, tmp / f"idle-culler-{n}.log"),
+                False,
+            ),
+            (
+                f"+ Hubkeeper ({replicas} replica{'s' if replicas > 1 else ''}"
+                f"{' on PostgreSQL' if db else ' on SQLite'})",
+                hubkeeper(hub, db_url, args.cull_every, tmp / f"hubkeeper-{n}.log", replicas),
+                True,
+            ),
+        ]
+        for name, companion, is_hubkeeper in runs:
+            if companion:
+                companion.start()
+            try:
+                time.sleep(WARM_UP if companion else 2.0)
+                window = measure(
+                    hub,
+                    name,
+                    args.window,
+                    probe_token,
+                    hubkeeper_token=admin if is_hubkeeper else None,
+                )
+            finally:
+                if companion:
+                    companion.stop()
+            windows.append(window)
+            print(f"N={n}: {summary(window)}", flush=True)
+    finally:
+        hub.stop()
+        standin.terminate()
+    return windows
+
+
+def summary(w: Window) -> str:
+    requests = w.per_minute(sum(w.requests.values()))
+    return (
+        f"{w.name}: CPU {w.cpu_percent:.1f} %, {requests:.1f} req/min, "
+        f"{w.per_minute(w.hub_ms):.0f} ms/min, probe p50/p95 {w.p(50):.1f}/{w.p(95):.1f} ms"
+    )
+
+
+def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
+    lines = [
+        BEGIN,
+        "## Load on the hub: Hubkeeper against jupyterhub-idle-culler 2.0",
+        "",
+        f"`bench/hub_load.py --window {args.window:g}` on {cpu_model()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Fresh hubs with a "
+        "light spawner (no process per server); both cullers pass every "
+        f"{args.cull_every} s. Hub CPU is % of one core; requests and hub time per minute "
+        "come from the hub's own request log (the probe's and the bench's own left out).",
+        "",
+    ]
+    for n, windows in results.items():
+        alone = windows[0]
+        lines += [
+            f"**{n:,} running servers**",
+            "",
+            "| run | hub CPU | hub API requests/min | hub time answering, ms/min "
+            "| a user's call p50 / p95 | freshness start / stop |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for w in windows:
+            fresh = (
+                f"{w.fresh_start_s:.1f} s / {w.fresh_stop_s:.1f} s"
+                if w.fresh_start_s is not None and w.fresh_stop_s is not None
+                else "—"
+            )
+            requests = w.per_minute(sum(w.requests.values()))
+            lines.append(
+                f"| {w.name} | {w.cpu_percent:.1f} % | {requests:.1f} | "
+                f"{w.per_minute(w.hub_ms):.0f} | {w.p(50):.1f} / {w.p(95):.1f} ms | {fresh} |"
+            )
+        if len(windows) == 3:
+            culler, keeper = windows[1], windows[2]
+            added_culler = max(culler.cpu_percent - alone.cpu_percent, 0.01)
+            added_keeper = keeper.cpu_percent - alone.cpu_percent
+            cpu_ratio = added_keeper / added_culler
+            p95_ratio = keeper.p(95) / max(alone.p(95), 0.01)
+            lines += [
+                "",
+                f"- Hub CPU Hubkeeper adds / idle-culler adds: **{cpu_ratio:.2f}×** (target ≤ 2).",
+                f"- A user's p95 with Hubkeeper / the hub alone: **{p95_ratio:.2f}×** "
+                "(target ≤ 1.2).",
+                "- Hubkeeper's requests by kind, per minute: "
+                + ", ".join(
+                    f"`{k}` {keeper.per_minute(v):.1f}" for k, v in keeper.requests.most_common()
+                )
+                + ".",
+            ]
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_docs(text: str) -> None:
+    path = REPO / "docs" / "performance.md"
+    doc = path.read_text()
+    if BEGIN in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + text + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="1000", help="comma-separated N (e.g. 1000,5000)")
+    parser.add_argument("--window", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--cull-every", type=int, default=120, help="both cullers' interval")
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args()
+    results: dict[int, list[Window]] = {}
+    with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
+        for n in (int(x) for x in args.servers.split(",")):
+            results[n] = run_n(n, args, Path(tmp))
+    text = report(results, args)
+    print(text)
+    if args.write:
+        write_docs(text)
+
+
+if __name__ == "__main__":
+    main()
