@@ -226,6 +226,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         "credential_warnings": (
             state.servers.tokens.known.warnings if state.servers.tokens.known else []
         ),
+        # the footer: how server tokens are had, how changes are seen
+        "server_token_mode": (
+            str(state.servers.tokens.known.mode) if state.servers.tokens.known else None
+        ),
+        "change_source": (
+            "hub" if state.directory.routes_error is not None else state.directory.change_source
+        ),
     }
 
     install_error_handlers(app)

@@ -140,3 +140,14 @@ async def test_without_the_plugin_the_tokens_fallback_works_and_health_warns(tmp
             await gateway.aclose()
             await client.aclose()
         await asyncio.to_thread(bare.stop_server, USER)
+
+
+def test_admins_pages_say_how_server_tokens_are_had(hub, hubkeeper_server):
+    from tests.auth.hub_login import sign_in
+
+    with httpx.Client(timeout=30) as browser:
+        sign_in(browser, hub.url, hubkeeper_server.proxied_url, "admin")
+        page = browser.get(hubkeeper_server.proxied_url + "users", follow_redirects=True)
+    assert page.status_code == 200
+    assert "one-server tokens from the hub plugin" in page.text
+    assert "credential-note" not in page.text  # no warning: the narrow role
