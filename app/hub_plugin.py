@@ -36,6 +36,7 @@ SCOPE = "custom:hubkeeper:server-tokens"
 # it (jupyterhub/app.py `init_handlers`, `add_url_prefix(self.hub_prefix, h)`).
 ENDPOINT = r"/api/hubkeeper/server-tokens"
 MAX_TOKEN_SECONDS = 3600  # the longest life of a token the endpoint issues
+MAX_BATCH = 200  # servers per request in the list form
 # Tokens whose note starts "Server at " are not counted as their owner's activity when used
 # (jupyterhub/handlers/base.py `get_current_user_token`): a server checking our token with
 # the hub is not the user being active.
@@ -66,7 +67,8 @@ def _handler_class() -> type:
         """`POST <base_url>hub/api/hubkeeper/server-tokens {"user", "server"}` → 201
         `{"token", "expires_at"}` (ISO 8601, UTC). 400 for a malformed body; 403 without
         `custom:hubkeeper:server-tokens` (or with it filtered to other users); 404 for a
-        user or named server the hub does not have."""
+        user or named server the hub does not have. Also a list form for a pass over many
+        servers, `{"servers": [...]}` (see `_post_many`)."""
 
         def _filters_allow(self, user: Any, server: str) -> bool:
             filters = self.parsed_scopes.get(SCOPE)
@@ -81,15 +83,8 @@ def _handler_class() -> type:
             groups = {group.name for group in user.groups}
             return bool(groups & set(filters.get("group", ())))
 
-        async def post(self) -> None:
-            if self.current_user is None or SCOPE not in self.parsed_scopes:
-                raise web.HTTPError(403, f"Minting server tokens needs the {SCOPE} scope")
-            body = self.get_json_body()
-            if not isinstance(body, dict):
-                raise web.HTTPError(400, 'Body must be {"user": <name>, "server": <name>}')
-            name, server = body.get("user"), body.get("server", "")
-            if not isinstance(name, str) or not name or not isinstance(server, str):
-                raise web.HTTPError(400, '"user" (a name) and "server" (a name or "") needed')
+        def _mint(self, name: str, server: str) -> dict[str, Any]:
+            """One token, or raises HTTPError (404 unknown, 403 outside the filter)."""
             user = self.find_user(name)
             if user is None:
                 raise web.HTTPError(404, f"No such user: {name}")
@@ -108,23 +103,55 @@ def _handler_class() -> type:
             )
             orm_token = orm.APIToken.find(self.db, token)
             expires_at = orm_token.expires_at if orm_token is not None else None
-            self.log.info(
-                "%s minted a %d s token for %s/%s", self.current_user.name, lives, name, server
-            )
+            return {
+                "token": token,
+                "expires_at": (
+                    expires_at.replace(tzinfo=UTC).isoformat() if expires_at is not None else None
+                ),
+            }
+
+        async def post(self) -> None:
+            if self.current_user is None or SCOPE not in self.parsed_scopes:
+                raise web.HTTPError(403, f"Minting server tokens needs the {SCOPE} scope")
+            body = self.get_json_body()
+            if isinstance(body, dict) and "servers" in body:
+                self._post_many(body["servers"])
+                return
+            if not isinstance(body, dict):
+                raise web.HTTPError(400, 'Body must be {"user": <name>, "server": <name>}')
+            name, server = body.get("user"), body.get("server", "")
+            if not isinstance(name, str) or not name or not isinstance(server, str):
+                raise web.HTTPError(400, '"user" (a name) and "server" (a name or "") needed')
+            minted = self._mint(name, server)
+            self.log.info("%s minted a token for %s/%s", self.current_user.name, name, server)
             self.set_status(201)
             self.set_header("Content-Type", "application/json")
-            self.finish(
-                json.dumps(
-                    {
-                        "token": token,
-                        "expires_at": (
-                            expires_at.replace(tzinfo=UTC).isoformat()
-                            if expires_at is not None
-                            else None
-                        ),
-                    }
-                )
-            )
+            self.finish(json.dumps(minted))
+
+        def _post_many(self, asked: object) -> None:
+            """`{"servers": [{"user", "server"}, ...]}` (at most MAX_BATCH) → 201
+            `{"tokens": [{"user", "server", "token", "expires_at"} | {"user", "server",
+            "error", "status"}]}`: one request for a pass over many servers, each entry
+            answered on its own."""
+            if not isinstance(asked, list) or not 0 < len(asked) <= MAX_BATCH:
+                raise web.HTTPError(400, f'"servers" must be a list of 1 to {MAX_BATCH} items')
+            answers = []
+            for item in asked:
+                name = item.get("user") if isinstance(item, dict) else None
+                server = item.get("server", "") if isinstance(item, dict) else None
+                if not isinstance(name, str) or not name or not isinstance(server, str):
+                    raise web.HTTPError(400, 'each item needs "user" (a name) and "server"')
+                try:
+                    answers.append({"user": name, "server": server, **self._mint(name, server)})
+                except web.HTTPError as exc:
+                    error = exc.log_message or str(exc)
+                    answers.append(
+                        {"user": name, "server": server, "error": error, "status": exc.status_code}
+                    )
+            self.log.info("%s minted %d server tokens", self.current_user.name, len(answers))
+            self.set_status(201)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"tokens": answers}))
 
     return ServerTokensHandler
 
