@@ -218,14 +218,41 @@ def _refuse(message: str) -> Exception:
     return error
 
 
+async def quota_refusal(quota_url: str, spawner: Any, wait_s: float) -> str | None:
+    """Hubkeeper's answer on the spawning user's quota: the message when the spawn is to be
+    refused, None otherwise. Raises on any failure to get an answer."""
+    from urllib.parse import urlencode
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    user = spawner.user
+    query = urlencode(
+        {
+            "user": user.name,
+            "groups": ",".join(sorted(g.name for g in getattr(user, "groups", []))),
+            "admin": "true" if getattr(user, "admin", False) else "false",
+        }
+    )
+    response = await AsyncHTTPClient().fetch(
+        f"{quota_url}?{query}", request_timeout=wait_s, connect_timeout=wait_s
+    )
+    answer = json.loads(response.body)
+    if answer.get("allowed") is False:
+        return str(answer.get("message") or "Your server-hours for this month are used up.")
+    return None
+
+
 def make_pre_spawn_hook(
     status: LockdownStatus,
     *,
     fail_open: bool = True,
     chained: Callable[[Any], Awaitable[None] | None] | None = None,
+    quota_url: str | None = None,
 ) -> Callable[[Any], Awaitable[None]]:
     """A `Spawner.pre_spawn_hook`: runs `chained` (the hook configured before) first, then
-    refuses the spawn with 503 and the lockdown's message while Hubkeeper says locked.
+    refuses the spawn with 503 and the lockdown's message while Hubkeeper says locked, and
+    (with `quota_url`, Hubkeeper's `quotas/check`) when the user's monthly server-hours are
+    used up and quotas are enforced.
 
     When Hubkeeper cannot be asked, the spawn goes ahead with a warning (`fail_open`), or is
     refused with `UNREACHABLE_MESSAGE` (`fail_open=False`)."""
@@ -246,6 +273,15 @@ def make_pre_spawn_hook(
             raise _refuse(UNREACHABLE_MESSAGE) from None
         if locked:
             raise _refuse(message)
+        if quota_url is None:
+            return
+        try:
+            refusal = await quota_refusal(quota_url, spawner, status.timeout)
+        except Exception as exc:
+            log.warning("quota check failed (%s); letting the server start", exc)
+            return
+        if refusal is not None:
+            raise _refuse(refusal)
 
     return pre_spawn_hook
 
@@ -326,8 +362,9 @@ def configure(
     - Defines `custom:hubkeeper:server-tokens` (`c.JupyterHub.custom_scopes`).
     - Serves `POST <base_url>hub/api/hubkeeper/server-tokens` (`c.JupyterHub.extra_handlers`).
     - With `lockdown` (default): a pre-spawn hook chained after the configured one, asking
-      `status_url` (default: from the service's `url`, `status_url_of`); `fail_open` as in
-      `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
+      `status_url` (default: from the service's `url`, `status_url_of`) and, beside it,
+      `quotas/check` (spawns over an enforced quota are refused; admins never); `fail_open`
+      as in `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
       configured announcement.
 
     Raises ValueError when `status_url` is not given and cannot be worked out.
@@ -349,8 +386,14 @@ def configure(
     status = LockdownStatus(status_url or status_url_of(c, service))
     spawner = c.Spawner
     chained = spawner.pre_spawn_hook if "pre_spawn_hook" in spawner else None
+    quota_url = None
+    if status.status_url.endswith("lockdown/status"):
+        quota_url = status.status_url[: -len("lockdown/status")] + "quotas/check"
     spawner.pre_spawn_hook = make_pre_spawn_hook(
-        status, fail_open=fail_open, chained=chained if callable(chained) else None
+        status,
+        fail_open=fail_open,
+        chained=chained if callable(chained) else None,
+        quota_url=quota_url,
     )
     template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
     for key in ANNOUNCEMENT_KEYS:

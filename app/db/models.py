@@ -323,3 +323,14 @@ class DirectoryState(SQLModel, table=True):
     full_synced_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
     hub_total: int | None = None
     replica: str = Field(default="", max_length=255)
+
+
+class QuotaConfig(SQLModel, table=True):
+    """The server-hour quotas saved from the API (one row; absent = no quotas)."""
+
+    __tablename__ = "quota_config"
+
+    id: int | None = Field(default=None, primary_key=True)
+    settings: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    updated_by: str = Field(max_length=255)
