@@ -54,7 +54,11 @@ def server_status(client: TestClient, user: str) -> str:
 def test_start_and_stop_answer_pending_then_settle(api: TestClient, slow_hub: LocalHub) -> None:
     started = api.post("/services/hubkeeper/api/v1/users/slow-ann/server/start")
     assert started.status_code == 200
-    assert started.json() == {"status": "pending"}
+    # answered as soon as the hub has the spawn under way, with where to follow it
+    assert started.json() == {
+        "status": "pending",
+        "progress_url": "/services/hubkeeper/api/v1/users/slow-ann/server/progress",
+    }
     wait_for(lambda: server_status(api, "slow-ann") == "running")
     stopped = api.post("/services/hubkeeper/api/v1/users/slow-ann/server/stop")
     assert stopped.status_code == 200
