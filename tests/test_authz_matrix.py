@@ -95,6 +95,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/culler/run"): ADMIN,
     ("POST", "/culler/exemptions"): ADMIN,
     ("POST", "/culler/exemptions/{exemption_id}/delete"): ADMIN,
+    ("GET", "/api/v1/quotas"): READER,
+    ("PUT", "/api/v1/quotas"): ADMIN,
+    ("GET", "/api/v1/me/quota"): READER,
+    ("GET", "/api/v1/quotas/check"): PUBLIC,  # the hub plugin's spawn hook asks it, no token
 }
 
 PATH_VALUES = {
@@ -112,6 +116,7 @@ HARMLESS_BODY: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/culler"): {"json": ["not an object"]},
     ("POST", "/api/v1/exemptions"): {"json": ["not an object"]},
     ("POST", "/culler/exemptions"): {"data": {"reason": ""}},
+    ("PUT", "/api/v1/quotas"): {"json": ["not an object"]},
 }
 IDENTITIES = ("anonymous", "no_role", "manager", "admin", "scoped_out")
 # The same people signed in with the browser session instead of a token (script requests from

@@ -31,7 +31,7 @@ async def month_use(hk: HubkeeperState, user: str, groups: list[str]) -> MonthUs
     return MonthUse(round(used, 2), quotas.hours_for(user, groups), next_month(now))
 
 
-@router.get("/quotas", response_model=QuotasOut)
+@router.get("/quotas", response_model=QuotasOut, responses=errors())
 async def get_quotas(who: CurrentReader, hk: StateDep) -> QuotasOut:
     """Server-hour quotas per calendar month (UTC): per user, per group, and whether they are
     enforced at spawn."""
@@ -61,7 +61,7 @@ async def put_quotas(request: Request, who: CurrentAdmin, hk: StateDep) -> Quota
     return await get_quotas(who, hk)
 
 
-@router.get("/me/quota", response_model=QuotaUse)
+@router.get("/me/quota", response_model=QuotaUse, responses=errors())
 async def my_quota(who: CurrentReader, hk: StateDep) -> QuotaUse:
     """The caller's server-hours this month against their quota (`quota_hours` null: none),
     and when the count resets (UTC)."""
@@ -70,12 +70,19 @@ async def my_quota(who: CurrentReader, hk: StateDep) -> QuotaUse:
     return QuotaUse(used_hours=use.used_hours, quota_hours=use.quota_hours, resets_at=use.resets_at)
 
 
-@router.get("/quotas/check", response_model=QuotaCheck)
+@router.get("/quotas/check", response_model=QuotaCheck, responses=errors(422))
 async def check(
     hk: StateDep,
-    user: Annotated[str, Query(min_length=1, max_length=NAME_MAX)],
-    groups: Annotated[str | None, Query(max_length=10_000)] = None,
-    admin: Annotated[bool | None, Query()] = None,
+    user: Annotated[
+        str, Query(min_length=1, max_length=NAME_MAX, description="the spawning user's name")
+    ],
+    groups: Annotated[
+        str | None,
+        Query(max_length=10_000, description="their groups, comma-separated, as the hub has them"),
+    ] = None,
+    admin: Annotated[
+        bool | None, Query(description="whether the hub has them as an admin (never refused)")
+    ] = None,
 ) -> QuotaCheck:
     """No auth: for the hub plugin's pre-spawn hook, which passes the spawning user's groups
     and admin flag as the hub knows them (without them, the hub is asked). `allowed` is false
