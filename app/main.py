@@ -131,7 +131,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     state.enforcer = enforcer
     culler = state.culler = Culler(
-        hub=hub, engine=engine, stopper=stopper, servers=state.servers, settings=settings
+        hub=hub,
+        engine=engine,
+        stopper=stopper,
+        servers=state.servers,
+        settings=settings,
+        activity=recorder.activity,
     )
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval

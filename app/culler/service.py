@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.config import Settings
+    from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
     from hubkeeper.state import HubkeeperState
 
@@ -107,8 +108,11 @@ class Culler:
         servers: KernelGateway | None,
         settings: Settings,
         lock: asyncio.Lock | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.hub = hub
+        # kernel activity seen by the passes, for the backtest (None: not noted)
+        self.activity = activity
         self.engine = engine
         self.stopper = stopper
         self.servers = servers
@@ -178,6 +182,7 @@ class Culler:
             dry_run=dry_run,
             progress=progress,
             quiet=self.quiet if skip_quiet else None,
+            activity=self.activity,
         )
 
     # --- settings ----------------------------------------------------------------------------

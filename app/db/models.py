@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, text
 from sqlmodel import Field, SQLModel
 
 from hubkeeper.kit.clock import utcnow
@@ -323,3 +323,18 @@ class DirectoryState(SQLModel, table=True):
     full_synced_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
     hub_total: int | None = None
     replica: str = Field(default="", max_length=255)
+
+
+class ServerActivity(SQLModel, table=True):
+    """When one server was used on one UTC day, in 5-minute buckets (hubkeeper.db.activity):
+    a bitmap per source, bit i = the bucket starting i * 300 s after midnight UTC, stored
+    little-endian with trailing zero bytes dropped (at most 36 bytes). Read by the culler's
+    backtest; written by the session recorder (hub/route activity) and the kernel pass."""
+
+    __tablename__ = "server_activity"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)  # "" = the default server
+    day: int = Field(primary_key=True, index=True)  # days since 1970-01-01 (UTC)
+    hub: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    kernels: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))

@@ -1,0 +1,218 @@
+"""The policy backtester: replay recorded sessions and their activity under a candidate idle
+timeout, and say what it would have saved and whom it would have hurt.
+
+The model (docs/culler.md "Backtest"), times in seconds since 1970-01-01 UTC:
+
+- A session's activity is its 5-minute buckets (db/activity.py) of one source: `hub` (the
+  hub's or the proxy route's `last_activity` moving) or `kernels` (kernel activity the kernel
+  pass saw). Activity seen in a bucket counts at the bucket's end (capped at the session's
+  stop), and the session's start counts as activity (its first bucket is active): the
+  replay never cuts earlier than the real culler could have.
+- The policy cuts a session at the first moment it has been idle for longer than `timeout`:
+  `cut = last activity + timeout`, if that is before the session stopped. `saved` = stop - cut.
+- A cut is a regret when its user was active again within `REGRET_WINDOW` (15 min) of it:
+  the same server's next activity (which the cut would have met with a stopped server), or
+  a session of that user (any server) starting in `(cut, cut + 15 min]`.
+
+`replay` is pure and runs over prepared `Run`s; `prepare` builds them from session rows and
+activity rows. The bitmaps are Python ints: finding the first gap of `m` empty buckets is a
+handful of shifts and ANDs per session (log2 m steps), not a walk over the buckets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from hubkeeper.db.activity import BUCKET, PER_DAY
+
+REGRET_WINDOW = 900  # s after a cut in which a return is a regret
+NO_GROUP = "(no group)"  # as the usage report names it
+CANDIDATES = (900, 1800, 3600, 7200, 14400, 28800)  # s: the timeouts `suggest` tries
+MIN_TIMEOUT = BUCKET  # s: shorter than a bucket cannot be told apart from activity
+MAX_TIMEOUT = 30 * 86400  # s
+GroupsOf = Callable[[str], Sequence[str]]
+
+
+@dataclass(slots=True)
+class Run:
+    """One session ready for replay (times in s since the epoch, UTC)."""
+
+    user: str
+    keys: tuple[str, ...]  # what it counts under (its user, or its groups)
+    start: float
+    stop: float
+    b0: int  # the bucket holding `start`
+    n: int  # buckets from b0 to the one holding the last instant before `stop`
+    bits: int  # activity: bit i = bucket b0 + i (bit 0 set: the start)
+
+
+@dataclass(slots=True)
+class Tally:
+    sessions: int = 0
+    server_s: float = 0.0
+    saved_s: float = 0.0
+    cut_sessions: int = 0
+    regret_sessions: int = 0
+
+    def add(self, other: Tally) -> None:
+        self.sessions += other.sessions
+        self.server_s += other.server_s
+        self.saved_s += other.saved_s
+        self.cut_sessions += other.cut_sessions
+        self.regret_sessions += other.regret_sessions
+
+    def as_dict(self, key: str | None = None) -> dict[str, object]:
+        out: dict[str, object] = {} if key is None else {"key": key}
+        out.update(
+            sessions=self.sessions,
+            server_hours=round(self.server_s / 3600, 3),
+            saved_hours=round(self.saved_s / 3600, 3),
+            saved_cost=None,  # HUBKEEPER_PRICES is not on this branch
+            cut_sessions=self.cut_sessions,
+            regret_sessions=self.regret_sessions,
+        )
+        return out
+
+
+@dataclass(slots=True)
+class Result:
+    by_key: dict[str, Tally] = field(default_factory=dict)
+    total: Tally = field(default_factory=Tally)
+
+
+def make_run(
+    user: str,
+    keys: tuple[str, ...],
+    start: float,
+    stop: float,
+    days: dict[int, int] | None,
+) -> Run | None:
+    """A `Run` from a session's times and its server's bitmaps by day (None: no stop after
+    start, nothing to replay)."""
+    if stop <= start:
+        return None
+    b0 = int(start) // BUCKET
+    b1 = (int(-(-stop // 1)) - 1) // BUCKET  # the bucket of the last whole second before stop
+    n = max(b1 - b0 + 1, 1)
+    bits = 1
+    if days:
+        d0, d1 = b0 // PER_DAY, (b0 + n - 1) // PER_DAY
+        combined = 0
+        for day in range(d0, d1 + 1):
+            day_bits = days.get(day)
+            if day_bits:
+                combined |= day_bits << ((day - d0) * PER_DAY)
+        bits |= (combined >> (b0 - d0 * PER_DAY)) & ((1 << n) - 1)
+    return Run(user, keys, start, stop, b0, n, bits)
+
+
+def first_cut(run: Run, timeout: int) -> tuple[float, float | None] | None:
+    """(cut time, the same server's next activity after it or None), or None when the
+    policy never cuts this session. `timeout` in whole seconds, at least one bucket."""
+    m = timeout // BUCKET  # empty buckets after an active one that make a gap > timeout
+    bits = run.bits
+    width = run.n + m + 1
+    empty = ~bits & ((1 << width) - 1)  # past the session: empty
+    runs = empty  # bit p set: buckets p .. p+m-1 all empty (built by doubling)
+    have = 1
+    while have < m:
+        step = min(have, m - have)
+        runs &= runs >> step
+        have += step
+    starts = bits & (runs >> 1)  # an active bucket followed by m empty ones
+    if not starts:
+        return None
+    j = (starts & -starts).bit_length() - 1
+    last = min((run.b0 + j + 1) * BUCKET, run.stop)
+    cut = last + timeout
+    if cut >= run.stop:
+        return None
+    rest = bits >> (j + 1)
+    if not rest:
+        return cut, None
+    j2 = j + 1 + (rest & -rest).bit_length() - 1
+    return cut, min((run.b0 + j2 + 1) * BUCKET, run.stop)
+
+
+def replay(runs: Sequence[Run], timeout: int) -> Result:
+    """The candidate policy over `runs`: tallies per key and in total."""
+    starts: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        starts[run.user].append(run.start)
+    for values in starts.values():
+        values.sort()
+    result = Result()
+    by_key = result.by_key
+    for run in runs:
+        one = Tally(sessions=1, server_s=run.stop - run.start)
+        found = first_cut(run, timeout)
+        if found is not None:
+            cut, again = found
+            one.cut_sessions = 1
+            one.saved_s = run.stop - cut
+            back = again is not None and again <= cut + REGRET_WINDOW
+            if not back:
+                mine = starts[run.user]
+                at = bisect.bisect_right(mine, cut)
+                back = at < len(mine) and mine[at] <= cut + REGRET_WINDOW
+            one.regret_sessions = 1 if back else 0
+        for key in run.keys:
+            tally = by_key.get(key)
+            if tally is None:
+                tally = by_key[key] = Tally()
+            tally.add(one)
+        result.total.add(one)
+    return result
+
+
+def suggest(
+    runs: Sequence[Run], max_regret: float, candidates: Iterable[int] = CANDIDATES
+) -> list[dict[str, object]]:
+    """Per key, the shortest candidate timeout (s) whose regret rate — regret sessions per
+    session replayed — stays at or under `max_regret` (0..1); null when none does."""
+    ordered = sorted(set(candidates))
+    results = [(t, replay(runs, t)) for t in ordered]
+    keys = sorted({k for _, r in results for k in r.by_key})
+    out: list[dict[str, object]] = []
+    for key in keys:
+        chosen: tuple[int, Tally] | None = None
+        for timeout, result in results:
+            tally = result.by_key.get(key)
+            if tally is None or tally.sessions == 0:
+                continue
+            if tally.regret_sessions / tally.sessions <= max_regret:
+                chosen = (timeout, tally)
+                break
+        if chosen is None:
+            out.append({"key": key, "timeout_s": None})
+            continue
+        timeout, tally = chosen
+        row: dict[str, object] = {"key": key, "timeout_s": timeout}
+        row.update(tally.as_dict())
+        row["regret_rate"] = round(tally.regret_sessions / tally.sessions, 4)
+        out.append(row)
+    return out
+
+
+def keys_of(
+    by: str, user: str, groups_json: str | None, groups_of: Callable[[str], Sequence[str]]
+) -> tuple[str, ...]:
+    """What a session counts under: its user, or the groups its user was in at its start
+    (`ServerSession.groups`; for older sessions the user's groups now), "(no group)" if none.
+    A user in two groups counts in both, so group rows may add up to more than the total."""
+    if by == "user":
+        return (user,)
+    groups = list(groups_of(user)) if groups_json is None else json.loads(groups_json)
+    return tuple(str(g) for g in groups) or (NO_GROUP,)
+
+
+def items(result: Result) -> dict[str, object]:
+    """The API's answer: rows by key (sorted), and the total."""
+    return {
+        "items": [result.by_key[k].as_dict(k) for k in sorted(result.by_key)],
+        "total": result.total.as_dict(),
+    }
