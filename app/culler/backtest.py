@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hubkeeper.db.activity import BUCKET, PER_DAY
 
@@ -37,12 +39,12 @@ MAX_TIMEOUT = 30 * 86400  # s
 GroupsOf = Callable[[str], Sequence[str]]
 
 
-@dataclass(slots=True)
-class Run:
-    """One session ready for replay (times in s since the epoch, UTC)."""
+class Run(NamedTuple):
+    """One session ready for replay (times in s since the epoch, UTC). A plain tuple: a year
+    of a large hub is a million of them."""
 
     user: str
-    keys: tuple[str, ...]  # what it counts under (its user, or its groups)
+    keys: tuple[str, ...]  # what it counts under (its user, or its groups); shared tuples
     start: float
     stop: float
     b0: int  # the bucket holding `start`
@@ -84,6 +86,28 @@ class Result:
     total: Tally = field(default_factory=Tally)
 
 
+def bucket_span(start: float, stop: float) -> tuple[int, int]:
+    """(b0, n): the bucket holding `start` and how many buckets reach the last instant
+    before `stop` (at least one)."""
+    b0 = int(start) // BUCKET
+    b1 = (math.ceil(stop) - 1) // BUCKET
+    return b0, max(b1 - b0 + 1, 1)
+
+
+def day_bits(days: dict[int, int], b0: int, n: int) -> int:
+    """The session's activity from its server's bitmaps by day: bit i = bucket b0 + i."""
+    d0, d1 = b0 // PER_DAY, (b0 + n - 1) // PER_DAY
+    if d0 == d1:
+        combined = days.get(d0, 0)
+    else:
+        combined = 0
+        for day in range(d0, d1 + 1):
+            found = days.get(day)
+            if found:
+                combined |= found << ((day - d0) * PER_DAY)
+    return (combined >> (b0 - d0 * PER_DAY)) & ((1 << n) - 1)
+
+
 def make_run(
     user: str,
     keys: tuple[str, ...],
@@ -95,47 +119,49 @@ def make_run(
     start, nothing to replay)."""
     if stop <= start:
         return None
-    b0 = int(start) // BUCKET
-    b1 = (int(-(-stop // 1)) - 1) // BUCKET  # the bucket of the last whole second before stop
-    n = max(b1 - b0 + 1, 1)
-    bits = 1
-    if days:
-        d0, d1 = b0 // PER_DAY, (b0 + n - 1) // PER_DAY
-        combined = 0
-        for day in range(d0, d1 + 1):
-            day_bits = days.get(day)
-            if day_bits:
-                combined |= day_bits << ((day - d0) * PER_DAY)
-        bits |= (combined >> (b0 - d0 * PER_DAY)) & ((1 << n) - 1)
+    b0, n = bucket_span(start, stop)
+    bits = 1 | (day_bits(days, b0, n) if days else 0)
     return Run(user, keys, start, stop, b0, n, bits)
 
 
-def first_cut(run: Run, timeout: int) -> tuple[float, float | None] | None:
-    """(cut time, the same server's next activity after it or None), or None when the
-    policy never cuts this session. `timeout` in whole seconds, at least one bucket."""
-    m = timeout // BUCKET  # empty buckets after an active one that make a gap > timeout
-    bits = run.bits
-    width = run.n + m + 1
-    empty = ~bits & ((1 << width) - 1)  # past the session: empty
-    runs = empty  # bit p set: buckets p .. p+m-1 all empty (built by doubling)
+def _steps(m: int) -> tuple[int, ...]:
+    """The shifts that turn "bucket p empty" into "buckets p .. p+m-1 empty" by doubling."""
+    steps = []
     have = 1
     while have < m:
         step = min(have, m - have)
-        runs &= runs >> step
+        steps.append(step)
         have += step
-    starts = bits & (runs >> 1)  # an active bucket followed by m empty ones
+    return tuple(steps)
+
+
+def _cut(bits: int, b0: int, n: int, stop: float, timeout: int, steps: tuple[int, ...]):  # noqa: ANN202
+    m = timeout // BUCKET  # empty buckets after an active one that make a gap > timeout
+    empty = ~bits & ((1 << (n + m + 1)) - 1)  # past the session: empty
+    for step in steps:
+        empty &= empty >> step
+    starts = bits & (empty >> 1)  # an active bucket followed by m empty ones
     if not starts:
         return None
     j = (starts & -starts).bit_length() - 1
-    last = min((run.b0 + j + 1) * BUCKET, run.stop)
-    cut = last + timeout
-    if cut >= run.stop:
+    last = (b0 + j + 1) * BUCKET
+    cut = (stop if last > stop else last) + timeout
+    if cut >= stop:
         return None
     rest = bits >> (j + 1)
     if not rest:
         return cut, None
-    j2 = j + 1 + (rest & -rest).bit_length() - 1
-    return cut, min((run.b0 + j2 + 1) * BUCKET, run.stop)
+    again = (b0 + j + 1 + (rest & -rest).bit_length()) * BUCKET
+    return cut, (stop if again > stop else again)
+
+
+def first_cut(run: Run, timeout: int) -> tuple[float, float | None] | None:
+    """(cut time, the same server's next activity after it or None), or None when the
+    policy never cuts this session. `timeout` in whole seconds, at least one bucket.
+
+    Bit tricks on the session's bitmap: "bucket p starts m empty buckets" for every p at
+    once in log2(m) shifts and ANDs, then the lowest active bucket followed by such a run."""
+    return _cut(run.bits, run.b0, run.n, run.stop, timeout, _steps(timeout // BUCKET))
 
 
 def replay(runs: Sequence[Run], timeout: int) -> Result:
@@ -145,25 +171,38 @@ def replay(runs: Sequence[Run], timeout: int) -> Result:
         starts[run.user].append(run.start)
     for values in starts.values():
         values.sort()
+    steps = _steps(timeout // BUCKET)
+    first_end = BUCKET + timeout  # no cut before the first bucket's end + timeout
+    # sessions, server s, saved s, cuts, regrets: by keys tuple (shared), spread at the end
+    acc: dict[tuple[str, ...], list[float]] = {}
+    for user, keys, start, stop, b0, n, bits in runs:
+        row = acc.get(keys)
+        if row is None:
+            row = acc[keys] = [0, 0.0, 0.0, 0, 0]
+        row[0] += 1
+        row[1] += stop - start
+        if stop <= b0 * BUCKET + first_end:
+            continue
+        found = _cut(bits, b0, n, stop, timeout, steps)
+        if found is None:
+            continue
+        cut, again = found
+        row[2] += stop - cut
+        row[3] += 1
+        if again is not None and again <= cut + REGRET_WINDOW:
+            row[4] += 1
+            continue
+        mine = starts[user]
+        at = bisect.bisect_right(mine, cut)
+        if at < len(mine) and mine[at] <= cut + REGRET_WINDOW:
+            row[4] += 1
     result = Result()
-    by_key = result.by_key
-    for run in runs:
-        one = Tally(sessions=1, server_s=run.stop - run.start)
-        found = first_cut(run, timeout)
-        if found is not None:
-            cut, again = found
-            one.cut_sessions = 1
-            one.saved_s = run.stop - cut
-            back = again is not None and again <= cut + REGRET_WINDOW
-            if not back:
-                mine = starts[run.user]
-                at = bisect.bisect_right(mine, cut)
-                back = at < len(mine) and mine[at] <= cut + REGRET_WINDOW
-            one.regret_sessions = 1 if back else 0
-        for key in run.keys:
-            tally = by_key.get(key)
+    for keys, (sessions, server_s, saved_s, cuts, regrets) in acc.items():
+        one = Tally(int(sessions), server_s, saved_s, int(cuts), int(regrets))
+        for key in keys:
+            tally = result.by_key.get(key)
             if tally is None:
-                tally = by_key[key] = Tally()
+                tally = result.by_key[key] = Tally()
             tally.add(one)
         result.total.add(one)
     return result

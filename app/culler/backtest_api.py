@@ -23,9 +23,12 @@ from hubkeeper.web.strict import STRICT_QUERY
 router = APIRouter(prefix="/api/v1", tags=["culler"], dependencies=STRICT_QUERY)
 
 DEFAULT_DAYS = 30  # the window when `since` is not given
-Source = Literal["hub", "kernels"]
-By = Literal["group", "user"]
-When = Annotated[str | None, Query(description="ISO 8601 date or date-time (UTC)")]
+Source = Annotated[
+    Literal["hub", "kernels"],
+    Query(description="idle means no hub/route activity (hub) or no kernel activity (kernels)"),
+]
+By = Annotated[Literal["group", "user"], Query(description="rows per group or per user")]
+When = Annotated[str | None, Query()]  # described by web/openapi.py COMMON_PARAMS
 
 
 def parse_timeout(raw: str) -> int:
