@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("hub", sa.LargeBinary(), nullable=False),
         sa.Column("kernels", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("user", "server", "day"),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("server_activity", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_server_activity_day"), ["day"], unique=False)

@@ -166,46 +166,87 @@ def first_cut(run: Run, timeout: int) -> tuple[float, float | None] | None:
 
 def replay(runs: Sequence[Run], timeout: int) -> Result:
     """The candidate policy over `runs`: tallies per key and in total."""
+    return replay_many(runs, (timeout,))[timeout]
+
+
+def replay_many(runs: Sequence[Run], timeouts: Iterable[int]) -> dict[int, Result]:
+    """Several candidate timeouts (s, at least one bucket) in one pass over `runs`.
+
+    Shortest first, each session's "m empty buckets from here" map grows from the last one
+    (`runs &= runs >> (m - m_before)` holds while the step is at most m_before: doubling
+    timeouts cost one shift each), and a session one timeout does not cut is cut by no
+    longer one, so the pass stops there."""
+    ordered = sorted(set(timeouts))
+    ms = [t // BUCKET for t in ordered]
+    plan: list[tuple[int, int, tuple[int, ...], bool]] = []  # timeout, m, shifts, fresh
+    before = 1
+    for timeout, m in zip(ordered, ms, strict=True):
+        if m <= 2 * before and plan:
+            shifts: tuple[int, ...] = (m - before,) if m > before else ()
+        else:
+            shifts = _steps(m)  # from the one-bucket map
+        plan.append((timeout, m, shifts, not plan or m > 2 * before))
+        before = m
+    widest = ms[-1] + 1
     starts: dict[str, list[float]] = defaultdict(list)
     for run in runs:
         starts[run.user].append(run.start)
     for values in starts.values():
         values.sort()
-    steps = _steps(timeout // BUCKET)
-    first_end = BUCKET + timeout  # no cut before the first bucket's end + timeout
-    # sessions, server s, saved s, cuts, regrets: by keys tuple (shared), spread at the end
+    # sessions, server s, and per timeout saved s, cuts, regrets: by keys tuple (shared)
+    count = len(plan)
     acc: dict[tuple[str, ...], list[float]] = {}
+    bisect_right = bisect.bisect_right
     for user, keys, start, stop, b0, n, bits in runs:
         row = acc.get(keys)
         if row is None:
-            row = acc[keys] = [0, 0.0, 0.0, 0, 0]
+            row = acc[keys] = [0.0] * (2 + 3 * count)
         row[0] += 1
         row[1] += stop - start
-        if stop <= b0 * BUCKET + first_end:
-            continue
-        found = _cut(bits, b0, n, stop, timeout, steps)
-        if found is None:
-            continue
-        cut, again = found
-        row[2] += stop - cut
-        row[3] += 1
-        if again is not None and again <= cut + REGRET_WINDOW:
-            row[4] += 1
-            continue
-        mine = starts[user]
-        at = bisect.bisect_right(mine, cut)
-        if at < len(mine) and mine[at] <= cut + REGRET_WINDOW:
-            row[4] += 1
-    result = Result()
-    for keys, (sessions, server_s, saved_s, cuts, regrets) in acc.items():
-        one = Tally(int(sessions), server_s, saved_s, int(cuts), int(regrets))
-        for key in keys:
-            tally = result.by_key.get(key)
-            if tally is None:
-                tally = result.by_key[key] = Tally()
-            tally.add(one)
-        result.total.add(one)
-    return result
+        base = b0 * BUCKET
+        one_empty = ~bits & ((1 << (n + widest)) - 1)  # past the session: empty
+        empty = one_empty
+        for i, (timeout, _m, shifts, fresh) in enumerate(plan):
+            if stop <= base + BUCKET + timeout:  # no cut before the first bucket's end
+                break
+            if fresh:
+                empty = one_empty
+            for step in shifts:
+                empty &= empty >> step
+            found = bits & (empty >> 1)  # an active bucket followed by m empty ones
+            if not found:
+                break
+            j = (found & -found).bit_length()  # index + 1
+            last = base + j * BUCKET
+            cut = (stop if last > stop else last) + timeout
+            if cut >= stop:
+                break
+            at = 2 + 3 * i
+            row[at] += stop - cut
+            row[at + 1] += 1
+            rest = bits >> j
+            if rest:
+                again = base + (j + (rest & -rest).bit_length()) * BUCKET
+                if (stop if again > stop else again) <= cut + REGRET_WINDOW:
+                    row[at + 2] += 1
+                    continue
+            mine = starts[user]
+            k = bisect_right(mine, cut)
+            if k < len(mine) and mine[k] <= cut + REGRET_WINDOW:
+                row[at + 2] += 1
+    results = {timeout: Result() for timeout in ordered}
+    for keys, row in acc.items():
+        for i, timeout in enumerate(ordered):
+            at = 2 + 3 * i
+            one = Tally(int(row[0]), row[1], row[at], int(row[at + 1]), int(row[at + 2]))
+            result = results[timeout]
+            for key in keys:
+                tally = result.by_key.get(key)
+                if tally is None:
+                    tally = result.by_key[key] = Tally()
+                tally.add(one)
+            result.total.add(one)
+    return results
 
 
 def suggest(
@@ -214,7 +255,8 @@ def suggest(
     """Per key, the shortest candidate timeout (s) whose regret rate — regret sessions per
     session replayed — stays at or under `max_regret` (0..1); null when none does."""
     ordered = sorted(set(candidates))
-    results = [(t, replay(runs, t)) for t in ordered]
+    many = replay_many(runs, ordered)
+    results = [(t, many[t]) for t in ordered]
     keys = sorted({k for _, r in results for k in r.by_key})
     out: list[dict[str, object]] = []
     for key in keys:

@@ -154,3 +154,39 @@ def test_bitmaps_are_stored_short() -> None:
     assert from_bytes(to_bytes(1 << 200 | 5)) == 1 << 200 | 5
     assert bucket_of(datetime(2026, 11, 2, 0, 4, 59, tzinfo=UTC)) == DAY0 * PER_DAY
     assert bucket_of(datetime(2026, 11, 2, 0, 5, tzinfo=UTC)) == DAY0 * PER_DAY + 1
+
+
+def test_one_pass_over_many_timeouts_agrees_with_each_alone() -> None:
+    """replay_many's shared maps against first_cut, session by session, on random history."""
+    import random
+
+    from hubkeeper.culler.backtest import REGRET_WINDOW, replay_many
+
+    rng = random.Random(5)
+    runs = []
+    for i in range(400):
+        start = rng.randrange(0, 3 * 86400)
+        stop = start + rng.randrange(60, 20 * HOUR)
+        k0, k1 = start // BUCKET, (stop - 1) // BUCKET
+        active = [k for k in range(k0, k1 + 1) if rng.random() < rng.choice((0.05, 0.3, 0.8))]
+        runs.append(run(active, start=start, stop=stop, user=f"u{i % 40}", keys=(f"g{i % 3}",)))
+    timeouts = (300, 900, 1000, 1800, 3600, 7200, 14400, 28800, 86400)
+    many = replay_many(runs, timeouts)
+    for timeout in timeouts:
+        cuts = saved = regrets = 0
+        for r in runs:
+            found = first_cut(r, timeout)
+            if found is None:
+                continue
+            cut, again = found
+            cuts += 1
+            saved += r.stop - cut
+            back = again is not None and again <= cut + REGRET_WINDOW
+            back = back or any(
+                o.user == r.user and cut < o.start <= cut + REGRET_WINDOW for o in runs
+            )
+            regrets += back
+        total = many[timeout].total
+        assert (total.cut_sessions, total.regret_sessions) == (cuts, regrets), timeout
+        assert abs(total.saved_s - saved) < 1e-6, timeout
+        assert total.sessions == len(runs)
