@@ -127,7 +127,8 @@ def _load(
     groups_of: Callable[[str], Sequence[str]],
 ) -> list[Run]:
     end = now.timestamp()
-    keys_cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
+    keys_cache: dict[str, tuple[str, ...]] = {}
+    users: dict[str, str] = {}
     runs: list[Run] = []
     append = runs.append
     make = Run._make
@@ -154,7 +155,10 @@ def _load(
                 stop = end
             if stop <= start:
                 continue
-            cache_key = (user, None) if by == "user" else (user, groups)
+            # one string object per user, one keys tuple per user or group list: a million
+            # sessions keep shared objects, not a copy each
+            user = users.setdefault(user, user)
+            cache_key = groups if by == "group" and groups is not None else user
             keys = keys_cache.get(cache_key)
             if keys is None:
                 keys = keys_cache[cache_key] = keys_of(by, user, groups, groups_of)
