@@ -41,8 +41,8 @@ SESSIONS_SQLITE = (
     + ", groups FROM server_session WHERE {plus}started_at >= ? AND {plus}started_at < ?"
 )
 SESSIONS_POSTGRES = """
-SELECT "user", server, round(extract(epoch FROM started_at), 3)::float8,
-       round(extract(epoch FROM stopped_at), 3)::float8, groups
+SELECT "user", server, round(extract(epoch FROM started_at)::numeric, 3)::float8,
+       round(extract(epoch FROM stopped_at)::numeric, 3)::float8, groups
 FROM server_session WHERE started_at >= %s AND started_at < %s
 """
 ACTIVITY_SQLITE = """

@@ -46,10 +46,11 @@ def add(engine, user: str, start_min: int, stop_min: int, groups: list[str], ser
 
 
 @pytest.fixture
-def client(make_settings, hub):
+def client(make_settings, hub, db_url):
+    """An app on the made history, on SQLite (and PostgreSQL when the tests have one)."""
     hub.create_users([MANAGER, NOBODY])
     hub.add_to_group("managers", [MANAGER])
-    with app_client(make_settings(**QUIET)) as c:
+    with app_client(make_settings(db_url, **QUIET)) as c:
         engine = c.app.state.hk.engine
         marks: dict = {}
         # ann (physics): active 30 min, then idle until 4 h: a 30 min timeout cuts at 1 h
@@ -181,6 +182,7 @@ def test_suggest_per_group(client, admin):
         {"timeout_s": "30m", "since": "yesterday"},
         {"timeout_s": "30m", "since": "2026-11-03", "until": "2026-11-01"},
         {"timeout_s": "30m", "timeout": "1h"},  # unknown parameter
+        {"timeout_s": "30m", "since": "10000-01-01"},
     ],
 )
 def test_bad_backtest_input_is_422(client, admin, params):
@@ -197,6 +199,22 @@ def test_bad_suggest_input_is_422(client, admin, params):
     got = client.get("api/v1/culler/backtest/suggest", params=params, headers=admin)
     assert got.status_code == 422, got.text
     assert set(got.json()) == {"error", "detail"}
+
+
+def test_the_widest_window_is_answered(client, admin):
+    got = client.get(
+        "api/v1/culler/backtest",
+        params={"timeout_s": "8h", "since": "0001-01-02", "until": "9999-12-29"},
+        headers=admin,
+    )
+    assert got.status_code == 200, got.text
+    assert got.json()["total"]["sessions"] == 4
+    suggested = client.get(
+        "api/v1/culler/backtest/suggest",
+        params={"since": "0001-01-02", "until": "9999-12-29", "by": "user"},
+        headers=admin,
+    )
+    assert suggested.status_code == 200, suggested.text
 
 
 def test_roles_managers_read_people_without_a_role_do_not(client, hub, manager):
