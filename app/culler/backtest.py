@@ -164,13 +164,14 @@ def first_cut(run: Run, timeout: int) -> tuple[float, float | None] | None:
     return _cut(run.bits, run.b0, run.n, run.stop, timeout, _steps(timeout // BUCKET))
 
 
-def replay(runs: Sequence[Run], timeout: int) -> Result:
+def replay(runs: Iterable[Run], timeout: int) -> Result:
     """The candidate policy over `runs`: tallies per key and in total."""
     return replay_many(runs, (timeout,))[timeout]
 
 
-def replay_many(runs: Sequence[Run], timeouts: Iterable[int]) -> dict[int, Result]:
-    """Several candidate timeouts (s, at least one bucket) in one pass over `runs`.
+def replay_many(runs: Iterable[Run], timeouts: Iterable[int]) -> dict[int, Result]:
+    """Several candidate timeouts (s, at least one bucket) in one pass over `runs` (a list
+    or a stream: each is looked at once).
 
     Shortest first, each session's "m empty buckets from here" map grows from the last one
     (`runs &= runs >> (m - m_before)` holds while the step is at most m_before: doubling
@@ -188,16 +189,15 @@ def replay_many(runs: Sequence[Run], timeouts: Iterable[int]) -> dict[int, Resul
         plan.append((timeout, m, shifts, not plan or m > 2 * before))
         before = m
     widest = ms[-1] + 1
+    # every session's start by user, for regrets in a new server: known only once all are
+    # read, so those checks wait in `pending` (one pass: `runs` may be a stream)
     starts: dict[str, list[float]] = defaultdict(list)
-    for run in runs:
-        starts[run.user].append(run.start)
-    for values in starts.values():
-        values.sort()
+    pending: list[tuple[str, float, list[float], int]] = []
     # sessions, server s, and per timeout saved s, cuts, regrets: by keys tuple (shared)
     count = len(plan)
     acc: dict[tuple[str, ...], list[float]] = {}
-    bisect_right = bisect.bisect_right
     for user, keys, start, stop, b0, n, bits in runs:
+        starts[user].append(start)
         row = acc.get(keys)
         if row is None:
             row = acc[keys] = [0.0] * (2 + 3 * count)
@@ -230,10 +230,15 @@ def replay_many(runs: Sequence[Run], timeouts: Iterable[int]) -> dict[int, Resul
                 if (stop if again > stop else again) <= cut + REGRET_WINDOW:
                     row[at + 2] += 1
                     continue
-            mine = starts[user]
-            k = bisect_right(mine, cut)
-            if k < len(mine) and mine[k] <= cut + REGRET_WINDOW:
-                row[at + 2] += 1
+            pending.append((user, cut, row, at + 2))
+    for values in starts.values():
+        values.sort()
+    bisect_right = bisect.bisect_right
+    for user, cut, row, at in pending:
+        mine = starts[user]
+        k = bisect_right(mine, cut)
+        if k < len(mine) and mine[k] <= cut + REGRET_WINDOW:
+            row[at] += 1
     results = {timeout: Result() for timeout in ordered}
     for keys, row in acc.items():
         for i, timeout in enumerate(ordered):
@@ -250,13 +255,16 @@ def replay_many(runs: Sequence[Run], timeouts: Iterable[int]) -> dict[int, Resul
 
 
 def suggest(
-    runs: Sequence[Run], max_regret: float, candidates: Iterable[int] = CANDIDATES
+    runs: Iterable[Run], max_regret: float, candidates: Iterable[int] = CANDIDATES
 ) -> list[dict[str, object]]:
     """Per key, the shortest candidate timeout (s) whose regret rate — regret sessions per
     session replayed — stays at or under `max_regret` (0..1); null when none does."""
-    ordered = sorted(set(candidates))
-    many = replay_many(runs, ordered)
-    results = [(t, many[t]) for t in ordered]
+    return suggest_from(replay_many(runs, candidates), max_regret)
+
+
+def suggest_from(many: dict[int, Result], max_regret: float) -> list[dict[str, object]]:
+    """`suggest` on replays already made, by timeout."""
+    results = sorted(many.items())
     keys = sorted({k for _, r in results for k in r.by_key})
     out: list[dict[str, object]] = []
     for key in keys:

@@ -5,6 +5,7 @@ managers); the replay runs in a worker thread."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
@@ -12,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from hubkeeper.culler import backtest
-from hubkeeper.culler.backtest_db import load_runs
+from hubkeeper.culler.backtest_db import replay_window
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.durations import parse_duration, short
@@ -54,19 +55,29 @@ def _groups_of(hk: HubkeeperState) -> backtest.GroupsOf:
     return groups_of
 
 
-async def runs_for(
-    hk: HubkeeperState, *, since: datetime, until: datetime, source: str, by: str
-) -> list[backtest.Run]:
-    """The sessions of the window, ready for replay (read in a worker thread)."""
+async def replays(
+    hk: HubkeeperState,
+    timeouts: Sequence[int],
+    *,
+    since: datetime,
+    until: datetime,
+    source: str,
+    by: str,
+) -> dict[int, backtest.Result]:
+    """The window's sessions replayed under each timeout, read and replayed in a worker
+    thread in one pass (backtest_db.replay_window)."""
     return await asyncio.to_thread(
-        load_runs,
-        hk.engine,
-        since=since,
-        until=until,
-        now=utcnow(),
-        source=source,
-        by=by,
-        groups_of=_groups_of(hk),
+        functools.partial(
+            replay_window,
+            hk.engine,
+            timeouts,
+            since=since,
+            until=until,
+            now=utcnow(),
+            source=source,
+            by=by,
+            groups_of=_groups_of(hk),
+        )
     )
 
 
@@ -87,9 +98,8 @@ async def get_backtest(
     input."""
     timeout = parse_timeout(timeout_s)
     start, stop = window(since, until, now=utcnow(), default_days=DEFAULT_DAYS)
-    runs = await runs_for(hk, since=start, until=stop, source=idle_source, by=by)
-    result = await asyncio.to_thread(backtest.replay, runs, timeout)
-    return backtest.items(result)
+    found = await replays(hk, (timeout,), since=start, until=stop, source=idle_source, by=by)
+    return backtest.items(found[timeout])
 
 
 @router.get("/culler/backtest/suggest")
@@ -108,6 +118,8 @@ async def get_suggestion(
     whose regret rate (regretted cuts per session) stays at or under `max_regret`, with its
     figures; `timeout_s` null when none does. Same window and sources as `backtest`."""
     start, stop = window(since, until, now=utcnow(), default_days=DEFAULT_DAYS)
-    runs = await runs_for(hk, since=start, until=stop, source=idle_source, by=by)
-    items = await asyncio.to_thread(backtest.suggest, runs, max_regret)
+    found = await replays(
+        hk, backtest.CANDIDATES, since=start, until=stop, source=idle_source, by=by
+    )
+    items = backtest.suggest_from(found, max_regret)
     return {"max_regret": max_regret, "candidates": list(backtest.CANDIDATES), "items": items}

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from hubkeeper.culler.backtest import Run, keys_of
+from hubkeeper.culler.backtest import Result, Run, keys_of, replay_many
 from hubkeeper.db.activity import BUCKET, PER_DAY, SOURCES
 
 FETCH = 20_000  # rows per fetch from the driver
@@ -114,10 +114,29 @@ def load_runs(
     if source not in SOURCES:
         raise ValueError(f"unknown activity source {source!r}")
     with _ONE_READ, paused_gc():
-        return _load(engine, since, until, now, source, by, groups_of)
+        return list(_iter_runs(engine, since, until, now, source, by, groups_of))
 
 
-def _load(
+def replay_window(
+    engine: Engine,
+    timeouts: Iterable[int],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    source: str,
+    by: str,
+    groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+) -> dict[int, Result]:
+    """`replay_many` over the sessions `load_runs` would give, streamed as they are read:
+    no list of a million sessions is held (blocking; one at a time per process)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown activity source {source!r}")
+    with _ONE_READ, paused_gc():
+        return replay_many(_iter_runs(engine, since, until, now, source, by, groups_of), timeouts)
+
+
+def _iter_runs(
     engine: Engine,
     since: datetime,
     until: datetime,
@@ -125,12 +144,10 @@ def _load(
     source: str,
     by: str,
     groups_of: Callable[[str], Sequence[str]],
-) -> list[Run]:
+) -> Iterator[Run]:
     end = now.timestamp()
     keys_cache: dict[str, tuple[str, ...]] = {}
     users: dict[str, str] = {}
-    runs: list[Run] = []
-    append = runs.append
     make = Run._make
     ceil = math.ceil
     with engine.connect() as conn:
@@ -174,5 +191,4 @@ def _load(
                     if found:
                         combined |= found << ((day - d0) * PER_DAY)
                 bits = (combined >> offset) & ((1 << n) - 1)
-            append(make((user, keys, start, stop, b0, n, bits | 1)))
-    return runs
+            yield make((user, keys, start, stop, b0, n, bits | 1))

@@ -4,14 +4,13 @@ per group or user. Bad values are said on the page, next to the form; nothing is
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
 from hubkeeper.culler import backtest
-from hubkeeper.culler.backtest_api import parse_timeout, runs_for
+from hubkeeper.culler.backtest_api import parse_timeout, replays
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput
@@ -55,10 +54,15 @@ async def backtest_view(
         if days_raw not in {str(d) for d, _label in DAY_CHOICES}:
             raise BadInput("The window must be 7, 30, 90 or 365 days")
         now = utcnow()
-        runs = await runs_for(
-            hk, since=now - timedelta(days=int(days_raw)), until=now, source=source, by=by
+        found = await replays(
+            hk,
+            (timeout,),
+            since=now - timedelta(days=int(days_raw)),
+            until=now,
+            source=source,
+            by=by,
         )
-        result = await asyncio.to_thread(backtest.replay, runs, timeout)
+        result = found[timeout]
     except HubkeeperError as exc:
         view["error"] = exc.detail
         return view
