@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Literal
@@ -55,6 +56,22 @@ def _groups_of(hk: HubkeeperState) -> backtest.GroupsOf:
     return groups_of
 
 
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _gate() -> asyncio.Semaphore:
+    """One backtest at a time per event loop, waiting here rather than in a worker thread:
+    queued backtests must not take every thread `asyncio.to_thread` has (the recorder's
+    writes use them too)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = asyncio.Semaphore(1)
+    return gate
+
+
 async def replays(
     hk: HubkeeperState,
     timeouts: Sequence[int],
@@ -65,20 +82,21 @@ async def replays(
     by: str,
 ) -> dict[int, backtest.Result]:
     """The window's sessions replayed under each timeout, read and replayed in a worker
-    thread in one pass (backtest_db.replay_window)."""
-    return await asyncio.to_thread(
-        functools.partial(
-            replay_window,
-            hk.engine,
-            timeouts,
-            since=since,
-            until=until,
-            now=utcnow(),
-            source=source,
-            by=by,
-            groups_of=_groups_of(hk),
+    thread in one pass (backtest_db.replay_window), one at a time (`_gate`)."""
+    async with _gate():
+        return await asyncio.to_thread(
+            functools.partial(
+                replay_window,
+                hk.engine,
+                timeouts,
+                since=since,
+                until=until,
+                now=utcnow(),
+                source=source,
+                by=by,
+                groups_of=_groups_of(hk),
+            )
         )
-    )
 
 
 @router.get("/culler/backtest")
