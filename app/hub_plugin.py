@@ -36,6 +36,7 @@ SCOPE = "custom:hubkeeper:server-tokens"
 # it (jupyterhub/app.py `init_handlers`, `add_url_prefix(self.hub_prefix, h)`).
 ENDPOINT = r"/api/hubkeeper/server-tokens"
 MAX_TOKEN_SECONDS = 3600  # the longest life of a token the endpoint issues
+MAX_BATCH = 200  # servers per request in the list form
 # Tokens whose note starts "Server at " are not counted as their owner's activity when used
 # (jupyterhub/handlers/base.py `get_current_user_token`): a server checking our token with
 # the hub is not the user being active.
@@ -66,7 +67,8 @@ def _handler_class() -> type:
         """`POST <base_url>hub/api/hubkeeper/server-tokens {"user", "server"}` → 201
         `{"token", "expires_at"}` (ISO 8601, UTC). 400 for a malformed body; 403 without
         `custom:hubkeeper:server-tokens` (or with it filtered to other users); 404 for a
-        user or named server the hub does not have."""
+        user or named server the hub does not have. Also a list form for a pass over many
+        servers, `{"servers": [...]}` (see `_post_many`)."""
 
         def _filters_allow(self, user: Any, server: str) -> bool:
             filters = self.parsed_scopes.get(SCOPE)
@@ -81,15 +83,8 @@ def _handler_class() -> type:
             groups = {group.name for group in user.groups}
             return bool(groups & set(filters.get("group", ())))
 
-        async def post(self) -> None:
-            if self.current_user is None or SCOPE not in self.parsed_scopes:
-                raise web.HTTPError(403, f"Minting server tokens needs the {SCOPE} scope")
-            body = self.get_json_body()
-            if not isinstance(body, dict):
-                raise web.HTTPError(400, 'Body must be {"user": <name>, "server": <name>}')
-            name, server = body.get("user"), body.get("server", "")
-            if not isinstance(name, str) or not name or not isinstance(server, str):
-                raise web.HTTPError(400, '"user" (a name) and "server" (a name or "") needed')
+        def _mint(self, name: str, server: str) -> dict[str, Any]:
+            """One token, or raises HTTPError (404 unknown, 403 outside the filter)."""
             user = self.find_user(name)
             if user is None:
                 raise web.HTTPError(404, f"No such user: {name}")
@@ -108,23 +103,55 @@ def _handler_class() -> type:
             )
             orm_token = orm.APIToken.find(self.db, token)
             expires_at = orm_token.expires_at if orm_token is not None else None
-            self.log.info(
-                "%s minted a %d s token for %s/%s", self.current_user.name, lives, name, server
-            )
+            return {
+                "token": token,
+                "expires_at": (
+                    expires_at.replace(tzinfo=UTC).isoformat() if expires_at is not None else None
+                ),
+            }
+
+        async def post(self) -> None:
+            if self.current_user is None or SCOPE not in self.parsed_scopes:
+                raise web.HTTPError(403, f"Minting server tokens needs the {SCOPE} scope")
+            body = self.get_json_body()
+            if isinstance(body, dict) and "servers" in body:
+                self._post_many(body["servers"])
+                return
+            if not isinstance(body, dict):
+                raise web.HTTPError(400, 'Body must be {"user": <name>, "server": <name>}')
+            name, server = body.get("user"), body.get("server", "")
+            if not isinstance(name, str) or not name or not isinstance(server, str):
+                raise web.HTTPError(400, '"user" (a name) and "server" (a name or "") needed')
+            minted = self._mint(name, server)
+            self.log.info("%s minted a token for %s/%s", self.current_user.name, name, server)
             self.set_status(201)
             self.set_header("Content-Type", "application/json")
-            self.finish(
-                json.dumps(
-                    {
-                        "token": token,
-                        "expires_at": (
-                            expires_at.replace(tzinfo=UTC).isoformat()
-                            if expires_at is not None
-                            else None
-                        ),
-                    }
-                )
-            )
+            self.finish(json.dumps(minted))
+
+        def _post_many(self, asked: object) -> None:
+            """`{"servers": [{"user", "server"}, ...]}` (at most MAX_BATCH) → 201
+            `{"tokens": [{"user", "server", "token", "expires_at"} | {"user", "server",
+            "error", "status"}]}`: one request for a pass over many servers, each entry
+            answered on its own."""
+            if not isinstance(asked, list) or not 0 < len(asked) <= MAX_BATCH:
+                raise web.HTTPError(400, f'"servers" must be a list of 1 to {MAX_BATCH} items')
+            answers = []
+            for item in asked:
+                name = item.get("user") if isinstance(item, dict) else None
+                server = item.get("server", "") if isinstance(item, dict) else None
+                if not isinstance(name, str) or not name or not isinstance(server, str):
+                    raise web.HTTPError(400, 'each item needs "user" (a name) and "server"')
+                try:
+                    answers.append({"user": name, "server": server, **self._mint(name, server)})
+                except web.HTTPError as exc:
+                    error = exc.log_message or str(exc)
+                    answers.append(
+                        {"user": name, "server": server, "error": error, "status": exc.status_code}
+                    )
+            self.log.info("%s minted %d server tokens", self.current_user.name, len(answers))
+            self.set_status(201)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"tokens": answers}))
 
     return ServerTokensHandler
 
@@ -191,14 +218,41 @@ def _refuse(message: str) -> Exception:
     return error
 
 
+async def quota_refusal(quota_url: str, spawner: Any, wait_s: float) -> str | None:
+    """Hubkeeper's answer on the spawning user's quota: the message when the spawn is to be
+    refused, None otherwise. Raises on any failure to get an answer."""
+    from urllib.parse import urlencode
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    user = spawner.user
+    query = urlencode(
+        {
+            "user": user.name,
+            "groups": ",".join(sorted(g.name for g in getattr(user, "groups", []))),
+            "admin": "true" if getattr(user, "admin", False) else "false",
+        }
+    )
+    response = await AsyncHTTPClient().fetch(
+        f"{quota_url}?{query}", request_timeout=wait_s, connect_timeout=wait_s
+    )
+    answer = json.loads(response.body)
+    if answer.get("allowed") is False:
+        return str(answer.get("message") or "Your server-hours for this month are used up.")
+    return None
+
+
 def make_pre_spawn_hook(
     status: LockdownStatus,
     *,
     fail_open: bool = True,
     chained: Callable[[Any], Awaitable[None] | None] | None = None,
+    quota_url: str | None = None,
 ) -> Callable[[Any], Awaitable[None]]:
     """A `Spawner.pre_spawn_hook`: runs `chained` (the hook configured before) first, then
-    refuses the spawn with 503 and the lockdown's message while Hubkeeper says locked.
+    refuses the spawn with 503 and the lockdown's message while Hubkeeper says locked, and
+    (with `quota_url`, Hubkeeper's `quotas/check`) when the user's monthly server-hours are
+    used up and quotas are enforced.
 
     When Hubkeeper cannot be asked, the spawn goes ahead with a warning (`fail_open`), or is
     refused with `UNREACHABLE_MESSAGE` (`fail_open=False`)."""
@@ -219,6 +273,15 @@ def make_pre_spawn_hook(
             raise _refuse(UNREACHABLE_MESSAGE) from None
         if locked:
             raise _refuse(message)
+        if quota_url is None:
+            return
+        try:
+            refusal = await quota_refusal(quota_url, spawner, status.timeout)
+        except Exception as exc:
+            log.warning("quota check failed (%s); letting the server start", exc)
+            return
+        if refusal is not None:
+            raise _refuse(refusal)
 
     return pre_spawn_hook
 
@@ -299,8 +362,9 @@ def configure(
     - Defines `custom:hubkeeper:server-tokens` (`c.JupyterHub.custom_scopes`).
     - Serves `POST <base_url>hub/api/hubkeeper/server-tokens` (`c.JupyterHub.extra_handlers`).
     - With `lockdown` (default): a pre-spawn hook chained after the configured one, asking
-      `status_url` (default: from the service's `url`, `status_url_of`); `fail_open` as in
-      `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
+      `status_url` (default: from the service's `url`, `status_url_of`) and, beside it,
+      `quotas/check` (spawns over an enforced quota are refused; admins never); `fail_open`
+      as in `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
       configured announcement.
 
     Raises ValueError when `status_url` is not given and cannot be worked out.
@@ -322,8 +386,14 @@ def configure(
     status = LockdownStatus(status_url or status_url_of(c, service))
     spawner = c.Spawner
     chained = spawner.pre_spawn_hook if "pre_spawn_hook" in spawner else None
+    quota_url = None
+    if status.status_url.endswith("lockdown/status"):
+        quota_url = status.status_url[: -len("lockdown/status")] + "quotas/check"
     spawner.pre_spawn_hook = make_pre_spawn_hook(
-        status, fail_open=fail_open, chained=chained if callable(chained) else None
+        status,
+        fail_open=fail_open,
+        chained=chained if callable(chained) else None,
+        quota_url=quota_url,
     )
     template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
     for key in ANNOUNCEMENT_KEYS:

@@ -49,6 +49,7 @@ from hubkeeper.loops.leader import Leader
 from hubkeeper.loops.supervisor import Loop, Supervisor
 from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
+from hubkeeper.quotas.routes import router as quotas_router
 from hubkeeper.state import HubkeeperState
 from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         stopper=stopper,
         servers=state.servers,
         settings=settings,
+        directory=directory,
         activity=recorder.activity,
     )
     leader = state.leader = Leader(
@@ -255,6 +257,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(logs_router)
     app.include_router(history_router)
     app.include_router(culler_router)
+    app.include_router(quotas_router)
     # Middleware order, innermost first: a request body has BODY_TIMEOUT s to arrive;
     # unexpected errors become the contract's answer, then every answer (errors too) gets
     # the security headers, then the prefix is set outermost.

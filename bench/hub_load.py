@@ -107,6 +107,7 @@ class Window:
     seconds: float
     cpu_percent: float
     requests: Counter[str] = field(default_factory=Counter)
+    ms_by_kind: Counter[str] = field(default_factory=Counter)
     hub_ms: float = 0.0
     probe_ms: list[float] = field(default_factory=list)
     fresh_start_s: float | None = None
@@ -297,7 +298,9 @@ def measure(
             who = found.group(4)
             if who in (PROBE, "hub-admin", "admin"):  # the bench's own requests
                 continue
-            window.requests[kind_of(found.group(2), found.group(3))] += 1
+            kind = kind_of(found.group(2), found.group(3))
+            window.requests[kind] += 1
+            window.ms_by_kind[kind] += float(found.group(5))
             window.hub_ms += float(found.group(5))
     return window
 
@@ -370,6 +373,26 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
     return windows
 
 
+def sweep_cost(n: int, w: Window) -> str:
+    """The full sweep (every user, pages of 200, every HUBKEEPER_FULL_SYNC_INTERVAL = 600 s)
+    falls outside the windows; its cost per hour, from the list pages' measured cost."""
+    kind = "GET /users (list)"
+    per_page = w.ms_by_kind[kind] / w.requests[kind] if w.requests[kind] else 0.0
+    pages = -(-(n + 3) // 200)
+    return (
+        f"- The full sweep (not in the windows): {pages} pages every 600 s, about "
+        f"{pages * 6 * per_page / 1000:.1f} s of hub time per hour at {per_page:.0f} ms a page "
+        f"({pages * 6 * per_page / 60:.0f} ms/min on average)."
+    )
+
+
+def kinds(w: Window) -> str:
+    return ", ".join(
+        f"`{kind}` {w.per_minute(n):.1f} ({w.per_minute(w.ms_by_kind[kind]):.0f})"
+        for kind, n in w.requests.most_common()
+    )
+
+
 def summary(w: Window) -> str:
     requests = w.per_minute(sum(w.requests.values()))
     return (
@@ -421,11 +444,9 @@ def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
                 f"- Hub CPU Hubkeeper adds / idle-culler adds: **{cpu_ratio:.2f}×** (target ≤ 2).",
                 f"- A user's p95 with Hubkeeper / the hub alone: **{p95_ratio:.2f}×** "
                 "(target ≤ 1.2).",
-                "- Hubkeeper's requests by kind, per minute: "
-                + ", ".join(
-                    f"`{k}` {keeper.per_minute(v):.1f}" for k, v in keeper.requests.most_common()
-                )
-                + ".",
+                f"- Hubkeeper's requests per minute by kind (hub ms per minute): {kinds(keeper)}.",
+                f"- idle-culler's, the same way: {kinds(culler)}.",
+                sweep_cost(n, keeper),
             ]
         lines.append("")
     lines.append(END)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -404,6 +404,7 @@ async def kernels_pass(
     dry_run: bool = False,
     progress: Progress | None = None,
     quiet: QuietServers | None = None,
+    running: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
     activity: ActivityRecorder | None = None,
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
@@ -414,8 +415,10 @@ async def kernels_pass(
     exemptions and cull records; `gateway`: `direct_gateway(...)`, None when servers cannot
     be reached directly (the pass then ends with `error` set). `quiet`: the periodic pass's
     memory of its last looks; servers where nothing could have changed are left alone
-    (culler/quiet.py says when that is safe). `activity`: where the kernels' activity is
-    noted for the backtest (culler/activity.py). Never raises for one server's failure."""
+    (culler/quiet.py says when that is safe). `running`: where to list the users with
+    running servers instead of walking the hub (the directory's copy; None from it = ask the
+    hub). `activity`: where the kernels' activity is noted for the backtest
+    (culler/activity.py). Never raises for one server's failure."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
@@ -423,7 +426,8 @@ async def kernels_pass(
     try:
         if gateway is None:
             raise HubkeeperError(KERNELS_NEED_PROXY_API, code="server_unreachable", status_code=503)
-        listed = await _list_users(hub.bulk, with_inactive=False)
+        copied = await running() if running is not None else None
+        listed = copied if copied is not None else await _list_users(hub.bulk, with_inactive=False)
         exempt = await asyncio.to_thread(exemptions.in_force, engine, now)
     except HubkeeperError as exc:
         result.error = exc.detail
@@ -450,22 +454,34 @@ async def kernels_pass(
     limit = asyncio.Semaphore(cfg.concurrency)
     cull_log = CullLog(engine, who, cfg.as_json())
     assert gateway is not None
-    route_activity = await _route_activity(gateway) if quiet is not None and not dry_run else {}
+    skipped: set[tuple[str, str]] = set()
     if quiet is not None and not dry_run:
         quiet.forget_except({(u.name, s.name) for u, s in targets})
+        route_activity = await _route_activity(gateway)
+        skipped = {
+            (u.name, s.name)
+            for u, s in targets
+            if quiet.may_skip(
+                (u.name, s.name),
+                started=s.started,
+                cfg=cfg.kernels,
+                route_activity=route_activity.get((u.name, s.name)),
+                now=now,
+            )
+        }
+        quiet.skipped += len(skipped)
+        done += len(skipped)
+    # The servers' tokens in a few requests rather than one per server (the hub plugin).
+    tokens = getattr(gateway, "tokens", None)
+    if tokens is not None and hasattr(tokens, "prefetch"):
+        await tokens.prefetch(
+            [(u.name, s.name) for u, s in targets if (u.name, s.name) not in skipped]
+        )
 
     async def one_server(user: HubUser, server: HubServer) -> None:
         nonlocal done
         key = (user.name, server.name)
-        if quiet is not None and quiet.may_skip(
-            key,
-            started=server.started,
-            cfg=cfg.kernels,
-            route_activity=route_activity.get(key),
-            now=now,
-        ):
-            quiet.skipped += 1
-            done += 1
+        if key in skipped:
             return
         async with limit:
             # One server is one user's code: whatever it does is that server's error entry,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler import settings as culler_settings
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from hubkeeper.config import Settings
     from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
+    from hubkeeper.hub.models import HubUser
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,14 @@ def _exemption_target(user: str | None, group: str | None) -> str:
     return f"user:{user}" if user else f"group:{group}"
 
 
+class RunningList(Protocol):
+    """What the culler reads of the user directory (`directory.store.UserDirectory`)."""
+
+    ready: bool
+
+    def running_users(self) -> list[HubUser]: ...
+
+
 class Culler:
     """The culler of one Hubkeeper process.
 
@@ -108,9 +117,14 @@ class Culler:
         servers: KernelGateway | None,
         settings: Settings,
         lock: asyncio.Lock | None = None,
+        directory: RunningList | None = None,
         activity: ActivityRecorder | None = None,
     ) -> None:
         self.hub = hub
+        # where the periodic kernel pass lists running servers: the directory's copy (a
+        # list: copies are for lists), not a walk of the hub; kernels are judged from each
+        # server's own answer
+        self.directory = directory
         # kernel activity seen by the passes, for the backtest (None: not noted)
         self.activity = activity
         self.engine = engine
@@ -182,8 +196,17 @@ class Culler:
             dry_run=dry_run,
             progress=progress,
             quiet=self.quiet if skip_quiet else None,
+            running=self._running_from_directory if skip_quiet else None,
             activity=self.activity,
         )
+
+    async def _running_from_directory(self) -> list[HubUser] | None:
+        """Users with a server running, from the directory; None (ask the hub) before its
+        first full sweep."""
+        directory = self.directory
+        if directory is None or not directory.ready:
+            return None
+        return directory.running_users()
 
     # --- settings ----------------------------------------------------------------------------
     async def current(self) -> Current:

@@ -325,6 +325,17 @@ class DirectoryState(SQLModel, table=True):
     replica: str = Field(default="", max_length=255)
 
 
+class QuotaConfig(SQLModel, table=True):
+    """The server-hour quotas saved from the API (one row; absent = no quotas)."""
+
+    __tablename__ = "quota_config"
+
+    id: int | None = Field(default=None, primary_key=True)
+    settings: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    updated_by: str = Field(max_length=255)
+
+
 class ServerActivity(SQLModel, table=True):
     """When one server was used on one UTC day, in 5-minute buckets (hubkeeper.db.activity):
     a bitmap per source, bit i = the bucket starting i * 300 s after midnight UTC, stored

@@ -148,6 +148,10 @@ class UserDirectory(DirectorySync):
         """How many users the hub said it has, at the last sync (None before)."""
         return self._hub_total
 
+    def running_users(self) -> list[HubUser]:
+        """The users with any server not stopped (a snapshot of the copy: for lists)."""
+        return [self._users[name] for name in self._active if name in self._users]
+
     def names(self) -> list[str]:
         """Every user's name (a snapshot)."""
         return list(self._users)

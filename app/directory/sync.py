@@ -45,6 +45,7 @@ MAX_BACKOFF = 30.0
 # this often (seconds), one cheap page. Starting a server from the hub's pages makes its user
 # active, so a spawn still pending (no route yet) shows within this time.
 RECENT_EVERY = 10.0
+RECENT_PAGE = 20  # users in that page: those who just clicked Start are at its top
 
 
 class DirectorySync:
@@ -192,7 +193,7 @@ class DirectorySync:
             return
         if now - self._recent_at >= RECENT_EVERY:
             self._recent_at = now
-            recent, _ = await self.hub.user_page(sort="-last_activity", limit=CHEAP_PAGE)
+            recent, _ = await self.hub.user_page(sort="-last_activity", limit=RECENT_PAGE)
             for user in recent:
                 self.upsert(user, fetched_at=recent.fetched_at)
         await self.rebuild_off_loop()

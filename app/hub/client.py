@@ -25,6 +25,7 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubBusy, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
+from hubkeeper.kit.clock import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -262,17 +263,32 @@ class HubClient:
             )
         self._raise_for(response, f"issue a server token for {user!r}")
         body = response.json()
-        lives = 600.0
-        expires_at = body.get("expires_at")
-        if isinstance(expires_at, str):
-            try:
-                when = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                lives = max(0.0, (when - datetime.now(UTC)).total_seconds())
-            except ValueError:
-                pass
-        return str(body["token"]), lives
+        return str(body["token"]), _lives(body.get("expires_at"))
+
+    async def issue_server_tokens(
+        self, servers: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, float]]:
+        """Tokens for many servers in one request (the hub plugin's list form, at most 200):
+        {(user, server): (token, seconds it lives)} for those the hub minted; a server the
+        hub does not have is left out. Raises HubError 403 `hub_forbidden`, HubUnavailable."""
+        response = await self._api(
+            "POST",
+            "/hubkeeper/server-tokens",
+            json={"servers": [{"user": u, "server": s} for u, s in servers]},
+        )
+        if response.status_code == 403:
+            raise HubError(
+                "The hub refused server tokens: Hubkeeper's role needs "
+                f"`custom:hubkeeper:server-tokens` ({self._message(response)})",
+                code="hub_forbidden",
+            )
+        self._raise_for(response, f"issue {len(servers)} server tokens")
+        minted: dict[tuple[str, str], tuple[str, float]] = {}
+        for item in response.json().get("tokens") or []:
+            if isinstance(item, dict) and item.get("token"):
+                key = (str(item["user"]), str(item["server"]))
+                minted[key] = (str(item["token"]), _lives(item.get("expires_at")))
+        return minted
 
     async def issue_token(
         self, user: str, *, scopes: list[str], expires_in: int, note: str
@@ -514,3 +530,9 @@ class HubClient:
                         return
         except httpx.HTTPError as exc:
             raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+
+
+def _lives(expires_at: object) -> float:
+    """Seconds until an `expires_at` the hub gave (ISO 8601); 600 when it gave none."""
+    when = parse_iso(expires_at)
+    return 600.0 if when is None else max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -36,6 +36,7 @@ from hubkeeper.history import service as history
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput
+from hubkeeper.quotas.api import month_use
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.params import UserName
 from hubkeeper.web.strict import refuse_unknown
@@ -151,8 +152,10 @@ async def user_page(name: UserName, request: Request, hk: StateDep) -> Response:
         return render(request, "console/_user_servers.html", context)
     now = utcnow()
     found = await asyncio.to_thread(_records, hk, user, audit=viewer is not None)
+    quota = await month_use(hk, user.name, list(user.groups))
     context.update(
         found,
+        quota=quota,
         exemptions=applying,
         exemption_states={r.id: exemptions.state_of(r, now) for r in applying},
         counts=hk.directory.counts(),

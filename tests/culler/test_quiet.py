@@ -11,6 +11,7 @@ import pytest
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import KernelSettings
 from tests.culler.helpers import QUIET, app_client, call, cfg, names
+from tests.waiting import wait_for
 
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 KEY = ("ann", "")
@@ -73,10 +74,17 @@ def test_the_periodic_pass_skips_a_quiet_server_until_it_is_used(client, hub):
     hub.create_users([user])
     hub.start_server(user)
     try:
+        # the periodic pass lists running servers from the directory's copy
+        wait_for(
+            lambda: [r for r in hk.directory.rows_for(user) if r.status == "running"],
+            10,
+            "the server in the directory",
+        )
         settings = cfg(kernels={"enabled": True, "timeout_s": 3600})
         pass_ = hk.culler.kernels_pass
         first = call(client, pass_, settings, users={user}, skip_quiet=True)
         assert not first.errors and hk.culler.quiet.skipped == 0
+        assert [(e["user"]) for e in first.exempt] == [] and first.planned == []
         call(client, pass_, settings, users={user}, skip_quiet=True)
         assert hk.culler.quiet.skipped == 1  # nothing could have changed
         call(client, pass_, settings, users={user})  # run/preview: never skip

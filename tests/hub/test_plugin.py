@@ -151,3 +151,38 @@ def test_admins_pages_say_how_server_tokens_are_had(hub, hubkeeper_server):
     assert page.status_code == 200
     assert "one-server tokens from the hub plugin" in page.text
     assert "credential-note" not in page.text  # no warning: the narrow role
+
+
+def test_the_list_form_mints_many_tokens_in_one_request(hub, people):
+    servers = [{"user": USER, "server": ""}, {"user": "no-such-plugin-user", "server": ""}]
+    response = hub.api("POST", ENDPOINT, token=hub.service_token, json={"servers": servers})
+    assert response.status_code == 201, response.text
+    minted, missing = response.json()["tokens"]
+    assert minted["user"] == USER and minted["token"] and minted["expires_at"]
+    assert _access_scopes(hub, minted["token"]) == {f"access:servers!server={USER}/"}
+    assert missing == {
+        "user": "no-such-plugin-user",
+        "server": "",
+        "error": "No such user: no-such-plugin-user",
+        "status": 404,
+    }
+    for bad in ([], [{"server": ""}], "x", [{"user": USER}] * 201):
+        answer = hub.api("POST", ENDPOINT, token=hub.service_token, json={"servers": bad})
+        assert answer.status_code == 400, (bad, answer.text)
+    refused = hub.api("POST", ENDPOINT, token=hub.user_token(USER), json={"servers": servers})
+    assert refused.status_code == 403
+
+
+async def test_a_pass_over_many_servers_mints_their_tokens_in_bulk(hub, people, make_settings):
+    settings = make_settings()
+    client = HubClient(settings.hub_api_url, settings.hub_api_token)
+    tokens = ServerTokens(client)
+    try:
+        keys = [(USER, ""), (OTHER_ADMIN, "")]
+        assert await tokens.prefetch(keys) == 2
+        assert await tokens.prefetch(keys) == 0  # cached
+        assert tokens.minted == 2
+        assert await tokens.token(USER, "") == tokens._tokens[(USER, "")][0]
+        assert tokens.minted == 2  # no request for a cached one
+    finally:
+        await client.aclose()
