@@ -261,7 +261,9 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"### The backtest over a year ({args.sessions:,} sessions, {args.users:,} users)",
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"median of {args.runs} after a warm-up; in-process (the API adds its JSON only). "
+        f"median of {args.runs} after a warm-up; in-process (the API adds its JSON only); "
+        f"load average at the end {os.getloadavg()[0]:.1f} (a shared machine: other work "
+        "slows every figure). "
         f"Target: under {TARGET_S:.0f} s.",
         "",
         "| database | read the year | replay (30 min) | `backtest` | `suggest` (6 timeouts) |"
