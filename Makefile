@@ -83,16 +83,18 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Writes docs/performance.md: the directory, the culler, and usage over a million sessions (on
-# SQLite, and on PostgreSQL too when it answers: the bench makes a database of its own there).
+# Writes docs/performance.md: the directory, the culler, usage and the backtest over a million
+# sessions (on SQLite, and on PostgreSQL too when it answers: the bench makes a database of its own there).
 bench: install postgres
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --culler
 	$(BIN)/python bench/hub_load.py --servers 1000,5000 --write
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 		$(BIN)/python bench/usage.py --write --postgres $(PG_URL); \
+		$(BIN)/python bench/backtest.py --write --postgres $(PG_URL); \
 	else \
 		$(BIN)/python bench/usage.py --write; \
+		$(BIN)/python bench/backtest.py --write; \
 	fi
 
 clean:

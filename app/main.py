@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         servers=state.servers,
         settings=settings,
         directory=directory,
+        activity=recorder.activity,
     )
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.culler import exemptions, records, service
+from hubkeeper.culler.backtest_page import PARAMS as BACKTEST_PARAMS
+from hubkeeper.culler.backtest_page import backtest_view
 from hubkeeper.culler.deps import CullerDep
 from hubkeeper.culler.policy import next_pass_at, policy_sentence
 from hubkeeper.culler.service import Culler
@@ -34,7 +36,8 @@ PAGE_SIZE = 50
 WITHIN_CHOICES = ((0, "now"), (900, "in 15 min"), (3600, "in 1 hour"), (86400, "in 1 day"))
 DAYS_SHOWN = 30
 # the culler page's query: the preview's window and kernels, and a run's result to show
-CULLER_PAGE_PARAMS = frozenset({"within", "kernels", "ran", "saved"})
+# and the backtest's timeout, source, rows and window (culler/backtest_page.py)
+CULLER_PAGE_PARAMS = frozenset({"within", "kernels", "ran", "saved"}) | BACKTEST_PARAMS
 
 
 def human(seconds: float | None) -> str:
@@ -111,6 +114,7 @@ async def _culler_context(hk: HubkeeperState, culler: Culler, request: Request) 
         "human": human,
         "ran": ran,
         "counts": hk.directory.counts(),
+        "backtest": await backtest_view(hk, request.query_params, cur.settings.timeout_s),
     }
 
 

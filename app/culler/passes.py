@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hubkeeper.actions.stop import StopReason
 from hubkeeper.culler import exemptions, records
+from hubkeeper.culler.activity import note_kernels
 from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from hubkeeper.actions.audit import AuditTrail
     from hubkeeper.actions.stop import ServerStopper
+    from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
 
 log = logging.getLogger(__name__)
@@ -403,6 +405,7 @@ async def kernels_pass(
     progress: Progress | None = None,
     quiet: QuietServers | None = None,
     running: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
+    activity: ActivityRecorder | None = None,
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
     the server, never counted as activity). A server whose API fails is skipped and noted in
@@ -414,7 +417,8 @@ async def kernels_pass(
     memory of its last looks; servers where nothing could have changed are left alone
     (culler/quiet.py says when that is safe). `running`: where to list the users with
     running servers instead of walking the hub (the directory's copy; None from it = ask the
-    hub). Never raises for one server's failure."""
+    hub). `activity`: where the kernels' activity is noted for the backtest
+    (culler/activity.py). Never raises for one server's failure."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
@@ -484,6 +488,8 @@ async def kernels_pass(
             # never the end of the pass for everyone else.
             try:
                 kernels = await gateway.list_kernels(user.name, server.name)
+                if activity is not None:
+                    note_kernels(activity, user.name, server.name, kernels, utcnow())
                 if quiet is not None and not dry_run:
                     quiet.remember(
                         key, started=server.started, cfg=cfg.kernels, kernels=kernels, now=now

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.config import Settings
+    from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
     from hubkeeper.hub.models import HubUser
     from hubkeeper.state import HubkeeperState
@@ -117,12 +118,15 @@ class Culler:
         settings: Settings,
         lock: asyncio.Lock | None = None,
         directory: RunningList | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.hub = hub
         # where the periodic kernel pass lists running servers: the directory's copy (a
         # list: copies are for lists), not a walk of the hub; kernels are judged from each
         # server's own answer
         self.directory = directory
+        # kernel activity seen by the passes, for the backtest (None: not noted)
+        self.activity = activity
         self.engine = engine
         self.stopper = stopper
         self.servers = servers
@@ -193,6 +197,7 @@ class Culler:
             progress=progress,
             quiet=self.quiet if skip_quiet else None,
             running=self._running_from_directory if skip_quiet else None,
+            activity=self.activity,
         )
 
     async def _running_from_directory(self) -> list[HubUser] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, text
 from sqlmodel import Field, SQLModel
 
 from hubkeeper.kit.clock import utcnow
@@ -334,3 +334,21 @@ class QuotaConfig(SQLModel, table=True):
     settings: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
     updated_by: str = Field(max_length=255)
+
+
+class ServerActivity(SQLModel, table=True):
+    """When one server was used on one UTC day, in 5-minute buckets (hubkeeper.db.activity):
+    a bitmap per source, bit i = the bucket starting i * 300 s after midnight UTC, stored
+    little-endian with trailing zero bytes dropped (at most 36 bytes). Read by the culler's
+    backtest; written by the session recorder (hub/route activity) and the kernel pass."""
+
+    __tablename__ = "server_activity"
+    # SQLite: the rows live in the primary key's b-tree (no rowid, no second copy of the key):
+    # about half the size on disk
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)  # "" = the default server
+    day: int = Field(primary_key=True, index=True)  # days since 1970-01-01 (UTC)
+    hub: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    kernels: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))

@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from hubkeeper.actions.stop import take_intent
+from hubkeeper.db.activity import HUB, ActivityRecorder
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.db.outage import is_unavailable, summary
@@ -140,8 +141,17 @@ def stop_time(user: HubUser | None, server: str, now: datetime) -> datetime | No
 class SessionRecorder:
     """Turns directory changes into `ServerSession` rows; `hk.history`."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        activity: ActivityRecorder | None = None,
+    ) -> None:
         self.engine = engine
+        # the servers' activity in 5-minute buckets (db/activity.py), recorded with the
+        # sessions: same leader, same flush
+        self.activity = activity or ActivityRecorder(engine)
         self.clock = clock
         self.reconciled = False
         self._queue: list[Op] = []
@@ -169,6 +179,7 @@ class SessionRecorder:
         queued; the next leader reconciles from the hub's state."""
         self.reconciled = False
         self._queue.clear()
+        self.activity.stop_recording()
 
     # --- what the directory saw ----------------------------------------------------------
     def on_change(self, old: HubUser | None, new: HubUser | None) -> None:
@@ -181,6 +192,8 @@ class SessionRecorder:
         name = either.name
         was = _servers(old, LIVE)
         live = _servers(new, LIVE)
+        if new is not None:
+            self._note_activity(old, new, live)
         now = self.clock()
         for server, started in was.items():
             if server not in live:
@@ -203,6 +216,17 @@ class SessionRecorder:
                 groups = tuple(new.groups) if new else None
                 self._queue.append(Open(name, server, started or now, groups))
 
+    def _note_activity(
+        self, old: HubUser | None, new: HubUser, live: dict[str, datetime | None]
+    ) -> None:
+        """A running server's `last_activity` moved (the hub's, or the proxy route's as the
+        directory applies it): mark its bucket. The time noted is the activity's own, not now."""
+        for server in live:
+            now_at = new.servers[server].last_activity
+            before = old.servers.get(server) if old is not None else None
+            if now_at is not None and (before is None or before.last_activity != now_at):
+                self.activity.note(new.name, server, now_at, HUB)
+
     def reconcile_with(self, directory: UserDirectory, open_keys: Iterable[Key] = ()) -> None:
         """Queue a reconcile against the directory as it is now; recording starts now.
 
@@ -221,6 +245,10 @@ class SessionRecorder:
         groups = {r.user: tuple(r.groups) for r in rows}
         self._queue.append(Reconcile(live, now, ended, groups))
         self.reconciled = True
+        self.activity.recording = True
+        for row in rows:  # what runs now was last used then
+            if row.status in LIVE:
+                self.activity.note(row.user, row.server, row.last_activity, HUB)
 
     async def reconcile(self, directory: UserDirectory) -> None:
         """Read the open sessions, ask the hub about the users whose server no longer runs
@@ -251,6 +279,7 @@ class SessionRecorder:
         """
         if self._inflight is not None and not self._inflight.done():
             await asyncio.shield(self._inflight)
+        await self.activity.flush()
         if not self._queue:
             return
         ops, self._queue = self._queue, []

@@ -1,0 +1,71 @@
+"""The Culler page's backtest section: the recorded history replayed under a timeout typed
+on the page (`bt_timeout`, `bt_source`, `bt_by`, `bt_days` in the page's query), as a table
+per group or user. Bad values are said on the page, next to the form; nothing is changed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from hubkeeper.culler import backtest
+from hubkeeper.culler.backtest_api import parse_timeout, replays
+from hubkeeper.errors import HubkeeperError
+from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.window import BadInput
+from hubkeeper.state import HubkeeperState
+from hubkeeper.web.params import text_param
+
+PARAMS = frozenset({"bt_timeout", "bt_source", "bt_by", "bt_days"})
+DAY_CHOICES = ((7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "a year"))
+SOURCES = (("hub", "Hub activity"), ("kernels", "Kernel activity"))
+BYS = (("group", "Group"), ("user", "User"))
+
+
+async def backtest_view(
+    hk: HubkeeperState, params: QueryParams, default_timeout: int
+) -> dict[str, Any]:
+    """The section's context: the form's values, and — when a timeout was asked for — the
+    rows and total (`result`) or the reason there are none (`error`)."""
+    raw = text_param(params, "bt_timeout")
+    source = text_param(params, "bt_source") or "hub"
+    by = text_param(params, "bt_by") or "group"
+    days_raw = text_param(params, "bt_days") or "30"
+    view: dict[str, Any] = {
+        "timeout": raw or str(default_timeout // 60) + "m",
+        "source": source,
+        "by": by,
+        "days": days_raw,
+        "day_choices": DAY_CHOICES,
+        "sources": SOURCES,
+        "bys": BYS,
+        "result": None,
+        "error": "",
+    }
+    if not raw:
+        return view
+    try:
+        timeout = parse_timeout(raw)
+        if source not in dict(SOURCES):
+            raise BadInput("The activity source must be hub or kernels")
+        if by not in dict(BYS):
+            raise BadInput("Rows are per group or per user")
+        if days_raw not in {str(d) for d, _label in DAY_CHOICES}:
+            raise BadInput("The window must be 7, 30, 90 or 365 days")
+        now = utcnow()
+        found = await replays(
+            hk,
+            (timeout,),
+            since=now - timedelta(days=int(days_raw)),
+            until=now,
+            source=source,
+            by=by,
+        )
+        result = found[timeout]
+    except HubkeeperError as exc:
+        view["error"] = exc.detail
+        return view
+    view["result"] = backtest.items(result)
+    view["timeout_s"] = timeout
+    return view
