@@ -308,7 +308,12 @@ def measure(
 def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
     standin_port = free_port()
     standin = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "kernel_standin.py"), str(standin_port)]
+        [
+            sys.executable,
+            str(REPO / "bench" / "kernel_standin.py"),
+            str(standin_port),
+            "--remember-deletes",
+        ]
     )
     hub = LocalHub(
         tmp / f"hub-{n}",

@@ -38,8 +38,8 @@ TOKEN_MARGIN = 300.0  # stop using a cached token this long (s) before it expire
 # Servers per bulk mint. The hub mints a batch in one go on its single thread (about 4 ms a
 # token measured, bench/hub_load.py): small batches with a breath between keep every other
 # user's request from waiting behind a long one.
-BATCH = 25
-BATCH_PAUSE = 0.05  # seconds between batches
+BATCH = 10
+BATCH_PAUSE = 0.2  # seconds between batches
 SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
 # Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
 TOO_POWERFUL = {
