@@ -67,11 +67,17 @@ async def preview(
         int,
         Query(ge=0, le=service.WITHIN_MAX, description="seconds from now (0 to 30 days)"),
     ] = 0,
+    include_kept: bool = False,
 ) -> list[PlannedOut]:
     """Who a pass would cull now, or — with `within` (seconds) — by then if they stay idle:
-    servers and kernels. Changes nothing."""
-    planned, _errors = await culler.preview(within=within)
-    return [PlannedOut(**c.as_dict()) for c in planned]
+    servers and kernels. `include_kept=1` adds the servers a rule keeps (a busy kernel, a
+    terminal in use), each with `kept` saying why. Changes nothing."""
+    kept: list[dict[str, Any]] = []
+    planned, _errors = await culler.preview(within=within, kept=kept)
+    out = [PlannedOut(**c.as_dict()) for c in planned]
+    if include_kept:
+        out += [PlannedOut(**item) for item in kept]
+    return out
 
 
 @router.post("/culler/run", response_model=RunOut)
