@@ -84,6 +84,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/culler"): READER,
     ("PUT", "/api/v1/culler"): ADMIN,
     ("GET", "/api/v1/culler/preview"): READER,
+    ("GET", "/api/v1/users/{name}/idleness"): READER,
     ("POST", "/api/v1/culler/run"): ADMIN,
     ("GET", "/api/v1/culls"): READER,
     ("GET", "/api/v1/exemptions"): READER,

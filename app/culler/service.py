@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hubkeeper.culler import exemptions, records
+from hubkeeper.culler import exemptions, idleness, records
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.decide import Cull
 from hubkeeper.culler.passes import (
@@ -260,6 +260,23 @@ class Culler:
         if found.error:
             errors.append({"user": "", "server": "", "error": found.error})
         return [*servers.planned, *found.planned], errors
+
+    async def idleness(
+        self, user: str, server: str = "", *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Why `server` of `user` is idle or active, and what the current policy decides
+        (`culler.idleness`; the pass's own decision). 404 unknown user or server not running,
+        503 hub down."""
+        cfg = (await self.current()).settings
+        return await idleness.idleness(
+            cfg,
+            hub=self.hub,
+            engine=self.engine,
+            gateway=direct_gateway(self.servers),
+            user=user,
+            server=server,
+            now=now or utcnow(),
+        )
 
     async def run_once(
         self,

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 
 from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.kit.actors import SystemActor
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import iso_utc, utcnow
 from tests.conftest import build_settings
 from tests.culler.helpers import QUIET, app_client, call, cfg, later, names, server_up
 from tests.culler.test_kernels import ACTIVITY_CONFIG
@@ -127,16 +127,33 @@ def test_a_busy_disconnected_kernel_keeps_its_server_until_keep_busy_is_off(clie
         plain = client.get("api/v1/culler/preview", params={"within": 120}, headers=admin)
         assert [i for i in plain.json() if i["user"] == user] == []
 
-        result = call(client, hk.culler.servers_pass, busy, now=later(120), users={user})
+        asked = client.get(f"api/v1/users/{user}/idleness", headers=admin)
+        assert asked.status_code == 200, asked.text
+        sources = {(s["source"], s["id"]) for s in asked.json()["signals"]}
+        assert {("hub", None), ("proxy", None), ("kernel", kernel)} <= sources
+        (seen,) = [s for s in asked.json()["signals"] if s["source"] == "kernel"]
+        assert seen["state"] == "busy" and seen["last_activity"]
+
+        at = later(120)
+        idle = call(client, hk.culler.idleness, user, "", now=at)
+        assert idle["decision"] == "keep" and kernel in idle["reason"]
+        result = call(client, hk.culler.servers_pass, busy, now=at, users={user})
         assert result.culled == [] and server_up(hub, user)
         assert [k["server"] for k in result.kept if k["user"] == user] == [""]
 
         careless = cfg(timeout_s=60, keep_busy=False)
-        result = call(client, hk.culler.servers_pass, careless, now=later(120), users={user})
+        call(client, hk.culler.update_settings, hk_admin(), careless.model_dump())
+        idle = call(client, hk.culler.idleness, user, "", now=at)
+        assert (idle["decision"], idle["reason"], idle["cull_at"]) == ("cull", "idle", at_iso(at))
+        result = call(client, hk.culler.servers_pass, careless, now=at, users={user})
         assert [(c.user, c.reason) for c in result.culled] == [(user, "idle")]
         assert not server_up(hub, user)
     finally:
         hub.stop_server(user)
+
+
+def at_iso(when: datetime) -> str:
+    return iso_utc(when)
 
 
 def hk_admin() -> Any:
@@ -175,10 +192,15 @@ def test_polling_tab_keeps_the_server_under_hub_but_not_under_kernels(client, ac
         now = hub_last + timedelta(seconds=1)  # 1 s after the tab's last poll; kernel idle ≥ 5 s
 
         by_hub = cfg(timeout_s=3, idle_source="hub")
+        call(client, hk.culler.update_settings, hk_admin(), by_hub.model_dump())
+        assert call(client, hk.culler.idleness, user, "", now=now)["decision"] == "keep"
         result = call(client, hk.culler.servers_pass, by_hub, now=now, users={user}, dry_run=True)
         assert result.planned == []
 
         by_kernels = cfg(timeout_s=3, idle_source="kernels")
+        call(client, hk.culler.update_settings, hk_admin(), by_kernels.model_dump())
+        idle = call(client, hk.culler.idleness, user, "", now=now)
+        assert (idle["decision"], idle["reason"]) == ("cull", "idle")
         result = call(client, hk.culler.servers_pass, by_kernels, now=now, users={user})
         assert [(c.user, c.reason) for c in result.culled] == [(user, "idle")]
         assert not server_up(hub, user)
