@@ -67,7 +67,9 @@ async def preview(
         int,
         Query(ge=0, le=service.WITHIN_MAX, description="seconds from now (0 to 30 days)"),
     ] = 0,
-    include_kept: bool = False,
+    include_kept: Annotated[
+        bool, Query(description="also list the servers a rule keeps, each with `kept`: why")
+    ] = False,
 ) -> list[PlannedOut]:
     """Who a pass would cull now, or — with `within` (seconds) — by then if they stay idle:
     servers and kernels. `include_kept=1` adds the servers a rule keeps (a busy kernel, a
