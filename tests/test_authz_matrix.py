@@ -92,6 +92,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/exemptions/{exemption_id}"): ADMIN,
     ("GET", "/culler"): READER,
     ("GET", "/culls"): READER,
+    ("GET", "/culler/idleness"): READER,
     ("POST", "/culler/settings"): ADMIN,
     ("POST", "/culler/run"): ADMIN,
     ("POST", "/culler/exemptions"): ADMIN,

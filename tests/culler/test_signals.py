@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from bs4 import BeautifulSoup
 from websockets.sync.client import connect
 
 from hubkeeper.demo.localhub import LocalHub
@@ -133,6 +134,17 @@ def test_a_busy_disconnected_kernel_keeps_its_server_until_keep_busy_is_off(clie
         assert {("hub", None), ("proxy", None), ("kernel", kernel)} <= sources
         (seen,) = [s for s in asked.json()["signals"] if s["source"] == "kernel"]
         assert seen["state"] == "busy" and seen["last_activity"]
+
+        page = client.get("culler/idleness", params={"user": user}, headers=admin)
+        assert page.status_code == 200, page.text
+        soup = BeautifulSoup(page.text, "html.parser")
+        assert "keep" in soup.select_one("#idleness-decision").get_text()
+        rows = [r.get_text(" ", strip=True) for r in soup.select("#signals-table tbody tr")]
+        assert any(kernel in r and "busy" in r for r in rows)
+        culler_page = client.get("culler", params={"within": 120}, headers=admin)
+        assert culler_page.status_code == 200
+        links = BeautifulSoup(culler_page.text, "html.parser").select("#preview-table a")
+        assert any("culler/idleness" in (a.get("href") or "") and user in a["href"] for a in links)
 
         at = later(120)
         idle = call(client, hk.culler.idleness, user, "", now=at)
