@@ -146,6 +146,11 @@ def test_a_busy_disconnected_kernel_keeps_its_server_until_keep_busy_is_off(clie
         links = BeautifulSoup(culler_page.text, "html.parser").select("#preview-table a")
         assert any("culler/idleness" in (a.get("href") or "") and user in a["href"] for a in links)
 
+        user_page = client.get(f"users/{user}", headers=admin)
+        assert user_page.status_code == 200, user_page.text
+        (why,) = BeautifulSoup(user_page.text, "html.parser").select("[data-idleness-link]")
+        assert f"user={user}" in why["href"]
+
         at = later(120)
         idle = call(client, hk.culler.idleness, user, "", now=at)
         assert idle["decision"] == "keep" and kernel in idle["reason"]
