@@ -27,7 +27,7 @@ from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput, bounds, parse_when
 from hubkeeper.web.openapi import errors
-from hubkeeper.web.params import RowId
+from hubkeeper.web.params import RowId, UserName
 from hubkeeper.web.strict import STRICT_QUERY
 
 router = APIRouter(prefix="/api/v1", tags=["culler"], dependencies=STRICT_QUERY)
@@ -67,11 +67,33 @@ async def preview(
         int,
         Query(ge=0, le=service.WITHIN_MAX, description="seconds from now (0 to 30 days)"),
     ] = 0,
+    include_kept: Annotated[
+        bool, Query(description="also list the servers a rule keeps, each with `kept`: why")
+    ] = False,
 ) -> list[PlannedOut]:
     """Who a pass would cull now, or — with `within` (seconds) — by then if they stay idle:
-    servers and kernels. Changes nothing."""
-    planned, _errors = await culler.preview(within=within)
-    return [PlannedOut(**c.as_dict()) for c in planned]
+    servers and kernels. `include_kept=1` adds the servers a rule keeps (a busy kernel, a
+    terminal in use), each with `kept` saying why. Changes nothing."""
+    kept: list[dict[str, Any]] = []
+    planned, _errors = await culler.preview(within=within, kept=kept)
+    out = [PlannedOut(**c.as_dict()) for c in planned]
+    if include_kept:
+        out += [PlannedOut(**item) for item in kept]
+    return out
+
+
+ServerQuery = Annotated[
+    str, Query(max_length=255, description="a named server; empty for the default server")
+]
+
+
+@router.get("/users/{name}/idleness", responses=errors(404))
+async def get_idleness(
+    name: UserName, who: CurrentReader, culler: CullerDep, server: ServerQuery = ""
+) -> dict[str, Any]:
+    """Why a server is idle or active: each signal (hub, proxy, kernels, terminals) with its
+    time, and the decision a pass would make now (`keep`|`cull`, `reason`, `cull_at`)."""
+    return await culler.idleness(name, server)
 
 
 @router.post("/culler/run", response_model=RunOut)

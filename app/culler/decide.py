@@ -40,6 +40,7 @@ class Cull:
     age_s: float | None  # seconds since the server started (None for kernels)
     kernel_id: str | None = None
     remove: bool = False  # a named server under cull_and_remove: delete it once stopped
+    note: str = ""  # how it was decided when that is not the usual way (server unreachable)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,26 +72,119 @@ def _seconds(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else (now - as_utc(then)).total_seconds()
 
 
-def decide_server(
-    cfg: CullerSettings, user: HubUser, server: HubServer, now: datetime
-) -> Cull | None:
-    """Whether `server` of `user` is to be culled at `now` (exemptions are checked by the
-    caller). Never raises on null times: a server with no time at all is left alone."""
+@dataclass(frozen=True)
+class Signals:
+    """What a server says about itself, read by the pass through the server gateway:
+    `GET api/kernels` and `GET api/terminals` items. `error` set: it could not be asked
+    (then the hub's activity alone decides, and the cull says so)."""
+
+    kernels: tuple[dict[str, Any], ...] = ()
+    terminals: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A server's decision: `cull` (None = kept), `kept` (why a rule keeps a server that
+    would otherwise be culled for idleness, e.g. a busy kernel), `last` (the moment its
+    inactivity is counted from, UTC; None when nothing tells) and `timeout` (seconds)."""
+
+    cull: Cull | None
+    kept: str | None = None
+    last: datetime | None = None
+    timeout: int = 0
+
+
+def _busy(cfg: CullerSettings, signals: Signals, now: datetime, timeout: int) -> str | None:
+    """Why `keep_busy` keeps the server: a kernel executing, or a terminal used within
+    `timeout` seconds; None when neither."""
+    for kernel in signals.kernels:
+        if kernel.get("execution_state") == "busy":
+            return f"busy: kernel {kernel.get('id')} is executing"
+    for terminal in signals.terminals:
+        used = _seconds(now, _parse_time(terminal.get("last_activity")))
+        if used is not None and used < timeout:
+            return f"busy: terminal {terminal.get('name')} used {used:.0f} s ago"
+    return None
+
+
+def kernels_last(server: HubServer, signals: Signals) -> datetime | None:
+    """Under `idle_source: kernels`: the latest of the kernels' and terminals'
+    `last_activity`, else the server's start (a server with neither is idle from its start)."""
+    times = [
+        t
+        for item in (*signals.kernels, *signals.terminals)
+        if (t := _parse_time(item.get("last_activity"))) is not None
+    ]
+    if server.started is not None:
+        times.append(as_utc(server.started))
+    return max(times) if times else None
+
+
+def judge_server(
+    cfg: CullerSettings,
+    user: HubUser,
+    server: HubServer,
+    now: datetime,
+    signals: Signals | None = None,
+) -> Verdict:
+    """Whether `server` of `user` is to be culled at `now`, and why not (exemptions are
+    checked by the caller). `signals`: the server's kernels and terminals (None: not asked;
+    then only the hub's activity counts, as jupyterhub-idle-culler). Never raises on null
+    times: a server with no time at all is left alone."""
     if server.pending or not server.ready:
-        return None
+        return Verdict(None)
     named = server.name != ""
     if named and cfg.named_servers == "keep":
-        return None
+        return Verdict(None)
     age = _seconds(now, server.started)
-    last = server.last_activity or server.started or user.last_activity
+    asked = signals is not None and not signals.error
+    note = ""
+    if signals is not None and signals.error:
+        note = f"the server could not be asked ({signals.error}): the hub's activity decided"
+    if asked and cfg.idle_source == "kernels":
+        assert signals is not None
+        last = kernels_last(server, signals)
+    else:
+        last = server.last_activity or server.started or user.last_activity
+    last = as_utc(last) if last is not None else None
     inactive = _seconds(now, last)
     remove = named and cfg.named_servers == "cull_and_remove"
     timeout = cfg.timeout_for(user.groups)
+    kept = None
     if inactive is not None and inactive >= timeout:
-        return Cull("server", user.name, server.name, "idle", inactive, age, remove=remove)
+        kept = _busy(cfg, signals, now, timeout) if asked and cfg.keep_busy and signals else None
+        if kept is None:
+            cull = Cull(
+                "server", user.name, server.name, "idle", inactive, age, remove=remove, note=note
+            )
+            return Verdict(cull, None, last, timeout)
     if cfg.max_age_s and age is not None and age >= cfg.max_age_s:
-        return Cull("server", user.name, server.name, "max_age", inactive, age, remove=remove)
-    return None
+        cull = Cull(
+            "server", user.name, server.name, "max_age", inactive, age, remove=remove, note=note
+        )
+        return Verdict(cull, None, last, timeout)
+    return Verdict(None, kept, last, timeout)
+
+
+def needs_signals(cfg: CullerSettings, verdict: Verdict) -> bool:
+    """Whether the pass must ask the server for its kernels and terminals: always under
+    `idle_source: kernels`; under `hub` only when `keep_busy` may save a server that the
+    hub's activity alone would cull for idleness."""
+    if cfg.idle_source == "kernels":
+        return True
+    return cfg.keep_busy and verdict.cull is not None and verdict.cull.reason == "idle"
+
+
+def decide_server(
+    cfg: CullerSettings,
+    user: HubUser,
+    server: HubServer,
+    now: datetime,
+    signals: Signals | None = None,
+) -> Cull | None:
+    """`judge_server(...).cull`: the cull, or None when the server stays."""
+    return judge_server(cfg, user, server, now, signals).cull
 
 
 def decide_user(cfg: CullerSettings, user: HubUser, now: datetime) -> UserCull | None:

@@ -79,8 +79,9 @@ async def _culler_context(hk: HubkeeperState, culler: Culler, request: Request) 
     preview_error = ""
     planned: list[Any] = []
     unreachable: list[dict[str, str]] = []
+    kept: list[dict[str, Any]] = []
     try:
-        planned, unreachable = await culler.preview(within=within, kernels=with_kernels)
+        planned, unreachable = await culler.preview(within=within, kernels=with_kernels, kept=kept)
     except HubkeeperError as exc:
         preview_error = exc.detail
     rows, _total = await asyncio.to_thread(exemptions.listing, hk.engine, limit=200)
@@ -104,6 +105,7 @@ async def _culler_context(hk: HubkeeperState, culler: Culler, request: Request) 
         "with_kernels": with_kernels,
         "within_choices": WITHIN_CHOICES,
         "planned": planned,
+        "kept": kept,
         "unreachable": unreachable,
         "preview_error": preview_error,
         "exemptions": states,
@@ -116,6 +118,25 @@ async def _culler_context(hk: HubkeeperState, culler: Culler, request: Request) 
         "counts": hk.directory.counts(),
         "backtest": await backtest_view(hk, request.query_params, cur.settings.timeout_s),
     }
+
+
+IDLENESS_PAGE_PARAMS = frozenset({"user", "server"})
+
+
+@router.get("/culler/idleness")
+async def idleness_page(request: Request, who: CurrentReader, culler: CullerDep) -> Response:
+    """Why one server is idle or active: its signals and the decision a pass makes now."""
+    refuse_unknown(request.query_params, IDLENESS_PAGE_PARAMS)
+    user = text_param(request.query_params, "user")
+    server = text_param(request.query_params, "server")
+    if not user or len(user) > 255 or len(server) > 255:
+        raise BadInput("Give the user (and the server, for a named one)", code="invalid_user")
+    found = await culler.idleness(user, server)
+    return render(
+        request,
+        "culler/idleness.html",
+        {"active_nav": "culler", "user": user, "server": server, "found": found},
+    )
 
 
 @router.get("/culler")

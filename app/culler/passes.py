@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hubkeeper.actions.stop import StopReason
 from hubkeeper.culler import exemptions, records
 from hubkeeper.culler.activity import note_kernels
-from hubkeeper.culler.decide import Cull, UserCull, decide_kernel, decide_server, decide_user
+from hubkeeper.culler.decide import (
+    Cull,
+    Signals,
+    UserCull,
+    decide_kernel,
+    decide_user,
+    judge_server,
+    needs_signals,
+)
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
@@ -50,6 +58,8 @@ class KernelGateway(Protocol):
 
     async def list_kernels(self, user: str, server: str) -> list[dict[str, Any]]: ...
 
+    async def list_terminals(self, user: str, server: str) -> list[dict[str, Any]]: ...
+
     async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None: ...
 
 
@@ -73,6 +83,7 @@ class PassResult:
     deleted_users: list[str] = field(default_factory=list)
     planned_users: list[UserCull] = field(default_factory=list)  # cull_users: to delete
     exempt: list[dict[str, str]] = field(default_factory=list)
+    kept: list[dict[str, Any]] = field(default_factory=list)  # kept by a rule (busy): why
     duration_s: float = 0.0
     listing_s: float = 0.0  # of which reading the hub's users took (seconds)
     error: str = ""  # the whole pass failed (hub down): why
@@ -190,6 +201,8 @@ class CullLog:
         )
         inactive = "unknown" if cull.inactive_s is None else f"{cull.inactive_s:.0f} s"
         detail = f"reason: {cull.reason}; inactive {inactive}"
+        if cull.note:
+            detail += f"; {cull.note}"
         if cull.age_s is not None:
             detail += f"; age {cull.age_s:.0f} s"
         if cull.kind == "kernel":
@@ -249,20 +262,87 @@ async def _delete_user(trail: AuditTrail, hub: HubClient, who: Actor, doomed: Us
     return ""
 
 
+NO_DIRECT_ROUTE = "Hubkeeper reaches no server directly (HUBKEEPER_PROXY_API_URL is not set)"
+
+
+async def read_signals(gateway: KernelGateway | None, user: str, server: str) -> Signals:
+    """The server's kernels and terminals, read through the gateway (direct, never counted as
+    activity); a failure is kept in `error`, never raised (the hub's activity then decides)."""
+    if gateway is None:
+        return Signals(error=NO_DIRECT_ROUTE)
+    try:
+        kernels = await gateway.list_kernels(user, server)
+        terminals = await gateway.list_terminals(user, server)
+    except Exception as exc:  # one server's failure: its signals say so
+        return Signals(error=_why(exc))
+    return Signals(tuple(kernels), tuple(terminals))
+
+
 def plan_user(
-    cfg: CullerSettings, user: HubUser, now: datetime
+    cfg: CullerSettings,
+    user: HubUser,
+    now: datetime,
+    signals: dict[tuple[str, str], Signals] | None = None,
+    kept_out: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Cull], UserCull | None]:
-    """The culls for one (non-exempt) user, and whether the user goes once they are done."""
+    """The culls for one (non-exempt) user, and whether the user goes once they are done.
+    `signals`: what servers said about their kernels and terminals (by (user, server));
+    servers a rule keeps are appended to `kept_out`."""
     culls: list[Cull] = []
     kept = 0
     for server in user.servers.values():
-        decision = decide_server(cfg, user, server, now)
-        if decision is None:
+        found = (signals or {}).get((user.name, server.name))
+        verdict = judge_server(cfg, user, server, now, found)
+        if verdict.cull is None:
             kept += 1
+            if verdict.kept is not None and kept_out is not None:
+                inactive = None if verdict.last is None else (now - verdict.last).total_seconds()
+                age = None if server.started is None else (now - server.started).total_seconds()
+                kept_out.append(
+                    {
+                        "user": user.name,
+                        "server": server.name,
+                        "kind": "server",
+                        "kernel_id": None,
+                        "reason": "idle",
+                        "inactive_s": None if inactive is None else round(inactive, 3),
+                        "age_s": None if age is None else round(age, 3),
+                        "kept": verdict.kept,
+                    }
+                )
         else:
-            culls.append(decision)
+            culls.append(verdict.cull)
     doomed = decide_user(cfg, user, now) if kept == 0 else None
     return culls, doomed
+
+
+async def gather_signals(
+    cfg: CullerSettings,
+    users: list[HubUser],
+    gateway: KernelGateway | None,
+    now: datetime,
+    concurrency: int,
+) -> dict[tuple[str, str], Signals]:
+    """Ask the servers whose decision depends on them (`decide.needs_signals`) for their
+    kernels and terminals, `concurrency` at once."""
+    wanted = [
+        (user.name, server.name)
+        for user in users
+        for server in user.servers.values()
+        if server.ready
+        and not server.pending
+        and needs_signals(cfg, judge_server(cfg, user, server, now))
+    ]
+    if not wanted:
+        return {}
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(key: tuple[str, str]) -> Signals:
+        async with limit:
+            return await read_signals(gateway, *key)
+
+    found = await asyncio.gather(*(one(k) for k in wanted))
+    return dict(zip(wanted, found, strict=True))
 
 
 async def servers_pass(
@@ -277,13 +357,16 @@ async def servers_pass(
     users: Collection[str] | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    gateway: KernelGateway | None = None,
 ) -> PassResult:
     """One pass over the hub's running servers. `users` limits it to those names (tests,
     scripts). A hub that is down ends the pass at once with `error` set (and recorded).
 
     `hub`: the hub client (the pass takes a budget of its own from it); `engine`: the
     database of exemptions and cull records; `stopper` stops the servers, waiting up to
-    `stop_timeout` seconds for each (its audit trail records user deletions). Never raises
+    `stop_timeout` seconds for each (its audit trail records user deletions); `gateway`:
+    where servers are asked for their kernels and terminals (`keep_busy`, `idle_source:
+    kernels`; None: none can be, the hub's activity decides). Never raises
     for one user's failure (an error entry); a database error reading exemptions raises."""
     started = utcnow()
     clock = time.monotonic()
@@ -328,6 +411,7 @@ async def servers_pass(
         result.error = exc.detail  # the hub is down: no decisions this pass
         listed = []
     result.listing_s = time.monotonic() - clock
+    judged: list[HubUser] = []
     for user in listed:
         if not _wanted(user, users):
             continue
@@ -336,7 +420,10 @@ async def servers_pass(
             if any(s.ready for s in user.servers.values()):
                 result.exempt.append({"user": user.name, "reason": why})
             continue
-        culls, doomed = plan_user(cfg, user, now)
+        judged.append(user)
+    signals = await gather_signals(cfg, judged, gateway, now, cfg.concurrency)
+    for user in judged:
+        culls, doomed = plan_user(cfg, user, now, signals, result.kept)
         result.planned.extend(culls)
         if doomed is not None:
             result.planned_users.append(doomed)

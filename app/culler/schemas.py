@@ -21,6 +21,9 @@ class PlannedOut(BaseModel):
     reason: str = Field(description="idle | max_age")
     inactive_s: float | None = Field(description="seconds idle at the pass's time")
     age_s: float | None = Field(description="seconds since the server started")
+    kept: str | None = Field(
+        default=None, description="why a rule keeps it (include_kept=1 only; busy, keep)"
+    )
 
 
 class CulledOut(BaseModel):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hubkeeper.culler import exemptions, records
+from hubkeeper.culler import exemptions, idleness, records
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.decide import Cull
 from hubkeeper.culler.passes import (
@@ -169,6 +169,7 @@ class Culler:
             users=users,
             dry_run=dry_run,
             progress=progress,
+            gateway=direct_gateway(self.servers),
         )
 
     async def kernels_pass(
@@ -241,11 +242,13 @@ class Culler:
         now: datetime | None = None,
         users: Collection[str] | None = None,
         kernels: bool = True,
+        kept: list[dict[str, Any]] | None = None,
     ) -> tuple[list[Cull], list[dict[str, str]]]:
         """Who a pass would cull at now + `within` seconds if nobody becomes active meanwhile
         (servers and kernels), and the servers that could not be looked at. 503 when the hub
         is down; 422 when `within` is out of range (0 to 30 days). `kernels=False` skips
-        asking the servers for their kernels."""
+        asking the servers for their kernels. `kept`: servers a rule keeps (a busy kernel)
+        are appended to it, each a preview item with `kept` saying why."""
         if within < 0 or within > WITHIN_MAX:
             raise BadInput(f"within must be 0 to {WITHIN_MAX} seconds")
         at = (now or utcnow()) + timedelta(seconds=within)
@@ -253,6 +256,8 @@ class Culler:
         servers = await self.servers_pass(cfg, now=at, users=users, dry_run=True)
         if servers.error:
             raise HubkeeperError(servers.error, code="hub_unavailable", status_code=503)
+        if kept is not None:
+            kept.extend(servers.kept)
         if not kernels:  # the page's default: asking every running server takes a while
             return servers.planned, servers.error_items()
         found = await self.kernels_pass(cfg, now=at, users=users, dry_run=True)
@@ -260,6 +265,23 @@ class Culler:
         if found.error:
             errors.append({"user": "", "server": "", "error": found.error})
         return [*servers.planned, *found.planned], errors
+
+    async def idleness(
+        self, user: str, server: str = "", *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Why `server` of `user` is idle or active, and what the current policy decides
+        (`culler.idleness`; the pass's own decision). 404 unknown user or server not running,
+        503 hub down."""
+        cfg = (await self.current()).settings
+        return await idleness.idleness(
+            cfg,
+            hub=self.hub,
+            engine=self.engine,
+            gateway=direct_gateway(self.servers),
+            user=user,
+            server=server,
+            now=now or utcnow(),
+        )
 
     async def run_once(
         self,

@@ -479,6 +479,25 @@ class ServerGateway:
             kernels.append(item)
         return kernels
 
+    async def list_terminals(self, user: str, server: str = "") -> list[dict[str, Any]]:
+        """`GET api/terminals`: each terminal's name and last_activity (jupyter_server_terminals
+        `TerminalManager.get_terminal_model`). A server without terminals enabled answers 404:
+        that is no terminals. HubError `server_bad_answer` for any other shape."""
+        what = f"terminals of {server_label(user, server)}"
+        response = await self._call("GET", user, server, "api/terminals")
+        if response.status_code == 404:
+            return []
+        self._fail(response, what)
+        terminals: list[dict[str, Any]] = []
+        for item in self._json(response, what, list):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise _bad_answer(what, "a terminal without a string name")
+            stamp = item.get("last_activity")
+            if stamp is not None and not isinstance(stamp, str):
+                raise _bad_answer(what, f"terminal {item['name']!r} has a bad last_activity")
+            terminals.append(item)
+        return terminals
+
     async def delete_kernel(self, user: str, server: str, kernel_id: str) -> None:
         """`DELETE api/kernels/{id}` (shuts the kernel down). NotFound `kernel_not_found`."""
         response = await self._call(

@@ -59,3 +59,22 @@ def test_admin_sets_a_group_timeout_previews_and_culls_now(page, hub, hubkeeper_
     finally:
         httpx.put(api, json=before, headers=token)
         hub.stop_server(IDLE)
+
+
+def test_why_link_opens_a_servers_idleness_on_a_phone(page, hub, hubkeeper_server):
+    admin, busy = "culler-br-why-admin", "culler-br-why"
+    hub.create_users([admin], admin=True)
+    hub.create_users([busy])
+    hub.start_server(busy)
+    try:
+        page.set_viewport_size({"width": 414, "height": 860})
+        sign_in(page, hub, hubkeeper_server, admin)
+        page.goto(hubkeeper_server.direct_url + f"users/{busy}")
+        page.locator("[data-idleness-link]").first.click()
+        expect(page.locator("#idleness-decision")).to_contain_text("keep")
+        expect(page.locator("#signals-table")).to_contain_text("hub")
+        wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        assert not wide
+        shot(page, "culler", "idleness-phone")
+    finally:
+        hub.stop_server(busy)

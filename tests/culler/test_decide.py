@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hubkeeper.culler.decide import decide_kernel, decide_server, decide_user
+from hubkeeper.culler.decide import Signals, decide_kernel, decide_server, decide_user, judge_server
 from hubkeeper.culler.settings import CullerSettings, KernelSettings
 from hubkeeper.hub.models import HubServer, HubUser
 
@@ -130,3 +130,38 @@ def test_kernel_rules_are_jupyter_servers():
         "connections": 0,
     }
     assert decide_kernel(K, "u", "", z, NOW).inactive_s == 3600
+
+
+def stamp(seconds: float) -> str:
+    return ago(seconds).isoformat().replace("+00:00", "Z")
+
+
+def test_a_busy_kernel_or_a_used_terminal_keeps_an_idle_server_but_not_past_max_age():
+    s = server(last=ago(80))
+    busy = Signals(kernels=({"id": "k1", "execution_state": "busy", "last_activity": stamp(900)},))
+    verdict = judge_server(CFG, user(s=s), s, NOW, busy)
+    assert verdict.cull is None and verdict.kept is not None and "k1" in verdict.kept
+    typing = Signals(terminals=({"name": "1", "last_activity": stamp(10)},))
+    assert judge_server(CFG, user(s=s), s, NOW, typing).kept is not None
+    careless = CFG.model_copy(update={"keep_busy": False})
+    assert decide_server(careless, user(s=s), s, NOW, busy).reason == "idle"
+    old = server(started=ago(2000), last=ago(80))
+    assert decide_server(CFG, user(s=old), old, NOW, busy).reason == "max_age"
+
+
+def test_under_kernels_only_kernels_and_terminals_count_and_unreachable_falls_back_to_hub():
+    by_kernels = CFG.model_copy(update={"idle_source": "kernels"})
+    polled = server(started=ago(500), last=ago(1))  # the hub sees a polling tab
+    idle = Signals(kernels=({"id": "k", "execution_state": "idle", "last_activity": stamp(70)},))
+    assert decide_server(by_kernels, user(s=polled), polled, NOW, idle).reason == "idle"
+    assert decide_server(CFG, user(s=polled), polled, NOW, idle) is None  # hub: kept
+    used = Signals(kernels=({"id": "k", "execution_state": "idle", "last_activity": stamp(5)},))
+    assert decide_server(by_kernels, user(s=polled), polled, NOW, used) is None
+    young = server(started=ago(30), last=ago(1))
+    assert decide_server(by_kernels, user(s=young), young, NOW, Signals()) is None
+    assert decide_server(by_kernels, user(s=polled), polled, NOW, Signals()).reason == "idle"
+    lost = Signals(error="no route")
+    stale = server(started=ago(500), last=ago(80))
+    cull = decide_server(by_kernels, user(s=stale), stale, NOW, lost)
+    assert cull.reason == "idle" and "no route" in cull.note
+    assert decide_server(by_kernels, user(s=polled), polled, NOW, lost) is None
