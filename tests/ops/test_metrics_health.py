@@ -52,6 +52,7 @@ def test_metrics_need_a_token_with_read_metrics(hub, client):
     leader = {s.labels["loop"]: s.value for s in found["hubkeeper_leader"].samples}
     # the only replica always leads every loop
     assert leader == {
+        "directory-sync": 1.0,
         "session-recorder": 1.0,
         "lockdown-enforcer": 1.0,
         "culler": 1.0,
