@@ -27,10 +27,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import timezone
 from typing import Any
 from urllib.parse import urlparse
 
+# not datetime.UTC: the hub's own Python may be older than 3.11
+UTC_ZONE = timezone.utc  # noqa: UP017
 SCOPE = "custom:hubkeeper:server-tokens"
 # Path under the hub's prefix (`<base_url>hub/`): JupyterHub prefixes `extra_handlers` with
 # it (jupyterhub/app.py `init_handlers`, `add_url_prefix(self.hub_prefix, h)`).
@@ -87,11 +89,14 @@ def _handler_class() -> type:
             """One token, or raises HTTPError (404 unknown, 403 outside the filter)."""
             user = self.find_user(name)
             if user is None:
+                # a filtered scope learns nothing of who exists
+                if self.parsed_scopes.get(SCOPE) != Scope.ALL:
+                    raise web.HTTPError(403, f"{SCOPE} does not cover {name}'s servers")
                 raise web.HTTPError(404, f"No such user: {name}")
-            if server and server not in user.orm_user.orm_spawners:
-                raise web.HTTPError(404, f"{name} has no server named {server}")
             if not self._filters_allow(user, server):
                 raise web.HTTPError(403, f"{SCOPE} does not cover {name}'s servers")
+            if server and server not in user.orm_user.orm_spawners:
+                raise web.HTTPError(404, f"{name} has no server named {server}")
             lives = MAX_TOKEN_SECONDS
             cap = self.settings.get("token_expires_in_max_seconds") or 0
             if cap:
@@ -106,7 +111,9 @@ def _handler_class() -> type:
             return {
                 "token": token,
                 "expires_at": (
-                    expires_at.replace(tzinfo=UTC).isoformat() if expires_at is not None else None
+                    expires_at.replace(tzinfo=UTC_ZONE).isoformat()
+                    if expires_at is not None
+                    else None
                 ),
             }
 
@@ -135,12 +142,15 @@ def _handler_class() -> type:
             answered on its own."""
             if not isinstance(asked, list) or not 0 < len(asked) <= MAX_BATCH:
                 raise web.HTTPError(400, f'"servers" must be a list of 1 to {MAX_BATCH} items')
-            answers = []
-            for item in asked:
+            wanted: list[tuple[str, str]] = []
+            for item in asked:  # all checked before any is minted: a 400 leaves no token
                 name = item.get("user") if isinstance(item, dict) else None
                 server = item.get("server", "") if isinstance(item, dict) else None
                 if not isinstance(name, str) or not name or not isinstance(server, str):
                     raise web.HTTPError(400, 'each item needs "user" (a name) and "server"')
+                wanted.append((name, server))
+            answers = []
+            for name, server in wanted:
                 try:
                     answers.append({"user": name, "server": server, **self._mint(name, server)})
                 except web.HTTPError as exc:
@@ -290,14 +300,20 @@ def _announcement(status: LockdownStatus, previous: Any) -> Callable[[Any], str]
     """A `template_vars` value: the lockdown's reason (escaped: it is rendered `| safe`)
     before whatever announcement was configured."""
 
+    previous = getattr(previous, "hubkeeper_previous", previous)  # configure() called again
+
     def announcement(user: Any) -> str:
         earlier = previous(user) if callable(previous) else previous
         locked, message = status.for_pages()
         if not locked:
             return earlier if isinstance(earlier, str) else ""
-        notice = f"<strong>Locked:</strong> {html.escape(message)}"
+        notice = (
+            '<span style="overflow-wrap: anywhere"><strong>Locked:</strong> '
+            f"{html.escape(message)}</span>"
+        )
         return f"{notice}<br>{earlier}" if isinstance(earlier, str) and earlier else notice
 
+    announcement.hubkeeper_previous = previous  # type: ignore[attr-defined]
     return announcement
 
 
@@ -386,15 +402,18 @@ def configure(
     status = LockdownStatus(status_url or status_url_of(c, service))
     spawner = c.Spawner
     chained = spawner.pre_spawn_hook if "pre_spawn_hook" in spawner else None
+    chained = getattr(chained, "hubkeeper_chained", chained)  # configure() called again
     quota_url = None
     if status.status_url.endswith("lockdown/status"):
         quota_url = status.status_url[: -len("lockdown/status")] + "quotas/check"
-    spawner.pre_spawn_hook = make_pre_spawn_hook(
+    hook = make_pre_spawn_hook(
         status,
         fail_open=fail_open,
         chained=chained if callable(chained) else None,
         quota_url=quota_url,
     )
+    hook.hubkeeper_chained = chained  # type: ignore[attr-defined]
+    spawner.pre_spawn_hook = hook
     template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
     for key in ANNOUNCEMENT_KEYS:
         if key == "announcement" or key in template_vars:

@@ -86,9 +86,31 @@ def test_pages_show_the_reason_escaped_before_the_configured_announcement():
     assert announce(None) == "Maintenance Friday"
     lockdown.locked, lockdown.message = True, "Locked <script>x</script> & co"
     assert announce(None) == (
-        "<strong>Locked:</strong> Locked &lt;script&gt;x&lt;/script&gt; &amp; co"
-        "<br>Maintenance Friday"
+        '<span style="overflow-wrap: anywhere"><strong>Locked:</strong> '
+        "Locked &lt;script&gt;x&lt;/script&gt; &amp; co</span><br>Maintenance Friday"
     )
+
+
+async def test_configure_twice_chains_once():
+    seen: list[str] = []
+
+    async def earlier(spawner: object) -> None:
+        seen.append("earlier")
+
+    c = _config()
+    c.Spawner.pre_spawn_hook = earlier
+    c.JupyterHub.template_vars = {"announcement": "Friday"}
+    for _ in range(2):
+        hub_plugin.configure(c, status_url="http://127.0.0.1:9/unreachable")
+    await c.Spawner.pre_spawn_hook(object())
+    assert seen == ["earlier"]
+    assert c.JupyterHub.template_vars["announcement"].hubkeeper_previous == "Friday"
+
+
+def test_the_file_imports_on_older_pythons_too():
+    """It runs in the hub's interpreter, which may be older than Hubkeeper's 3.11."""
+    text = PLUGIN.read_text()
+    assert "from datetime import UTC" not in text and "import UTC" not in text
 
 
 def test_the_cli_prints_the_plugin_as_one_file(capsys):

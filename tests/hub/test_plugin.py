@@ -186,3 +186,15 @@ async def test_a_pass_over_many_servers_mints_their_tokens_in_bulk(hub, people, 
         assert tokens.minted == 2  # no request for a cached one
     finally:
         await client.aclose()
+
+
+def test_a_bad_item_in_a_list_mints_nothing(hub, people):
+    def tokens_of_user() -> int:
+        listed = hub.api("GET", f"/users/{USER}/tokens", token=hub.admin_token)
+        return len(listed.json()["api_tokens"])
+
+    before = tokens_of_user()
+    body = {"servers": [{"user": USER, "server": ""}] * 3 + ["not an item"]}
+    answer = hub.api("POST", ENDPOINT, token=hub.service_token, json=body)
+    assert answer.status_code == 400
+    assert tokens_of_user() == before
