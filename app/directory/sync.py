@@ -103,8 +103,16 @@ class DirectorySync:
 
         await asyncio.gather(*(one(n) for n in names))
 
+    def active_age(self) -> float | None:
+        """Seconds since the hub's `state=active` list was last read (None: never). With the
+        proxy's routes as the change signal this is the reconciliation's age, not the
+        directory's: what must see pending spawns (lockdown enforcement) reads it afresh."""
+        read_at = getattr(self, "_active_read_at", None)
+        return None if read_at is None else time.monotonic() - read_at
+
     async def refresh_active(self) -> None:
         """Pull `state=active` now; re-read users we thought active that left that list."""
+        self._active_read_at = time.monotonic()
         pages: list[UserPage] = []
         async for page, _total in self.hub.iter_user_pages(
             state="active", include_stopped_servers=True, page_size=SWEEP_PAGE

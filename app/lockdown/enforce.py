@@ -134,8 +134,8 @@ class Enforcer:
             # never get the session it ran (started while Hubkeeper was down).
             return []
         directory = self.directory
-        lag = directory.lag_seconds()
-        if lag is None or lag > self.interval:  # else the active sync just read the same
+        age = directory.active_age()
+        if age is None or age > self.interval:  # else the active sync just read the same
             await directory.refresh_active()
         rows, _ = directory.query_rows(status="active", limit=10**9)
         now = time.monotonic()
