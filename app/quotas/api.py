@@ -78,7 +78,7 @@ async def check(
     ],
     groups: Annotated[
         str | None,
-        Query(max_length=2_000, description="their groups, comma-separated, as the hub has them"),
+        Query(max_length=1_000, description="their groups, comma-separated, as the hub has them"),
     ] = None,
     admin: Annotated[
         bool | None, Query(description="whether the hub has them as an admin (never refused)")
