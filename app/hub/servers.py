@@ -25,7 +25,7 @@ import http.cookiejar
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -35,6 +35,7 @@ from hubkeeper.errors import Conflict, HubError, HubkeeperError, NotFound
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.server_tokens import ServerTokens
 from hubkeeper.kit.actors import server_label
+from hubkeeper.kit.clock import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +117,6 @@ def _path_of(routespec: str) -> str:
     path = routespec if routespec.startswith("/") else "/" + routespec.partition("/")[2]
     segments = path.rstrip("/").split("/")
     return "/".join(quote(segment, safe=HUB_URL_SAFE) for segment in segments)
-
-
-def _stamp(value: object) -> datetime | None:
-    """CHP's `last_activity` (ISO 8601, `Z`) as an aware UTC datetime; None if absent or bad."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _refuse_all_cookies() -> http.cookiejar.CookieJar:
@@ -282,7 +272,7 @@ class ServerGateway:
                     key[0],
                     key[1],
                     str(data["target"]).rstrip("/") + _path_of(spec),
-                    _stamp(data.get("last_activity")),
+                    parse_iso(data.get("last_activity")),
                 )
             self._routes = routes
             self._routes_read_at = time.monotonic()
