@@ -59,6 +59,8 @@ class Settings(BaseSettings):
         Path("hubkeeper_cookie_secret"), validation_alias="HUBKEEPER_COOKIE_SECRET_FILE"
     )
     audit_spool_file: Path | None = Field(None, validation_alias="HUBKEEPER_AUDIT_SPOOL_FILE")
+    # Where events are POSTed (hubkeeper.outbox); none = recorded, not sent.
+    webhook_urls: CommaList = Field(default_factory=list, validation_alias="HUBKEEPER_WEBHOOK_URLS")
     hub_timeout: float = Field(10.0, gt=0, validation_alias="HUBKEEPER_HUB_TIMEOUT")
     hub_concurrency: int = Field(8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_CONCURRENCY")
     hub_bulk_concurrency: int = Field(
@@ -162,6 +164,22 @@ class Settings(BaseSettings):
                 "JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scope strings"
             )
         return frozenset({f"access:services!service={self.service_name}"})
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _webhook_urls(cls, value: object) -> object:
+        urls = value
+        if isinstance(value, str):
+            urls = [part.strip() for part in value.split(",") if part.strip()]
+        for url in urls if isinstance(urls, list) else []:
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                # the message names only the start: such URLs carry their secret in the path
+                raise ValueError(
+                    "each webhook URL must be http(s)://host/...; "
+                    f"got one starting {str(url)[:10]!r}"
+                )
+        return urls
 
     @field_validator("cull_group_timeouts", mode="before")
     @classmethod

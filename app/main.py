@@ -48,6 +48,8 @@ from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.loops.leader import Leader
 from hubkeeper.loops.supervisor import Loop, Supervisor
 from hubkeeper.ops.routes import router as ops_router
+from hubkeeper.outbox.record import Outbox
+from hubkeeper.outbox.sender import WebhookSender
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
 from hubkeeper.state import HubkeeperState
@@ -81,6 +83,7 @@ ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
+NOTIFY_SENDER = "notify-sender"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -102,6 +105,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         hub, settings, routes=servers if servers.mode == "proxy_api" else None
     )
     recorder = SessionRecorder(engine)
+    outbox = Outbox(engine, settings.webhook_urls)
+    sender = WebhookSender(engine)
+    outbox.on_record = sender.wake.set
     directory.listeners.append(recorder.on_change)
     trail = AuditTrail(engine, spool_at(settings.audit_spool_path))
     stopper = ServerStopper(hub, engine, trail, recorder)
@@ -122,6 +128,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         servers=servers,
         stopper=stopper,
         history=recorder,
+        outbox=outbox,
     )
     enforcer = Enforcer(
         stopper,
@@ -192,6 +199,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(CULLER, culler.run_forever, runs="leader"),
                 Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
+                # webhook deliveries, each event once (outbox/sender.py)
+                Loop(NOTIFY_SENDER, sender.run, runs="leader"),
             ],
             leader,
         )

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hubkeeper.lockdown.enforce import Enforcer
     from hubkeeper.loops.leader import Leader
     from hubkeeper.loops.supervisor import Supervisor
+    from hubkeeper.outbox.record import Outbox
 
 
 @dataclass
@@ -52,6 +53,7 @@ class HubkeeperState:
     health_hub_check: HubCheck | None = None  # health/routes.py
     culler: Culler | None = None  # culler/service.py: routes' CullerDep (None in the CLI)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+    outbox: Outbox | None = None  # outbox/record.py: notifications for the webhooks
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
     # `event: reconnect`, so the page's EventSource reconnects to the next process.
@@ -79,6 +81,7 @@ def cli_state(settings: Settings) -> HubkeeperState:
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.jobs.registry import JobRegistry
     from hubkeeper.kit.metrics import observe_hub_request
+    from hubkeeper.outbox.record import Outbox
 
     hub = HubClient(
         settings.hub_api_url,
@@ -106,4 +109,6 @@ def cli_state(settings: Settings) -> HubkeeperState:
         cookie_secret="",
         servers=ServerGateway.from_settings(hub, settings),
         stopper=stopper,
+        # the serving replica that leads `notify-sender` delivers what the CLI records
+        outbox=Outbox(engine, settings.webhook_urls),
     )

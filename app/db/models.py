@@ -352,3 +352,37 @@ class ServerActivity(SQLModel, table=True):
     day: int = Field(primary_key=True, index=True)  # days since 1970-01-01 (UTC)
     hub: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
     kernels: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+
+
+class Notification(SQLModel, table=True):
+    """One event for the webhooks (hubkeeper.outbox): written once, whatever the number of
+    replicas, because `key` is unique (the event and what it is about, e.g.
+    `cull.warning:ann/:2026-12-05T10:00:00+00:00`)."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=512)
+    event: str = Field(index=True, max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+    user: str | None = Field(default=None, index=True, max_length=255)
+    server: str | None = Field(default=None, max_length=255)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    link: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One notification to one webhook URL: `retrying` until it is sent or given up on."""
+
+    __tablename__ = "notification_delivery"
+    __table_args__ = (Index("ix_notification_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", index=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="retrying", max_length=16)  # retrying | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    last_attempt_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
