@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         settings=settings,
         directory=directory,
         activity=recorder.activity,
+        outbox=outbox,
     )
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval

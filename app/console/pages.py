@@ -15,6 +15,8 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.actions.lockdown_state import current as current_lockdown
+from hubkeeper.auth.principal import session_role
+from hubkeeper.auth.sessions import SESSION_COOKIE, load_session
 from hubkeeper.console import service
 from hubkeeper.console.views import (
     OLD_STATE_PARAM,
@@ -24,7 +26,7 @@ from hubkeeper.console.views import (
     UsersView,
 )
 from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
-from hubkeeper.errors import NotFound
+from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.strict import refuse_unknown
@@ -96,7 +98,14 @@ def _wants_results(request: Request) -> bool:
 
 @router.get("/")
 async def home(request: Request, hk: StateDep) -> Response:
-    """The console's front page is the users list."""
+    """The console's front page is the users list; an ordinary user's (role `user`) is their
+    own page."""
+    try:
+        web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
+    except HubkeeperError:
+        web_session = None
+    if web_session is not None and session_role(web_session.role) == "user":
+        return RedirectResponse(hk.settings.service_prefix + "me", status_code=302)
     return RedirectResponse(hk.settings.service_prefix + "users", status_code=302)
 
 

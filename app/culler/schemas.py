@@ -137,3 +137,28 @@ class ExemptionList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class MyServer(BaseModel):
+    """One of the caller's own servers with the culler's outlook (`GET me/servers`)."""
+
+    name: str = Field(description='"" = the default server')
+    status: str = Field(description="running | pending | stopped")
+    started: str | None
+    last_activity: str | None
+    cull_at: str | None = Field(
+        description="when the culler stops it if nobody uses it (UTC; null: not planned)"
+    )
+    cull_reason: str | None = Field(description="idle | max_age (null: not planned)")
+    keeps_left: int = Field(description="keeps left in this server start (max_keeps)")
+    keep_until: str | None = Field(description="a keep in force postpones idle culling to then")
+    reason: str = Field(description="the decision's reason, as `idleness` gives it")
+
+
+class MyServers(BaseModel):
+    items: list[MyServer]
+
+
+class KeepOut(BaseModel):
+    keep_until: str = Field(description="idle culling is postponed until then (UTC)")
+    keeps_left: int = Field(description="keeps left in this server start")

@@ -269,6 +269,24 @@ class CullExemption(SQLModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
 
 
+class CullKeep(SQLModel, table=True):
+    """One "keep running" of a server: idle culling postponed until `until` (UTC). Counted per
+    server start (`started`, the hub's start time as ISO text): `n` is this keep's number in
+    that start (1, 2, ...), unique, so two replicas cannot both give the last keep."""
+
+    __tablename__ = "cull_keep"
+    __table_args__ = (Index("ix_cull_keep_start_n", "user", "server", "started", "n", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True, max_length=255)
+    server: str = Field(default="", max_length=255)  # "" = the default server
+    started: str = Field(max_length=64)  # the server's start (ISO 8601, UTC): the count's key
+    n: int = Field(default=1)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    until: datetime = Field(sa_column=UTCDateTime(nullable=False, index=True))
+    actor: str = Field(max_length=255)  # the owner, or the admin who kept it
+
+
 class CullerConfig(SQLModel, table=True):
     """The culler settings saved from the page or the API (one row; absent = env defaults)."""
 
