@@ -53,6 +53,7 @@ from hubkeeper.outbox.sender import WebhookSender
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
 from hubkeeper.state import HubkeeperState
+from hubkeeper.userpage.me import router as my_page_router
 from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -262,6 +263,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(console_router)
     # after the console: its `users/rows` and `users/stop-all` match before `users/{name}`
     app.include_router(user_page_router)
+    app.include_router(my_page_router)
     app.include_router(audit_router)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
