@@ -13,9 +13,12 @@ apps in one process. Series:
   HTTP answer) | unavailable (no answer, timeout, 502/503/504); fed by `HubClient._request`.
 - `hubkeeper_directory_lag_seconds` — seconds since the user directory last synced with the hub.
 - `hubkeeper_leader{loop}` — 1 where this replica runs the loop now.
+- `hubkeeper_cull_warnings_total`, `hubkeeper_cull_keeps_total`,
+  `hubkeeper_cull_busy_protected_total` — counters of this process: `cull.warning`s recorded,
+  keeps given, servers a real pass left running for a busy kernel or terminal (`keep_busy`).
 
-Process-wide histograms (hub requests, cull passes) live in `PROCESS` and are added to each
-app's registry.
+Process-wide histograms and counters (hub requests, cull passes, warnings, keeps) live in
+`PROCESS` and are added to each app's registry.
 """
 
 from __future__ import annotations

@@ -10,14 +10,17 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from bs4 import BeautifulSoup
 from sqlmodel import select
 
+from hubkeeper.auth.sessions import issue_session
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.passes import servers_pass
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import AuditEvent, Notification
 from hubkeeper.kit.actors import SystemActor
 from hubkeeper.kit.clock import parse_iso, utcnow
+from hubkeeper.kit.metrics import CULL_WARNINGS
 from hubkeeper.outbox.record import Outbox
 from tests.culler.helpers import QUIET, app_client, call, cfg, names, server_up
 
@@ -82,8 +85,18 @@ def test_an_ordinary_user_sees_and_keeps_only_their_own_server(client, hub):
     assert named.status_code == 404 and named.json()["error"] == "server_not_found"
     assert client.get(f"/api/v1/users/{quote(other)}/idleness", headers=mine).status_code == 403
 
+    # the page's button: a cookie session, refused without the CSRF token, in place with it
+    cookie, value, csrf = call(client, issue_session, hk, user=own, role="user")
+    client.cookies.set(cookie, value)
+    refused = client.post("/me/server/keep", headers={"Sec-Fetch-Site": "same-origin"})
+    assert refused.status_code == 403
+    card = client.post(
+        "/me/server/keep", headers={"X-CSRF-Token": csrf, "Sec-Fetch-Site": "same-origin"}
+    )
+    client.cookies.clear()
+    result = BeautifulSoup(card.text, "html.parser").select_one("article [data-keep-result]")
+    assert card.status_code == 200 and result.get_text() == "Kept: 0 keep(s) left."
     # max_keeps per server start, then 409 (audited as failed); an admin keeps any server
-    assert client.post("/api/v1/me/server/keep", headers=mine).json()["keeps_left"] == 0
     refused = client.post("/api/v1/me/server/keep", headers=mine)
     assert refused.status_code == 409 and refused.json()["error"] == "too_many_keeps"
     assert (own, own, "failed") in audits(hk, "culler.keep")
@@ -112,6 +125,7 @@ def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_
 
     # due within warn_before_s: one warning each (plain: idle at start + 100 s; kept: at the
     # keep's end), however many passes and replicas record them
+    warnings_before = CULL_WARNINGS._value.get()
     first = call(client, hk.culler.servers_pass, policy, now=now, users=users)
     assert not first.culled
     other_replica = Outbox(hk.engine, [])
@@ -134,6 +148,7 @@ def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_
         warned = {r.user: r for r in rows if r.user in users}
     assert sorted(warned) == sorted(users)
     assert other_replica.recorded == 0
+    assert CULL_WARNINGS._value.get() == warnings_before + 2
     text = warned[plain].text
     assert text.startswith(f"{plain}'s server stops at ") and " UTC for idleness unless" in text
     assert warned[plain].link.endswith("/services/hubkeeper/me")
