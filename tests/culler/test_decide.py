@@ -165,3 +165,17 @@ def test_under_kernels_only_kernels_and_terminals_count_and_unreachable_falls_ba
     cull = decide_server(by_kernels, user(s=stale), stale, NOW, lost)
     assert cull.reason == "idle" and "no route" in cull.note
     assert decide_server(by_kernels, user(s=polled), polled, NOW, lost) is None
+
+
+def test_a_keep_postpones_the_idle_cull_but_never_max_age():
+    cfg = CullerSettings(timeout_s=60, max_age_s=0)
+    idle = server(started=ago(500), last=ago(100))
+    owner = user(**{"": idle})
+    kept = judge_server(cfg, owner, idle, NOW, kept_until=NOW + timedelta(seconds=30))
+    assert kept.cull is None and kept.kept is not None and kept.kept.startswith("keep: ")
+    assert kept.idle_due() == NOW + timedelta(seconds=30)
+    ended = judge_server(cfg, owner, idle, NOW, kept_until=NOW)
+    assert ended.cull is not None and ended.cull.reason == "idle"
+    aged = CullerSettings(timeout_s=60, max_age_s=400)
+    past_max = judge_server(aged, owner, idle, NOW, kept_until=NOW + timedelta(hours=1))
+    assert past_max.cull is not None and past_max.cull.reason == "max_age"
