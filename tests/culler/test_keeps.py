@@ -5,6 +5,9 @@ replicas record it. Time is moved by passing `now` to the single pass."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import quote
@@ -23,6 +26,8 @@ from hubkeeper.kit.clock import parse_iso, utcnow
 from hubkeeper.kit.metrics import CULL_WARNINGS
 from hubkeeper.outbox.record import Outbox
 from tests.culler.helpers import QUIET, app_client, call, cfg, names, server_up
+from tests.outbox.test_outbox import Receiver
+from tests.waiting import wait_for
 
 ADMIN = SystemActor("test-admin")
 
@@ -112,7 +117,29 @@ def test_an_ordinary_user_sees_and_keeps_only_their_own_server(client, hub):
         hub.stop_server(user)
 
 
-def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_once(client, hub):
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    threading.Thread(target=found.serve_forever, daemon=True).start()
+    yield found
+    found.shutdown()
+    found.server_close()
+
+
+def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_once(
+    make_settings, hub, receiver
+):
+    settings = make_settings(
+        **QUIET,
+        HUBKEEPER_CULL_STOP_TIMEOUT=10,
+        HUBKEEPER_WEBHOOK_URLS=receiver.url,
+        HUBKEEPER_LEADER_INTERVAL=1,  # the sender (a leader loop) starts within a second
+    )
+    with app_client(settings) as client:
+        passes_warn_once_and_keeps_hold(client, hub, receiver)
+
+
+def passes_warn_once_and_keeps_hold(client, hub, receiver) -> None:
     hk = client.app.state.hk
     kept, plain = names("keep", "kept", "plain")
     hub.create_users([kept, plain])
@@ -128,7 +155,7 @@ def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_
     warnings_before = CULL_WARNINGS._value.get()
     first = call(client, hk.culler.servers_pass, policy, now=now, users=users)
     assert not first.culled
-    other_replica = Outbox(hk.engine, [])
+    other_replica = Outbox(hk.engine, [receiver.url])
     for _ in range(2):
         call(
             client,
@@ -149,6 +176,16 @@ def test_a_kept_server_survives_the_pass_that_culls_an_idle_one_and_warnings_go_
     assert sorted(warned) == sorted(users)
     assert other_replica.recorded == 0
     assert CULL_WARNINGS._value.get() == warnings_before + 2
+
+    # the webhook gets each warning once (the leader's sender), with the page's URL
+    def warnings_received() -> list[dict]:
+        return [m for m in receiver.received if m["event"] == "cull.warning"]
+
+    wait_for(lambda: len(warnings_received()) >= 2, timeout=20, what="the warnings delivered")
+    time.sleep(1.0)  # a second delivery would be due in the same round: it would be here
+    got = warnings_received()
+    assert sorted(m["user"] for m in got) == sorted(users)
+    assert all(m["url"] == warned[m["user"]].link and m["reason"] == "idle" for m in got)
     text = warned[plain].text
     assert text.startswith(f"{plain}'s server stops at ") and " UTC for idleness unless" in text
     assert warned[plain].link.endswith("/services/hubkeeper/me")
