@@ -20,6 +20,9 @@ class SessionOut(UtcTimes):
     duration_s: float = Field(description="seconds; an open session counts up to now")
     stop_reason: str | None = Field(description="admin|culled|lockdown|unknown; null while open")
     stopped_by: str | None
+    profile: str | None = Field(
+        description='the server\'s user_options["profile"] at its start; null: the default'
+    )
 
     @classmethod
     def of(cls, row: ServerSession, now: datetime) -> SessionOut:
@@ -37,6 +40,7 @@ class SessionOut(UtcTimes):
             duration_s=round(duration, 3),
             stop_reason=row.stop_reason,
             stopped_by=row.stopped_by,
+            profile=row.profile or None,
         )
 
 
