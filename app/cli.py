@@ -140,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cull.set_defaults(func=cmd_cull)
 
-    rep = sub.add_parser("report", help="server usage and cost per day, user, group or profile (from the database)")
+    rep = sub.add_parser(
+        "report", help="server usage and cost per day, user, group or profile (from the database)"
+    )
     rep.add_argument("--since", default="", help="ISO date or date-time (default: 30 days ago)")
     rep.add_argument("--until", default="", help="ISO date or date-time, exclusive (default: now)")
     rep.add_argument("--by", choices=("day", "user", "group", "profile"), default="day")

@@ -52,10 +52,15 @@ class SessionList(BaseModel):
 
 
 class UsageRowOut(BaseModel):
-    key: str = Field(description="YYYY-MM-DD (UTC day), a user name or a group name")
+    key: str = Field(
+        description='YYYY-MM-DD (UTC day), a user, a group or a profile ("(default)": none)'
+    )
     sessions: int
     server_hours: float
     users: int = Field(description="distinct users")
+    cost: float | None = Field(
+        description="server-hours × HUBKEEPER_PRICES's price of their profile; null: no prices"
+    )
 
 
 class UsageOut(UtcTimes):
