@@ -80,9 +80,11 @@ def cmd_cull(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings()  # a bad setting stops it before the imports below log anything
+
     from hubkeeper.history.cli import report
 
-    return report(Settings(), since=args.since, until=args.until, by=args.by, as_csv=args.csv)
+    return report(settings, since=args.since, until=args.until, by=args.by, as_csv=args.csv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -193,12 +193,12 @@ class Settings(BaseSettings):
                 value = json.loads(value) if value.strip() else {}
             except ValueError:
                 raise ValueError(
-                    f"HUBKEEPER_PRICES is not valid JSON: use an object of profile → price "
+                    f"not valid JSON: use an object of profile → price "
                     f"per server-hour, e.g. {PRICES_EXAMPLE}"
                 ) from None
         if not isinstance(value, dict):
             raise ValueError(
-                f"HUBKEEPER_PRICES must be a JSON object of profile → price per server-hour, "
+                f"must be a JSON object of profile → price per server-hour, "
                 f"e.g. {PRICES_EXAMPLE}"
             )
         for key, price in value.items():
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
                 or price < 0
             ):
                 raise ValueError(
-                    f"HUBKEEPER_PRICES: the price of {key!r} must be a number >= 0 "
+                    f"the price of {key!r} must be a number >= 0 "
                     f"(per server-hour), not {price!r}"
                 )
         return {str(key): float(price) for key, price in value.items()}
