@@ -198,8 +198,7 @@ class Settings(BaseSettings):
                 ) from None
         if not isinstance(value, dict):
             raise ValueError(
-                f"must be a JSON object of profile → price per server-hour, "
-                f"e.g. {PRICES_EXAMPLE}"
+                f"must be a JSON object of profile → price per server-hour, e.g. {PRICES_EXAMPLE}"
             )
         for key, price in value.items():
             if (
@@ -209,8 +208,7 @@ class Settings(BaseSettings):
                 or price < 0
             ):
                 raise ValueError(
-                    f"the price of {key!r} must be a number >= 0 "
-                    f"(per server-hour), not {price!r}"
+                    f"the price of {key!r} must be a number >= 0 (per server-hour), not {price!r}"
                 )
         return {str(key): float(price) for key, price in value.items()}
 

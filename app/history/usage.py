@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 
 from hubkeeper.db.models import ServerSession
 from hubkeeper.history.recorder import aware
+from hubkeeper.kit.prices import price_of
 
 BY = ("day", "user", "group", "profile")
 NO_GROUP = "(no group)"
 DEFAULT_PROFILE = "(default)"  # by=profile's key for sessions started without a profile
-ANY_PROFILE = "*"  # HUBKEEPER_PRICES's price for every profile without its own
 MAX_DAYS = 3660  # by=day rows per answer
 CSV_HEADER = ("key", "sessions", "server_hours", "users", "cost")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -72,13 +72,6 @@ class UsageRow:
             "users": self.users,
             "cost": None if self.cost is None else round(self.cost, 4),
         }
-
-
-def price_of(profile: str, prices: Mapping[str, float]) -> float:
-    """The price per server-hour of a profile ('' = the default): its own, else "*", else 0."""
-    if profile and profile != ANY_PROFILE and profile in prices:
-        return prices[profile]
-    return prices.get(ANY_PROFILE, 0.0)
 
 
 def apply_prices(rows: list[UsageRow], prices: Mapping[str, float] | None) -> list[UsageRow]:
