@@ -332,3 +332,44 @@ def test_the_definition_uses_utc_days_whatever_the_postgres_session_zone(db_url)
         assert_matches(engine, NOW)
     finally:
         engine.dispose()
+
+
+def test_the_migration_to_profiles_empties_the_rollups_so_they_rebuild(db_url):
+    """Migration 0015: rollups built before sessions had profiles hold no profile; the
+    upgrade empties them and clears their state, and the next report rebuilds them."""
+    from hubkeeper.db.engine import create_db_engine, migrate
+    from hubkeeper.history.usage_db import bind_time
+
+    migrate(db_url, "0011")
+    engine = create_db_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    'INSERT INTO server_session ("user", server, started_at, stopped_at, '
+                    "duration_s) VALUES ('hist-rl-mig', '', :a, :b, 7200)"
+                ),
+                {
+                    "a": bind_time(conn, at("2026-08-03T10:00")),
+                    "b": bind_time(conn, at("2026-08-03T12:00")),
+                },
+            )
+            conn.execute(text("INSERT INTO usage_day VALUES ('2026-08-03', 5, 99999, 5)"))
+            conn.execute(
+                text(
+                    "INSERT INTO usage_rollup_state (id, max_id, sealed_until, open_ids) "
+                    "VALUES (1, 1000, :s, '[]')"
+                ),
+                {"s": bind_time(conn, at("2026-11-10T00:00"))},
+            )
+        migrate(db_url)
+        assert (count(engine, "usage_rollup_state"), count(engine, "usage_day")) == (0, 0)
+        add_session(engine, "hist-rl-mig", "2026-08-04T10:00", "2026-08-04T13:00", profile="gpu")
+        since, until = at("2026-08-01T00:00"), at("2026-08-31T00:00")
+        for by in ("day", "profile"):
+            assert got(engine, since, until, NOW, by) == expected(engine, since, until, NOW, by)
+        assert got(engine, since, until, NOW, "profile")["gpu"]["cost"] == 9.0
+        assert got(engine, since, until, NOW, "day")["2026-08-03"]["server_hours"] == 2.0
+        assert count(engine, "usage_day_profile") == 2, "rebuilt from the rollups"
+    finally:
+        engine.dispose()
