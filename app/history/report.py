@@ -72,7 +72,7 @@ def usage(
         )
     with engine.connect() as conn:
         if by == "day":
-            found_days, profiles = _days(conn, since, until, now, first, last)
+            found_days, profiles = _days(conn, since, until, now, first, last, bool(prices))
             return apply_prices(day_rows(found_days, since, until, profiles), prices)
         found = _people(conn, since, until, now, first, last)
     return apply_prices(people_rows(found, by, groups_of), prices)
@@ -93,25 +93,32 @@ def _days(
     now: datetime,
     first: datetime,
     last: datetime,
+    priced: bool,
 ) -> tuple[list[Any], list[Any]]:
-    """(day, sessions, seconds, users) and (day, profile, seconds) of the window's days."""
+    """(day, sessions, seconds, users) and, when `priced`, (day, profile, seconds) of the
+    window's days (without prices nothing reads the seconds per profile)."""
     found: list[Any] = []
     profiles: list[Any] = []
     if since < first:
         found += query_days(conn, since=since, until=first, now=now)
-        profiles += query_day_profiles(conn, since=since, until=first, now=now)
+        if priced:
+            profiles += query_day_profiles(conn, since=since, until=first, now=now)
     days = {"a": first.date().isoformat(), "b": last.date().isoformat()}
     found += conn.execute(
         text("SELECT day, sessions, seconds, users FROM usage_day WHERE day >= :a AND day < :b"),
         days,
     ).all()
-    profiles += conn.execute(
-        text("SELECT day, profile, seconds FROM usage_day_profile WHERE day >= :a AND day < :b"),
-        days,
-    ).all()
+    if priced:
+        profiles += conn.execute(
+            text(
+                "SELECT day, profile, seconds FROM usage_day_profile WHERE day >= :a AND day < :b"
+            ),
+            days,
+        ).all()
     if last < until and last < now:  # (at midnight exactly nothing has run today yet)
         found += query_days(conn, since=last, until=until, now=now)
-        profiles += query_day_profiles(conn, since=last, until=until, now=now)
+        if priced:
+            profiles += query_day_profiles(conn, since=last, until=until, now=now)
     return found, profiles
 
 

@@ -203,9 +203,9 @@ def usage_in_db(
     with engine.connect() as conn:
         if by == "day":
             window = {"since": since, "until": until, "now": now}
-            rows = day_rows(
-                query_days(conn, **window), since, until, query_day_profiles(conn, **window)
-            )
+            # seconds per profile only where a price reads them
+            profiles = query_day_profiles(conn, **window) if prices else []
+            rows = day_rows(query_days(conn, **window), since, until, profiles)
             return apply_prices(rows, prices)
         found = query_people(conn, since=since, until=until, now=now)
     rows = people_rows(
