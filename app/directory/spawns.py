@@ -38,7 +38,7 @@ def failed_event(
     """The notification of one failed spawn; `since` is the hub's `started` of the spawn (or,
     unknown, when Hubkeeper asked for it)."""
     when = iso_utc(since) if since else iso_utc(at)
-    text = f"{server_label(user, server).capitalize()} failed to start"
+    text = f"{server_label(user, server)} failed to start"
     return Event(
         "spawn.failed",
         key=f"spawn.failed:{user}/{server}:{when}",

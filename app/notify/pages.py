@@ -59,7 +59,8 @@ async def notifications_page(request: Request, who: CurrentAdmin, hk: StateDep) 
         "rows": rows,
         "pager": Pager(view.page, total, PAGE_SIZE),
         "events": EVENTS,
-        "webhook_count": len(hk.settings.webhook_urls),
+        # the outbox's (HUBKEEPER_WEBHOOK_URLS): what new events are delivered to
+        "webhook_count": len(hk.outbox.urls) if hk.outbox else 0,
         "counts": hk.directory.counts(),
     }
     if (
