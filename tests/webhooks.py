@@ -1,7 +1,7 @@
 """A webhook receiver for tests: a real HTTP server on a free 127.0.0.1 port that keeps what it
-is POSTed. Use the `receivers` fixture (import it into the test module) and `start`:
+is POSTed. The `receivers` fixture (tests/conftest.py imports it) and `start`:
 
-    from tests.webhooks import Receiver, receivers, start  # noqa: F401 - the fixture
+    from tests.webhooks import Receiver, start
 
     def test_x(receivers):
         hook = start(receivers)             # answers 200

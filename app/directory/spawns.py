@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.clock import iso_utc, utcnow
@@ -80,8 +81,8 @@ class SpawnWatch:
             elif model.status == "running":
                 self.spawning.pop(key, None)
         for key in [k for k in self.spawning if k[0] == name]:
-            model = new.servers.get(key[1])
-            if model is None or model.status == "stopped":
+            now_model = new.servers.get(key[1])
+            if now_model is None or now_model.status == "stopped":
                 since = self.spawning.pop(key)
                 if self._recently_noted(key) or key in self._settling:
                     continue
@@ -89,7 +90,11 @@ class SpawnWatch:
                 task = self._emit(event, delay=self.settle)
                 if task is not None:
                     self._settling[key] = (since, task)
-                    task.add_done_callback(lambda _t, k=key: self._settling.pop(k, None))
+                    task.add_done_callback(partial(self._settled, key))
+
+    def _settled(self, key: Key, task: asyncio.Future[bool]) -> None:
+        if key in self._settling and self._settling[key][1] is task:
+            del self._settling[key]
 
     def _recently_noted(self, key: Key) -> bool:
         noted = self._noted.get(key)

@@ -128,7 +128,9 @@ async def test_quota_warning_at_80_and_exceeded_at_100_percent_once_per_month(en
     january = datetime(2027, 1, 2, tzinfo=UTC)
     add_session(engine, "qw-ben", january, 9.0, [])
     groups_watch = QuotaWatch(
-        engine, Outbox(engine, []), groups_of=lambda name: ["qw-course"] if name == "qw-ben" else None
+        engine,
+        Outbox(engine, []),
+        groups_of=lambda name: ["qw-course"] if name == "qw-ben" else None,
     )
     assert await groups_watch.check(january + timedelta(hours=10)) == []  # 9 of 20
     assert len(notes(engine)) == 3

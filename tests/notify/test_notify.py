@@ -20,7 +20,7 @@ from hubkeeper.auth.sessions import issue_session
 from hubkeeper.demo.localhub import FAIL_SPAWN_MESSAGE, FAIL_SPAWN_PREFIX
 from hubkeeper.outbox.events import Event
 from tests.waiting import wait_for
-from tests.webhooks import Receiver, receivers, start  # noqa: F401 - the fixture
+from tests.webhooks import Receiver, start
 
 MANAGER = "nt-manager"
 FAILING = f"{FAIL_SPAWN_PREFIX}nt"
@@ -47,7 +47,7 @@ def admin(hub, hubkeeper_server, people) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def webhook(hubkeeper_server, receivers) -> Iterator[Receiver]:  # noqa: F811 - the fixture
+def webhook(hubkeeper_server, receivers) -> Iterator[Receiver]:
     """A receiver the shared Hubkeeper POSTs its events to during one test."""
     receiver = start(receivers)
     outbox = hubkeeper_server.app.state.hk.outbox
@@ -179,9 +179,7 @@ def test_the_page_lists_deliveries_escaped_and_filtered(hubkeeper_server, people
         assert browser.get(url, params={"nope": "1"}).status_code == 422
 
 
-def test_the_page_says_when_no_webhook_is_set_and_managers_do_not_get_it(
-    hubkeeper_server, people
-):
+def test_the_page_says_when_no_webhook_is_set_and_managers_do_not_get_it(hubkeeper_server, people):
     hk = hubkeeper_server.app.state.hk
     url = hubkeeper_server.direct_url + "notifications"
     with sign_in(hk, "admin", "admin") as browser:
@@ -190,5 +188,7 @@ def test_the_page_says_when_no_webhook_is_set_and_managers_do_not_get_it(
         assert "events are recorded but not sent: set HUBKEEPER_WEBHOOK_URLS" in setting
     with sign_in(hk, MANAGER, "manager") as browser:
         assert browser.get(url).status_code == 403
-        users = BeautifulSoup(browser.get(hubkeeper_server.direct_url + "users").text, "html.parser")
+        users = BeautifulSoup(
+            browser.get(hubkeeper_server.direct_url + "users").text, "html.parser"
+        )
         assert users.select_one('nav a[href$="notifications"]') is None

@@ -12,7 +12,7 @@ from hubkeeper.db.models import NotificationDelivery
 from hubkeeper.outbox.events import Event
 from hubkeeper.outbox.record import Outbox, redact_url
 from hubkeeper.outbox.sender import WebhookSender
-from tests.webhooks import Receiver, receivers, start  # noqa: F401 - the fixture
+from tests.webhooks import Receiver, start
 
 
 def warning(key: str = "cull.warning:ann/:1") -> Event:
