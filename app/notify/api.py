@@ -47,7 +47,9 @@ class DeliveryList(BaseModel):
 async def list_notifications(
     who: CurrentAdmin,
     hk: StateDep,
-    event: EventName | None = None,
+    event: Annotated[
+        EventName | None, Query(description="only this event (422 if unknown)")
+    ] = None,
     since: Annotated[
         str | None, Query(max_length=64, description="ISO 8601, UTC if no offset")
     ] = None,
