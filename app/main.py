@@ -232,6 +232,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             state.shutting_down.set()
             await loops.stop()
             await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
+            await spawns.aclose()  # the spawn failures seen, not yet recorded
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await state.servers.aclose()

@@ -62,7 +62,7 @@ class SpawnWatch:
         self.spawning: dict[Key, datetime | None] = {}  # seen starting: the spawn's `started`
         self._noted: dict[Key, float] = {}  # console-noted failures (time.monotonic())
         # failures seen, waiting SETTLE s for the hub's message: the spawn's `started`, task
-        self._settling: dict[Key, tuple[datetime | None, asyncio.Future[bool]]] = {}
+        self._settling: dict[Key, tuple[datetime | None, asyncio.Future[bool], Event]] = {}
         self._tasks: set[asyncio.Future[bool]] = set()
         self.settle = SETTLE
 
@@ -89,7 +89,7 @@ class SpawnWatch:
                 event = failed_event(name, key[1], since, None, at=self.clock())
                 task = self._emit(event, delay=self.settle)
                 if task is not None:
-                    self._settling[key] = (since, task)
+                    self._settling[key] = (since, task, event)
                     task.add_done_callback(partial(self._settled, key))
 
     def _settled(self, key: Key, task: asyncio.Future[bool]) -> None:
@@ -128,6 +128,15 @@ class SpawnWatch:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def aclose(self) -> None:
+        """At shutdown: record the failures still waiting for a message now, without it."""
+        waiting = list(self._settling.values())
+        self._settling.clear()
+        for _since, task, event in waiting:
+            task.cancel()
+            await self.outbox.emit(event)
+        await self.drain()
 
     async def drain(self) -> None:
         """Wait for the notifications under way (tests, shutdown)."""
