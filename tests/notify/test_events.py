@@ -14,6 +14,7 @@ from hubkeeper.db.engine import create_db_engine, migrate, session_scope
 from hubkeeper.db.models import Notification, ServerSession
 from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.hub.models import HubUser
+from hubkeeper.outbox.events import Event
 from hubkeeper.outbox.record import Outbox
 from hubkeeper.quotas import settings as quota_settings
 from hubkeeper.quotas.watch import QuotaWatch
@@ -134,3 +135,21 @@ async def test_quota_warning_at_80_and_exceeded_at_100_percent_once_per_month(en
     )
     assert await groups_watch.check(january + timedelta(hours=10)) == []  # 9 of 20
     assert len(notes(engine)) == 3
+
+
+def test_deliveries_are_read_newest_first_filtered_and_redacted(engine):
+    from hubkeeper.notify.service import deliveries
+
+    outbox = Outbox(engine, ["https://hooks.example.org/services/T0/B0/secret", "http://h2"])
+    at = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    for i, event in enumerate(("lockdown.on", "spawn.failed", "lockdown.off")):
+        outbox.record(Event(event, key=f"d:{i}", text=f"t{i}", at=at + timedelta(minutes=i)))  # type: ignore[arg-type]
+    rows, total = deliveries(engine, limit=10)
+    assert total == 6
+    assert [r.text for r in rows] == ["t2", "t2", "t1", "t1", "t0", "t0"]
+    assert {r.url for r in rows} == {"https://hooks.example.org/…", "http://h2"}
+    assert all(r.status == "retrying" and r.attempts == 0 and r.next_attempt_at for r in rows)
+    rows, total = deliveries(engine, event="lockdown.on")
+    assert total == 2 and {r.event for r in rows} == {"lockdown.on"}
+    rows, total = deliveries(engine, since=at + timedelta(minutes=1), offset=1, limit=1)
+    assert total == 4 and len(rows) == 1 and rows[0].text == "t2"
