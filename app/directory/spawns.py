@@ -77,7 +77,9 @@ class SpawnWatch:
         for server, model in new.servers.items():
             key = (name, server)
             if model.status == "starting":
-                self.spawning.setdefault(key, model.started)
+                # the hub stamps `started` early in the spawn; a sighting just before keeps None
+                if self.spawning.get(key) is None:
+                    self.spawning[key] = model.started
             elif model.status == "running":
                 self.spawning.pop(key, None)
         for key in [k for k in self.spawning if k[0] == name]:
