@@ -8,6 +8,7 @@ README's settings table; `tests/test_docs.py` keeps the two in step.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from functools import cached_property
@@ -19,6 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
+# Decoded by `Settings._prices` (not by pydantic-settings, whose JSON error names no variable).
+Prices = Annotated[dict[str, float], NoDecode]
+PRICES_EXAMPLE = '{"gpu": 2.5, "*": 0.1}'
 
 
 class MissingSetting(ValueError):
@@ -98,6 +102,9 @@ class Settings(BaseSettings):
     replica_id: str = Field("", max_length=64, validation_alias="HUBKEEPER_REPLICA_ID")
     leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
     job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
+    # Price per server-hour by profile (a session's `user_options["profile"]`), "*" = any
+    # other profile and sessions without one. Empty: no prices, usage `cost` is null.
+    prices: Prices = Field(default_factory=dict, validation_alias="HUBKEEPER_PRICES")
 
     # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
     cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")
@@ -194,6 +201,34 @@ class Settings(BaseSettings):
                     'must be a JSON object of group → seconds, e.g. {"long-jobs": 28800}'
                 ) from None
         return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: object) -> object:
+        """A JSON object of profile → non-negative number (price per server-hour)."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(
+                    f"not valid JSON: use an object of profile → price "
+                    f"per server-hour, e.g. {PRICES_EXAMPLE}"
+                ) from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"must be a JSON object of profile → price per server-hour, e.g. {PRICES_EXAMPLE}"
+            )
+        for key, price in value.items():
+            if (
+                not isinstance(price, int | float)
+                or isinstance(price, bool)
+                or not math.isfinite(price)
+                or price < 0
+            ):
+                raise ValueError(
+                    f"the price of {key!r} must be a number >= 0 (per server-hour), not {price!r}"
+                )
+        return {str(key): float(price) for key, price in value.items()}
 
     # --- derived -------------------------------------------------------------------------
     def require_hub(self) -> None:

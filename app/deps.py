@@ -17,6 +17,8 @@ from fastapi import Depends, Request
 
 from hubkeeper.auth.dependencies import require_admin, require_reader, require_signed_in
 from hubkeeper.auth.principal import Principal
+from hubkeeper.directory.spawns import SpawnWatch
+from hubkeeper.outbox.record import Outbox
 from hubkeeper.state import HubkeeperState
 
 
@@ -30,3 +32,20 @@ StateDep = Annotated[HubkeeperState, Depends(get_state)]
 CurrentUser = Annotated[Principal, Depends(require_signed_in)]
 CurrentReader = Annotated[Principal, Depends(require_reader)]
 CurrentAdmin = Annotated[Principal, Depends(require_admin)]
+
+
+def get_outbox(request: Request) -> Outbox | None:
+    """Where this app records notifications (None: a state built without one)."""
+    return get_state(request).outbox
+
+
+# the notifications' outbox, for services that emit events (lockdown, console)
+OutboxDep = Annotated[Outbox | None, Depends(get_outbox)]
+
+
+def get_spawns(request: Request) -> SpawnWatch | None:
+    """Where a failed start is reported (`spawn.failed`; None: a state built without one)."""
+    return get_state(request).spawns
+
+
+SpawnsDep = Annotated[SpawnWatch | None, Depends(get_spawns)]

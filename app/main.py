@@ -31,6 +31,7 @@ from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.directory.shared import SharedDirectory
+from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.health.routes import router as health_router
@@ -47,11 +48,13 @@ from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.loops.leader import Leader
 from hubkeeper.loops.supervisor import Loop, Supervisor
+from hubkeeper.notify.routes import router as notify_router
 from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.outbox.record import Outbox
 from hubkeeper.outbox.sender import WebhookSender
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
+from hubkeeper.quotas.watch import QuotaWatch
 from hubkeeper.state import HubkeeperState
 from hubkeeper.userpage.me import router as my_page_router
 from hubkeeper.userpage.page import router as user_page_router
@@ -85,6 +88,7 @@ CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
 NOTIFY_SENDER = "notify-sender"
+QUOTA_WATCH = "quota-watch"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -110,12 +114,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     sender = WebhookSender(engine)
     outbox.on_record = sender.wake.set
     directory.listeners.append(recorder.on_change)
+    spawns = SpawnWatch(outbox)  # spawn.failed: starting → stopped, never running
+    directory.listeners.append(spawns.on_change)
     trail = AuditTrail(engine, spool_at(settings.audit_spool_path))
     stopper = ServerStopper(hub, engine, trail, recorder)
     jobs = JobRegistry(
         engine,
         stopper=stopper,
         directory=directory,
+        outbox=outbox,
         replica=settings.replica,
         lost_after=settings.job_lost_after,
     )
@@ -130,6 +137,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         stopper=stopper,
         history=recorder,
         outbox=outbox,
+        spawns=spawns,
     )
     enforcer = Enforcer(
         stopper,
@@ -149,6 +157,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         activity=recorder.activity,
         outbox=outbox,
     )
+
+    def groups_of(name: str) -> list[str] | None:
+        user = directory.get(name)
+        return list(user.groups) if user is not None else None
+
+    quota_watch = QuotaWatch(engine, outbox, groups_of=groups_of)
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -203,6 +217,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
                 # webhook deliveries, each event once (outbox/sender.py)
                 Loop(NOTIFY_SENDER, sender.run, runs="leader"),
+                # quota.warning / quota.exceeded, once per user, month and level
+                Loop(QUOTA_WATCH, quota_watch.run, runs="leader"),
             ],
             leader,
         )
@@ -218,6 +234,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             state.shutting_down.set()
             await loops.stop()
             await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
+            await spawns.aclose()  # the spawn failures seen, not yet recorded
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await state.servers.aclose()
@@ -270,6 +287,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(history_router)
     app.include_router(culler_router)
     app.include_router(quotas_router)
+    app.include_router(notify_router)
     # Middleware order, innermost first: a request body has BODY_TIMEOUT s to arrive;
     # unexpected errors become the contract's answer, then every answer (errors too) gets
     # the security headers, then the prefix is set outermost.

@@ -114,6 +114,9 @@ POLICY: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/quotas"): ADMIN,
     ("GET", "/api/v1/me/quota"): SIGNED_IN,
     ("GET", "/api/v1/quotas/check"): PUBLIC,  # the hub plugin's spawn hook asks it, no token
+    # webhook deliveries (URLs, errors): an admin matter, managers get 403
+    ("GET", "/api/v1/notifications"): ADMIN,
+    ("GET", "/notifications"): ADMIN,
 }
 
 PATH_VALUES = {

@@ -35,7 +35,7 @@ from hubkeeper.console.schemas import (
     UserList,
     UserOut,
 )
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, SpawnsDep, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
@@ -103,10 +103,12 @@ async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
 
 
 @router.post("/users/{name}/server/start", response_model=StartResult, responses=errors(400, 409))
-async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
+async def start_default(
+    name: UserName, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
+) -> StartResult:
     """Start the user's default server (409 already_running). Answers as soon as the hub has
     the spawn under way: `pending` with the URL of its progress stream."""
-    status = await service.start_server(hk, who, name)
+    status = await service.start_server(hk, who, name, spawns=spawns)
     return _started(hk, status, name, "")
 
 
@@ -114,11 +116,11 @@ async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> Star
     "/users/{name}/servers/{server}/start", response_model=StartResult, responses=errors(400, 409)
 )
 async def start_named(
-    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
+    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
 ) -> StartResult:
     """Start one of the user's named servers (409 already_running); `pending` as for the
     default server."""
-    status = await service.start_server(hk, who, name, server)
+    status = await service.start_server(hk, who, name, server, spawns=spawns)
     return _started(hk, status, name, server)
 
 

@@ -25,7 +25,8 @@ from hubkeeper.console.views import (
     STATUS_CHOICES,
     UsersView,
 )
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, SpawnsDep, StateDep
+from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
@@ -177,9 +178,14 @@ def _action_response(
 
 
 async def _start(
-    request: Request, hk: HubkeeperState, who: Any, user: str, server: str
+    request: Request,
+    hk: HubkeeperState,
+    who: Any,
+    user: str,
+    server: str,
+    spawns: SpawnWatch | None,
 ) -> Response:
-    result = await service.start_server(hk, who, user, server)
+    result = await service.start_server(hk, who, user, server, spawns=spawns)
     expected = "running" if result == "running" else "starting"
     row = await _current_row(hk, user, server, expected)
     label = f"{user}'s server" if not server else f"{user}'s server “{server}”"
@@ -203,17 +209,19 @@ async def _access(hk: HubkeeperState, who: Any, user: str, server: str) -> Respo
 
 
 @router.post("/users/{name}/server/start")
-async def start_default(request: Request, name: str, who: CurrentAdmin, hk: StateDep) -> Response:
+async def start_default(
+    request: Request, name: str, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
+) -> Response:
     """Start a user's default server; answers the updated row and a toast."""
-    return await _start(request, hk, who, name, "")
+    return await _start(request, hk, who, name, "", spawns)
 
 
 @router.post("/users/{name}/servers/{server}/start")
 async def start_named(
-    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep
+    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
 ) -> Response:
     """Start a named server; answers the updated row and a toast."""
-    return await _start(request, hk, who, name, server)
+    return await _start(request, hk, who, name, server, spawns)
 
 
 @router.post("/users/{name}/server/stop")

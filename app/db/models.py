@@ -133,6 +133,9 @@ class ServerSession(SQLModel, table=True):
     # The user's hub groups when the session started, a JSON list (usage by group at the
     # time); null for sessions recorded before Hubkeeper kept them (then: current groups).
     groups: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The server's profile (`user_options["profile"]`, KubeSpawner's slug) when it started:
+    # what `HUBKEEPER_PRICES` prices it by. Null or "": the default profile ("*").
+    profile: str | None = Field(default=None, max_length=255)
 
 
 class Job(SQLModel, table=True):
@@ -203,6 +206,7 @@ class UsageUserDay(SQLModel, table=True):
     day: str = Field(index=True, max_length=10)  # YYYY-MM-DD (UTC)
     user: str = Field(max_length=255)
     groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    profile: str = Field(default="", max_length=255)  # the sessions' profile ('' = default)
     pieces: int = Field(default=0)
     starts: int = Field(default=0)
     seconds: float = Field(default=0.0)
@@ -218,7 +222,19 @@ class UsageUserMonth(SQLModel, table=True):
     month: str = Field(index=True, max_length=7)  # YYYY-MM (UTC)
     user: str = Field(max_length=255)
     groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    profile: str = Field(default="", max_length=255)  # the sessions' profile ('' = default)
     starts: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+
+
+class UsageDayProfile(SQLModel, table=True):
+    """Server-seconds of one closed UTC day per server profile ('' = default): what by=day's
+    cost is priced from (prices apply at read time). Kept with `usage_day`."""
+
+    __tablename__ = "usage_day_profile"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD (UTC)
+    profile: str = Field(primary_key=True, max_length=255)
     seconds: float = Field(default=0.0)
 
 

@@ -79,6 +79,9 @@ OWN_PROCESS_MARKERS = (
 LOG_FILE_NAME = ".jupyter-server-log.txt"
 # Users whose name starts with this get servers without ContentsManager.allow_hidden.
 NO_HIDDEN_PREFIX = "nohidden-"
+# Users named so get a spawn that always fails, with FAIL_SPAWN_MESSAGE (spawn.failed tests).
+FAIL_SPAWN_PREFIX = "failspawn-"
+FAIL_SPAWN_MESSAGE = "This test hub refuses failspawn-* servers"
 
 
 class LocalHubError(RuntimeError):
@@ -318,6 +321,12 @@ class LocalHub:
             "    # like a stock jupyter_server, to test how that refusal is reported.",
             f"    if spawner.user.name.startswith({NO_HIDDEN_PREFIX!r}):",
             '        spawner.args = [a for a in spawner.args if "allow_hidden" not in a]',
+            f"    # Users named {FAIL_SPAWN_PREFIX}* get a spawn that fails (spawn.failed tests).",
+            f"    if spawner.user.name.startswith({FAIL_SPAWN_PREFIX!r}):",
+            "        from tornado.web import HTTPError",
+            f"        error = HTTPError(500, {FAIL_SPAWN_MESSAGE!r})",
+            f"        error.jupyterhub_message = {FAIL_SPAWN_MESSAGE!r}",
+            "        raise error",
             "c.Spawner.pre_spawn_hook = _pre_spawn",
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",

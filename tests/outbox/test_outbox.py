@@ -3,13 +3,8 @@ webhook, retried with backoff, a dead or slow receiver costing only its own deli
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from sqlmodel import Session, select
 
 from hubkeeper.db.engine import create_db_engine, migrate
@@ -17,49 +12,7 @@ from hubkeeper.db.models import NotificationDelivery
 from hubkeeper.outbox.events import Event
 from hubkeeper.outbox.record import Outbox, redact_url
 from hubkeeper.outbox.sender import WebhookSender
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver answering `status` (after `delay` s) and keeping what it got."""
-
-    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
-        self.status, self.delay = status, delay
-        self.received: list[dict] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/secret-part"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        time.sleep(self.server.delay)
-        self.server.received.append(json.loads(body))
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        receiver.shutdown()
-        receiver.server_close()
-
-
-def start(receivers: list[Receiver], **kw: object) -> Receiver:
-    receiver = Receiver(**kw)  # type: ignore[arg-type]
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    receivers.append(receiver)
-    return receiver
+from tests.webhooks import Receiver, start
 
 
 def warning(key: str = "cull.warning:ann/:1") -> Event:
