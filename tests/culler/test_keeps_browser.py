@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browsing import shot
+from tests.web.test_phone_and_keyboard import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +44,7 @@ def test_an_ordinary_user_keeps_their_server_running_on_a_phone(page, hub, hubke
         expect(card.locator("[data-keeps-left]")).to_have_text("2")
         wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         assert not wide
+        assert axe_violations(page) == []
         shot(page, "me", "kept-phone")
     finally:
         hub.stop_server(USER)
