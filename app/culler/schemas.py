@@ -60,6 +60,11 @@ class CullOut(UtcTimes):
     outcome: str
     error: str | None
     actor: str
+    note: str | None = Field(
+        None,
+        description="how it was decided when not the usual way (e.g. the server could not "
+        "be asked, so the hub's activity alone decided)",
+    )
     settings: dict[str, Any] = Field(description="the culler settings in force")
 
     @classmethod
@@ -83,6 +88,7 @@ class CullOut(UtcTimes):
             outcome=row.outcome,
             error=row.error or None,
             actor=row.actor,
+            note=row.note or None,
             settings=settings,
         )
 

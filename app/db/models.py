@@ -268,6 +268,9 @@ class CullEvent(SQLModel, table=True):
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     settings: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     actor: str = Field(default="culler", max_length=255)  # culler, or the admin who ran it
+    # how it was decided when not the usual way, e.g. "the server could not be asked (...):
+    # the hub's activity decided" (keep_busy / idle_source kernels could not look inside)
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class CullExemption(SQLModel, table=True):
