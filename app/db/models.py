@@ -133,6 +133,17 @@ class ServerSession(SQLModel, table=True):
     # The user's hub groups when the session started, a JSON list (usage by group at the
     # time); null for sessions recorded before Hubkeeper kept them (then: current groups).
     groups: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # What jupyter-resource-usage said while it ran (hubkeeper.resources; null when never
+    # sampled): the highest memory (rss, bytes), the mean CPU (% of one core, a running mean
+    # over `cpu_samples` samples) and the memory limit it reported (bytes).
+    peak_memory_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    mean_cpu_percent: float | None = Field(default=None)
+    cpu_samples: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
 
 
 class Job(SQLModel, table=True):
@@ -352,3 +363,20 @@ class ServerActivity(SQLModel, table=True):
     day: int = Field(primary_key=True, index=True)  # days since 1970-01-01 (UTC)
     hub: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
     kernels: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+
+
+class ServerResource(SQLModel, table=True):
+    """The last figures jupyter-resource-usage gave for one running server (one row per
+    server sampled in the last pass; hubkeeper.resources). Written by the sampling replica,
+    read by every replica."""
+
+    __tablename__ = "server_resource"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)  # "" = the default server
+    memory_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    cpu_percent: float | None = Field(default=None)
+    at: datetime = Field(sa_column=UTCDateTime(nullable=False))
