@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     replica_id: str = Field("", max_length=64, validation_alias="HUBKEEPER_REPLICA_ID")
     leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
     job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
+    # seconds between samples of each running server's memory and CPU (0 = off)
+    resources_interval: float = Field(
+        60.0, ge=0, le=86400, validation_alias="HUBKEEPER_RESOURCES_INTERVAL"
+    )
 
     # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
     cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")

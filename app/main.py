@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -50,6 +51,8 @@ from hubkeeper.loops.supervisor import Loop, Supervisor
 from hubkeeper.ops.routes import router as ops_router
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
+from hubkeeper.resources.board import ResourceBoard
+from hubkeeper.resources.sampler import ResourceSampler
 from hubkeeper.state import HubkeeperState
 from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
@@ -81,6 +84,7 @@ ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
+RESOURCES = "resources"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -140,6 +144,28 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         directory=directory,
         activity=recorder.activity,
     )
+    board = state.resources = ResourceBoard()
+
+    def running_servers() -> list[tuple[str, str, datetime | None]] | None:
+        """Running servers from the directory (never a walk of the hub); None before its first
+        sweep."""
+        if not directory.ready:
+            return None
+        return [
+            (user.name, server.name, server.started)
+            for user in directory.running_users()
+            for server in user.servers.values()
+            if server.ready and not server.pending
+        ]
+
+    sampler = ResourceSampler(
+        gateway=servers,
+        engine=engine,
+        board=board,
+        running=running_servers,
+        interval=settings.resources_interval,
+    )
+    state.resource_sampler = sampler
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -192,6 +218,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(CULLER, culler.run_forever, runs="leader"),
                 Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
+                # memory and CPU of running servers: one replica samples, the others
+                # load its figures (resources/sampler.py); 0 = off
+                *(
+                    [Loop(RESOURCES, sampler.lead, runs="leader", otherwise=sampler.follow)]
+                    if settings.resources_interval > 0
+                    else []
+                ),
             ],
             leader,
         )

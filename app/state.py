@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from hubkeeper.lockdown.enforce import Enforcer
     from hubkeeper.loops.leader import Leader
     from hubkeeper.loops.supervisor import Supervisor
+    from hubkeeper.resources.board import ResourceBoard
+    from hubkeeper.resources.sampler import ResourceSampler
 
 
 @dataclass
@@ -52,6 +54,8 @@ class HubkeeperState:
     health_hub_check: HubCheck | None = None  # health/routes.py
     culler: Culler | None = None  # culler/service.py: routes' CullerDep (None in the CLI)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+    resources: ResourceBoard | None = None  # resources/board.py: memory and CPU per server
+    resource_sampler: ResourceSampler | None = None  # resources/sampler.py (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
     # `event: reconnect`, so the page's EventSource reconnects to the next process.

@@ -136,9 +136,7 @@ class ServerSession(SQLModel, table=True):
     # What jupyter-resource-usage said while it ran (hubkeeper.resources; null when never
     # sampled): the highest memory (rss, bytes), the mean CPU (% of one core, a running mean
     # over `cpu_samples` samples) and the memory limit it reported (bytes).
-    peak_memory_bytes: int | None = Field(
-        default=None, sa_column=Column(BigInteger, nullable=True)
-    )
+    peak_memory_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     mean_cpu_percent: float | None = Field(default=None)
     cpu_samples: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     memory_limit_bytes: int | None = Field(
