@@ -41,7 +41,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("memory_limit_bytes", sa.BigInteger(), nullable=True))
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("server_session", schema=None) as batch_op:
         batch_op.drop_column("memory_limit_bytes")

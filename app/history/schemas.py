@@ -20,6 +20,15 @@ class SessionOut(UtcTimes):
     duration_s: float = Field(description="seconds; an open session counts up to now")
     stop_reason: str | None = Field(description="admin|culled|lockdown|unknown; null while open")
     stopped_by: str | None
+    peak_memory_bytes: int | None = Field(
+        None, description="the highest memory (rss, bytes) sampled while it ran; null: none"
+    )
+    mean_cpu_percent: float | None = Field(
+        None, description="the mean of its CPU samples, % of one core; null: none"
+    )
+    memory_limit_bytes: int | None = Field(
+        None, description="the memory limit its server reported (bytes); null: none"
+    )
 
     @classmethod
     def of(cls, row: ServerSession, now: datetime) -> SessionOut:
@@ -37,6 +46,11 @@ class SessionOut(UtcTimes):
             duration_s=round(duration, 3),
             stop_reason=row.stop_reason,
             stopped_by=row.stopped_by,
+            peak_memory_bytes=row.peak_memory_bytes,
+            mean_cpu_percent=(
+                None if row.mean_cpu_percent is None else round(row.mean_cpu_percent, 1)
+            ),
+            memory_limit_bytes=row.memory_limit_bytes,
         )
 
 

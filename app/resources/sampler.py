@@ -54,8 +54,11 @@ class Tokens(Protocol):
 class MetricsGateway(Protocol):
     """What the sampler needs of the server gateway (`hk.servers`, app/hub/servers.py)."""
 
-    mode: str  # must be "proxy_api": direct to the server, never through the proxy
-    tokens: Tokens
+    @property
+    def mode(self) -> str: ...  # must be "proxy_api": direct, never through the proxy
+
+    @property
+    def tokens(self) -> Tokens: ...
 
     async def resource_metrics(self, user: str, server: str) -> dict[str, Any] | None: ...
 

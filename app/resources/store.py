@@ -8,6 +8,8 @@ per pass by the sampling replica (`save_pass`); the others `load` the table.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, bindparam, case, delete, func, insert, select, update
 
 from hubkeeper.db.models import ServerResource, ServerSession
@@ -31,7 +33,7 @@ _peak = case(
     ),
     else_=_sessions.c.peak_memory_bytes,
 )
-_limit = func.coalesce(bindparam("b_limit"), _sessions.c.memory_limit_bytes)
+_limit: Any = func.coalesce(bindparam("b_limit"), _sessions.c.memory_limit_bytes)
 # the mean over n samples and one more: (mean * n + x) / (n + 1)
 _mean = (
     func.coalesce(_sessions.c.mean_cpu_percent, 0.0) * _sessions.c.cpu_samples + bindparam("b_cpu")
