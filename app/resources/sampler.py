@@ -43,6 +43,7 @@ NA_RETRY = 600.0  # s before a server without usable figures is asked again
 FAILURES_BEFORE_PAUSE = 2  # failing passes in a row (not a 404) before NA_RETRY applies
 FOLLOW_EVERY = 10.0  # s between loads of the table on the replicas that do not sample
 PAUSE_AFTER_ERROR = 10.0  # s
+NOT_READY_PAUSE = 1.0  # s between looks while the directory has not finished its first sweep
 
 
 class Tokens(Protocol):
@@ -209,14 +210,16 @@ class ResourceSampler:
         """The sampling loop (while this replica leads it): a pass, then `interval` s."""
         while True:
             try:
-                await self.sample_once()
+                report = await self.sample_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("resources: the sampling pass failed")
                 await retry_pause(PAUSE_AFTER_ERROR)
                 continue
-            await asyncio.sleep(self.interval)
+            # the directory not ready yet: look again soon rather than a whole interval later
+            not_ready = report is None and self.direct
+            await asyncio.sleep(min(self.interval, NOT_READY_PAUSE) if not_ready else self.interval)
 
     async def follow(self) -> None:
         """While another replica samples: load its figures every FOLLOW_EVERY s."""
