@@ -56,8 +56,6 @@ def build_hub(state_dir: Path, port: int) -> LocalHub:
         "HUBKEEPER_MANAGER_GROUPS": MANAGERS_GROUP,
         "HUBKEEPER_COOKIE_SECRET_FILE": str(state_dir / "hubkeeper_cookie_secret"),
         "HUBKEEPER_LOG_LEVEL": "info",
-        # the users page's Memory and CPU fill within seconds of a start in a demo
-        "HUBKEEPER_RESOURCES_INTERVAL": "10",
     }
     return LocalHub(
         state_dir,

@@ -58,7 +58,6 @@ def test_metrics_need_a_token_with_read_metrics(hub, client):
         "culler": 1.0,
         "kernel-culler": 1.0,
         "usage-rollup": 1.0,
-        "resources": 1.0,
     }
     assert found["hubkeeper_lockdown_active"].samples[0].value == 0.0
     outcomes = {s.labels.get("outcome") for s in found["hubkeeper_hub_request_seconds"].samples}
