@@ -99,6 +99,15 @@ def test_api_and_page_show_memory_and_the_session_records_its_peak(hub, servers,
         assert bare is not None and bare.get_text(strip=True) == "n/a"
         assert list(rows).index(ANN) < list(rows).index(BARE)
 
+        # the user's page: the server's memory and CPU, the session's peak
+        own = client.get(f"users/{ANN}", headers={"Cookie": f"{name}={value}"})
+        assert own.status_code == 200, own.text
+        soup = BeautifulSoup(own.text, "html.parser")
+        cell = soup.select_one("#user-servers-table td.cell-resource[data-memory-bytes]")
+        assert cell is not None and "MiB" in cell.get_text() and "%" in cell.get_text()
+        peaks = [td.get_text(strip=True) for td in soup.select("#user-sessions td.num")]
+        assert any(text.endswith("MiB") for text in peaks), peaks
+
 
 async def test_a_pass_with_cached_tokens_asks_the_hub_nothing_and_is_no_activity(
     hub, servers, make_settings
