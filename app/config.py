@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Price per server-hour by profile (a session's `user_options["profile"]`), "*" = any
     # other profile and sessions without one. Empty: no prices, usage `cost` is null.
     prices: Prices = Field(default_factory=dict, validation_alias="HUBKEEPER_PRICES")
+    # seconds between samples of each running server's memory and CPU (0 = off)
+    resources_interval: float = Field(
+        60.0, ge=0, le=86400, validation_alias="HUBKEEPER_RESOURCES_INTERVAL"
+    )
 
     # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
     cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")

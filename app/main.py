@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -55,6 +56,8 @@ from hubkeeper.outbox.sender import WebhookSender
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
 from hubkeeper.quotas.watch import QuotaWatch
+from hubkeeper.resources.board import ResourceBoard
+from hubkeeper.resources.sampler import ResourceSampler
 from hubkeeper.state import HubkeeperState
 from hubkeeper.userpage.me import router as my_page_router
 from hubkeeper.userpage.page import router as user_page_router
@@ -89,6 +92,7 @@ KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
 NOTIFY_SENDER = "notify-sender"
 QUOTA_WATCH = "quota-watch"
+RESOURCES = "resources"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -163,6 +167,28 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         return list(user.groups) if user is not None else None
 
     quota_watch = QuotaWatch(engine, outbox, groups_of=groups_of)
+    board = state.resources = ResourceBoard()
+
+    def running_servers() -> list[tuple[str, str, datetime | None]] | None:
+        """Running servers from the directory (never a walk of the hub); None before its first
+        sweep."""
+        if not directory.ready:
+            return None
+        return [
+            (user.name, server.name, server.started)
+            for user in directory.running_users()
+            for server in user.servers.values()
+            if server.ready and not server.pending
+        ]
+
+    sampler = ResourceSampler(
+        gateway=servers,
+        engine=engine,
+        board=board,
+        running=running_servers,
+        interval=settings.resources_interval,
+    )
+    state.resource_sampler = sampler
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -219,6 +245,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(NOTIFY_SENDER, sender.run, runs="leader"),
                 # quota.warning / quota.exceeded, once per user, month and level
                 Loop(QUOTA_WATCH, quota_watch.run, runs="leader"),
+                # memory and CPU of running servers: one replica samples, the others
+                # load its figures (resources/sampler.py); 0 = off
+                *(
+                    [Loop(RESOURCES, sampler.lead, runs="leader", otherwise=sampler.follow)]
+                    if settings.resources_interval > 0
+                    else []
+                ),
             ],
             leader,
         )

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from hubkeeper.loops.leader import Leader
     from hubkeeper.loops.supervisor import Supervisor
     from hubkeeper.outbox.record import Outbox
+    from hubkeeper.resources.board import ResourceBoard
+    from hubkeeper.resources.sampler import ResourceSampler
 
 
 @dataclass
@@ -56,6 +58,8 @@ class HubkeeperState:
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
     outbox: Outbox | None = None  # outbox/record.py: notifications for the webhooks
     spawns: SpawnWatch | None = None  # directory/spawns.py: spawn.failed (None in the CLI)
+    resources: ResourceBoard | None = None  # resources/board.py: memory and CPU per server
+    resource_sampler: ResourceSampler | None = None  # resources/sampler.py (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
     # `event: reconnect`, so the page's EventSource reconnects to the next process.

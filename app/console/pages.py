@@ -8,6 +8,7 @@ through `app.console.service`, which audits it; nothing here talks to the hub di
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from hubkeeper.actions.lockdown_state import current as current_lockdown
 from hubkeeper.auth.principal import session_role
 from hubkeeper.auth.sessions import SESSION_COOKIE, load_session
 from hubkeeper.console import service
+from hubkeeper.console.resources import RESOURCE_SORTS, ranked_rows
 from hubkeeper.console.views import (
     OLD_STATE_PARAM,
     PAGE_SIZE,
@@ -26,8 +28,10 @@ from hubkeeper.console.views import (
     UsersView,
 )
 from hubkeeper.deps import CurrentAdmin, CurrentReader, SpawnsDep, StateDep
+from hubkeeper.directory.rows import ServerRow
 from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.strict import refuse_unknown
@@ -47,16 +51,20 @@ def _header_context(hk: HubkeeperState) -> dict[str, Any]:
 
 def _token(hk: HubkeeperState) -> str:
     """Changes when the rows would render differently: data, staleness, the lockdown (Start
-    is greyed out while locked), or the minute (so "3 min ago" keeps counting)."""
+    is greyed out while locked), the servers' memory and CPU, or the minute (so "3 min ago"
+    keeps counting)."""
     directory = hk.directory
     locked = current_lockdown(hk)
     lock = f"{locked.id}" if locked.active else "open"
-    return f"{directory.version}.{int(directory.stale)}.{lock}.{int(time.time() // 60)}"
+    figures = hk.resources.version if hk.resources is not None else 0
+    return f"{directory.version}.{int(directory.stale)}.{lock}.{int(time.time() // 60)}.{figures}"
 
 
-def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
-    directory = hk.directory
-    rows, total = directory.query_rows(
+def _query_rows(hk: HubkeeperState, view: UsersView) -> tuple[list[ServerRow], int]:
+    query = hk.directory.query_rows
+    if view.sort in RESOURCE_SORTS:  # the figures are not the directory's
+        query = functools.partial(ranked_rows, hk.directory, hk.resources or ResourceBoard())
+    return query(
         q=view.q,
         status=view.state,
         group=view.group,
@@ -64,17 +72,15 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
         offset=view.offset,
         limit=PAGE_SIZE,
     )
+
+
+def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
+    directory = hk.directory
+    rows, total = _query_rows(hk, view)
     if not rows and total and view.page > 1:
         # The list shrank under this page (servers stopped, filter changed): show the last one.
         view = dataclasses.replace(view, page=max(1, -(-total // PAGE_SIZE)))
-        rows, total = directory.query_rows(
-            q=view.q,
-            status=view.state,
-            group=view.group,
-            sort=view.sort,
-            offset=view.offset,
-            limit=PAGE_SIZE,
-        )
+        rows, total = _query_rows(hk, view)
     return {
         **_header_context(hk),
         "view": view,
@@ -84,6 +90,7 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
         "synced_at": directory.synced_at,
         "last_error": directory.last_error,
         "token": _token(hk),
+        "resources": hk.resources,
     }
 
 
@@ -173,7 +180,13 @@ def _action_response(
     return render(
         request,
         "console/_action.html",
-        {"row": row, "toast": toast, "toast_kind": kind, **_header_context(request.app.state.hk)},
+        {
+            "row": row,
+            "toast": toast,
+            "toast_kind": kind,
+            "resources": request.app.state.hk.resources,
+            **_header_context(request.app.state.hk),
+        },
     )
 
 

@@ -136,6 +136,15 @@ class ServerSession(SQLModel, table=True):
     # The server's profile (`user_options["profile"]`, KubeSpawner's slug) when it started:
     # what `HUBKEEPER_PRICES` prices it by. Null or "": the default profile ("*").
     profile: str | None = Field(default=None, max_length=255)
+    # What jupyter-resource-usage said while it ran (hubkeeper.resources; null when never
+    # sampled): the highest memory (rss, bytes), the mean CPU (% of one core, a running mean
+    # over `cpu_samples` samples) and the memory limit it reported (bytes).
+    peak_memory_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    mean_cpu_percent: float | None = Field(default=None)
+    cpu_samples: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
 
 
 class Job(SQLModel, table=True):
@@ -423,3 +432,20 @@ class NotificationDelivery(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
     last_attempt_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ServerResource(SQLModel, table=True):
+    """The last figures jupyter-resource-usage gave for one running server (one row per
+    server sampled in the last pass; hubkeeper.resources). Written by the sampling replica,
+    read by every replica."""
+
+    __tablename__ = "server_resource"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)  # "" = the default server
+    memory_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    cpu_percent: float | None = Field(default=None)
+    at: datetime = Field(sa_column=UTCDateTime(nullable=False))

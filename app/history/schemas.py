@@ -23,6 +23,15 @@ class SessionOut(UtcTimes):
     profile: str | None = Field(
         description='the server\'s user_options["profile"] at its start; null: the default'
     )
+    peak_memory_bytes: int | None = Field(
+        None, description="the highest memory (rss, bytes) sampled while it ran; null: none"
+    )
+    mean_cpu_percent: float | None = Field(
+        None, description="the mean of its CPU samples, % of one core; null: none"
+    )
+    memory_limit_bytes: int | None = Field(
+        None, description="the memory limit its server reported (bytes); null: none"
+    )
 
     @classmethod
     def of(cls, row: ServerSession, now: datetime) -> SessionOut:
@@ -41,6 +50,11 @@ class SessionOut(UtcTimes):
             stop_reason=row.stop_reason,
             stopped_by=row.stopped_by,
             profile=row.profile or None,
+            peak_memory_bytes=row.peak_memory_bytes,
+            mean_cpu_percent=(
+                None if row.mean_cpu_percent is None else round(row.mean_cpu_percent, 1)
+            ),
+            memory_limit_bytes=row.memory_limit_bytes,
         )
 
 

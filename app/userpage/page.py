@@ -24,6 +24,7 @@ from hubkeeper.actions.audit import about_user
 from hubkeeper.audit import names as _names  # noqa: F401 - the action_name filter
 from hubkeeper.auth.dependencies import check_csrf, require_reader
 from hubkeeper.auth.principal import Principal
+from hubkeeper.console import views as _views  # noqa: F401 - figures, human_bytes, percent
 from hubkeeper.console.api import find_user
 from hubkeeper.culler import exemptions, keeps, records
 from hubkeeper.culler import service as culler
@@ -160,7 +161,12 @@ async def user_page(name: UserName, request: Request, hk: StateDep) -> Response:
     user = await find_user(hk, name)
     applying = await asyncio.to_thread(_exemptions, hk, user)
     servers, outlook_note = await _servers(hk, user, applying)
-    context: dict[str, Any] = {"user": user, "servers": servers, "outlook_note": outlook_note}
+    context: dict[str, Any] = {
+        "user": user,
+        "servers": servers,
+        "outlook_note": outlook_note,
+        "resources": hk.resources,
+    }
     if part == "servers":  # the region's poll: the servers only
         return render(request, "console/_user_servers.html", context)
     now = utcnow()

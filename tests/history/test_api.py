@@ -52,8 +52,9 @@ def test_sessions_are_listed_newest_first_and_filtered(hub, client):
     first = body["items"][-1]
     assert set(first) == {
         "id", "user", "server", "started_at", "stopped_at", "duration_s", "stop_reason",
-        "stopped_by", "profile",
+        "stopped_by", "profile", "peak_memory_bytes", "mean_cpu_percent", "memory_limit_bytes",
     }  # fmt: skip
+    assert first["peak_memory_bytes"] is None and first["mean_cpu_percent"] is None
     assert first["duration_s"] == 5 * 3600 and first["stop_reason"] == "admin"
     only = client.get(
         "api/v1/sessions", params={"stop_reason": "admin", **WINDOW}, headers=admin
