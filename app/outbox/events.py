@@ -49,15 +49,24 @@ def server_label(user: str | None, server: str | None) -> str:
     return f"{user}'s server" + (f' "{server}"' if server else "")
 
 
+def chat_text(text: str) -> str:
+    """`text` made safe for chat webhooks, which read `<...>` as markup: Slack's `<!channel>`
+    pings everyone, `<url|label>` is a link. As Slack asks, `&`, `<` and `>` become `&amp;`,
+    `&lt;` and `&gt;` (Mattermost and Teams show these entities as the characters), so a user,
+    server or lockdown reason named `<!channel>` is shown, never obeyed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(note: Notification) -> dict[str, str | None]:
     """The JSON body POSTed to each webhook (the contract's `event, at, user, server, reason,
-    text, url`); chat webhooks display `text` as-is."""
+    text, url`); chat webhooks display `text` as-is, so markup in it is escaped (`chat_text`);
+    the other fields are the plain values."""
     return {
         "event": note.event,
         "at": iso_utc(as_utc(note.at)),
         "user": note.user,
         "server": note.server,
         "reason": note.reason,
-        "text": note.text,
+        "text": chat_text(note.text),
         "url": note.link,
     }

@@ -8,9 +8,10 @@ import time
 from sqlmodel import Session, select
 
 from hubkeeper.db.engine import create_db_engine, migrate
-from hubkeeper.db.models import NotificationDelivery
-from hubkeeper.outbox.events import Event
+from hubkeeper.db.models import Notification, NotificationDelivery
+from hubkeeper.outbox.events import Event, payload
 from hubkeeper.outbox.record import Outbox, redact_url
+from hubkeeper.kit.clock import utcnow
 from hubkeeper.outbox.sender import WebhookSender
 from tests.webhooks import Receiver, start
 
@@ -98,3 +99,21 @@ async def test_a_failing_receiver_is_retried_then_given_up_and_never_holds_up_an
 def test_webhook_urls_are_shown_without_their_secret_path() -> None:
     assert redact_url("https://hooks.slack.com/services/T0/B0/XyZ") == "https://hooks.slack.com/…"
     assert redact_url("https://example.org") == "https://example.org"
+
+
+def test_chat_markup_in_names_is_escaped_in_the_text_only() -> None:
+    """A user named `<!channel>` must not ping a whole Slack channel when their server is
+    culled: `&`, `<`, `>` in `text` are escaped as Slack asks; `user` stays the plain name."""
+    note = Notification(
+        key="k",
+        event="cull.done",
+        at=utcnow(),
+        user="<!channel>",
+        server="",
+        reason="idle",
+        text="Stopped <!channel>'s server & <https://evil|a link>",
+        link=None,
+    )
+    body = payload(note)
+    assert body["text"] == ("Stopped &lt;!channel&gt;'s server &amp; &lt;https://evil|a link&gt;")
+    assert body["user"] == "<!channel>"
