@@ -17,9 +17,11 @@ from starlette.responses import Response
 
 from hubkeeper.culler.deps import CullerDep
 from hubkeeper.culler.service import Culler
-from hubkeeper.deps import CurrentUser
+from hubkeeper.deps import CurrentUser, StateDep
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import parse_iso, utcnow
+from hubkeeper.quotas.api import month_use
+from hubkeeper.state import HubkeeperState
 from hubkeeper.web.params import ServerName
 from hubkeeper.web.strict import refuse_unknown
 from hubkeeper.web.templating import render
@@ -67,13 +69,25 @@ async def _views(culler: Culler, user: str) -> tuple[list[dict[str, Any]], str]:
     return items, ""
 
 
+async def _groups(hk: HubkeeperState, name: str) -> list[str]:
+    """`name`'s groups as the hub has them now (the quota that applies follows a group change
+    at once, as the hub's spawn hook does); the directory's when the hub cannot answer."""
+    try:
+        user = await hk.directory.refresh_user(name)
+    except HubkeeperError:
+        user = hk.directory.get(name)
+    return list(user.groups) if user else []
+
+
 @router.get("/me")
-async def my_page(request: Request, who: CurrentUser, culler: CullerDep) -> Response:
-    """The caller's own servers, their outlook and a Keep running button."""
+async def my_page(request: Request, who: CurrentUser, culler: CullerDep, hk: StateDep) -> Response:
+    """The caller's own servers, their outlook and a Keep running button, and their
+    server-hours this month against their quota (where one applies)."""
     refuse_unknown(request.query_params, set())
     servers, note = await _views(culler, who.name)
     cfg = (await culler.current()).settings
-    context = {"servers": servers, "note": note, "cfg": cfg, "active_nav": "me"}
+    quota = await month_use(hk, who.name, await _groups(hk, who.name))
+    context = {"servers": servers, "note": note, "cfg": cfg, "active_nav": "me", "quota": quota}
     return render(request, "me/me.html", context)
 
 

@@ -132,3 +132,19 @@ def test_the_user_page_shows_use_against_the_quota(hub, hubkeeper_server, admin)
         page = browser.get(hubkeeper_server.proxied_url + f"users/{ANN}", follow_redirects=True)
     assert page.status_code == 200
     assert "Server-hours this month" in page.text and "of 7 hours used" in page.text
+
+
+def test_a_user_sees_their_quota_on_their_own_page(hub, hubkeeper_server, admin):
+    """The page a user lands on (`me`) shows their use against their group's quota, as
+    users/{name} does: an over-quota user refused a spawn can see why."""
+    from tests.auth.hub_login import sign_in
+
+    admin.put("api/v1/quotas", json={"users": {}, "groups": {"quota-course": 9}, "enforce": False})
+    try:
+        with httpx.Client(timeout=30) as browser:
+            sign_in(browser, hub.url, hubkeeper_server.proxied_url, BEN)
+            page = browser.get(hubkeeper_server.proxied_url + "me", follow_redirects=True)
+        assert page.status_code == 200
+        assert "Server-hours this month" in page.text and "of 9 hours used" in page.text
+    finally:
+        admin.put("api/v1/quotas", json={"users": {}, "groups": {}, "enforce": False})
