@@ -24,6 +24,14 @@ SOURCES = (("hub", "Hub activity"), ("kernels", "Kernel activity"))
 BYS = (("group", "Group"), ("user", "User"))
 
 
+def form_timeout(seconds: int) -> str:
+    """The form's starting timeout: the current policy's (seconds), moved into the range a
+    backtest takes (5 min to 30 d), so the form never starts with a value it refuses (a
+    45 s policy gave "0m"); whole minutes as "90m", else seconds."""
+    seconds = min(max(seconds, backtest.MIN_TIMEOUT), backtest.MAX_TIMEOUT)
+    return f"{seconds // 60}m" if seconds % 60 == 0 else str(seconds)
+
+
 async def backtest_view(
     hk: HubkeeperState, params: QueryParams, default_timeout: int
 ) -> dict[str, Any]:
@@ -36,7 +44,7 @@ async def backtest_view(
     by = text_param(params, "bt_by") or "group"
     days_raw = text_param(params, "bt_days") or "30"
     view: dict[str, Any] = {
-        "timeout": raw or str(default_timeout // 60) + "m",
+        "timeout": raw or form_timeout(default_timeout),
         "source": source,
         "by": by,
         "days": days_raw,

@@ -203,3 +203,15 @@ def test_saved_cost_prices_the_saved_hours_by_profile() -> None:
         "maths": 1.5,
     }
     assert out["total"]["saved_cost"] == 7.5
+
+
+def test_the_page_form_starts_with_a_timeout_it_accepts() -> None:
+    """A 45 s policy used to prefill "0m", which the backtest then refused."""
+    from hubkeeper.culler.backtest_api import parse_timeout
+    from hubkeeper.culler.backtest_page import form_timeout
+
+    assert form_timeout(45) == "5m"
+    assert form_timeout(3600) == "60m"
+    assert form_timeout(3601) == "3601"
+    for seconds in (1, 45, 3600, 3601, 10**9):
+        assert parse_timeout(form_timeout(seconds)) >= 300
