@@ -30,6 +30,12 @@ WARN_AT = 0.8  # fraction of the quota that earns a warning
 GroupsOf = Callable[[str], Sequence[str] | None]
 
 
+def _hours(hours: float) -> str:
+    """Hours as the spawn refusal and `me/quota` give them (2 decimals at most): `.1f` said
+    "0.0 of 0.05 hours" to a user over a small quota."""
+    return f"{round(hours, 2):g}"
+
+
 def quota_event(user: str, used: float, quota: float, now: datetime) -> Event | None:
     """The notification `user` has earned this month with `used` of `quota` server-hours at
     `now` (UTC), or None below 80 %."""
@@ -42,11 +48,11 @@ def quota_event(user: str, used: float, quota: float, now: datetime) -> Event | 
             "quota.exceeded",
             key=f"quota.exceeded:{user}:{month}",
             text=(
-                f"{user} has used up their server-hours for {month}: {used:.1f} of "
+                f"{user} has used up their server-hours for {month}: {_hours(used)} of "
                 f"{quota:g} hours (resets {resets})"
             ),
             user=user,
-            reason=f"{used:.1f} of {quota:g} server-hours",
+            reason=f"{_hours(used)} of {quota:g} server-hours",
             at=now,
         )
     if used >= WARN_AT * quota:
@@ -55,10 +61,10 @@ def quota_event(user: str, used: float, quota: float, now: datetime) -> Event | 
             key=f"quota.warning:{user}:{month}",
             text=(
                 f"{user} has used {used / quota:.0%} of their server-hours for {month}: "
-                f"{used:.1f} of {quota:g} hours (resets {resets})"
+                f"{_hours(used)} of {quota:g} hours (resets {resets})"
             ),
             user=user,
-            reason=f"{used:.1f} of {quota:g} server-hours",
+            reason=f"{_hours(used)} of {quota:g} server-hours",
             at=now,
         )
     return None

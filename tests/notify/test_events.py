@@ -153,3 +153,13 @@ def test_deliveries_are_read_newest_first_filtered_and_redacted(engine):
     assert total == 2 and {r.event for r in rows} == {"lockdown.on"}
     rows, total = deliveries(engine, since=at + timedelta(minutes=1), offset=1, limit=1)
     assert total == 4 and len(rows) == 1 and rows[0].text == "t2"
+
+
+def test_quota_texts_give_hours_as_the_spawn_refusal_does() -> None:
+    """`.1f` told a user over a 0.05 h quota that they used "0.0 of 0.05 hours"."""
+    from hubkeeper.quotas.watch import quota_event
+
+    at = datetime(2026, 12, 5, tzinfo=UTC)
+    over = quota_event("ann", 0.06, 0.05, at)
+    assert over is not None and over.reason == "0.06 of 0.05 server-hours"
+    assert "0.06 of 0.05 hours" in over.text
