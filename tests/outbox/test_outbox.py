@@ -9,9 +9,9 @@ from sqlmodel import Session, select
 
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.db.models import Notification, NotificationDelivery
+from hubkeeper.kit.clock import utcnow
 from hubkeeper.outbox.events import Event, payload
 from hubkeeper.outbox.record import Outbox, redact_url
-from hubkeeper.kit.clock import utcnow
 from hubkeeper.outbox.sender import WebhookSender
 from tests.webhooks import Receiver, start
 
