@@ -71,7 +71,8 @@ def test_a_lockdown_its_stop_all_and_the_lift_reach_the_webhook_once_each(admin,
             "user": None,
             "server": None,
             "reason": reason,
-            "text": f"Hub locked by admin: {reason}",
+            # chat markup escaped as Slack asks (outbox.events.chat_text)
+            "text": "Hub locked by admin: nt: &lt;b&gt;maintenance&lt;/b&gt;",
             "url": None,
         }
         done = webhook.wait_for_event("stop_all.done", timeout=60)
