@@ -193,3 +193,21 @@ def test_the_page_says_when_no_webhook_is_set_and_managers_do_not_get_it(hubkeep
             browser.get(hubkeeper_server.direct_url + "users").text, "html.parser"
         )
         assert users.select_one('nav a[href$="notifications"]') is None
+
+
+def test_the_page_takes_the_api_s_since(hubkeeper_server, people, webhook):
+    """The pages' URLs use the API's parameter names: `since` on the page is refused (422)
+    when malformed, as the API's, and hides older deliveries."""
+    from datetime import UTC, datetime, timedelta
+
+    hk = hubkeeper_server.app.state.hk
+    old = datetime.now(UTC) - timedelta(days=3)
+    record(hk, "cull.done", "nt-since:1", "nt-since old", user="nt-s", at=old)
+    url = hubkeeper_server.direct_url + "notifications"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    with sign_in(hk, "admin", "admin") as browser:
+        assert "nt-since old" in browser.get(url, params={"event": "cull.done"}).text
+        page = browser.get(url, params={"event": "cull.done", "since": yesterday})
+        assert page.status_code == 200 and "nt-since old" not in page.text
+        assert f'value="{yesterday}"' in page.text
+        assert browser.get(url, params={"since": "yesterday-ish"}).status_code == 422
