@@ -354,13 +354,15 @@ class UserDirectory(DirectorySync):
 
     def _row_order(self, sort: str) -> SortedIndex[ServerRow]:
         index = self._row_index[sort]
-        if not index.built:
+        # the name order is the base the time orders are built from, never built itself:
+        # before the first sweep it is empty (a page asked that early lists nobody, not a 500)
+        if not index.built and sort in ROW_TIME_FIELDS:
             build_row_order(self._row_index, sort)
         return index
 
     def _user_order(self, sort: str) -> SortedIndex[HubUser]:
         index = self._user_index[sort]
-        if not index.built:
+        if not index.built and sort in USER_TIME_FIELDS:
             build_user_order(self._user_index, sort)
         return index
 

@@ -113,16 +113,19 @@ def test_manager_sees_no_actions_and_cannot_act(page, hub, hubkeeper_server, peo
     assert status == 403
 
 
-def test_person_without_role_sees_a_clear_403(page, hub, hubkeeper_server, people):
+def test_person_without_role_lands_on_their_own_page_and_sees_a_clear_403_elsewhere(
+    page, hub, hubkeeper_server, people
+):
     page.goto(hubkeeper_server.proxied_url)
     page.locator("#username_input").fill(NOBODY)
     page.locator("#password_input").fill("any-password")
     page.locator("#login_submit").click()
-    expect(page.get_by_role("heading", name="Not allowed here")).to_be_visible(timeout=20_000)
-    expect(page.locator(".error-detail")).to_have_text(
-        f"You are signed in as {NOBODY}, but Hubkeeper is for hub admins and managers."
-    )
-    expect(page).to_have_url(re.compile(r"/services/hubkeeper/users$"))
+    # every signed-in hub user has their own page (role `user`, issue #16)
+    expect(page.get_by_role("heading", name="Your servers")).to_be_visible(timeout=20_000)
+    expect(page).to_have_url(re.compile(r"/services/hubkeeper/me$"))
+    page.goto(hubkeeper_server.proxied_url + "users")
+    expect(page.get_by_role("heading", name="Not allowed here")).to_be_visible()
+    expect(page.locator(".error-detail")).to_contain_text(f"You are signed in as {NOBODY}")
     expect(page.get_by_role("link", name="Back to the hub")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()

@@ -165,7 +165,10 @@ def test_user_without_role_gets_a_403_page_not_a_redirect(hubkeeper_server, peop
     assert logout["method"] == "post"
     assert logout.select_one("input[name=_csrf]")["value"] == nobody.csrf
     assert page.select_one(".error-page a[href$='/hub/home']") is not None
-    assert page.select(".mainnav") == []
+    # their only link: their own page (role `user`, issue #16)
+    assert [a["href"] for a in page.select(".mainnav a")] == [
+        hubkeeper_server.settings.service_prefix + "me"
+    ]
 
 
 def test_unknown_page_is_a_404_page(admin):

@@ -476,3 +476,11 @@ def test_pages_are_slices_of_the_whole_result_in_every_order(directory):
         for offset in range(0, len(everything) + 2):
             page = directory.query_users(sort=sort, offset=offset, limit=2)[0]
             assert page == everything[offset : offset + 2]
+
+
+def test_a_list_asked_before_the_first_sweep_is_empty_not_an_error():
+    fresh = offline_directory()  # nothing read from the hub yet (a page opened at start-up)
+    fresh._rebuilding = True  # the first build under way in a worker thread: queries go on
+    for sort in ("name", "-name", "last_activity", "-started"):
+        assert fresh.query_rows(sort=sort) == ([], 0)
+        assert fresh.query_users(sort=sort)[1] == 0
