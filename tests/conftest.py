@@ -39,6 +39,15 @@ for _key in list(os.environ):
 
 POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
 
+# A sweep asked for "sooner" (`directory.sweep_soon()`) waits SWEEP_SOONER_MIN_GAP seconds
+# after the last one finished: 30 s in service, where a lasting mismatch must not sweep nonstop.
+# The session's Hubkeeper has swept moments before a module's fixture asks (console/test_pages,
+# console/test_user_page, web/test_parameters), so each such fixture sat ~30 s idle; here a
+# 2 s gap. Only asked-for sweeps come sooner (the scheduled ones keep full_sync_interval).
+import hubkeeper.directory.sync as _directory_sync  # noqa: E402
+
+_directory_sync.SWEEP_SOONER_MIN_GAP = 2.0
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
