@@ -74,7 +74,7 @@ TIER_FIXTURES: dict[str, frozenset[str]] = {
             "hooked_hub",  # lockdown/test_enforce.py
             "hanging_hub",  # hub/test_budgets.py
             "slow_hub",  # console/ and culler/test_slow_hub.py
-            "activity_hub",  # culler/test_kernels.py
+            "activity_hub",  # culler/test_kernels.py, test_signals.py, logs/test_activity.py
             "fuzz_hub",  # web/test_schemathesis.py
             "stack",  # deploy/test_compose.py: a hub and two replicas
             "z2jh",  # deploy/test_recipes.py: a hub and the chart's Deployment
@@ -161,6 +161,31 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
             local.start()
         finally:
             _shared_hub_starting.clear()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+# A second hub that copies the proxy's activity every second (tests/culler/test_kernels.py,
+# test_signals.py, tests/logs/test_activity.py): activity a call caused shows within the test.
+ACTIVITY_CONFIG = """
+# Activity is copied from the proxy and reported by servers every second, kept to the second.
+c.JupyterHub.last_activity_interval = 1
+c.JupyterHub.activity_resolution = 0
+c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}
+"""
+
+
+@pytest.fixture(scope="session")
+def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """The activity hub (ACTIVITY_CONFIG), started when a test first asks and shared by all:
+    each test uses user names of its own and stops the servers it starts; nothing listens on
+    its service port unless a test serves Hubkeeper there for its own duration."""
+    local = LocalHub(tmp_path_factory.mktemp("activity-hub"), extra_config=ACTIVITY_CONFIG)
+    atexit.register(local.stop)
+    try:
+        local.start()
         yield local
     finally:
         local.stop()
