@@ -192,6 +192,45 @@ def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]
         atexit.unregister(local.stop)
 
 
+# A hub that answers 202 ("still going") to every start and stop (console/test_slow_hub.py,
+# culler/test_slow_hub.py): its grace is zero (`slow_spawn_timeout`, `slow_stop_timeout`, real
+# hub settings), as on a busy production hub with slow spawners; and its spawner is slow on
+# purpose for some: named servers "slowstart*" take 60 s to start (a pending spawn meanwhile),
+# servers of users named "*slowstop*" take 4 s to stop.
+SLOW_HUB_CONFIG = """
+import asyncio
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+class SlowOnPurposeSpawner(SimpleLocalProcessSpawner):
+    async def start(self):
+        if self.name.startswith("slowstart"):
+            await asyncio.sleep(60)
+        return await super().start()
+
+    async def stop(self, now=False):
+        if "slowstop" in self.user.name:
+            await asyncio.sleep(4)
+        return await super().stop(now=now)
+
+c.JupyterHub.spawner_class = SlowOnPurposeSpawner
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "slow_stop_timeout": 0}
+"""
+
+
+@pytest.fixture(scope="session")
+def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """The slow hub (SLOW_HUB_CONFIG), started when a test first asks and shared by the
+    console's and the culler's slow-hub tests (each with user names of its own)."""
+    local = LocalHub(tmp_path_factory.mktemp("slow-hub"), extra_config=SLOW_HUB_CONFIG)
+    atexit.register(local.stop)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
 # --- databases -----------------------------------------------------------------------------
 def _postgres_database() -> Iterator[str]:
     """A fresh, uniquely named database on the test server, dropped afterwards."""
