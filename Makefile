@@ -51,7 +51,8 @@ postgres:
 	fi
 
 # The suite includes tests/web/test_schemathesis.py: a bounded schemathesis run of the whole API
-# on SQLite and PostgreSQL (HUBKEEPER_TEST_FUZZ_EXAMPLES cases per operation, default 12).
+# on SQLite and PostgreSQL (HUBKEEPER_TEST_FUZZ_EXAMPLES cases per operation, default 12, on
+# PostgreSQL; half that on SQLite when PostgreSQL runs too).
 # `make test` runs every tier and lists the 25 slowest tests; `make test-fast` skips the slow
 # tiers (pyproject markers: own_hub, subprocess, perf, browser, own_db) for a quick check.
 # PYTEST_ARGS is passed on: `make test-fast PYTEST_ARGS="tests/culler -x"`.

@@ -40,6 +40,15 @@ for _key in list(os.environ):
 
 POSTGRES_URL = os.environ.get("HUBKEEPER_TEST_POSTGRES_URL", "")
 
+# A sweep asked for "sooner" (`directory.sweep_soon()`) waits SWEEP_SOONER_MIN_GAP seconds
+# after the last one finished: 30 s in service, where a lasting mismatch must not sweep nonstop.
+# The session's Hubkeeper has swept moments before a module's fixture asks (console/test_pages,
+# console/test_user_page, web/test_parameters), so each such fixture sat ~30 s idle; here a
+# 2 s gap. Only asked-for sweeps come sooner (the scheduled ones keep full_sync_interval).
+import hubkeeper.directory.sync as _directory_sync  # noqa: E402
+
+_directory_sync.SWEEP_SOONER_MIN_GAP = 2.0
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -66,7 +75,7 @@ TIER_FIXTURES: dict[str, frozenset[str]] = {
             "hooked_hub",  # lockdown/test_enforce.py
             "hanging_hub",  # hub/test_budgets.py
             "slow_hub",  # console/ and culler/test_slow_hub.py
-            "activity_hub",  # culler/test_kernels.py
+            "activity_hub",  # culler/test_kernels.py, test_signals.py, logs/test_activity.py
             "fuzz_hub",  # web/test_schemathesis.py
             "stack",  # deploy/test_compose.py: a hub and two replicas
             "z2jh",  # deploy/test_recipes.py: a hub and the chart's Deployment
@@ -153,6 +162,70 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
             local.start()
         finally:
             _shared_hub_starting.clear()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+# A second hub that copies the proxy's activity every second (tests/culler/test_kernels.py,
+# test_signals.py, tests/logs/test_activity.py): activity a call caused shows within the test.
+ACTIVITY_CONFIG = """
+# Activity is copied from the proxy and reported by servers every second, kept to the second.
+c.JupyterHub.last_activity_interval = 1
+c.JupyterHub.activity_resolution = 0
+c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}
+"""
+
+
+@pytest.fixture(scope="session")
+def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """The activity hub (ACTIVITY_CONFIG), started when a test first asks and shared by all:
+    each test uses user names of its own and stops the servers it starts; nothing listens on
+    its service port unless a test serves Hubkeeper there for its own duration."""
+    local = LocalHub(tmp_path_factory.mktemp("activity-hub"), extra_config=ACTIVITY_CONFIG)
+    atexit.register(local.stop)
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        atexit.unregister(local.stop)
+
+
+# A hub that answers 202 ("still going") to every start and stop (console/test_slow_hub.py,
+# culler/test_slow_hub.py): its grace is zero (`slow_spawn_timeout`, `slow_stop_timeout`, real
+# hub settings), as on a busy production hub with slow spawners; and its spawner is slow on
+# purpose for some: named servers "slowstart*" take 60 s to start (a pending spawn meanwhile),
+# servers of users named "*slowstop*" take 4 s to stop.
+SLOW_HUB_CONFIG = """
+import asyncio
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+class SlowOnPurposeSpawner(SimpleLocalProcessSpawner):
+    async def start(self):
+        if self.name.startswith("slowstart"):
+            await asyncio.sleep(60)
+        return await super().start()
+
+    async def stop(self, now=False):
+        if "slowstop" in self.user.name:
+            await asyncio.sleep(4)
+        return await super().stop(now=now)
+
+c.JupyterHub.spawner_class = SlowOnPurposeSpawner
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "slow_stop_timeout": 0}
+"""
+
+
+@pytest.fixture(scope="session")
+def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """The slow hub (SLOW_HUB_CONFIG), started when a test first asks and shared by the
+    console's and the culler's slow-hub tests (each with user names of its own)."""
+    local = LocalHub(tmp_path_factory.mktemp("slow-hub"), extra_config=SLOW_HUB_CONFIG)
+    atexit.register(local.stop)
+    try:
+        local.start()
         yield local
     finally:
         local.stop()

@@ -4,6 +4,7 @@ The session hub starts and stops local servers within its 10 s grace, so it alwa
 201/204. This hub has its grace set to zero (`slow_spawn_timeout`, `slow_stop_timeout` are
 real hub settings), which is what a busy production hub with slow spawners looks like: the
 API must say "pending", and stop-all must wait for each stop to finish before counting it.
+The hub is the session's `slow_hub` (tests/conftest.py, shared with culler/test_slow_hub.py).
 """
 
 from __future__ import annotations
@@ -19,18 +20,7 @@ from hubkeeper.main import create_app
 from tests.conftest import build_settings
 from tests.waiting import wait_for
 
-SLOW = 'c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "slow_stop_timeout": 0}'
-
-
-@pytest.fixture(scope="module")
-def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    hub = LocalHub(tmp_path_factory.mktemp("slowhub"), extra_config=SLOW)
-    try:
-        hub.start()
-        hub.create_users(["slow-ann", "slow-ben", "slow-cy"])
-        yield hub
-    finally:
-        hub.stop()
+USERS = ["slow-ann", "slow-ben", "slow-cy"]
 
 
 @pytest.fixture
@@ -41,6 +31,7 @@ def api(slow_hub: LocalHub, tmp_path: Any) -> Iterator[TestClient]:
         tmp_path,
         HUBKEEPER_ACTIVE_SYNC_INTERVAL="0.5",
     )
+    slow_hub.create_users(USERS)  # existing ones are fine
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"token {slow_hub.user_token('admin')}"
         yield client

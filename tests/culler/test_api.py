@@ -4,7 +4,6 @@ audited diff), preview and run, culls, exemptions, roles."""
 from __future__ import annotations
 
 import copy
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -146,7 +145,6 @@ def test_preview_lists_exactly_what_the_following_pass_culls(client, admin, mana
     assert client.put("api/v1/culler", json=settings, headers=admin).status_code == 200
     set_activity(hub, active, "", later(3000))
     set_activity(hub, later_idle, "", later(25))
-    time.sleep(4)  # past the group's 3 s timeout
 
     def preview(**params):
         response = client.get("api/v1/culler/preview", params=params, headers=manager)
@@ -157,7 +155,8 @@ def test_preview_lists_exactly_what_the_following_pass_culls(client, admin, mana
             if p["user"] in mine
         }
 
-    now = preview()
+    # once the idle server is past the group's 3 s timeout (the others have activity ahead)
+    now = wait_for(preview, 30, "the idle server past the group's timeout", interval=0.5)
     assert now == {(idle, "", "server", "idle")}
     soon = preview(within=60)  # who goes within the next minute if they stay idle
     assert soon == {(idle, "", "server", "idle"), (later_idle, "", "server", "idle")}

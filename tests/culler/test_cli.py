@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -15,6 +15,7 @@ from hubkeeper.hub.models import HubServer
 from hubkeeper.kit.clock import utcnow
 from tests.cli import run_cli
 from tests.culler.helpers import later, names, server_up, set_activity
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.subprocess
 
@@ -28,7 +29,13 @@ def test_cull_dry_run_then_cull_with_a_summary(hub, tmp_path):
     hub.start_server(active)
     hub.start_server(kept)
     set_activity(hub, active, "", later(3000))
-    time.sleep(3)
+
+    def idle_for() -> float:
+        stamp = (hub.server_model(idle) or {})["last_activity"]
+        return (utcnow() - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()
+
+    # past the group's 2 s timeout by the hub's own record (not a fixed sleep)
+    wait_for(lambda: idle_for() > 3, 30, "the idle server to be idle for 3 s", interval=0.2)
     db_url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     env = {
         **hub.hubkeeper_env(),

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,35 +16,13 @@ from websockets.sync.client import connect
 
 from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.errors import HubError
-from tests.conftest import build_settings
 from tests.culler.helpers import QUIET, app_client, call, cfg, later, names, server_up
 from tests.waiting import wait_for
 
-ACTIVITY_CONFIG = """
-# Activity is copied from the proxy and reported by servers every second, kept to the second.
-c.JupyterHub.last_activity_interval = 1
-c.JupyterHub.activity_resolution = 0
-c.Spawner.environment = {"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}
-"""
-
-
-@pytest.fixture(scope="module")
-def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    local = LocalHub(tmp_path_factory.mktemp("activity-hub"), extra_config=ACTIVITY_CONFIG)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
-
 
 @pytest.fixture
-def client(activity_hub: LocalHub, tmp_path: Path):
-    settings = build_settings(
-        activity_hub, f"sqlite:///{tmp_path / 'hk.sqlite'}", tmp_path, **QUIET
-    )
-    with app_client(settings) as c:
-        yield c
+def client(activity_client):
+    return activity_client
 
 
 def server_activity(hub: LocalHub, user: str) -> Any:
@@ -107,25 +84,29 @@ def test_kernel_culled_server_stays_connected_kept_activity_untouched(client, ac
         hub.stop_server(user)
 
 
-def test_a_server_whose_api_fails_is_skipped_and_noted(client, activity_hub):
-    hub, hk = activity_hub, client.app.state.hk
+def test_a_server_whose_api_fails_is_skipped_and_noted(hub, make_settings):
+    """On the session hub: the activity hub checks its routes every second and would put the
+    deleted route back at once (jupyterhub/app.py `update_last_activity` calls
+    `proxy.check_routes`), so the pass could find the server's API working again."""
     (user,) = names("kernels", "broken")
     hub.create_users([user])
     hub.start_server(user)
     try:
-        # The gateway cannot find a route for this server any more: its API "fails".
-        base = call(client, hk.servers._base, user, "")
-        hub_proxy = httpx.delete(
-            f"{hub.proxy_api_url}/api/routes/user/{user}",
-            headers={"Authorization": f"token {hub.proxy_token}"},
-        )
-        assert hub_proxy.status_code == 204
-        hk.servers._routes.clear()
-        settings = cfg(kernels={"enabled": True, "timeout_s": 60})
-        result = call(client, hk.culler.kernels_pass, settings, now=later(100), users={user})
-        (noted,) = result.error_items()
-        assert noted["user"] == user and noted["error"]
-        assert base
+        with app_client(make_settings(**QUIET)) as client:
+            hk = client.app.state.hk
+            # The gateway cannot find a route for this server any more: its API "fails".
+            base = call(client, hk.servers._base, user, "")
+            hub_proxy = httpx.delete(
+                f"{hub.proxy_api_url}/api/routes/user/{user}",
+                headers={"Authorization": f"token {hub.proxy_token}"},
+            )
+            assert hub_proxy.status_code == 204
+            hk.servers._routes.clear()
+            settings = cfg(kernels={"enabled": True, "timeout_s": 60})
+            result = call(client, hk.culler.kernels_pass, settings, now=later(100), users={user})
+            (noted,) = result.error_items()
+            assert noted["user"] == user and noted["error"]
+            assert base
     finally:
         hub.stop_server(user)
 

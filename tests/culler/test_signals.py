@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,32 +14,15 @@ import pytest
 from bs4 import BeautifulSoup
 from websockets.sync.client import connect
 
-from hubkeeper.demo.localhub import LocalHub
 from hubkeeper.kit.actors import SystemActor
 from hubkeeper.kit.clock import iso_utc, utcnow
-from tests.conftest import build_settings
-from tests.culler.helpers import QUIET, app_client, call, cfg, later, names, server_up
-from tests.culler.test_kernels import ACTIVITY_CONFIG
+from tests.culler.helpers import call, cfg, later, names, server_up
 from tests.waiting import wait_for
 
 
-@pytest.fixture(scope="module")
-def activity_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    local = LocalHub(tmp_path_factory.mktemp("signals-hub"), extra_config=ACTIVITY_CONFIG)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
 @pytest.fixture
-def client(activity_hub: LocalHub, tmp_path: Path):
-    settings = build_settings(
-        activity_hub, f"sqlite:///{tmp_path / 'hk.sqlite'}", tmp_path, **QUIET
-    )
-    with app_client(settings) as c:
-        yield c
+def client(activity_client):
+    return activity_client
 
 
 def execute(base: str, kernel_id: str, auth: dict[str, str], code: str) -> None:

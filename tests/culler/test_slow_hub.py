@@ -1,12 +1,11 @@
 """A hub whose spawner is slow on purpose: a pending server is never culled, and a slow stop
-(the hub answers 202) is followed up until the server is gone, or recorded as an error."""
+(the hub answers 202) is followed up until the server is gone, or recorded as an error. The
+hub is the session's `slow_hub` (tests/conftest.py, shared with console/test_slow_hub.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from hubkeeper.db.engine import session_scope
@@ -14,38 +13,6 @@ from hubkeeper.db.models import CullEvent
 from hubkeeper.demo.localhub import LocalHub
 from tests.conftest import build_settings
 from tests.culler.helpers import QUIET, app_client, call, cfg, later, listed_server, names
-
-SLOW_CONFIG = """
-import asyncio
-from jupyterhub.spawner import SimpleLocalProcessSpawner
-
-class SlowOnPurposeSpawner(SimpleLocalProcessSpawner):
-    # Named servers called "slowstart*" take 60 s to start (pending spawn meanwhile);
-    # servers of users called "*slowstop*" take 4 s to stop.
-    async def start(self):
-        if self.name.startswith("slowstart"):
-            await asyncio.sleep(60)
-        return await super().start()
-
-    async def stop(self, now=False):
-        if "slowstop" in self.user.name:
-            await asyncio.sleep(4)
-        return await super().stop(now=now)
-
-c.JupyterHub.spawner_class = SlowOnPurposeSpawner
-# The hub answers a start or stop with 202 after 1 s instead of 10 s.
-c.JupyterHub.tornado_settings = {"slow_stop_timeout": 1, "slow_spawn_timeout": 1}
-"""
-
-
-@pytest.fixture(scope="module")
-def slow_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    local = LocalHub(tmp_path_factory.mktemp("slow-hub"), extra_config=SLOW_CONFIG)
-    local.start()
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def settings_for(hub: LocalHub, tmp_path: Path, stop_timeout: float):

@@ -124,23 +124,21 @@ def test_database_outage_answers_503_and_keeps_every_audit_record(
         assert pages.get("/users").status_code == 200
 
 
-@pytest.mark.own_hub
 def test_sign_in_during_an_outage_is_a_503_page_and_tokens_still_work(
-    cluster: PrivateCluster, tmp_path: Any
+    cluster: PrivateCluster, activity_hub: Any, tmp_path: Any
 ) -> None:
     """Sign-in writes its audit record and its session to the database: refused with a page
     saying so; an API token is checked with the hub alone, so it keeps working."""
     import httpx
 
-    from hubkeeper.demo.localhub import LocalHub
     from tests.auth.hub_login import sign_in
     from tests.serving import serve_hubkeeper
 
     url = cluster.create_database("hubkeeper")
-    with (
-        LocalHub(tmp_path / "hub") as hub,
-        serve_hubkeeper(hub, tmp_path, HUBKEEPER_DATABASE_URL=url) as served,
-    ):
+    # A hub whose service port is free (the session's spare, `activity_hub`), so Hubkeeper
+    # can be served there on the private cluster's database.
+    hub = activity_hub
+    with serve_hubkeeper(hub, tmp_path, HUBKEEPER_DATABASE_URL=url) as served:
         token = hub.user_token("admin")
         cluster.stop()
         with httpx.Client(timeout=60) as browser:

@@ -4,6 +4,7 @@ a server restarted meanwhile is two sessions, a server started meanwhile gets on
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
@@ -40,18 +41,27 @@ def test_reconcile_closes_at_the_hubs_stop_time_and_opens_missing_ones(
     hub.create_users([GONE, RUNNING, AGAIN])
     engine = prepared(db_url)
     try:
-        # GONE: its session was open when Hubkeeper went down; then the server stopped.
-        hub.start_server(GONE)
-        gone_started = hub_time(hub.server_model(GONE)["started"])
-        stale = add_session(engine, GONE, gone_started.strftime("%Y-%m-%dT%H:%M:%S.%f"))
-        hub.stop_server(GONE)
-        gone_stopped = hub_time(stopped_model(hub, GONE)["last_activity"])
         # AGAIN: an open session from an earlier run; the server now runs a new one.
         old_run = add_session(engine, AGAIN, "2026-11-01T08:00")
-        hub.start_server(AGAIN)
-        again_started = hub_time(hub.server_model(AGAIN)["started"])
-        hub.start_server(RUNNING)
-        running_started = hub_time(hub.server_model(RUNNING)["started"])
+
+        def gone() -> tuple[int, datetime, datetime]:
+            # GONE: its session was open when Hubkeeper went down; then the server stopped.
+            hub.start_server(GONE)
+            started = hub_time(hub.server_model(GONE)["started"])
+            stale = add_session(engine, GONE, started.strftime("%Y-%m-%dT%H:%M:%S.%f"))
+            hub.stop_server(GONE)
+            return stale, started, hub_time(stopped_model(hub, GONE)["last_activity"])
+
+        def started(name: str) -> datetime:
+            hub.start_server(name)
+            return hub_time(hub.server_model(name)["started"])
+
+        # The three servers' histories are independent: played at once (starts take seconds).
+        with ThreadPoolExecutor(3) as pool:
+            gone_run = pool.submit(gone)
+            again_run, running_run = pool.submit(started, AGAIN), pool.submit(started, RUNNING)
+            stale, gone_started, gone_stopped = gone_run.result()
+            again_started, running_started = again_run.result(), running_run.result()
 
         restarted_at = utcnow()
         with TestClient(create_app(make_settings(db_url))):
@@ -67,8 +77,8 @@ def test_reconcile_closes_at_the_hubs_stop_time_and_opens_missing_ones(
                 "the restarted server's two sessions",
             )
     finally:
-        hub.stop_server(RUNNING)
-        hub.stop_server(AGAIN)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(hub.stop_server, [RUNNING, AGAIN]))
         engine.dispose()
     assert [r.id for r in closed] == [stale]
     assert closed[0].stop_reason == "unknown" and closed[0].stopped_by is None

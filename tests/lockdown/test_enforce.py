@@ -1,6 +1,6 @@
 """Lockdown that holds: no server runs while the hub is locked, whatever let it start.
 
-Each case on a real hub of its own (the session hub's spawn hook reaches the shared
+Each case on a real hub other than the session hub (its spawn hook reaches the shared
 Hubkeeper, and an enforcing Hubkeeper would stop other tests' servers):
 - a hub WITHOUT the spawn hook (`LocalHub(spawn_hook=False)`) starts a server while locked;
 - a hub WITH the hook lets a spawn through while Hubkeeper is down (the hook fails open:
@@ -53,15 +53,12 @@ def bare_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
         hub.stop()
 
 
-@pytest.fixture(scope="module")
-def hooked_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
-    hub = LocalHub(tmp_path_factory.mktemp("hooked"))
-    try:
-        hub.start()
-        hub.create_users(["enf-cy"])
-        yield hub
-    finally:
-        hub.stop()
+@pytest.fixture
+def hooked_hub(activity_hub: LocalHub) -> LocalHub:
+    """A hub WITH the hook where nothing listens on the service port: the session's spare
+    `activity_hub` (tests/conftest.py; its Hubkeeper-s are TestClients), not one of its own."""
+    activity_hub.create_users(["enf-cy"])
+    return activity_hub
 
 
 def app_for(hub: LocalHub, tmp_path: Path) -> Any:

@@ -3,8 +3,9 @@ two of the hub's activity intervals leaves the server's (and its user's) `last_a
 hub unchanged — while one request through the proxy, `no_track_activity=1` and all, does
 change it (configurable-http-proxy records it; the hub copies it every interval).
 
-A hub of its own, with `c.JupyterHub.last_activity_interval` = 2 s and the single-user
-servers reporting every 1 s (`JUPYTERHUB_ACTIVITY_INTERVAL`).
+On the session's activity hub (tests/conftest.py `activity_hub`, a hub of its own shared with
+the culler's kernel tests): `c.JupyterHub.last_activity_interval` = 1 s, activity kept to the
+second, and the single-user servers reporting every 1 s (`JUPYTERHUB_ACTIVITY_INTERVAL`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.own_hub
 
-INTERVAL = 2  # seconds: the hub's last_activity_interval here
+INTERVAL = 1  # seconds: the activity hub's last_activity_interval
 USER = "reach-activity"
 ADMIN = "reach-activity-admin"
-EXTRA_CONFIG = f"""
-c.JupyterHub.last_activity_interval = {INTERVAL}
-c.Spawner.environment = {{"JUPYTERHUB_ACTIVITY_INTERVAL": "1"}}
-"""
 
 
 def activity(hub: LocalHub) -> tuple[Any, Any]:
@@ -49,8 +46,11 @@ def settled(hub: LocalHub, quiet: float, timeout: float = 60) -> tuple[Any, Any]
     return last
 
 
-def test_reading_and_following_a_log_leaves_last_activity_unchanged(tmp_path: Path) -> None:
-    with LocalHub(tmp_path / "hub", extra_config=EXTRA_CONFIG) as hub:
+def test_reading_and_following_a_log_leaves_last_activity_unchanged(
+    activity_hub: LocalHub, tmp_path: Path
+) -> None:
+    hub = activity_hub
+    try:
         hub.create_users([ADMIN], admin=True)
         hub.create_users([USER])
         hub.start_server(USER)
@@ -85,4 +85,5 @@ def test_reading_and_following_a_log_leaves_last_activity_unchanged(tmp_path: Pa
                 "the proxied read to show as activity",
                 interval=0.5,
             )
+    finally:
         hub.stop_server(USER)

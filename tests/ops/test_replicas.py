@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hubkeeper.db.engine import create_db_engine, normalise_url
+from hubkeeper.kit.clock import parse_iso, utcnow
 from tests.conftest import POSTGRES_URL, _postgres_database
 from tests.deploy.stack import Replica, compose_replica, dotenv_for
 from tests.history.factories import sessions_of
@@ -137,7 +138,7 @@ def test_only_the_replica_leading_the_directory_asks_the_hub(hub, replicas):
     leader = wait_for(directory_leader, 30, "one replica leading directory-sync")
     follower = next(r for r in replicas if r is not leader)
     before = _hub_requests(follower), _hub_requests(leader)
-    time.sleep(6)
+    time.sleep(3)  # 3 leader intervals, 6 of the active sync's: the follower asks nothing
     after = _hub_requests(follower), _hub_requests(leader)
     assert after[0] == before[0], "the follower asked the hub"
     assert after[1] > before[1], "the leader never asked the hub"
@@ -301,7 +302,17 @@ def test_a_cull_pass_over_three_idle_servers_gives_three_cull_events_not_six(hub
             return [c for c in culls["items"] if c["user"] in users]
 
         wait_for(lambda: len(mine()) >= 3, 30, "the three cull records")
-        time.sleep(2 * 2)  # another pass (interval 2 s) must not record them again
+        recorded_at = utcnow()
+
+        def a_later_pass_finished() -> bool:
+            last = second.get("api/v1/culler", token).json().get("last_run") or {}
+            run = last.get("servers") or {}
+            return (
+                bool(run.get("finished_at")) and (parse_iso(run["at"]) or recorded_at) > recorded_at
+            )
+
+        # another pass (interval 2 s), begun after the records, must not record them again
+        wait_for(a_later_pass_finished, 30, "a servers pass after the three records")
         assert len(mine()) == 3
     finally:
         for user in users:
