@@ -15,7 +15,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hubkeeper.auth.dependencies import require_admin, require_reader, require_signed_in
+from hubkeeper.auth.dependencies import (
+    require_admin,
+    require_hub_plugin,
+    require_reader,
+    require_signed_in,
+)
 from hubkeeper.auth.principal import Principal
 from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.outbox.record import Outbox
@@ -32,6 +37,8 @@ StateDep = Annotated[HubkeeperState, Depends(get_state)]
 CurrentUser = Annotated[Principal, Depends(require_signed_in)]
 CurrentReader = Annotated[Principal, Depends(require_reader)]
 CurrentAdmin = Annotated[Principal, Depends(require_admin)]
+# the hub plugin's spawn hook, with Hubkeeper's own service token (quotas/check)
+HubPluginCaller = Annotated[None, Depends(require_hub_plugin)]
 
 
 def get_outbox(request: Request) -> Outbox | None:

@@ -228,9 +228,12 @@ def _refuse(message: str) -> Exception:
     return error
 
 
-async def quota_refusal(quota_url: str, spawner: Any, wait_s: float) -> str | None:
+async def quota_refusal(
+    quota_url: str, spawner: Any, wait_s: float, token: str | None = None
+) -> str | None:
     """Hubkeeper's answer on the spawning user's quota: the message when the spawn is to be
-    refused, None otherwise. Raises on any failure to get an answer."""
+    refused, None otherwise. `token`: Hubkeeper's service token (the service's `api_token`),
+    which `quotas/check` requires. Raises on any failure to get an answer."""
     from urllib.parse import urlencode
 
     from tornado.httpclient import AsyncHTTPClient
@@ -244,7 +247,10 @@ async def quota_refusal(quota_url: str, spawner: Any, wait_s: float) -> str | No
         }
     )
     response = await AsyncHTTPClient().fetch(
-        f"{quota_url}?{query}", request_timeout=wait_s, connect_timeout=wait_s
+        f"{quota_url}?{query}",
+        request_timeout=wait_s,
+        connect_timeout=wait_s,
+        headers={"Authorization": f"token {token}"} if token else None,
     )
     answer = json.loads(response.body)
     if answer.get("allowed") is False:
@@ -258,11 +264,12 @@ def make_pre_spawn_hook(
     fail_open: bool = True,
     chained: Callable[[Any], Awaitable[None] | None] | None = None,
     quota_url: str | None = None,
+    quota_token: str | None = None,
 ) -> Callable[[Any], Awaitable[None]]:
     """A `Spawner.pre_spawn_hook`: runs `chained` (the hook configured before) first, then
     refuses the spawn with 503 and the lockdown's message while Hubkeeper says locked, and
-    (with `quota_url`, Hubkeeper's `quotas/check`) when the user's monthly server-hours are
-    used up and quotas are enforced.
+    (with `quota_url`, Hubkeeper's `quotas/check`, asked with `quota_token`, Hubkeeper's
+    service token) when the user's monthly server-hours are used up and quotas are enforced.
 
     When Hubkeeper cannot be asked, the spawn goes ahead with a warning (`fail_open`), or is
     refused with `UNREACHABLE_MESSAGE` (`fail_open=False`)."""
@@ -286,7 +293,7 @@ def make_pre_spawn_hook(
         if quota_url is None:
             return
         try:
-            refusal = await quota_refusal(quota_url, spawner, status.timeout)
+            refusal = await quota_refusal(quota_url, spawner, status.timeout, quota_token)
         except Exception as exc:
             log.warning("quota check failed (%s); letting the server start", exc)
             return
@@ -365,6 +372,21 @@ def status_url_of(c: Any, service: str) -> str:
     )
 
 
+def service_token_of(c: Any, service: str) -> str | None:
+    """The service's `api_token` as the hub's config gives it (its entry in
+    `c.JupyterHub.services`, else `c.JupyterHub.service_tokens`); None when neither has it."""
+    hub = c.JupyterHub
+    services = hub.services if "services" in hub else []
+    for spec in services if isinstance(services, list) else []:
+        if isinstance(spec, dict) and spec.get("name") == service and spec.get("api_token"):
+            return str(spec["api_token"])
+    tokens = hub.service_tokens if "service_tokens" in hub else {}
+    for token, name in dict(tokens).items() if isinstance(tokens, dict) else []:
+        if name == service:
+            return str(token)
+    return None
+
+
 def configure(
     c: Any,
     service: str = "hubkeeper",
@@ -379,7 +401,8 @@ def configure(
     - Serves `POST <base_url>hub/api/hubkeeper/server-tokens` (`c.JupyterHub.extra_handlers`).
     - With `lockdown` (default): a pre-spawn hook chained after the configured one, asking
       `status_url` (default: from the service's `url`, `status_url_of`) and, beside it,
-      `quotas/check` (spawns over an enforced quota are refused; admins never); `fail_open`
+      `quotas/check` with the service's `api_token` (spawns over an enforced quota are
+      refused; admins never; without a token in the config, quotas are not checked); `fail_open`
       as in `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
       configured announcement.
 
@@ -406,11 +429,20 @@ def configure(
     quota_url = None
     if status.status_url.endswith("lockdown/status"):
         quota_url = status.status_url[: -len("lockdown/status")] + "quotas/check"
+    quota_token = service_token_of(c, service)
+    if quota_url is not None and quota_token is None:
+        log.warning(
+            "hubkeeper: no api_token for the service %r in the hub's config: spawns are not "
+            "checked against quotas (quotas/check needs the service's token)",
+            service,
+        )
+        quota_url = None
     hook = make_pre_spawn_hook(
         status,
         fail_open=fail_open,
         chained=chained if callable(chained) else None,
         quota_url=quota_url,
+        quota_token=quota_token,
     )
     hook.hubkeeper_chained = chained  # type: ignore[attr-defined]
     spawner.pre_spawn_hook = hook

@@ -23,6 +23,8 @@ from hubkeeper.main import create_app
 PUBLIC, READER, ADMIN, OAUTH = "public", "reader", "admin", "oauth"
 # signed_in: every signed-in hub user, role `user` included (their own servers and page)
 SIGNED_IN = "signed_in"
+# hub_plugin: only Hubkeeper's own service token, which the hub plugin's spawn hook sends
+HUB_PLUGIN = "hub_plugin"
 # metrics: a hub token whose scopes include read:metrics (the hub's admin role has it), as the
 # hub's own /hub/metrics; no cookie sessions
 METRICS = "metrics"
@@ -113,7 +115,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/quotas"): READER,
     ("PUT", "/api/v1/quotas"): ADMIN,
     ("GET", "/api/v1/me/quota"): SIGNED_IN,
-    ("GET", "/api/v1/quotas/check"): PUBLIC,  # the hub plugin's spawn hook asks it, no token
+    ("GET", "/api/v1/quotas/check"): HUB_PLUGIN,  # the spawn hook, with the service token
     # webhook deliveries (URLs, errors): an admin matter, managers get 403
     ("GET", "/api/v1/notifications"): ADMIN,
     ("GET", "/notifications"): ADMIN,
@@ -212,6 +214,8 @@ def expected(policy: str, identity: str, *, is_api: bool, cookie: bool = False) 
         return None if identity == "admin" else {403}
     if policy == OAUTH:
         return {403}
+    if policy == HUB_PLUGIN:  # no person's token or cookie will do
+        return {401} if identity == "anonymous" or cookie else {403}
     if identity == "anonymous":
         return {401} if is_api else {302}
     if identity == "scoped_out":
@@ -261,7 +265,7 @@ def test_the_authorisation_matrix(client, tokens, identity):
         ok = status < 500 and (status not in (401, 403) if allowed is None else status in allowed)
         if ok and status in (401, 403) and path.startswith("/api/"):
             ok = set(response.json()) == {"error", "detail"}
-            if identity == "user":  # says why: no Hubkeeper role beyond their own servers
+            if identity == "user" and policy != HUB_PLUGIN:  # says why: only their own servers
                 ok = ok and response.json()["error"] == "no_role"
         if not ok:
             failures.append(

@@ -56,6 +56,17 @@ def test_the_status_url_follows_the_service_url_and_base_url():
         hub_plugin.configure(Config(), service="hubkeeper")
 
 
+def test_the_quota_check_is_asked_with_the_services_own_token():
+    c = _config()
+    assert hub_plugin.service_token_of(c, "hubkeeper") is None
+    c.JupyterHub.service_tokens = {"from-tokens": "hubkeeper", "other": "x"}
+    assert hub_plugin.service_token_of(c, "hubkeeper") == "from-tokens"
+    c.JupyterHub.services = [
+        {"name": "hubkeeper", "url": "http://10.0.0.5:10101", "api_token": "from-entry"}
+    ]
+    assert hub_plugin.service_token_of(c, "hubkeeper") == "from-entry"
+
+
 async def test_the_lockdown_hook_runs_after_the_one_configured_before():
     seen: list[str] = []
 

@@ -12,6 +12,7 @@ of this: a page cannot make the browser attach one.
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -208,3 +209,20 @@ async def require_admin(request: Request) -> Principal:
         raise Forbidden(MANAGER_REFUSED)
     await _check_csrf(request, principal)
     return principal
+
+
+@secures_route
+async def require_hub_plugin(request: Request) -> None:
+    """The hub plugin's pre-spawn hook (hubkeeper.hub_plugin), which sends Hubkeeper's own
+    API token (the service's `api_token`, which the hub's config holds): 401 without a token,
+    403 with any other. Nobody else learns a user's monthly hours, and nobody outside the hub
+    can make Hubkeeper ask the hub about a user."""
+    token = token_from_header(request.headers.get("authorization"))
+    if not token:
+        raise Unauthenticated(
+            "This is for the hub plugin's spawn hook: send Hubkeeper's service token "
+            "(Authorization: token <the service's api_token>)"
+        )
+    own = request.app.state.hk.settings.hub_api_token
+    if not hmac.compare_digest(token.encode(), own.encode()):
+        raise Forbidden("Only the hub plugin, with Hubkeeper's service token, may ask this")

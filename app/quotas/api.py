@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from hubkeeper.actions.audit import audit, require_recordable
-from hubkeeper.deps import CurrentAdmin, CurrentReader, CurrentUser, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, CurrentUser, HubPluginCaller, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.quotas import settings as quota_settings
@@ -72,6 +72,7 @@ async def my_quota(who: CurrentUser, hk: StateDep) -> QuotaUse:
 
 @router.get("/quotas/check", response_model=QuotaCheck, responses=errors(422))
 async def check(
+    _plugin: HubPluginCaller,
     hk: StateDep,
     user: Annotated[
         str, Query(min_length=1, max_length=NAME_MAX, description="the spawning user's name")
@@ -84,8 +85,9 @@ async def check(
         bool | None, Query(description="whether the hub has them as an admin (never refused)")
     ] = None,
 ) -> QuotaCheck:
-    """No auth: for the hub plugin's pre-spawn hook, which passes the spawning user's groups
-    and admin flag as the hub knows them (without them, the hub is asked). `allowed` is false
+    """For the hub plugin's pre-spawn hook only (it sends Hubkeeper's service token: 401/403
+    otherwise), which passes the spawning user's groups and admin flag as the hub knows them
+    (without them, the hub is asked). `allowed` is false
     only when quotas are enforced, the user is no admin, and their month is used up; the
     message says what was used and when it resets. Tells nothing but that."""
     quotas, _at, _by = await asyncio.to_thread(quota_settings.load, hk.engine)

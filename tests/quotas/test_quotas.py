@@ -105,10 +105,20 @@ def test_enforced_quotas_refuse_spawns_at_the_hub_admins_exempt(hub, hubkeeper_s
         refused = hub.api("POST", f"/users/{ANN}/server", json={}, token=hub.admin_token)
         assert refused.status_code == 503, refused.text
         assert "server-hours for this month are used up: 0 of 0 hours" in refused.text
-        check = httpx.get(
-            hubkeeper_server.direct_url + "api/v1/quotas/check", params={"user": BEN}, timeout=30
-        ).json()
+        check_url = hubkeeper_server.direct_url + "api/v1/quotas/check"
+        own = {"Authorization": f"token {hubkeeper_server.settings.hub_api_token}"}
+        check = httpx.get(check_url, params={"user": BEN}, headers=own, timeout=30).json()
         assert check == {"allowed": True, "message": ""}  # no quota applies to ben
+        # only the hub plugin (Hubkeeper's own token) learns a user's hours
+        anyone = httpx.get(check_url, params={"user": ANN}, timeout=30)
+        assert anyone.status_code == 401 and "used up" not in anyone.text
+        person = httpx.get(
+            check_url,
+            params={"user": ANN},
+            headers={"Authorization": f"token {hub.user_token(BEN)}"},
+            timeout=30,
+        )
+        assert person.status_code == 403 and "used up" not in person.text
         started = hub.api("POST", "/users/admin/server", json={}, token=hub.admin_token)
         assert started.status_code in (201, 202), started.text  # admins are exempt
     finally:

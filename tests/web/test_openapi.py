@@ -19,7 +19,6 @@ PUBLIC = {
     ("get", "/api/v1/health/live"),
     ("get", "/api/v1/health/ready"),
     ("get", "/api/v1/lockdown/status"),
-    ("get", "/api/v1/quotas/check"),
 }
 
 
