@@ -205,6 +205,16 @@ async def save_settings(
             "cull_connected": _flag(form, "kernels_cull_connected"),
         },
     }
+    # the newer settings, when the form has them (a page loaded before they existed keeps
+    # their current values, as a PUT without them does)
+    if "idle_source" in form:
+        body.update(
+            idle_source=str(form.get("idle_source", "")),
+            keep_busy=_flag(form, "keep_busy"),
+            warn_before_s=_seconds(form, "warn_before_s"),
+            keep_s=_seconds(form, "keep_s"),
+            max_keeps=_seconds(form, "max_keeps"),
+        )
     await culler.update_settings(who, body)
     return _reload(request, hk.settings.service_prefix + "culler?saved=1")
 

@@ -121,6 +121,46 @@ def test_settings_take_human_units_and_the_policy_is_stated_in_words(client):
     assert page.select_one("#max_age_s")["value"] == "7d"
 
 
+def test_the_work_and_warnings_settings_are_on_the_form_and_an_older_form_keeps_them(client):
+    csrf = sign_in(client, "admin")
+    page = soup(client.get("culler"))
+    form = {
+        field["name"]: field.get("value", "")
+        for field in page.select("#culler-settings input[name], #culler-settings textarea")
+        if field.get("type") != "checkbox" or field.has_attr("checked")
+    }
+    form.update({"_csrf": csrf, "named_servers": "cull", "group_timeouts": ""})
+    newer = {
+        "idle_source": "kernels",
+        "keep_busy": "1",
+        "warn_before_s": "15m",
+        "keep_s": "1h",
+        "max_keeps": "2",
+    }
+    saved = client.post("culler/settings", data={**form, **newer}, headers={"HX-Request": "true"})
+    assert saved.status_code == 204, saved.text
+    got = client.get("api/v1/culler").json()
+    assert (got["idle_source"], got["keep_busy"], got["warn_before_s"]) == ("kernels", True, 900)
+    assert (got["keep_s"], got["max_keeps"]) == (3600, 2)
+    page = soup(client.get("culler"))
+    assert page.select_one("#warn_before_s")["value"] == "15m"
+    assert page.select_one("#idle_source option[selected]")["value"] == "kernels"
+    # a form without them (a page loaded before they existed) keeps what is saved
+    older = {k: v for k, v in form.items() if k not in newer}
+    assert (
+        client.post("culler/settings", data=older, headers={"HX-Request": "true"}).status_code
+        == 204
+    )
+    got = client.get("api/v1/culler").json()
+    assert (got["idle_source"], got["warn_before_s"], got["max_keeps"]) == ("kernels", 900, 2)
+    reset = {**form, "idle_source": "hub", "keep_busy": "1", "warn_before_s": "0"}
+    assert (
+        client.post("culler/settings", data=reset, headers={"HX-Request": "true"}).status_code
+        == 204
+    )
+    assert client.get("api/v1/culler").json()["warn_before_s"] == 0
+
+
 def test_culler_pages_refuse_unknown_parameters(client):
     sign_in(client, "admin")
     for path in ("culler?withn=60", "culls?usr=ann"):
