@@ -152,6 +152,10 @@ class UserDirectory(DirectorySync):
         """The users with any server not stopped (a snapshot of the copy: for lists)."""
         return [self._users[name] for name in self._active if name in self._users]
 
+    def all_users(self) -> list[HubUser]:
+        """Every user (a snapshot of the copy: for lists)."""
+        return list(self._users.values())
+
     def names(self) -> list[str]:
         """Every user's name (a snapshot)."""
         return list(self._users)

@@ -180,8 +180,9 @@ class ServerTokens:
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
         """Mint, in requests of up to BATCH, the tokens these servers will need and that are
         not cached (a kernel pass over many servers: one hub request per BATCH servers, not
-        one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only with the hub plugin; otherwise a no-op (tokens come one by one
-        when used). Returns how many were minted; failures are left to `token()`."""
+        one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only
+        with the hub plugin; otherwise a no-op (tokens come one by one when used). Returns
+        how many were minted; failures are left to `token()`."""
         try:
             if (await self.credentials()).mode is not TokenMode.PLUGIN:
                 return 0
