@@ -88,6 +88,7 @@ class UserDirectory(DirectorySync):
         self._reconciled_at = float("-inf")  # time.monotonic() of the last state=active read
         self._recent_at = float("-inf")
         self._pending_at = float("-inf")
+        self._reconciling: asyncio.Task[None] | None = None  # a paced state=active walk
         self._base_url = settings.hub_base_url or "/"
 
         # what the UI reads

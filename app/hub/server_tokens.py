@@ -183,6 +183,8 @@ class ServerTokens:
         one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only
         with the hub plugin; otherwise a no-op (tokens come one by one when used). Returns
         how many were minted; failures are left to `token()`."""
+        if not servers:
+            return 0  # not even the scopes asked: a pass that skipped every server
         try:
             if (await self.credentials()).mode is not TokenMode.PLUGIN:
                 return 0
