@@ -521,6 +521,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
         for n in (int(x) for x in args.servers.split(",")):
             results[n] = run_n(n, args, Path(tmp))
+            print(report({n: results[n]}, args), flush=True)  # kept should a later N fail
     text = report(results, args)
     print(text)
     if args.write:
