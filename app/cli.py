@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from pydantic import ValidationError
+
 from hubkeeper.config import MissingSetting, Settings
 
 
@@ -78,9 +80,11 @@ def cmd_cull(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    settings = Settings()  # a bad setting stops it before the imports below log anything
+
     from hubkeeper.history.cli import report
 
-    return report(Settings(), since=args.since, until=args.until, by=args.by, as_csv=args.csv)
+    return report(settings, since=args.since, until=args.until, by=args.by, as_csv=args.csv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -138,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cull.set_defaults(func=cmd_cull)
 
-    rep = sub.add_parser("report", help="server usage per day, user or group (from the database)")
+    rep = sub.add_parser(
+        "report", help="server usage and cost per day, user, group or profile (from the database)"
+    )
     rep.add_argument("--since", default="", help="ISO date or date-time (default: 30 days ago)")
     rep.add_argument("--until", default="", help="ISO date or date-time, exclusive (default: now)")
-    rep.add_argument("--by", choices=("day", "user", "group"), default="day")
+    rep.add_argument("--by", choices=("day", "user", "group", "profile"), default="day")
     rep.add_argument("--csv", action="store_true", help="CSV on stdout instead of a table")
     rep.set_defaults(func=cmd_report)
 
@@ -171,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MissingSetting as exc:
         print(f"hubkeeper: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a setting with a bad value: one line each, no traceback
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"hubkeeper: invalid setting {where}: {message}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ README's settings table; `tests/test_docs.py` keeps the two in step.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from functools import cached_property
@@ -19,6 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
+# Decoded by `Settings._prices` (not by pydantic-settings, whose JSON error names no variable).
+Prices = Annotated[dict[str, float], NoDecode]
+PRICES_EXAMPLE = '{"gpu": 2.5, "*": 0.1}'
 
 
 class MissingSetting(ValueError):
@@ -59,6 +63,8 @@ class Settings(BaseSettings):
         Path("hubkeeper_cookie_secret"), validation_alias="HUBKEEPER_COOKIE_SECRET_FILE"
     )
     audit_spool_file: Path | None = Field(None, validation_alias="HUBKEEPER_AUDIT_SPOOL_FILE")
+    # Where events are POSTed (hubkeeper.outbox); none = recorded, not sent.
+    webhook_urls: CommaList = Field(default_factory=list, validation_alias="HUBKEEPER_WEBHOOK_URLS")
     hub_timeout: float = Field(10.0, gt=0, validation_alias="HUBKEEPER_HUB_TIMEOUT")
     hub_concurrency: int = Field(8, ge=1, le=100, validation_alias="HUBKEEPER_HUB_CONCURRENCY")
     hub_bulk_concurrency: int = Field(
@@ -99,6 +105,13 @@ class Settings(BaseSettings):
     replica_id: str = Field("", max_length=64, validation_alias="HUBKEEPER_REPLICA_ID")
     leader_interval: float = Field(5.0, gt=0, le=300, validation_alias="HUBKEEPER_LEADER_INTERVAL")
     job_lost_after: float = Field(30.0, gt=0, validation_alias="HUBKEEPER_JOB_LOST_AFTER")
+    # Price per server-hour by profile (a session's `user_options["profile"]`), "*" = any
+    # other profile and sessions without one. Empty: no prices, usage `cost` is null.
+    prices: Prices = Field(default_factory=dict, validation_alias="HUBKEEPER_PRICES")
+    # seconds between samples of each running server's memory and CPU (0 = off)
+    resources_interval: float = Field(
+        60.0, ge=0, le=86400, validation_alias="HUBKEEPER_RESOURCES_INTERVAL"
+    )
 
     # --- the culler's defaults (the culler_config row saved from its page/API overrides them)
     cull_enabled: bool = Field(True, validation_alias="HUBKEEPER_CULL_ENABLED")
@@ -166,6 +179,22 @@ class Settings(BaseSettings):
             )
         return frozenset({f"access:services!service={self.service_name}"})
 
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _webhook_urls(cls, value: object) -> object:
+        urls = value
+        if isinstance(value, str):
+            urls = [part.strip() for part in value.split(",") if part.strip()]
+        for url in urls if isinstance(urls, list) else []:
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                # the message names only the start: such URLs carry their secret in the path
+                raise ValueError(
+                    "each webhook URL must be http(s)://host/...; "
+                    f"got one starting {str(url)[:10]!r}"
+                )
+        return urls
+
     @field_validator("cull_group_timeouts", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
@@ -179,6 +208,34 @@ class Settings(BaseSettings):
                     'must be a JSON object of group → seconds, e.g. {"long-jobs": 28800}'
                 ) from None
         return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: object) -> object:
+        """A JSON object of profile → non-negative number (price per server-hour)."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError(
+                    f"not valid JSON: use an object of profile → price "
+                    f"per server-hour, e.g. {PRICES_EXAMPLE}"
+                ) from None
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"must be a JSON object of profile → price per server-hour, e.g. {PRICES_EXAMPLE}"
+            )
+        for key, price in value.items():
+            if (
+                not isinstance(price, int | float)
+                or isinstance(price, bool)
+                or not math.isfinite(price)
+                or price < 0
+            ):
+                raise ValueError(
+                    f"the price of {key!r} must be a number >= 0 (per server-hour), not {price!r}"
+                )
+        return {str(key): float(price) for key, price in value.items()}
 
     # --- derived -------------------------------------------------------------------------
     def require_hub(self) -> None:

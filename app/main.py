@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -31,6 +32,7 @@ from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
 from hubkeeper.directory.shared import SharedDirectory
+from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.health.routes import router as health_router
@@ -47,10 +49,17 @@ from hubkeeper.lockdown.routes import router as lockdown_router
 from hubkeeper.logs.routes import router as logs_router
 from hubkeeper.loops.leader import Leader
 from hubkeeper.loops.supervisor import Loop, Supervisor
+from hubkeeper.notify.routes import router as notify_router
 from hubkeeper.ops.routes import router as ops_router
+from hubkeeper.outbox.record import Outbox
+from hubkeeper.outbox.sender import WebhookSender
 from hubkeeper.paths import STATIC_DIR
 from hubkeeper.quotas.routes import router as quotas_router
+from hubkeeper.quotas.watch import QuotaWatch
+from hubkeeper.resources.board import ResourceBoard
+from hubkeeper.resources.sampler import ResourceSampler
 from hubkeeper.state import HubkeeperState
+from hubkeeper.userpage.me import router as my_page_router
 from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
 from hubkeeper.web.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -81,6 +90,9 @@ ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
+NOTIFY_SENDER = "notify-sender"
+QUOTA_WATCH = "quota-watch"
+RESOURCES = "resources"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -102,13 +114,19 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         hub, settings, routes=servers if servers.mode == "proxy_api" else None
     )
     recorder = SessionRecorder(engine)
+    outbox = Outbox(engine, settings.webhook_urls)
+    sender = WebhookSender(engine)
+    outbox.on_record = sender.wake.set
     directory.listeners.append(recorder.on_change)
+    spawns = SpawnWatch(outbox)  # spawn.failed: starting → stopped, never running
+    directory.listeners.append(spawns.on_change)
     trail = AuditTrail(engine, spool_at(settings.audit_spool_path))
     stopper = ServerStopper(hub, engine, trail, recorder)
     jobs = JobRegistry(
         engine,
         stopper=stopper,
         directory=directory,
+        outbox=outbox,
         replica=settings.replica,
         lost_after=settings.job_lost_after,
     )
@@ -122,6 +140,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         servers=servers,
         stopper=stopper,
         history=recorder,
+        outbox=outbox,
+        spawns=spawns,
     )
     enforcer = Enforcer(
         stopper,
@@ -139,7 +159,36 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         settings=settings,
         directory=directory,
         activity=recorder.activity,
+        outbox=outbox,
     )
+
+    def groups_of(name: str) -> list[str] | None:
+        user = directory.get(name)
+        return list(user.groups) if user is not None else None
+
+    quota_watch = QuotaWatch(engine, outbox, groups_of=groups_of)
+    board = state.resources = ResourceBoard()
+
+    def running_servers() -> list[tuple[str, str, datetime | None]] | None:
+        """Running servers from the directory (never a walk of the hub); None before its first
+        sweep."""
+        if not directory.ready:
+            return None
+        return [
+            (user.name, server.name, server.started)
+            for user in directory.running_users()
+            for server in user.servers.values()
+            if server.ready and not server.pending
+        ]
+
+    sampler = ResourceSampler(
+        gateway=servers,
+        engine=engine,
+        board=board,
+        running=running_servers,
+        interval=settings.resources_interval,
+    )
+    state.resource_sampler = sampler
     leader = state.leader = Leader(
         engine, replica=settings.replica, interval=settings.leader_interval
     )
@@ -192,6 +241,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(CULLER, culler.run_forever, runs="leader"),
                 Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
+                # webhook deliveries, each event once (outbox/sender.py)
+                Loop(NOTIFY_SENDER, sender.run, runs="leader"),
+                # quota.warning / quota.exceeded, once per user, month and level
+                Loop(QUOTA_WATCH, quota_watch.run, runs="leader"),
+                # memory and CPU of running servers: one replica samples, the others
+                # load its figures (resources/sampler.py); 0 = off
+                *(
+                    [Loop(RESOURCES, sampler.lead, runs="leader", otherwise=sampler.follow)]
+                    if settings.resources_interval > 0
+                    else []
+                ),
             ],
             leader,
         )
@@ -207,6 +267,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             state.shutting_down.set()
             await loops.stop()
             await asyncio.gather(enforcer.drain(STOP_GRACE), state.jobs.shutdown(grace=STOP_GRACE))
+            await spawns.aclose()  # the spawn failures seen, not yet recorded
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
             await state.servers.aclose()
@@ -252,12 +313,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(console_router)
     # after the console: its `users/rows` and `users/stop-all` match before `users/{name}`
     app.include_router(user_page_router)
+    app.include_router(my_page_router)
     app.include_router(audit_router)
     app.include_router(lockdown_router)
     app.include_router(logs_router)
     app.include_router(history_router)
     app.include_router(culler_router)
     app.include_router(quotas_router)
+    app.include_router(notify_router)
     # Middleware order, innermost first: a request body has BODY_TIMEOUT s to arrive;
     # unexpected errors become the contract's answer, then every answer (errors too) gets
     # the security headers, then the prefix is set outermost.

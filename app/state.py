@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.auth.tokens import TokenCache
     from hubkeeper.culler.service import Culler
+    from hubkeeper.directory.spawns import SpawnWatch
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.health.routes import HubCheck
     from hubkeeper.history.recorder import SessionRecorder
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from hubkeeper.lockdown.enforce import Enforcer
     from hubkeeper.loops.leader import Leader
     from hubkeeper.loops.supervisor import Supervisor
+    from hubkeeper.outbox.record import Outbox
+    from hubkeeper.resources.board import ResourceBoard
+    from hubkeeper.resources.sampler import ResourceSampler
 
 
 @dataclass
@@ -52,6 +56,10 @@ class HubkeeperState:
     health_hub_check: HubCheck | None = None  # health/routes.py
     culler: Culler | None = None  # culler/service.py: routes' CullerDep (None in the CLI)
     history: SessionRecorder | None = None  # records server sessions (None in the CLI)
+    outbox: Outbox | None = None  # outbox/record.py: notifications for the webhooks
+    spawns: SpawnWatch | None = None  # directory/spawns.py: spawn.failed (None in the CLI)
+    resources: ResourceBoard | None = None  # resources/board.py: memory and CPU per server
+    resource_sampler: ResourceSampler | None = None  # resources/sampler.py (None in the CLI)
     # Set when the process is asked to stop (SIGTERM, before uvicorn waits for open
     # responses): server-sent event streams check it every loop and end with
     # `event: reconnect`, so the page's EventSource reconnects to the next process.
@@ -79,6 +87,7 @@ def cli_state(settings: Settings) -> HubkeeperState:
     from hubkeeper.directory.store import UserDirectory
     from hubkeeper.jobs.registry import JobRegistry
     from hubkeeper.kit.metrics import observe_hub_request
+    from hubkeeper.outbox.record import Outbox
 
     hub = HubClient(
         settings.hub_api_url,
@@ -91,6 +100,8 @@ def cli_state(settings: Settings) -> HubkeeperState:
     engine = create_db_engine(settings.database_url)
     directory = UserDirectory(hub, settings)
     stopper = ServerStopper(hub, engine, AuditTrail(engine, spool_at(settings.audit_spool_path)))
+    # the serving replica that leads `notify-sender` delivers what the CLI records
+    outbox = Outbox(engine, settings.webhook_urls)
     return HubkeeperState(
         settings=settings,
         engine=engine,
@@ -100,10 +111,12 @@ def cli_state(settings: Settings) -> HubkeeperState:
             engine,
             stopper=stopper,
             directory=directory,
+            outbox=outbox,
             replica=f"cli:{settings.replica}",
             lost_after=settings.job_lost_after,
         ),
         cookie_secret="",
         servers=ServerGateway.from_settings(hub, settings),
         stopper=stopper,
+        outbox=outbox,
     )

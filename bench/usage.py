@@ -185,7 +185,13 @@ def in_process(name: str, engine: Engine, runs: int, python_path: bool) -> dict[
     """The first build, the report without rollups, and `usage()` per cell, in this process."""
     out: dict[str, Any] = {}
     with engine.begin() as conn:  # from nothing, as after the upgrade that adds the rollups
-        for table in ("usage_rollup_state", "usage_day", "usage_user_day", "usage_user_month"):
+        for table in (
+            "usage_rollup_state",
+            "usage_day",
+            "usage_day_profile",
+            "usage_user_day",
+            "usage_user_month",
+        ):
             conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
     now = datetime.now(UTC)
     since = midnight_before(now, 365)

@@ -29,6 +29,7 @@ from tests.serving import (  # noqa: F401 - build_settings, TEST_COOKIE_SECRET: 
     build_settings,
     serve_hubkeeper,
 )
+from tests.webhooks import receivers  # noqa: F401 - the fixture, for every test
 
 # The suite configures Hubkeeper explicitly; settings from the caller's shell must not leak in.
 for _key in list(os.environ):

@@ -30,6 +30,9 @@ def build_settings(hub: LocalHub, db_url: str, tmp_dir: Path, **overrides: Any) 
         # shared session hub they would stop other tests' servers or issue server tokens.
         "HUBKEEPER_CULL_ENABLED": "false",
         "HUBKEEPER_CULL_KERNELS_ENABLED": "false",
+        # Nor is memory and CPU sampled: each sample is a line in the server's log (the log
+        # tests follow it) and a token for each running server.
+        "HUBKEEPER_RESOURCES_INTERVAL": "0",
     }
     values.update(overrides)
     return Settings(**values)

@@ -91,3 +91,21 @@ def test_access_scopes_follow_the_hubs_variable():
     assert settings.access_scopes == {"access:services!service=a", "custom:x"}
     with pytest.raises(MissingSetting, match="JUPYTERHUB_OAUTH_ACCESS_SCOPES"):
         _ = Settings(**HUB, JUPYTERHUB_OAUTH_ACCESS_SCOPES="not json").access_scopes
+
+
+@pytest.mark.parametrize(
+    "value", ["{not json", "[1, 2]", '{"gpu": -0.5}', '{"gpu": "2"}', '{"gpu": true}', '{"*": NaN}']
+)
+def test_bad_prices_fail_at_start_naming_the_setting(monkeypatch, value):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("HUBKEEPER_PRICES", value)
+    with pytest.raises(ValidationError, match="HUBKEEPER_PRICES"):
+        Settings()
+
+
+def test_prices_parse_as_profile_to_price(monkeypatch):
+    monkeypatch.setenv("HUBKEEPER_PRICES", '{"gpu": 2, "*": 0.25}')
+    assert Settings().prices == {"gpu": 2.0, "*": 0.25}
+    monkeypatch.delenv("HUBKEEPER_PRICES")
+    assert Settings().prices == {}

@@ -19,6 +19,7 @@ ACTION_NAMES = {
     "culler.settings": "Changed the culler settings",
     "culler.exempt": "Exempted from culling",
     "culler.unexempt": "Ended an exemption",
+    "culler.keep": "Kept a server running",
     "lockdown.on": "Locked the hub",
     "lockdown.off": "Lifted the lockdown",
     "logs.view": "Read a server's log",
@@ -37,6 +38,8 @@ def target_user(action: str, target: str) -> str | None:
     """The user an audit event is about, when its target is a user's server (else None)."""
     if action in ("culler.exempt", "culler.unexempt") and target.startswith("user:"):
         return target[len("user:") :] or None
+    if action == "culler.keep" and target:
+        return target.split("/", 1)[0]
     if not action.startswith(USER_TARGETS) or not target or target == "*":
         return None
     return target.split("/", 1)[0]  # hub user names never hold "/"

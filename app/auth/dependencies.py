@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from hubkeeper.auth.principal import Principal, role_for
+from hubkeeper.auth.principal import Principal, role_for, session_role
 from hubkeeper.auth.sessions import SESSION_COOKIE, csrf_matches, load_session
 from hubkeeper.auth.tokens import TokenCache, require_access, token_from_header
 from hubkeeper.errors import Forbidden, Unauthenticated
@@ -81,11 +81,6 @@ async def _principal(request: Request) -> Principal:
             admin_groups=hk.settings.admin_groups,
             manager_groups=hk.settings.manager_groups,
         )
-        if role is None:
-            raise Forbidden(
-                f"{identity.name} is neither a hub admin nor in a manager group",
-                code="no_role",
-            )
         principal = Principal(name=identity.name, role=role, via="api")
     else:
         web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
@@ -93,15 +88,9 @@ async def _principal(request: Request) -> Principal:
             raise LoginRequired(_next_url(request))
         request.state.signed_in_as = web_session.user
         request.state.csrf_token = web_session.csrf_token
-        if web_session.role not in ("admin", "manager"):
-            raise Forbidden(
-                f"You are signed in as {web_session.user}, but Hubkeeper is for hub admins "
-                "and managers.",
-                code="no_role",
-            )
         principal = Principal(
             name=web_session.user,
-            role=web_session.role,  # type: ignore[arg-type]
+            role=session_role(web_session.role),
             via="web",
             csrf_token=web_session.csrf_token,
         )
@@ -175,10 +164,37 @@ MANAGER_REFUSED = (
 )
 
 
+def _refuse_user(principal: Principal) -> None:
+    """Role `user` (a signed-in hub user who is neither admin nor manager): 403 `no_role` on
+    everything but their own servers and page."""
+    if principal.is_reader:
+        return
+    if principal.via == "web":
+        detail = (
+            f"You are signed in as {principal.name}, but this part of Hubkeeper is for hub "
+            "admins and managers; your own servers are on your page (me)."
+        )
+    else:
+        detail = (
+            f"{principal.name} is neither a hub admin nor in a manager group: only their own "
+            "servers (me/servers) are open to them"
+        )
+    raise Forbidden(detail, code="no_role")
+
+
+@secures_route
+async def require_signed_in(request: Request) -> Principal:
+    """Every signed-in hub user (admin, manager, user): their own servers and page."""
+    principal = await _principal(request)
+    await _check_csrf(request, principal)
+    return principal
+
+
 @secures_route
 async def require_reader(request: Request) -> Principal:
     """Admins and managers: every read."""
     principal = await _principal(request)
+    _refuse_user(principal)
     await _check_csrf(request, principal)
     return principal
 
@@ -187,6 +203,7 @@ async def require_reader(request: Request) -> Principal:
 async def require_admin(request: Request) -> Principal:
     """Admins only: every action, and logs."""
     principal = await _principal(request)
+    _refuse_user(principal)
     if not principal.is_admin:
         raise Forbidden(MANAGER_REFUSED)
     await _check_csrf(request, principal)

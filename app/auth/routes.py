@@ -29,7 +29,7 @@ from hubkeeper.auth.sessions import (
     state_cookie_name,
 )
 from hubkeeper.auth.tokens import reaches_service, require_access
-from hubkeeper.deps import CurrentReader, StateDep
+from hubkeeper.deps import CurrentUser, StateDep
 from hubkeeper.errors import BadRequest, Forbidden, HubUnavailable, Unauthenticated
 from hubkeeper.web.errors import LOGIN_PENDING_COOKIE
 from hubkeeper.web.strict import STRICT_QUERY
@@ -127,17 +127,17 @@ async def oauth_callback(
         hk.engine,
         actor=identity.name,
         action="auth.login",
-        outcome="ok" if role else "refused",
-        detail=f"role: {role or 'none'}",
+        outcome="ok",
+        detail=f"role: {role}",
         via="web",
     )
-    # People without a role still get a session, so they see a clear 403 page, not a loop.
     name, value, _csrf = await issue_session(
-        hk, user=identity.name, role=role or "", access_token=access_token
+        hk, user=identity.name, role=role, access_token=access_token
     )
-    response = RedirectResponse(
-        oauth.safe_next(str(remembered.get("next")), hk.settings.service_prefix), status_code=302
-    )
+    target = oauth.safe_next(str(remembered.get("next")), hk.settings.service_prefix)
+    if role == "user":
+        target = own_landing(target, hk.settings.service_prefix)
+    response = RedirectResponse(target, status_code=302)
     options = cookie_options(hk)
     response.set_cookie(name, value, **options)  # type: ignore[arg-type]
     response.delete_cookie(state_cookie_name(state), path=str(options["path"]))
@@ -178,14 +178,23 @@ async def logout(request: Request, hk: StateDep) -> Response:
     return response
 
 
+def own_landing(target: str, prefix: str) -> str:
+    """Where an ordinary user (role `user`) lands after signing in: the page they asked for
+    when they may see it (their page `me`, signing out), else their page, not a 403."""
+    rest = target[len(prefix) :] if target.startswith(prefix) else ""
+    if rest.split("?")[0] in ("me", "logout"):
+        return target
+    return prefix + "me"
+
+
 class Me(BaseModel):
     name: str
     role: str
 
 
 @router.get("/api/v1/me", response_model=Me, dependencies=STRICT_QUERY)
-async def me(who: CurrentReader) -> Me:
-    """Who am I, and with which role?"""
+async def me(who: CurrentUser) -> Me:
+    """Who am I, and with which role (admin, manager, or user: their own servers only)?"""
     return Me(name=who.name, role=who.role)
 
 

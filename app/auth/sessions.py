@@ -200,7 +200,7 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
             admin_groups=hk.settings.admin_groups,
             manager_groups=hk.settings.manager_groups,
         )
-        web_session.role = role or ""
+        web_session.role = role
         web_session.checked_at = now
         await asyncio.to_thread(_save, hk, web_session)
     return web_session

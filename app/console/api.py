@@ -25,6 +25,7 @@ from hubkeeper.console.filters import (
     State,
     resolve_state,
 )
+from hubkeeper.console.resources import RESOURCE_SORTS, ranked_users
 from hubkeeper.console.schemas import (
     DirectoryStatus,
     JobOut,
@@ -35,10 +36,11 @@ from hubkeeper.console.schemas import (
     UserList,
     UserOut,
 )
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, SpawnsDep, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.sse import SSE_HEADERS, reconnect_event, sse
+from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.openapi import errors
 from hubkeeper.web.params import NAME_MAX, ServerName, UserName
@@ -80,15 +82,30 @@ async def list_users(
     """Users with their servers, from Hubkeeper's copy of the hub (see GET directory).
 
     q, state, group and sort are the users page's own names and values (the page counts
-    pages with `page`, the API with offset/limit)."""
+    pages with `page`, the API with offset/limit). Each server carries `resources` (memory
+    and CPU at the last sample, or null); `since` follows the directory only, not those
+    figures."""
     wanted = resolve_state(state, status)
     if since is not None and since == hk.directory.version:
         return Response(status_code=204)
-    users, total = hk.directory.query_users(
-        q=q, state=wanted, group=group, sort=sort, offset=offset, limit=limit
-    )
+    board = hk.resources
+    if sort in RESOURCE_SORTS:
+        users, total = ranked_users(
+            hk.directory,
+            board or ResourceBoard(),
+            q=q,
+            state=wanted,
+            group=group,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+        )
+    else:
+        users, total = hk.directory.query_users(
+            q=q, state=wanted, group=group, sort=sort, offset=offset, limit=limit
+        )
     return UserList(
-        items=[UserOut.of(u, hk.directory.rows_for(u.name)) for u in users],
+        items=[UserOut.of(u, hk.directory.rows_for(u.name), board) for u in users],
         total=total,
         offset=offset,
         limit=limit,
@@ -99,14 +116,16 @@ async def list_users(
 async def get_user(name: UserName, who: CurrentReader, hk: StateDep) -> UserOut:
     """One user and their servers; 404 if the hub has no such user."""
     user = await find_user(hk, name)
-    return UserOut.of(user, hk.directory.rows_for(user.name))
+    return UserOut.of(user, hk.directory.rows_for(user.name), hk.resources)
 
 
 @router.post("/users/{name}/server/start", response_model=StartResult, responses=errors(400, 409))
-async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> StartResult:
+async def start_default(
+    name: UserName, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
+) -> StartResult:
     """Start the user's default server (409 already_running). Answers as soon as the hub has
     the spawn under way: `pending` with the URL of its progress stream."""
-    status = await service.start_server(hk, who, name)
+    status = await service.start_server(hk, who, name, spawns=spawns)
     return _started(hk, status, name, "")
 
 
@@ -114,11 +133,11 @@ async def start_default(name: UserName, who: CurrentAdmin, hk: StateDep) -> Star
     "/users/{name}/servers/{server}/start", response_model=StartResult, responses=errors(400, 409)
 )
 async def start_named(
-    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep
+    name: UserName, server: ServerName, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
 ) -> StartResult:
     """Start one of the user's named servers (409 already_running); `pending` as for the
     default server."""
-    status = await service.start_server(hk, who, name, server)
+    status = await service.start_server(hk, who, name, server, spawns=spawns)
     return _started(hk, status, name, server)
 
 

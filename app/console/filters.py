@@ -16,7 +16,18 @@ STATES: tuple[str, ...] = get_args(State)
 # the pages' former `status=` values that are not states themselves
 OLD_STATUSES = {"starting": "pending", "stopping": "pending"}
 OldStatus = Literal["any", "active", "running", "pending", "stopped", "starting", "stopping"]
-Sort = Literal["name", "-name", "last_activity", "-last_activity", "started", "-started"]
+Sort = Literal[
+    "name",
+    "-name",
+    "last_activity",
+    "-last_activity",
+    "started",
+    "-started",
+    "memory",
+    "-memory",
+    "cpu",
+    "-cpu",
+]
 SORTS: tuple[str, ...] = get_args(Sort)
 
 STATE_HELP = (
@@ -27,8 +38,9 @@ STATUS_HELP = (
     "the former name of `state` (the console's old URLs); starting and stopping mean pending"
 )
 SORT_HELP = (
-    "name, last_activity or started (the longest-running server's start); a leading - "
-    "reverses; users without a time come last either way"
+    "name, last_activity or started (the longest-running server's start), memory or cpu "
+    "(jupyter-resource-usage's figures, summed over the user's servers); a leading - "
+    "reverses; users without a time or a figure come last either way"
 )
 
 

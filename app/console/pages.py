@@ -8,6 +8,7 @@ through `app.console.service`, which audits it; nothing here talks to the hub di
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
@@ -15,7 +16,10 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from hubkeeper.actions.lockdown_state import current as current_lockdown
+from hubkeeper.auth.principal import session_role
+from hubkeeper.auth.sessions import SESSION_COOKIE, load_session
 from hubkeeper.console import service
+from hubkeeper.console.resources import RESOURCE_SORTS, ranked_rows
 from hubkeeper.console.views import (
     OLD_STATE_PARAM,
     PAGE_SIZE,
@@ -23,8 +27,11 @@ from hubkeeper.console.views import (
     STATUS_CHOICES,
     UsersView,
 )
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
-from hubkeeper.errors import NotFound
+from hubkeeper.deps import CurrentAdmin, CurrentReader, SpawnsDep, StateDep
+from hubkeeper.directory.rows import ServerRow
+from hubkeeper.directory.spawns import SpawnWatch
+from hubkeeper.errors import HubkeeperError, NotFound
+from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
 from hubkeeper.web.strict import refuse_unknown
@@ -44,16 +51,20 @@ def _header_context(hk: HubkeeperState) -> dict[str, Any]:
 
 def _token(hk: HubkeeperState) -> str:
     """Changes when the rows would render differently: data, staleness, the lockdown (Start
-    is greyed out while locked), or the minute (so "3 min ago" keeps counting)."""
+    is greyed out while locked), the servers' memory and CPU, or the minute (so "3 min ago"
+    keeps counting)."""
     directory = hk.directory
     locked = current_lockdown(hk)
     lock = f"{locked.id}" if locked.active else "open"
-    return f"{directory.version}.{int(directory.stale)}.{lock}.{int(time.time() // 60)}"
+    figures = hk.resources.version if hk.resources is not None else 0
+    return f"{directory.version}.{int(directory.stale)}.{lock}.{int(time.time() // 60)}.{figures}"
 
 
-def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
-    directory = hk.directory
-    rows, total = directory.query_rows(
+def _query_rows(hk: HubkeeperState, view: UsersView) -> tuple[list[ServerRow], int]:
+    query = hk.directory.query_rows
+    if view.sort in RESOURCE_SORTS:  # the figures are not the directory's
+        query = functools.partial(ranked_rows, hk.directory, hk.resources or ResourceBoard())
+    return query(
         q=view.q,
         status=view.state,
         group=view.group,
@@ -61,17 +72,15 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
         offset=view.offset,
         limit=PAGE_SIZE,
     )
+
+
+def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
+    directory = hk.directory
+    rows, total = _query_rows(hk, view)
     if not rows and total and view.page > 1:
         # The list shrank under this page (servers stopped, filter changed): show the last one.
         view = dataclasses.replace(view, page=max(1, -(-total // PAGE_SIZE)))
-        rows, total = directory.query_rows(
-            q=view.q,
-            status=view.state,
-            group=view.group,
-            sort=view.sort,
-            offset=view.offset,
-            limit=PAGE_SIZE,
-        )
+        rows, total = _query_rows(hk, view)
     return {
         **_header_context(hk),
         "view": view,
@@ -81,6 +90,7 @@ def _results_context(hk: HubkeeperState, view: UsersView) -> dict[str, Any]:
         "synced_at": directory.synced_at,
         "last_error": directory.last_error,
         "token": _token(hk),
+        "resources": hk.resources,
     }
 
 
@@ -96,7 +106,14 @@ def _wants_results(request: Request) -> bool:
 
 @router.get("/")
 async def home(request: Request, hk: StateDep) -> Response:
-    """The console's front page is the users list."""
+    """The console's front page is the users list; an ordinary user's (role `user`) is their
+    own page."""
+    try:
+        web_session = await load_session(hk, request.cookies.get(SESSION_COOKIE))
+    except HubkeeperError:
+        web_session = None
+    if web_session is not None and session_role(web_session.role) == "user":
+        return RedirectResponse(hk.settings.service_prefix + "me", status_code=302)
     return RedirectResponse(hk.settings.service_prefix + "users", status_code=302)
 
 
@@ -163,14 +180,25 @@ def _action_response(
     return render(
         request,
         "console/_action.html",
-        {"row": row, "toast": toast, "toast_kind": kind, **_header_context(request.app.state.hk)},
+        {
+            "row": row,
+            "toast": toast,
+            "toast_kind": kind,
+            "resources": request.app.state.hk.resources,
+            **_header_context(request.app.state.hk),
+        },
     )
 
 
 async def _start(
-    request: Request, hk: HubkeeperState, who: Any, user: str, server: str
+    request: Request,
+    hk: HubkeeperState,
+    who: Any,
+    user: str,
+    server: str,
+    spawns: SpawnWatch | None,
 ) -> Response:
-    result = await service.start_server(hk, who, user, server)
+    result = await service.start_server(hk, who, user, server, spawns=spawns)
     expected = "running" if result == "running" else "starting"
     row = await _current_row(hk, user, server, expected)
     label = f"{user}'s server" if not server else f"{user}'s server “{server}”"
@@ -194,17 +222,19 @@ async def _access(hk: HubkeeperState, who: Any, user: str, server: str) -> Respo
 
 
 @router.post("/users/{name}/server/start")
-async def start_default(request: Request, name: str, who: CurrentAdmin, hk: StateDep) -> Response:
+async def start_default(
+    request: Request, name: str, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
+) -> Response:
     """Start a user's default server; answers the updated row and a toast."""
-    return await _start(request, hk, who, name, "")
+    return await _start(request, hk, who, name, "", spawns)
 
 
 @router.post("/users/{name}/servers/{server}/start")
 async def start_named(
-    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep
+    request: Request, name: str, server: str, who: CurrentAdmin, hk: StateDep, spawns: SpawnsDep
 ) -> Response:
     """Start a named server; answers the updated row and a toast."""
-    return await _start(request, hk, who, name, server)
+    return await _start(request, hk, who, name, server, spawns)
 
 
 @router.post("/users/{name}/server/stop")

@@ -7,10 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from hubkeeper.console.resources import figures_of
 from hubkeeper.directory.rows import ServerRow, rows_of
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.schemas import UtcTimes
+from hubkeeper.resources.board import ResourceBoard
+from hubkeeper.resources.figures import Figures
 
 ServerStatus = Literal["running", "pending", "stopped"]
 
@@ -22,12 +25,33 @@ API_STATUS = {
 }
 
 
+class ResourcesOut(UtcTimes):
+    memory_bytes: int = Field(description="memory of the server and its kernels (rss), bytes")
+    memory_limit_bytes: int | None = Field(
+        description="the limit it reports (MEM_LIMIT); null: none"
+    )
+    cpu_percent: float | None = Field(
+        description="% of one core, summed over its processes; null unless the server runs "
+        "with ResourceUseDisplay.track_cpu_percent"
+    )
+    at: datetime = Field(description="when it was sampled")
+
+    @classmethod
+    def of(cls, figures: Figures | None) -> ResourcesOut | None:
+        return None if figures is None else cls(**figures.as_dict())
+
+
 class ServerOut(UtcTimes):
     name: str = Field(description='"" is the default server')
     status: ServerStatus
     started: datetime | None
     last_activity: datetime | None
     url: str = Field(description="the server's path on the hub, e.g. /user/ann/")
+    resources: ResourcesOut | None = Field(
+        default=None,
+        description="memory and CPU from jupyter-resource-usage at the last sample; null when "
+        "the server is not running or has no such figures (n/a)",
+    )
 
 
 class UserOut(UtcTimes):
@@ -38,7 +62,12 @@ class UserOut(UtcTimes):
     servers: list[ServerOut]
 
     @classmethod
-    def of(cls, user: HubUser, rows: tuple[ServerRow, ...] | None = None) -> UserOut:
+    def of(
+        cls,
+        user: HubUser,
+        rows: tuple[ServerRow, ...] | None = None,
+        board: ResourceBoard | None = None,
+    ) -> UserOut:
         rows = rows if rows else rows_of(user)
         return cls(
             name=user.name,
@@ -55,6 +84,7 @@ class UserOut(UtcTimes):
                         user.servers[r.server].last_activity if r.server in user.servers else None
                     ),
                     url=r.url,
+                    resources=ResourcesOut.of(figures_of(board, r)),
                 )
                 for r in rows
             ],

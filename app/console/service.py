@@ -15,7 +15,8 @@ from hubkeeper.actions.audit import audit, require_recordable
 from hubkeeper.actions.lockdown_state import current as current_lockdown
 from hubkeeper.actions.stop import StopReason
 from hubkeeper.config import Settings
-from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.directory.spawns import SpawnWatch
+from hubkeeper.errors import Conflict, HubError, HubkeeperError, NotFound
 from hubkeeper.hub.models import HubUser
 from hubkeeper.kit.actors import Actor, server_label, target_of
 
@@ -72,10 +73,19 @@ async def _refresh_after(hk: HubkeeperState, user: str) -> None:
         log.warning("could not refresh %s after an action: %s", user, exc.detail)
 
 
-async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = "") -> str:
+async def start_server(
+    hk: HubkeeperState,
+    who: Actor,
+    user: str,
+    server: str = "",
+    *,
+    spawns: SpawnWatch | None = None,
+) -> str:
     """Start a server: "running" when it is up, "pending" while the hub is still starting it.
 
     Refused (409 locked) while the hub is locked down: the hub's spawn hook would refuse it too.
+    `spawns`: told when the hub reports the spawn failed (HubError, now or after "pending"),
+    for the `spawn.failed` notification.
     """
     target = target_of(user, server)
     await require_recordable(hk, who)  # no audit record, no action (503, nothing done)
@@ -94,7 +104,7 @@ async def start_server(hk: HubkeeperState, who: Actor, user: str, server: str = 
                 f"{server_label(user, server)} is still stopping; start it once it has stopped",
                 code="action_pending",
             )
-        result = await _start_accepted(hk, user, server)
+        result = await _start_accepted(hk, user, server, spawns)
     except HubkeeperError as exc:
         await audit(hk, who, "server.start", target, outcome="failed", error=exc.detail)
         raise
@@ -111,13 +121,18 @@ ACCEPT_WAIT_S = 1.0
 _held_starts: set[asyncio.Future[Any]] = set()  # start requests the hub still holds
 
 
-async def _start_accepted(hk: HubkeeperState, user: str, server: str) -> str:
+async def _start_accepted(
+    hk: HubkeeperState, user: str, server: str, spawns: SpawnWatch | None = None
+) -> str:
     """The hub's answer to a start ("running" | "starting"), or "starting" as soon as the hub
     shows the spawn pending, whichever comes first. Raises what `HubClient.start_server`
-    raises when the hub answers (refusals come within ACCEPT_WAIT_S: a lockdown, a 429)."""
+    raises when the hub answers (refusals come within ACCEPT_WAIT_S: a lockdown, a 429).
+    A spawn the hub reports failed (HubError: its 500, with its message) is told to `spawns`."""
     request = asyncio.ensure_future(hk.hub.start_server(user, server))
     _held_starts.add(request)
     request.add_done_callback(_finished_start)
+    if spawns is not None:
+        request.add_done_callback(lambda done: _tell_failure(done, spawns, user, server))
     request.add_done_callback(lambda _done: _refresh_soon(hk, user))
     done, _pending = await asyncio.wait({request}, timeout=ACCEPT_WAIT_S)
     if request in done:
@@ -145,6 +160,16 @@ def _refresh_soon(hk: HubkeeperState, user: str) -> None:
     task = asyncio.ensure_future(refresh())
     _held_starts.add(task)
     task.add_done_callback(_held_starts.discard)
+
+
+def _tell_failure(request: asyncio.Future[str], spawns: SpawnWatch, user: str, server: str) -> None:
+    """A start the hub answered with a failure of the spawn itself (not a refusal: those are
+    NotFound, Conflict, BadRequest, HubBusy, HubUnavailable) → `spawn.failed`."""
+    if request.cancelled():
+        return
+    error = request.exception()
+    if isinstance(error, HubError):
+        spawns.failed(user, server, error.detail)
 
 
 def _finished_start(request: asyncio.Future[str]) -> None:

@@ -14,7 +14,11 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from hubkeeper.console.filters import as_state
+from hubkeeper.console.resources import figures_of
+from hubkeeper.directory.rows import ServerRow
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.resources.board import ResourceBoard
+from hubkeeper.resources.figures import Figures
 from hubkeeper.web.params import page_param, text_param
 from hubkeeper.web.templating import templates
 
@@ -36,12 +40,18 @@ SORT_CHOICES: tuple[tuple[str, str], ...] = (
     ("last_activity", "Least recently active first"),
     ("-started", "Recently started first"),
     ("started", "Longest running first"),
+    ("-memory", "Most memory first"),
+    ("memory", "Least memory first"),
+    ("-cpu", "Most CPU first"),
+    ("cpu", "Least CPU first"),
 )
 # Clicking a column header flips between these (first click → first value).
 COLUMN_SORTS: dict[str, tuple[str, str]] = {
     "name": ("name", "-name"),
     "last_activity": ("-last_activity", "last_activity"),
     "started": ("-started", "started"),
+    "memory": ("-memory", "memory"),
+    "cpu": ("-cpu", "cpu"),
 }
 
 
@@ -168,3 +178,34 @@ templates.env.filters["row_id"] = row_id
 templates.env.filters["user_path"] = user_path
 templates.env.filters["clock"] = clock
 templates.env.filters["server_label"] = server_label
+
+
+def human_bytes(value: int | float | None) -> str:
+    """Bytes in binary units, as people read memory: "512 KiB", "120 MiB", "1.5 GiB"."""
+    if value is None:
+        return "n/a"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            if unit == "B":
+                return f"{int(size)} B"
+            return f"{size:.1f} {unit}" if size < 10 else f"{size:.0f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def percent(value: float | None) -> str:
+    """CPU as people read it: "3 %", "0.4 %", "250 %" (more than one core)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.1f} %" if value < 10 else f"{value:.0f} %"
+
+
+def figures(row: ServerRow, board: ResourceBoard | None) -> Figures | None:
+    """The row's memory and CPU (None: stopped, pending or n/a); `board` may be undefined."""
+    return figures_of(board if isinstance(board, ResourceBoard) else None, row)
+
+
+templates.env.filters["human_bytes"] = human_bytes
+templates.env.filters["figures"] = figures
+templates.env.filters["percent"] = percent

@@ -10,6 +10,8 @@ The model (docs/culler.md "Backtest"), times in seconds since 1970-01-01 UTC:
   replay never cuts earlier than the real culler could have.
 - The policy cuts a session at the first moment it has been idle for longer than `timeout`:
   `cut = last activity + timeout`, if that is before the session stopped. `saved` = stop - cut.
+- `saved_cost`: the saved server-hours × the price of the session's profile
+  (HUBKEEPER_PRICES, `kit.prices.price_of`); None without prices.
 - A cut is a regret when its user was active again within `REGRET_WINDOW` (15 min) of it:
   the same server's next activity (which the cut would have met with a stopped server), or
   a session of that user (any server) starting in `(cut, cut + 15 min]`.
@@ -50,6 +52,7 @@ class Run(NamedTuple):
     b0: int  # the bucket holding `start`
     n: int  # buckets from b0 to the one holding the last instant before `stop`
     bits: int  # activity: bit i = bucket b0 + i (bit 0 set: the start)
+    price: float | None = None  # per server-hour of its profile (HUBKEEPER_PRICES); None: unpriced
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class Tally:
     saved_s: float = 0.0
     cut_sessions: int = 0
     regret_sessions: int = 0
+    saved_cost: float | None = None  # Σ saved hours × price; None: no prices
 
     def add(self, other: Tally) -> None:
         self.sessions += other.sessions
@@ -66,6 +70,8 @@ class Tally:
         self.saved_s += other.saved_s
         self.cut_sessions += other.cut_sessions
         self.regret_sessions += other.regret_sessions
+        if other.saved_cost is not None:
+            self.saved_cost = (self.saved_cost or 0.0) + other.saved_cost
 
     def as_dict(self, key: str | None = None) -> dict[str, object]:
         out: dict[str, object] = {} if key is None else {"key": key}
@@ -73,7 +79,7 @@ class Tally:
             sessions=self.sessions,
             server_hours=round(self.server_s / 3600, 3),
             saved_hours=round(self.saved_s / 3600, 3),
-            saved_cost=None,  # HUBKEEPER_PRICES is not on this branch
+            saved_cost=None if self.saved_cost is None else round(self.saved_cost, 4),
             cut_sessions=self.cut_sessions,
             regret_sessions=self.regret_sessions,
         )
@@ -114,14 +120,15 @@ def make_run(
     start: float,
     stop: float,
     days: dict[int, int] | None,
+    price: float | None = None,
 ) -> Run | None:
     """A `Run` from a session's times and its server's bitmaps by day (None: no stop after
-    start, nothing to replay)."""
+    start, nothing to replay); `price` per server-hour, None when there are no prices."""
     if stop <= start:
         return None
     b0, n = bucket_span(start, stop)
     bits = 1 | (day_bits(days, b0, n) if days else 0)
-    return Run(user, keys, start, stop, b0, n, bits)
+    return Run(user, keys, start, stop, b0, n, bits, price)
 
 
 def _steps(m: int) -> tuple[int, ...]:
@@ -193,14 +200,15 @@ def replay_many(runs: Iterable[Run], timeouts: Iterable[int]) -> dict[int, Resul
     # read, so those checks wait in `pending` (one pass: `runs` may be a stream)
     starts: dict[str, list[float]] = defaultdict(list)
     pending: list[tuple[str, float, list[float], int]] = []
-    # sessions, server s, and per timeout saved s, cuts, regrets: by keys tuple (shared)
+    # sessions, server s, and per timeout saved s, cuts, regrets: by keys tuple (shared) and
+    # price (the few prices of the profiles: saved cost = saved s × price, at the end)
     count = len(plan)
-    acc: dict[tuple[str, ...], list[float]] = {}
-    for user, keys, start, stop, b0, n, bits in runs:
+    acc: dict[tuple[tuple[str, ...], float | None], list[float]] = {}
+    for user, keys, start, stop, b0, n, bits, price in runs:
         starts[user].append(start)
-        row = acc.get(keys)
+        row = acc.get((keys, price))
         if row is None:
-            row = acc[keys] = [0.0] * (2 + 3 * count)
+            row = acc[(keys, price)] = [0.0] * (2 + 3 * count)
         row[0] += 1
         row[1] += stop - start
         base = b0 * BUCKET
@@ -240,10 +248,11 @@ def replay_many(runs: Iterable[Run], timeouts: Iterable[int]) -> dict[int, Resul
         if k < len(mine) and mine[k] <= cut + REGRET_WINDOW:
             row[at] += 1
     results = {timeout: Result() for timeout in ordered}
-    for keys, row in acc.items():
+    for (keys, price), row in acc.items():
         for i, timeout in enumerate(ordered):
             at = 2 + 3 * i
             one = Tally(int(row[0]), row[1], row[at], int(row[at + 1]), int(row[at + 2]))
+            one.saved_cost = None if price is None else row[at] / 3600 * price
             result = results[timeout]
             for key in keys:
                 tally = result.by_key.get(key)

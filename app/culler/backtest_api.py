@@ -95,6 +95,7 @@ async def replays(
                 source=source,
                 by=by,
                 groups_of=_groups_of(hk),
+                prices=hk.settings.prices,
             )
         )
 
@@ -112,8 +113,8 @@ async def get_backtest(
     """What a server idle timeout of `timeout_s` would have done to the sessions started in
     `[since, until)` (default: the last 30 days): per group or user, the sessions, their
     server-hours, the hours saved, the sessions cut and the cuts regretted (the user active
-    again within 15 minutes). `saved_cost` is null (no prices on this Hubkeeper). 422 on bad
-    input."""
+    again within 15 minutes). `saved_cost`: the hours saved × HUBKEEPER_PRICES's price of each
+    session's profile ("*" for the others), null when no prices are set. 422 on bad input."""
     timeout = parse_timeout(timeout_s)
     start, stop = window(since, until, now=utcnow(), default_days=DEFAULT_DAYS)
     found = await replays(hk, (timeout,), since=start, until=stop, source=idle_source, by=by)

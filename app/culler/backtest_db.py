@@ -12,7 +12,7 @@ import gc
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from hubkeeper.culler.backtest import Result, Run, keys_of, replay_many
 from hubkeeper.db.activity import BUCKET, PER_DAY, SOURCES
+from hubkeeper.kit.prices import price_of
 
 FETCH = 20_000  # rows per fetch from the driver
 
@@ -38,11 +39,12 @@ SESSIONS_SQLITE = (
     + EPOCH_SQLITE.format(c="started_at")
     + ", "
     + EPOCH_SQLITE.format(c="stopped_at")
-    + ", groups FROM server_session WHERE {plus}started_at >= ? AND {plus}started_at < ?"
+    + ", groups, profile FROM server_session"
+    + " WHERE {plus}started_at >= ? AND {plus}started_at < ?"
 )
 SESSIONS_POSTGRES = """
 SELECT "user", server, round(extract(epoch FROM started_at)::numeric, 3)::float8,
-       round(extract(epoch FROM stopped_at)::numeric, 3)::float8, groups
+       round(extract(epoch FROM stopped_at)::numeric, 3)::float8, groups, profile
 FROM server_session WHERE started_at >= %s AND started_at < %s
 """
 ACTIVITY_SQLITE = """
@@ -106,15 +108,17 @@ def load_runs(
     source: str,
     by: str,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+    prices: Mapping[str, float] | None = None,
 ) -> list[Run]:
     """Sessions started in `[since, until)` (UTC), each with the `source` activity ("hub" or
-    "kernels") of its server; a session still open runs until `now`. Times in seconds since
-    the epoch (whole seconds on SQLite 3.38+, else to the millisecond). One read at a time
-    per process; the garbage collector is paused meanwhile (`paused_gc`)."""
+    "kernels") of its server and, with `prices` (HUBKEEPER_PRICES), the price per server-hour
+    of its profile; a session still open runs until `now`. Times in seconds since the epoch
+    (whole seconds on SQLite 3.38+, else to the millisecond). One read at a time per process;
+    the garbage collector is paused meanwhile (`paused_gc`)."""
     if source not in SOURCES:
         raise ValueError(f"unknown activity source {source!r}")
     with _ONE_READ, paused_gc():
-        return list(_iter_runs(engine, since, until, now, source, by, groups_of))
+        return list(_iter_runs(engine, since, until, now, source, by, groups_of, prices))
 
 
 def replay_window(
@@ -127,13 +131,15 @@ def replay_window(
     source: str,
     by: str,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+    prices: Mapping[str, float] | None = None,
 ) -> dict[int, Result]:
     """`replay_many` over the sessions `load_runs` would give, streamed as they are read:
     no list of a million sessions is held (blocking; one at a time per process)."""
     if source not in SOURCES:
         raise ValueError(f"unknown activity source {source!r}")
     with _ONE_READ, paused_gc():
-        return replay_many(_iter_runs(engine, since, until, now, source, by, groups_of), timeouts)
+        runs = _iter_runs(engine, since, until, now, source, by, groups_of, prices)
+        return replay_many(runs, timeouts)
 
 
 def _iter_runs(
@@ -144,8 +150,10 @@ def _iter_runs(
     source: str,
     by: str,
     groups_of: Callable[[str], Sequence[str]],
+    prices: Mapping[str, float] | None = None,
 ) -> Iterator[Run]:
     end = now.timestamp()
+    price_by_profile: dict[str | None, float | None] = {}  # a few profiles: priced once each
     keys_cache: dict[str, tuple[str, ...]] = {}
     users: dict[str, str] = {}
     make = Run._make
@@ -167,7 +175,7 @@ def _iter_runs(
         }
         params = (_bound(conn, since), _bound(conn, until))
         query = SESSIONS_SQLITE.format(plus=plus) if sqlite else SESSIONS_POSTGRES
-        for user, server, start, stop, groups in _rows(conn, query, params):
+        for user, server, start, stop, groups, profile in _rows(conn, query, params):
             if stop is None:
                 stop = end
             if stop <= start:
@@ -191,4 +199,8 @@ def _iter_runs(
                     if found:
                         combined |= found << ((day - d0) * PER_DAY)
                 bits = (combined >> offset) & ((1 << n) - 1)
-            yield make((user, keys, start, stop, b0, n, bits | 1))
+            if profile in price_by_profile:
+                price = price_by_profile[profile]
+            else:
+                price = price_by_profile[profile] = price_of(profile, prices) if prices else None
+            yield make((user, keys, start, stop, b0, n, bits | 1, price))

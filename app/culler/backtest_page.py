@@ -11,6 +11,7 @@ from starlette.datastructures import QueryParams
 
 from hubkeeper.culler import backtest
 from hubkeeper.culler.backtest_api import parse_timeout, replays
+from hubkeeper.culler.backtest_chart import timeouts_to_try, trade_off
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput
@@ -27,7 +28,9 @@ async def backtest_view(
     hk: HubkeeperState, params: QueryParams, default_timeout: int
 ) -> dict[str, Any]:
     """The section's context: the form's values, and — when a timeout was asked for — the
-    rows and total (`result`) or the reason there are none (`error`)."""
+    rows and total (`result`) and the trade-off chart over the candidate timeouts beside the
+    current policy's (`chart`), or the reason there are none (`error`). One read of the
+    window replays every candidate (backtest_db.replay_window)."""
     raw = text_param(params, "bt_timeout")
     source = text_param(params, "bt_source") or "hub"
     by = text_param(params, "bt_by") or "group"
@@ -41,6 +44,7 @@ async def backtest_view(
         "sources": SOURCES,
         "bys": BYS,
         "result": None,
+        "chart": None,
         "error": "",
     }
     if not raw:
@@ -56,7 +60,7 @@ async def backtest_view(
         now = utcnow()
         found = await replays(
             hk,
-            (timeout,),
+            timeouts_to_try(timeout, default_timeout),
             since=now - timedelta(days=int(days_raw)),
             until=now,
             source=source,
@@ -68,4 +72,5 @@ async def backtest_view(
         return view
     view["result"] = backtest.items(result)
     view["timeout_s"] = timeout
+    view["chart"] = trade_off(found, typed=timeout, current=default_timeout)
     return view

@@ -1,7 +1,8 @@
 """`hubkeeper cull [--dry-run]`: one culler pass from a terminal, audited as `cli:<user>`.
 
 A progress bar (rich) while servers and kernels are handled, then a summary table. With
-`--dry-run` it prints what a pass would cull now and changes nothing. The settings are the
+`--dry-run` it prints what a pass would cull now, and the servers a rule keeps (busy, kept)
+with why, and changes nothing. The settings are the
 ones in force (saved on the Culler page, else `HUBKEEPER_CULL_*`); `enabled` does not matter.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +62,23 @@ def _table(title: str, culls: list[Cull], errors: dict[tuple[str, str, str], str
     return table
 
 
+def _kept_table(kept: list[dict[str, Any]]) -> Table:
+    """The servers a rule keeps (a busy kernel, a terminal in use, a keep), and why: what
+    `culler/preview?include_kept=1` lists."""
+    table = Table(title="Kept (would be culled for idleness but for)")
+    for column in ("user", "server", "idle", "age", "why"):
+        table.add_column(column, overflow="fold")
+    for item in kept:
+        table.add_row(
+            str(item["user"]),
+            str(item["server"]) or "(default)",
+            _seconds(item.get("inactive_s")),
+            _seconds(item.get("age_s")),
+            str(item.get("kept") or ""),
+        )
+    return table
+
+
 async def cull(settings: Settings, *, dry_run: bool) -> int:
     """Exit codes: 0 done, 1 some culls failed, 3 the hub or the database could not be used."""
     await asyncio.to_thread(migrate, settings.database_url)
@@ -71,11 +90,14 @@ async def cull(settings: Settings, *, dry_run: bool) -> int:
         console = Console(width=max(console.width, 200))
     try:
         if dry_run:
-            planned, errors = await culler.preview()
+            kept: list[dict[str, Any]] = []
+            planned, errors = await culler.preview(kept=kept)
             if not planned:
                 console.print("Nothing would be culled now.")
             else:
                 console.print(_table("Would be culled now (dry run)", planned, None))
+            if kept:
+                console.print(_kept_table(kept))
             for error in errors:
                 console.print(
                     f"  could not check {error['user']}/{error['server']}: {error['error']}",

@@ -20,7 +20,7 @@ when idle > timeout and (cull_busy or not busy) and (cull_connected or no connec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hubkeeper.culler.settings import CullerSettings, KernelSettings
@@ -93,6 +93,18 @@ class Verdict:
     kept: str | None = None
     last: datetime | None = None
     timeout: int = 0
+    kept_until: datetime | None = None  # a keep in force postpones idle culling to then (UTC)
+
+    def idle_due(self) -> datetime | None:
+        """When idle culling is due if nobody uses the server from now on (UTC): last
+        activity + timeout, or the keep's end when later; None when nothing tells, or when
+        a busy kernel or terminal keeps it for now."""
+        if self.last is None or (self.kept is not None and not self.kept.startswith("keep")):
+            return None
+        due = self.last + timedelta(seconds=self.timeout)
+        if self.kept_until is not None and self.kept_until > due:
+            return self.kept_until
+        return due
 
 
 def _busy(cfg: CullerSettings, signals: Signals, now: datetime, timeout: int) -> str | None:
@@ -127,11 +139,13 @@ def judge_server(
     server: HubServer,
     now: datetime,
     signals: Signals | None = None,
+    kept_until: datetime | None = None,
 ) -> Verdict:
     """Whether `server` of `user` is to be culled at `now`, and why not (exemptions are
     checked by the caller). `signals`: the server's kernels and terminals (None: not asked;
-    then only the hub's activity counts, as jupyterhub-idle-culler). Never raises on null
-    times: a server with no time at all is left alone."""
+    then only the hub's activity counts, as jupyterhub-idle-culler). `kept_until`: the end
+    (UTC) of a keep given to this server start (keeps.py): no idle cull before it; max age
+    still applies. Never raises on null times: a server with no time at all is left alone."""
     if server.pending or not server.ready:
         return Verdict(None)
     named = server.name != ""
@@ -154,17 +168,19 @@ def judge_server(
     kept = None
     if inactive is not None and inactive >= timeout:
         kept = _busy(cfg, signals, now, timeout) if asked and cfg.keep_busy and signals else None
+        if kept is None and kept_until is not None and now < as_utc(kept_until):
+            kept = f"keep: kept until {as_utc(kept_until):%Y-%m-%d %H:%M} UTC"
         if kept is None:
             cull = Cull(
                 "server", user.name, server.name, "idle", inactive, age, remove=remove, note=note
             )
-            return Verdict(cull, None, last, timeout)
+            return Verdict(cull, None, last, timeout, kept_until)
     if cfg.max_age_s and age is not None and age >= cfg.max_age_s:
         cull = Cull(
             "server", user.name, server.name, "max_age", inactive, age, remove=remove, note=note
         )
-        return Verdict(cull, None, last, timeout)
-    return Verdict(None, kept, last, timeout)
+        return Verdict(cull, None, last, timeout, kept_until)
+    return Verdict(None, kept, last, timeout, kept_until)
 
 
 def needs_signals(cfg: CullerSettings, verdict: Verdict) -> bool:
@@ -182,9 +198,10 @@ def decide_server(
     server: HubServer,
     now: datetime,
     signals: Signals | None = None,
+    kept_until: datetime | None = None,
 ) -> Cull | None:
     """`judge_server(...).cull`: the cull, or None when the server stays."""
-    return judge_server(cfg, user, server, now, signals).cull
+    return judge_server(cfg, user, server, now, signals, kept_until).cull
 
 
 def decide_user(cfg: CullerSettings, user: HubUser, now: datetime) -> UserCull | None:

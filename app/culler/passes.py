@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubkeeper.actions.stop import StopReason
-from hubkeeper.culler import exemptions, records
+from hubkeeper.culler import exemptions, keeps, records
 from hubkeeper.culler.activity import note_kernels
 from hubkeeper.culler.decide import (
     Cull,
@@ -28,6 +28,7 @@ from hubkeeper.culler.decide import (
     judge_server,
     needs_signals,
 )
+from hubkeeper.culler.notices import Due, done_for, warning_for
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
@@ -35,6 +36,7 @@ from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubServer, HubUser
 from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
 from hubkeeper.kit.clock import as_utc, utcnow
+from hubkeeper.kit.metrics import count_busy_protected, count_warning
 from hubkeeper.loops.retry import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from hubkeeper.actions.stop import ServerStopper
     from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
+    from hubkeeper.outbox.record import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,9 @@ def _active_only(user: HubUser) -> HubUser:
     return user.model_copy(update={"servers": active})
 
 
-def may_cull(cfg: CullerSettings, user: HubUser, now: datetime) -> bool:
+def may_cull(
+    cfg: CullerSettings, user: HubUser, now: datetime, given: keeps.Keeps | None = None
+) -> bool:
     """Whether a pass at `now` could cull one of this user's servers (or, with `cull_users`,
     the user), judging their directory copy: the periodic pass asks the hub afresh only about
     these (`candidates`).
@@ -136,9 +141,14 @@ def may_cull(cfg: CullerSettings, user: HubUser, now: datetime) -> bool:
     `idle_source: kernels` the kernels decide, and every kernel is younger than its server:
     a server younger than the timeout (and than `max_age_s`) cannot be culled. What the
     copy can hold back (a group or admin flag changed at the hub since it was read) is
-    caught up by the directory's reconciliation and sweep; it only delays a cull."""
+    caught up by the directory's reconciliation and sweep; it only delays a cull.
+
+    Judged `warn_before_s` ahead of `now`, so a server whose idle cull is due within it is
+    read too and gets its `cull.warning` (notices.py) from the hub's answer; `given`: the
+    keeps in force (keeps.in_force), so a kept server is not read on every pass."""
     user = _active_only(user)
-    culls, doomed = plan_user(cfg, user, now)
+    now = now + timedelta(seconds=cfg.warn_before_s)
+    culls, doomed = plan_user(cfg, user, now, given=given)
     if culls or doomed is not None:
         return True
     if cfg.idle_source != "kernels":
@@ -163,6 +173,7 @@ async def _fresh_candidates(
     exempt: exemptions.Exempt,
     now: datetime,
     only: Collection[str] | None,
+    given: keeps.Keeps | None,
 ) -> list[HubUser]:
     """The hub's answer now for each user whose copy says a pass could cull something
     (`may_cull`), `cfg.concurrency` at once: decide about one server from the hub's answer
@@ -170,7 +181,9 @@ async def _fresh_candidates(
     names = [
         u.name
         for u in copies
-        if _wanted(u, only) and exempt.why(u.name, u.groups) is None and may_cull(cfg, u, now)
+        if _wanted(u, only)
+        and exempt.why(u.name, u.groups) is None
+        and may_cull(cfg, u, now, given)
     ]
     limit = asyncio.Semaphore(cfg.concurrency)
 
@@ -219,9 +232,10 @@ class CullLog:
         self._task: asyncio.Task[None] | None = None
         self._ahead: dict[int, int] = {}  # id(cull) → its written-ahead record
 
-    async def begin(self, cull: Cull) -> None:
+    async def begin(self, cull: Cull) -> int | None:
         """Write the cull's record before acting (settled by `flush`); a database error is
-        logged and the record is then written with the outcome, as without it."""
+        logged and the record is then written with the outcome, as without it. Returns the
+        record's id (None when it could not be written ahead)."""
         event = records.event_of(
             cull,
             outcome="error",
@@ -233,6 +247,8 @@ class CullLog:
             self._ahead[id(cull)] = await asyncio.to_thread(records.add_pending, self.engine, event)
         except Exception:
             log.exception("could not record the cull of %s before it", cull.user)
+            return None
+        return self._ahead[id(cull)]
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -355,17 +371,23 @@ def plan_user(
     now: datetime,
     signals: dict[tuple[str, str], Signals] | None = None,
     kept_out: list[dict[str, Any]] | None = None,
+    given: keeps.Keeps | None = None,
+    dues: list[Due] | None = None,
 ) -> tuple[list[Cull], UserCull | None]:
     """The culls for one (non-exempt) user, and whether the user goes once they are done.
     `signals`: what servers said about their kernels and terminals (by (user, server));
-    servers a rule keeps are appended to `kept_out`."""
+    `given`: the keeps in force (keeps.in_force); servers a rule keeps are appended to
+    `kept_out`, and every server left running with its verdict to `dues` (warnings)."""
     culls: list[Cull] = []
     kept = 0
     for server in user.servers.values():
         found = (signals or {}).get((user.name, server.name))
-        verdict = judge_server(cfg, user, server, now, found)
+        keep = keeps.of(given, user.name, server)
+        verdict = judge_server(cfg, user, server, now, found, keep.until if keep else None)
         if verdict.cull is None:
             kept += 1
+            if dues is not None:
+                dues.append(Due(user.name, server, verdict, keep))
             if verdict.kept is not None and kept_out is not None:
                 inactive = None if verdict.last is None else (now - verdict.last).total_seconds()
                 age = None if server.started is None else (now - server.started).total_seconds()
@@ -393,16 +415,24 @@ async def gather_signals(
     gateway: KernelGateway | None,
     now: datetime,
     concurrency: int,
+    given: keeps.Keeps | None = None,
 ) -> dict[tuple[str, str], Signals]:
     """Ask the servers whose decision depends on them (`decide.needs_signals`) for their
-    kernels and terminals, `concurrency` at once."""
+    kernels and terminals, `concurrency` at once (`given`: the keeps in force)."""
+
+    def kept_until(user: HubUser, server: HubServer) -> datetime | None:
+        keep = keeps.of(given, user.name, server)
+        return keep.until if keep else None
+
     wanted = [
         (user.name, server.name)
         for user in users
         for server in user.servers.values()
         if server.ready
         and not server.pending
-        and needs_signals(cfg, judge_server(cfg, user, server, now))
+        and needs_signals(
+            cfg, judge_server(cfg, user, server, now, kept_until=kept_until(user, server))
+        )
     ]
     if not wanted:
         return {}
@@ -429,6 +459,8 @@ async def servers_pass(
     dry_run: bool = False,
     progress: Progress | None = None,
     gateway: KernelGateway | None = None,
+    outbox: Outbox | None = None,
+    page_url: str = "",
     copies: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
 ) -> PassResult:
     """One pass over the hub's running servers. `users` limits it to those names (tests,
@@ -443,13 +475,17 @@ async def servers_pass(
     database of exemptions and cull records; `stopper` stops the servers, waiting up to
     `stop_timeout` seconds for each (its audit trail records user deletions); `gateway`:
     where servers are asked for their kernels and terminals (`keep_busy`, `idle_source:
-    kernels`; None: none can be, the hub's activity decides). Never raises
-    for one user's failure (an error entry); a database error reading exemptions raises."""
+    kernels`; None: none can be, the hub's activity decides). `outbox`: where a real pass
+    records `cull.warning` (servers due within `warn_before_s`, `page_url` their owner's
+    page) and `cull.done` (None: no notifications). Keeps in force postpone idle culls
+    (keeps.py). Never raises for one user's failure (an error entry); a database error
+    reading exemptions or keeps raises."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
     result = PassResult("servers", now, dry_run)
     exempt = await asyncio.to_thread(exemptions.in_force, engine, now)
+    given = await asyncio.to_thread(keeps.in_force, engine, now)
     limit = asyncio.Semaphore(cfg.concurrency)
     # Hub calls of this pass have a budget of their own, as wide as `concurrency`: never
     # queued behind (nor delaying) sign-ins and pages, nor capped by other bulk work.
@@ -460,10 +496,12 @@ async def servers_pass(
     async def cull(one: Cull) -> Outcome:
         nonlocal done
         async with limit:
-            await cull_log.begin(one)
+            event_id = await cull_log.begin(one)
             outcome = await _stop_one(stopper, hub, who, one, stop_timeout)
         result.outcomes.append(outcome)
         cull_log.add(outcome)
+        if outcome.ok and outbox is not None:
+            await outbox.emit(done_for(one, event_id, now))
         done += 1
         if progress:
             progress(done, total)
@@ -487,7 +525,7 @@ async def servers_pass(
         if copied is None:
             listed = await _list_users(hub, with_inactive=cfg.cull_users)
         else:
-            listed = await _fresh_candidates(cfg, hub, copied, exempt, now, users)
+            listed = await _fresh_candidates(cfg, hub, copied, exempt, now, users, given)
     except HubkeeperError as exc:
         result.error = exc.detail  # the hub is down: no decisions this pass
         listed = []
@@ -502,9 +540,10 @@ async def servers_pass(
                 result.exempt.append({"user": user.name, "reason": why})
             continue
         judged.append(user)
-    signals = await gather_signals(cfg, judged, gateway, now, cfg.concurrency)
+    signals = await gather_signals(cfg, judged, gateway, now, cfg.concurrency, given)
+    dues: list[Due] = []
     for user in judged:
-        culls, doomed = plan_user(cfg, user, now, signals, result.kept)
+        culls, doomed = plan_user(cfg, user, now, signals, result.kept, given, dues)
         result.planned.extend(culls)
         if doomed is not None:
             result.planned_users.append(doomed)
@@ -513,12 +552,29 @@ async def servers_pass(
             tasks.append(asyncio.create_task(one_user(culls, doomed)))
     if progress and not dry_run:
         progress(done, total)
+    if not dry_run:
+        count_busy_protected(sum(1 for k in result.kept if str(k["kept"]).startswith("busy")))
+        if outbox is not None and cfg.warn_before_s:
+            await _warn(outbox, cfg, dues, now, page_url)
     if tasks:
         async with cull_log:
             await asyncio.gather(*tasks)
     result.duration_s = time.monotonic() - clock
     await _record_run(engine, result, started, who)
     return result
+
+
+async def _warn(
+    outbox: Outbox, cfg: CullerSettings, dues: list[Due], now: datetime, page_url: str
+) -> None:
+    """One `cull.warning` per server whose idle cull is due within `warn_before_s` (recorded
+    once per key: see notices.py)."""
+    for due in dues:
+        event = warning_for(
+            due, now=now, warn_before_s=cfg.warn_before_s, max_age_s=cfg.max_age_s, link=page_url
+        )
+        if event is not None and await outbox.emit(event):
+            count_warning()
 
 
 # --- kernels ---------------------------------------------------------------------------------

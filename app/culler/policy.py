@@ -62,14 +62,21 @@ class Outlook:
 
 
 def outlook(
-    cfg: CullerSettings, user: HubUser, server_name: str, *, exempt: str | None, now: datetime
+    cfg: CullerSettings,
+    user: HubUser,
+    server_name: str,
+    *,
+    exempt: str | None,
+    now: datetime,
+    kept_until: datetime | None = None,
 ) -> Outlook:
     """What the culler would do with `server_name` of `user` if nobody uses it from now on.
 
     Follows `decide_server`: a pending or not-ready server is left alone; idle at last
     activity (else start, else the user's activity) + the timeout for the user's groups;
     max age at start + max_age_s. Kernels and exemptions by group are the caller's
-    (`exempt` is the reason that applies, or None)."""
+    (`exempt` is the reason that applies, or None); `kept_until`: the end of a keep given to
+    this server start (keeps.py), which postpones the idle cull (never the max age)."""
     server = user.servers.get(server_name)
     if server is None or server.stopped or not (server.ready or server.pending):
         return Outlook("none", "not running")
@@ -82,15 +89,21 @@ def outlook(
     timeout = cfg.timeout_for(user.groups)
     last = server.last_activity or server.started or user.last_activity
     chances: list[tuple[datetime, str]] = []
+    kept = kept_until is not None and kept_until > now
     if last is not None:
-        chances.append((as_utc(last) + timedelta(seconds=timeout), "idle"))
+        idle_at = as_utc(last) + timedelta(seconds=timeout)
+        if kept_until is not None and kept and kept_until > idle_at:
+            idle_at = as_utc(kept_until)
+        chances.append((idle_at, "idle"))
     if cfg.max_age_s and server.started is not None:
         chances.append((as_utc(server.started) + timedelta(seconds=cfg.max_age_s), "max_age"))
     if not chances:
         return Outlook("none", "no activity time known: left alone")
     at, why = min(chances)
     when = "at the next pass" if at <= now else f"at {_hhmm(at, now)} UTC"
-    if why == "idle":
+    if why == "idle" and kept and kept_until is not None and at == as_utc(kept_until):
+        reason = f"kept until {_hhmm(at, now)} UTC, then idle {short(timeout)} if unused"
+    elif why == "idle":
         reason = f"idle {short(timeout)}" + (" reached" if at <= now else " if unused until then")
     else:
         reason = f"max age {short(cfg.max_age_s)}"

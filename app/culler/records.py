@@ -30,6 +30,7 @@ def event_of(cull: Cull, *, outcome: str, error: str, settings_json: str, actor:
         error=error,
         settings=settings_json,
         actor=actor,
+        note=cull.note,
     )
 
 

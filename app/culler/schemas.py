@@ -60,6 +60,11 @@ class CullOut(UtcTimes):
     outcome: str
     error: str | None
     actor: str
+    note: str | None = Field(
+        None,
+        description="how it was decided when not the usual way (e.g. the server could not "
+        "be asked, so the hub's activity alone decided)",
+    )
     settings: dict[str, Any] = Field(description="the culler settings in force")
 
     @classmethod
@@ -83,6 +88,7 @@ class CullOut(UtcTimes):
             outcome=row.outcome,
             error=row.error or None,
             actor=row.actor,
+            note=row.note or None,
             settings=settings,
         )
 
@@ -137,3 +143,28 @@ class ExemptionList(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class MyServer(BaseModel):
+    """One of the caller's own servers with the culler's outlook (`GET me/servers`)."""
+
+    name: str = Field(description='"" = the default server')
+    status: str = Field(description="running | pending | stopped")
+    started: str | None
+    last_activity: str | None
+    cull_at: str | None = Field(
+        description="when the culler stops it if nobody uses it (UTC; null: not planned)"
+    )
+    cull_reason: str | None = Field(description="idle | max_age (null: not planned)")
+    keeps_left: int = Field(description="keeps left in this server start (max_keeps)")
+    keep_until: str | None = Field(description="a keep in force postpones idle culling to then")
+    reason: str = Field(description="the decision's reason, as `idleness` gives it")
+
+
+class MyServers(BaseModel):
+    items: list[MyServer]
+
+
+class KeepOut(BaseModel):
+    keep_until: str = Field(description="idle culling is postponed until then (UTC)")
+    keeps_left: int = Field(description="keeps left in this server start")

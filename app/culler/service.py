@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hubkeeper.culler import exemptions, idleness, records
+from hubkeeper.culler import exemptions, idleness, keeps, records
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.decide import Cull
+from hubkeeper.culler.notices import own_page_url
 from hubkeeper.culler.passes import (
     CULLER,
     KernelGateway,
@@ -32,10 +33,10 @@ from hubkeeper.culler.passes import (
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import CullExemption
-from hubkeeper.errors import HubkeeperError, NotFound
-from hubkeeper.kit.actors import Actor
-from hubkeeper.kit.clock import as_utc, utcnow
-from hubkeeper.kit.metrics import observe_cull_pass
+from hubkeeper.errors import Conflict, HubkeeperError, NotFound
+from hubkeeper.kit.actors import Actor, server_label, target_of
+from hubkeeper.kit.clock import as_utc, iso_utc, utcnow
+from hubkeeper.kit.metrics import count_keep, observe_cull_pass
 from hubkeeper.kit.window import BadInput
 from hubkeeper.loops.retry import retry_pause
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from hubkeeper.db.activity import ActivityRecorder
     from hubkeeper.hub.client import HubClient
     from hubkeeper.hub.models import HubUser
+    from hubkeeper.outbox.record import Outbox
     from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
@@ -131,8 +133,11 @@ class Culler:
         lock: asyncio.Lock | None = None,
         directory: RunningList | None = None,
         activity: ActivityRecorder | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.hub = hub
+        # where real server passes record cull.warning and cull.done (None: not notified)
+        self.outbox = outbox
         # where the periodic kernel pass lists running servers: the directory's copy (a
         # list: copies are for lists), not a walk of the hub; kernels are judged from each
         # server's own answer
@@ -156,6 +161,7 @@ class Culler:
             stopper=hk.stopper,
             servers=hk.servers,
             settings=hk.settings,
+            outbox=hk.outbox,
         )
 
     # --- the passes, with this culler's collaborators ---------------------------------------
@@ -191,6 +197,8 @@ class Culler:
             progress=progress,
             gateway=direct_gateway(self.servers),
             copies=copies if from_directory else None,
+            outbox=None if dry_run else self.outbox,
+            page_url=own_page_url(self.settings),
         )
 
     def _copies(self, *, with_inactive: bool) -> list[HubUser] | None:
@@ -315,6 +323,88 @@ class Culler:
             server=server,
             now=now or utcnow(),
         )
+
+    # --- one user's own servers: outlook and keeps --------------------------------------------
+    async def my_servers(self, user: str, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """`user`'s servers (one read of the hub for that user), each with the outlook the
+        pass's own decision gives now: `{"name", "status", "started", "last_activity",
+        "cull_at"|None, "cull_reason": "idle"|"max_age"|None, "keeps_left", "keep_until"|None,
+        "reason"}` (times ISO UTC). 404 `user_not_found`, 503 hub down."""
+        now = now or utcnow()
+        cfg = (await self.current()).settings
+        model = await self.hub.get_user(user)
+        exempt = await asyncio.to_thread(exemptions.in_force, self.engine, now)
+        given = await asyncio.to_thread(keeps.for_user, self.engine, user)
+        why = exempt.why(model.name, model.groups)
+        gateway = direct_gateway(self.servers)
+        items: list[dict[str, Any]] = []
+        for server in sorted(model.servers.values(), key=lambda s: s.name):
+            keep = keeps.of(given, user, server)
+            in_force = keep.until if keep and keep.until and keep.until > now else None
+            used = keep.count if keep else 0
+            running = server.status != "stopped"
+            out: dict[str, Any] = {"decision": "keep", "reason": "not running", "cull_at": None}
+            out["cull_reason"] = None
+            if running:
+                signals = await idleness.signals_for(
+                    cfg, gateway, model, server, now, in_force, always=False
+                )
+                out = idleness.decision(
+                    cfg, model, server, signals, exempt=why, kept_until=in_force, now=now
+                )
+            items.append(
+                {
+                    "name": server.name,
+                    "status": server.status,
+                    "started": iso_utc(server.started),
+                    "last_activity": iso_utc(server.last_activity),
+                    "cull_at": out["cull_at"],
+                    "cull_reason": out["cull_reason"],
+                    "keeps_left": max(0, cfg.max_keeps - used) if running else cfg.max_keeps,
+                    "keep_until": iso_utc(in_force),
+                    "reason": out["reason"],
+                    "enabled": cfg.enabled,
+                }
+            )
+        return items
+
+    async def keep(
+        self, who: Actor, user: str, server: str = "", *, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Postpone idle culling of `server` of `user` until now + `keep_s` (max age is never
+        postponed): `{"keep_until" (ISO UTC), "keeps_left"}`. Raises NotFound
+        (`user_not_found`, `server_not_found`), Conflict (`not_running`, `too_many_keeps`
+        after `max_keeps` keeps in this server start), HubUnavailable. Audited
+        (`culler.keep`, target `user` or `user/server`) either way."""
+        trail = self.stopper.trail
+        target = target_of(user, server)
+        now = now or utcnow()
+        try:
+            cfg = (await self.current()).settings
+            model = await self.hub.get_user(user)
+            found = model.servers.get(server)
+            if found is None and server:
+                raise NotFound(f"{user} has no server named {server!r}", code="server_not_found")
+            if found is None or not found.ready or found.pending:
+                raise Conflict(f"{server_label(user, server)} is not running", code="not_running")
+            until, left = await asyncio.to_thread(
+                keeps.add,
+                self.engine,
+                user=user,
+                server=found,
+                now=now,
+                keep_s=cfg.keep_s,
+                max_keeps=cfg.max_keeps,
+                actor=who.name,
+            )
+        except HubkeeperError as exc:
+            await trail.write(who, "culler.keep", target, outcome="failed", error=exc.detail)
+            raise
+        count_keep()
+        await trail.write(
+            who, "culler.keep", target, detail=f"until {iso_utc(until)}; {left} keep(s) left"
+        )
+        return {"keep_until": iso_utc(until), "keeps_left": left}
 
     async def run_once(
         self,

@@ -133,6 +133,18 @@ class ServerSession(SQLModel, table=True):
     # The user's hub groups when the session started, a JSON list (usage by group at the
     # time); null for sessions recorded before Hubkeeper kept them (then: current groups).
     groups: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The server's profile (`user_options["profile"]`, KubeSpawner's slug) when it started:
+    # what `HUBKEEPER_PRICES` prices it by. Null or "": the default profile ("*").
+    profile: str | None = Field(default=None, max_length=255)
+    # What jupyter-resource-usage said while it ran (hubkeeper.resources; null when never
+    # sampled): the highest memory (rss, bytes), the mean CPU (% of one core, a running mean
+    # over `cpu_samples` samples) and the memory limit it reported (bytes).
+    peak_memory_bytes: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    mean_cpu_percent: float | None = Field(default=None)
+    cpu_samples: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
 
 
 class Job(SQLModel, table=True):
@@ -203,6 +215,7 @@ class UsageUserDay(SQLModel, table=True):
     day: str = Field(index=True, max_length=10)  # YYYY-MM-DD (UTC)
     user: str = Field(max_length=255)
     groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    profile: str = Field(default="", max_length=255)  # the sessions' profile ('' = default)
     pieces: int = Field(default=0)
     starts: int = Field(default=0)
     seconds: float = Field(default=0.0)
@@ -218,7 +231,19 @@ class UsageUserMonth(SQLModel, table=True):
     month: str = Field(index=True, max_length=7)  # YYYY-MM (UTC)
     user: str = Field(max_length=255)
     groups: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    profile: str = Field(default="", max_length=255)  # the sessions' profile ('' = default)
     starts: int = Field(default=0)
+    seconds: float = Field(default=0.0)
+
+
+class UsageDayProfile(SQLModel, table=True):
+    """Server-seconds of one closed UTC day per server profile ('' = default): what by=day's
+    cost is priced from (prices apply at read time). Kept with `usage_day`."""
+
+    __tablename__ = "usage_day_profile"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD (UTC)
+    profile: str = Field(primary_key=True, max_length=255)
     seconds: float = Field(default=0.0)
 
 
@@ -252,6 +277,9 @@ class CullEvent(SQLModel, table=True):
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     settings: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     actor: str = Field(default="culler", max_length=255)  # culler, or the admin who ran it
+    # how it was decided when not the usual way, e.g. "the server could not be asked (...):
+    # the hub's activity decided" (keep_busy / idle_source kernels could not look inside)
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class CullExemption(SQLModel, table=True):
@@ -267,6 +295,24 @@ class CullExemption(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
     created_by: str = Field(max_length=255)
     deleted_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+
+
+class CullKeep(SQLModel, table=True):
+    """One "keep running" of a server: idle culling postponed until `until` (UTC). Counted per
+    server start (`started`, the hub's start time as ISO text): `n` is this keep's number in
+    that start (1, 2, ...), unique, so two replicas cannot both give the last keep."""
+
+    __tablename__ = "cull_keep"
+    __table_args__ = (Index("ix_cull_keep_start_n", "user", "server", "started", "n", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(index=True, max_length=255)
+    server: str = Field(default="", max_length=255)  # "" = the default server
+    started: str = Field(max_length=64)  # the server's start (ISO 8601, UTC): the count's key
+    n: int = Field(default=1)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    until: datetime = Field(sa_column=UTCDateTime(nullable=False, index=True))
+    actor: str = Field(max_length=255)  # the owner, or the admin who kept it
 
 
 class CullerConfig(SQLModel, table=True):
@@ -352,3 +398,54 @@ class ServerActivity(SQLModel, table=True):
     day: int = Field(primary_key=True, index=True)  # days since 1970-01-01 (UTC)
     hub: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
     kernels: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+
+
+class Notification(SQLModel, table=True):
+    """One event for the webhooks (hubkeeper.outbox): written once, whatever the number of
+    replicas, because `key` is unique (the event and what it is about, e.g.
+    `cull.warning:ann/:2026-12-05T10:00:00+00:00`)."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=512)
+    event: str = Field(index=True, max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False, index=True))
+    user: str | None = Field(default=None, index=True, max_length=255)
+    server: str | None = Field(default=None, max_length=255)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    link: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One notification to one webhook URL: `retrying` until it is sent or given up on."""
+
+    __tablename__ = "notification_delivery"
+    __table_args__ = (Index("ix_notification_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notification.id", index=True)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="retrying", max_length=16)  # retrying | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=UTCDateTime(nullable=False))
+    last_attempt_at: datetime | None = Field(default=None, sa_column=UTCDateTime(nullable=True))
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ServerResource(SQLModel, table=True):
+    """The last figures jupyter-resource-usage gave for one running server (one row per
+    server sampled in the last pass; hubkeeper.resources). Written by the sampling replica,
+    read by every replica."""
+
+    __tablename__ = "server_resource"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)  # "" = the default server
+    memory_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    memory_limit_bytes: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
+    cpu_percent: float | None = Field(default=None)
+    at: datetime = Field(sa_column=UTCDateTime(nullable=False))

@@ -79,6 +79,12 @@ OWN_PROCESS_MARKERS = (
 LOG_FILE_NAME = ".jupyter-server-log.txt"
 # Users whose name starts with this get servers without ContentsManager.allow_hidden.
 NO_HIDDEN_PREFIX = "nohidden-"
+# Users named so get a spawn that always fails, with FAIL_SPAWN_MESSAGE (spawn.failed tests).
+FAIL_SPAWN_PREFIX = "failspawn-"
+FAIL_SPAWN_MESSAGE = "This test hub refuses failspawn-* servers"
+# Users whose name starts with this get servers without jupyter-resource-usage (a 404 at
+# api/metrics/v1, as in an image without it).
+NO_METRICS_PREFIX = "nometrics-"
 
 
 class LocalHubError(RuntimeError):
@@ -235,7 +241,14 @@ class LocalHub:
             f'exec {singleuser} "$@" >> "$HOME/{LOG_FILE_NAME}" 2>&1',
             "sh",
         ]
-        args = ["--ContentsManager.allow_hidden=True"]
+        args = [
+            "--ContentsManager.allow_hidden=True",
+            # jupyter-resource-usage (installed in this venv): CPU too, which it leaves off by
+            # default; no Prometheus loop sampling psutil every second in every server (its
+            # api/metrics/v1, which Hubkeeper reads, measures on request)
+            "--ResourceUseDisplay.track_cpu_percent=True",
+            "--ResourceUseDisplay.enable_prometheus_metrics=False",
+        ]
         if os.geteuid() == 0:
             args.insert(0, "--allow-root")
         roles = [
@@ -318,9 +331,22 @@ class LocalHub:
             "    # like a stock jupyter_server, to test how that refusal is reported.",
             f"    if spawner.user.name.startswith({NO_HIDDEN_PREFIX!r}):",
             '        spawner.args = [a for a in spawner.args if "allow_hidden" not in a]',
+            f"    # Users named {FAIL_SPAWN_PREFIX}* get a spawn that fails (spawn.failed tests).",
+            f"    if spawner.user.name.startswith({FAIL_SPAWN_PREFIX!r}):",
+            "        from tornado.web import HTTPError",
+            f"        error = HTTPError(500, {FAIL_SPAWN_MESSAGE!r})",
+            f"        error.jupyterhub_message = {FAIL_SPAWN_MESSAGE!r}",
+            "        raise error",
+            f"    # Users named {NO_METRICS_PREFIX}* get a server without jupyter-resource-usage.",
+            f"    if spawner.user.name.startswith({NO_METRICS_PREFIX!r}):",
+            "        off = '--ServerApp.jpserver_extensions=jupyter_resource_usage=False'",
+            "        spawner.args = [a for a in spawner.args if a != off] + [off]",
             "c.Spawner.pre_spawn_hook = _pre_spawn",
             'c.Spawner.default_url = "/lab"',
             "c.Spawner.start_timeout = 60",
+            "# Said to the server as MEM_LIMIT (not enforced by a local process spawner):",
+            "# jupyter-resource-usage reports it as the memory limit",
+            'c.Spawner.mem_limit = "2G"',
             "c.Spawner.http_timeout = 60",
             'c.JupyterHub.services = v["services"]',
             'c.JupyterHub.load_roles = v["roles"]',

@@ -66,7 +66,14 @@ async def usage_rows(
         return list(known.groups) if known else []
 
     rows = await asyncio.to_thread(
-        usage_report, hk.engine, since=start, until=end, by=by, now=now, groups_of=groups_of
+        usage_report,
+        hk.engine,
+        since=start,
+        until=end,
+        by=by,
+        now=now,
+        groups_of=groups_of,
+        prices=hk.settings.prices,
     )
     return start, end, rows
 
@@ -77,13 +84,15 @@ async def usage(
     hk: StateDep,
     since: str | None = None,
     until: str | None = None,
-    by: Literal["day", "user", "group"] = "day",
+    by: Literal["day", "user", "group", "profile"] = "day",
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the contract's name
 ) -> Response | UsageOut:
-    """Sessions, server-hours and distinct users per day, user or group (default: last 30
-    days by day). by=group uses the groups a user was in when the session started (current
-    groups for sessions recorded before those were kept): a user in two groups counts in both.
-    `format=csv` answers a CSV attachment."""
+    """Sessions, server-hours, distinct users and cost per day, user, group or server profile
+    (default: last 30 days by day). by=group uses the groups a user was in when the session
+    started (current groups for sessions recorded before those were kept): a user in two
+    groups counts in both. `cost` = server-hours × HUBKEEPER_PRICES's price of each session's
+    profile ("*" for the others), null when no prices are set. `format=csv` answers a CSV
+    attachment."""
     start, end, rows = await usage_rows(hk, since, until, by)
     if format == "csv":
         return csv_response(rows, start, end, by)

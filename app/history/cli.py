@@ -1,4 +1,5 @@
-"""`hubkeeper report --since --until --by day|user|group [--csv]`: usage from the database.
+"""`hubkeeper report --since --until --by day|user|group|profile [--csv]`: usage (and cost,
+with HUBKEEPER_PRICES) from the database.
 
 Needs only the database, except by=group, which asks the hub for its groups (exit 3 when the
 hub cannot be reached or is not configured). Bad dates, and by=day over more than MAX_DAYS
@@ -19,6 +20,7 @@ from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import window
 
 HEADER = ("key", "sessions", "server-hours", "users")
+COST = "cost"
 
 
 async def _groups_by_user(settings: Settings) -> dict[str, list[str]]:
@@ -37,7 +39,7 @@ async def _groups_by_user(settings: Settings) -> dict[str, list[str]]:
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [
@@ -72,7 +74,13 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
     engine = create_db_engine(settings.database_url)
     try:
         rows = usage_report(
-            engine, since=start, until=end, by=by, now=now, groups_of=lambda u: groups.get(u, [])
+            engine,
+            since=start,
+            until=end,
+            by=by,
+            now=now,
+            groups_of=lambda u: groups.get(u, []),
+            prices=settings.prices,
         )
     finally:
         engine.dispose()
@@ -80,11 +88,14 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
         sys.stdout.write(to_csv(rows))
         return 0
     print(f"Usage by {by}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
-    cells = [HEADER] + [
-        (r.key, str(r.sessions), f"{r.server_hours:.2f}", str(r.users)) for r in rows
-    ]
+    priced = bool(settings.prices)
+    cells: list[tuple[str, ...]] = [(*HEADER, COST) if priced else HEADER]
+    for r in rows:
+        cell = (r.key, str(r.sessions), f"{r.server_hours:.2f}", str(r.users))
+        cells.append((*cell, f"{r.cost or 0:.2f}") if priced else cell)
     total = sum(r.seconds for r in rows) / 3600
     print(table([tuple(c.replace("\n", " ") for c in row) for row in cells]))
     if by != "group":
-        print(f"Total: {total:.2f} server-hours")
+        cost = sum(r.cost or 0 for r in rows)
+        print(f"Total: {total:.2f} server-hours" + (f", cost {cost:.2f}" if priced else ""))
     return 0

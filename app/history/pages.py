@@ -1,5 +1,6 @@
-"""The history page: server-hours per day (an SVG chart and its table), usage by user or
-group, a CSV download, and the sessions, newest first. The view lives in the query string."""
+"""The history page: server-hours per day (an SVG chart and its table), usage by user, group
+or profile, with cost where HUBKEEPER_PRICES sets prices, a CSV download, and the sessions,
+newest first. The view lives in the query string."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class HistoryView:
         return cls(
             since=get("since"),
             until=get("until"),
-            by="group" if get("by") == "group" else "user",
+            by=get("by") if get("by") in ("group", "profile") else "user",
             user=get("user"),
             reason=get("reason") if get("reason") in REASONS else "",
             page=page,
@@ -152,6 +153,9 @@ async def history_page(request: Request, who: CurrentReader, hk: StateDep) -> Re
         "chart": bar_chart(days),
         # Two decimals, as the rows beside it: a total of 0.0 next to rows of 0.02 reads wrong.
         "total_hours": f"{sum(r.seconds for r in days) / 3600:.2f}",
+        # Cost columns only where HUBKEEPER_PRICES sets prices (cost is None otherwise).
+        "priced": bool(hk.settings.prices),
+        "total_cost": f"{sum(r.cost or 0 for r in days):.2f}",
         "table": table[:USAGE_ROWS],
         "table_total": len(table),
         "csv_url": f"api/v1/usage?{csv_query}",

@@ -78,6 +78,7 @@ class Open:
     server: str
     started_at: datetime
     groups: tuple[str, ...] | None = None  # the user's groups at the start (usage by group)
+    profile: str | None = None  # user_options["profile"] (what HUBKEEPER_PRICES prices by)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class Reconcile:
     at: datetime
     ended: dict[Key, datetime] = field(default_factory=dict)  # best stop time of the rest
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by user, now
+    profiles: dict[Key, str] = field(default_factory=dict)  # of the live servers that have one
 
 
 Op = Open | Close | Seen | Reconcile
@@ -115,6 +117,11 @@ def _servers(user: HubUser | None, statuses: tuple[str, ...]) -> dict[str, datet
     if user is None:
         return {}
     return {n: s.started for n, s in user.servers.items() if s.status in statuses}
+
+
+def _profile(user: HubUser | None, server: str) -> str | None:
+    found = user.servers.get(server) if user is not None else None
+    return found.profile if found is not None else None
 
 
 def _last_alive(old: HubUser | None, server: str, seen: datetime) -> datetime:
@@ -209,12 +216,20 @@ class SessionRecorder:
                 reason, by = self._reason((name, server))
                 self._queue.append(Close(name, server, min(now, restarted), reason, by))
                 self._queue.append(
-                    Open(name, server, restarted, tuple(new.groups) if new else None)
+                    Open(
+                        name,
+                        server,
+                        restarted,
+                        tuple(new.groups) if new else None,
+                        _profile(new, server),
+                    )
                 )
         for server, started in live.items():
             if server not in was:
                 groups = tuple(new.groups) if new else None
-                self._queue.append(Open(name, server, started or now, groups))
+                self._queue.append(
+                    Open(name, server, started or now, groups, _profile(new, server))
+                )
 
     def _note_activity(
         self, old: HubUser | None, new: HubUser, live: dict[str, datetime | None]
@@ -243,7 +258,12 @@ class SessionRecorder:
                 if at is not None:
                     ended[key] = at
         groups = {r.user: tuple(r.groups) for r in rows}
-        self._queue.append(Reconcile(live, now, ended, groups))
+        profiles = {
+            key: found
+            for key in live
+            if (found := _profile(directory.get(key[0]), key[1])) is not None
+        }
+        self._queue.append(Reconcile(live, now, ended, groups, profiles))
         self.reconciled = True
         self.activity.recording = True
         for row in rows:  # what runs now was last used then
@@ -393,6 +413,7 @@ def _reconcile(session: Session, op: Reconcile) -> None:
                     server=key[1],
                     started_at=started or op.at,
                     groups=_groups_json(op.groups.get(key[0])),
+                    profile=op.profiles.get(key),
                 )
             )
 
@@ -409,6 +430,7 @@ def apply_ops(engine: Engine, ops: list[Op]) -> None:
                             server=op.server,
                             started_at=op.started_at,
                             groups=_groups_json(op.groups),
+                            profile=op.profile,
                         )
                     )
             elif isinstance(op, Close):

@@ -19,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
 from hubkeeper.history.rollup import INLINE_SESSIONS, midnight, month_start, refresh
-from hubkeeper.history.usage import BY, UsageRow
+from hubkeeper.history.usage import BY, UsageRow, apply_prices
 from hubkeeper.history.usage_db import (
     day_rows,
     people_rows,
+    query_day_profiles,
     query_days,
     query_people,
     usage_in_db,
@@ -50,10 +51,12 @@ def usage(
     by: str,
     now: datetime,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+    prices: Mapping[str, float] | None = None,
 ) -> list[UsageRow]:
-    """Rows per UTC day (every day of the window, oldest first), per user or per group (most
-    server-hours first); times are aware UTC. Blocking (call it in a thread); ValueError for
-    an unknown `by`.
+    """Rows per UTC day (every day of the window, oldest first), per user, group or profile
+    (most server-hours first); times are aware UTC; with `prices` (HUBKEEPER_PRICES: profile
+    → price per server-hour) each row's `cost`, else None. Blocking (call it in a thread);
+    ValueError for an unknown `by`.
 
     Uses the rollups when they are current or nearly so (a rollup behind by at most
     INLINE_SESSIONS sessions is brought up to date first); otherwise, and when they cannot be
@@ -64,12 +67,15 @@ def usage(
     first = midnight(since) if since == midnight(since) else midnight(since) + timedelta(days=1)
     last = min(midnight(until), midnight(now))
     if (last - first).days < MIN_DAYS or not _rollups_current(engine, now):
-        return usage_in_db(engine, since=since, until=until, by=by, now=now, groups_of=groups_of)
+        return usage_in_db(
+            engine, since=since, until=until, by=by, now=now, groups_of=groups_of, prices=prices
+        )
     with engine.connect() as conn:
         if by == "day":
-            return day_rows(_days(conn, since, until, now, first, last), since, until)
+            found_days, profiles = _days(conn, since, until, now, first, last, bool(prices))
+            return apply_prices(day_rows(found_days, since, until, profiles), prices)
         found = _people(conn, since, until, now, first, last)
-    return people_rows(found, by, groups_of)
+    return apply_prices(people_rows(found, by, groups_of), prices)
 
 
 def _rollups_current(engine: Engine, now: datetime) -> bool:
@@ -87,17 +93,33 @@ def _days(
     now: datetime,
     first: datetime,
     last: datetime,
-) -> list[Any]:
-    found = []
+    priced: bool,
+) -> tuple[list[Any], list[Any]]:
+    """(day, sessions, seconds, users) and, when `priced`, (day, profile, seconds) of the
+    window's days (without prices nothing reads the seconds per profile)."""
+    found: list[Any] = []
+    profiles: list[Any] = []
     if since < first:
         found += query_days(conn, since=since, until=first, now=now)
+        if priced:
+            profiles += query_day_profiles(conn, since=since, until=first, now=now)
+    days = {"a": first.date().isoformat(), "b": last.date().isoformat()}
     found += conn.execute(
         text("SELECT day, sessions, seconds, users FROM usage_day WHERE day >= :a AND day < :b"),
-        {"a": first.date().isoformat(), "b": last.date().isoformat()},
+        days,
     ).all()
+    if priced:
+        profiles += conn.execute(
+            text(
+                "SELECT day, profile, seconds FROM usage_day_profile WHERE day >= :a AND day < :b"
+            ),
+            days,
+        ).all()
     if last < until and last < now:  # (at midnight exactly nothing has run today yet)
         found += query_days(conn, since=last, until=until, now=now)
-    return found
+        if priced:
+            profiles += query_day_profiles(conn, since=last, until=until, now=now)
+    return found, profiles
 
 
 def _people(
@@ -107,35 +129,39 @@ def _people(
     now: datetime,
     first: datetime,
     last: datetime,
-) -> Iterator[tuple[str, str | None, int, float]]:
-    """(user, groups at start or None, sessions, seconds) over the window."""
-    totals: dict[tuple[str, str | None], list[float]] = {}
+) -> Iterator[tuple[str, str | None, str, int, float]]:
+    """(user, groups at start or None, profile ('' = default), sessions, seconds) over the
+    window."""
+    totals: dict[tuple[str, str | None, str], list[float]] = {}
 
-    def add(user: str, groups: str | None, sessions: int, seconds: float | None) -> None:
-        cell = totals.setdefault((user, groups or None), [0, 0.0])  # '' in a rollup: unknown
+    def add(
+        user: str, groups: str | None, profile: str | None, sessions: int, seconds: float | None
+    ) -> None:
+        # '' in a rollup: groups unknown, the default profile
+        cell = totals.setdefault((user, groups or None, profile or ""), [0, 0.0])
         cell[0] += int(sessions or 0)
         cell[1] += float(seconds or 0)
 
     # running at `since` or started before the first whole day: every session counts
-    for user, groups, sessions, _starts, seconds in query_people(
+    for user, groups, profile, sessions, _starts, seconds in query_people(
         conn, since=since, until=first, now=now
     ):
-        add(user, groups, sessions, seconds)
+        add(user, groups, profile, sessions, seconds)
     # whole days and months: the sessions that started in them
     months = (_next_month(first), month_start(last))
     if months[0] >= months[1]:
         day_ranges = [(first, last)]
     else:
         day_ranges = [(first, months[0]), (months[1], last)]
-    for user, groups, starts, seconds in conn.execute(
+    for user, groups, profile, starts, seconds in conn.execute(
         text(
-            'SELECT "user", groups, sum(starts), sum(seconds) FROM ('
-            '  SELECT "user", groups, starts, seconds FROM usage_user_month'
+            'SELECT "user", groups, profile, sum(starts), sum(seconds) FROM ('
+            '  SELECT "user", groups, profile, starts, seconds FROM usage_user_month'
             "  WHERE month >= :m0 AND month < :m1"
             "  UNION ALL"
-            '  SELECT "user", groups, starts, seconds FROM usage_user_day'
+            '  SELECT "user", groups, profile, starts, seconds FROM usage_user_day'
             "  WHERE (day >= :a0 AND day < :b0) OR (day >= :a1 AND day < :b1)"
-            ') AS rolled GROUP BY "user", groups'
+            ') AS rolled GROUP BY "user", groups, profile'
         ),
         {
             "m0": months[0].strftime("%Y-%m"),
@@ -146,14 +172,14 @@ def _people(
             "b1": day_ranges[-1][1].date().isoformat(),
         },
     ):
-        add(user, groups, starts, seconds)
+        add(user, groups, profile, starts, seconds)
     # from the last closed midnight: the sessions that started since
     if last < until and last < now:
-        for user, groups, _sessions, starts, seconds in query_people(
+        for user, groups, profile, _sessions, starts, seconds in query_people(
             conn, since=last, until=until, now=now
         ):
-            add(user, groups, starts, seconds)
-    return ((u, g, int(n), s) for (u, g), (n, s) in totals.items())
+            add(user, groups, profile, starts, seconds)
+    return ((u, g, p, int(n), s) for (u, g, p), (n, s) in totals.items())
 
 
 def _next_month(day: datetime) -> datetime:

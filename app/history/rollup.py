@@ -2,11 +2,13 @@
 
 A closed UTC day (before today's midnight) does not change once every session touching it
 is recorded: an open session's pieces on past days are final (it runs at least until now).
-Three tables keep closed days, built together:
+Four tables keep closed days, built together:
 
-- `usage_user_day`: per day, user and groups at start: pieces (sessions touching the day),
-  starts (sessions that started that day) and server-seconds;
+- `usage_user_day`: per day, user, groups at start and profile: pieces (sessions touching
+  the day), starts (sessions that started that day) and server-seconds;
 - `usage_day`: per day, summed from it, with distinct users (what by=day reads);
+- `usage_day_profile`: per day and profile, the server-seconds (by=day's cost: prices apply
+  when a report is read, so a change of HUBKEEPER_PRICES needs no rebuild);
 - `usage_user_month`: `usage_user_day` summed over each closed month (what by=user and
   by=group read for the whole months of a window, the days for its edges). Starts, not
   pieces, are summed: a session over several days or months counts once in a wider window
@@ -181,7 +183,7 @@ def _build_chunk(engine: Engine, sealed: datetime) -> datetime | None:
 
 
 def _rebuild(conn: Connection, start: datetime, end: datetime) -> None:
-    """The three rollups from day `start` on, filled up to `end` (both UTC midnights). An
+    """The rollups from day `start` on, filled up to `end` (both UTC midnights). An
     open session counts up to `end`: its pieces before then are final."""
     # Only [start, end) is replaced: the days after it stay (stale, not missing) until their
     # own chunk, so a report that found the rollups current a moment ago still reads every day.
@@ -190,6 +192,7 @@ def _rebuild(conn: Connection, start: datetime, end: datetime) -> None:
     months = {"a": month_start(start).date().isoformat(), "b": month_start(end).date().isoformat()}
     conn.execute(text("DELETE FROM usage_user_day WHERE day >= :a AND day < :b"), days)
     conn.execute(text("DELETE FROM usage_day WHERE day >= :a AND day < :b"), days)
+    conn.execute(text("DELETE FROM usage_day_profile WHERE day >= :a AND day < :b"), days)
     conn.execute(
         text("DELETE FROM usage_user_month WHERE month >= :a AND month < :b"),
         {"a": months["a"][:7], "b": months["b"][:7]},
@@ -205,10 +208,18 @@ def _rebuild(conn: Connection, start: datetime, end: datetime) -> None:
     )
     conn.execute(
         text(
-            'INSERT INTO usage_user_month (month, "user", groups, starts, seconds) '
-            'SELECT substr(day, 1, 7), "user", groups, sum(starts), sum(seconds) '
+            "INSERT INTO usage_day_profile (day, profile, seconds) "
+            "SELECT day, profile, sum(seconds) "
+            "FROM usage_user_day WHERE day >= :a AND day < :b GROUP BY day, profile"
+        ),
+        days,
+    )
+    conn.execute(
+        text(
+            'INSERT INTO usage_user_month (month, "user", groups, profile, starts, seconds) '
+            'SELECT substr(day, 1, 7), "user", groups, profile, sum(starts), sum(seconds) '
             "FROM usage_user_day WHERE day >= :a AND day < :b "
-            'GROUP BY substr(day, 1, 7), "user", groups'
+            'GROUP BY substr(day, 1, 7), "user", groups, profile'
         ),
         months,
     )

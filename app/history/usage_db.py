@@ -19,13 +19,13 @@ object: the database clips each session to the window, splits it at UTC midnight
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from hubkeeper.history.usage import BY, NO_GROUP, UsageRow
+from hubkeeper.history.usage import BY, DEFAULT_PROFILE, NO_GROUP, UsageRow, apply_prices
 
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
@@ -79,38 +79,38 @@ WHERE_OLD_OPEN = """
 # starts so that a session over several days or months is counted once in a wider window.
 SQLITE_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, {{g}} AS g, started_at >= :since AS st,
+        SELECT "user" AS u, {{g}} AS g, {{pr}} AS pr, started_at >= :since AS st,
                max(started_at, :since) AS a,
                min(coalesce(stopped_at, :now), :until) AS b
         {WHERE}
         UNION ALL
-        SELECT "user", {{g}}, 0, max(started_at, :since), min(stopped_at, :until)
+        SELECT "user", {{g}}, {{pr}}, 0, max(started_at, :since), min(stopped_at, :until)
         {WHERE_LONG}
         UNION ALL
-        SELECT "user", {{g}}, 0, max(started_at, :since), min(:now, :until)
+        SELECT "user", {{g}}, {{pr}}, 0, max(started_at, :since), min(:now, :until)
         {WHERE_OLD_OPEN}
     ),
-    s AS (SELECT u, g, st, a, b FROM clipped WHERE b >= a)
+    s AS (SELECT u, g, pr, st, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 PG_CLIPPED = f"""
     clipped AS (
-        SELECT "user" AS u, {{g}} AS g, started_at >= :since AS st,
+        SELECT "user" AS u, {{g}} AS g, {{pr}} AS pr, started_at >= :since AS st,
                greatest(started_at, :since) AT TIME ZONE 'UTC' AS a,
                least(coalesce(stopped_at, :now), :until) AT TIME ZONE 'UTC' AS b
         {WHERE}
         UNION ALL
-        SELECT "user", {{g}}, false,
+        SELECT "user", {{g}}, {{pr}}, false,
                greatest(started_at, :since) AT TIME ZONE 'UTC',
                least(stopped_at, :until) AT TIME ZONE 'UTC'
         {WHERE_LONG}
         UNION ALL
-        SELECT "user", {{g}}, false,
+        SELECT "user", {{g}}, {{pr}}, false,
                greatest(started_at, :since) AT TIME ZONE 'UTC',
                least(CAST(:now AS timestamptz), :until) AT TIME ZONE 'UTC'
         {WHERE_OLD_OPEN}
     ),
-    s AS (SELECT u, g, st, a, b FROM clipped WHERE b >= a)
+    s AS (SELECT u, g, pr, st, a, b FROM clipped WHERE b >= a)
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 # A piece per (session, UTC day it touches); a session ending exactly at midnight does not
@@ -118,15 +118,16 @@ PG_CLIPPED = f"""
 # Only the piece on the day a session starts carries its start.
 SQLITE_PIECES = f"""
     WITH RECURSIVE {SQLITE_CLIPPED},
-    p(u, g, d, secs, st, nxt, b) AS (
-        SELECT u, g, substr(a, 1, 10),
+    p(u, g, pr, d, secs, st, nxt, b) AS (
+        SELECT u, g, pr, substr(a, 1, 10),
                (julianday(min(b, nxt)) - julianday(a)) * 86400.0, st, nxt, b
         FROM (
-            SELECT u, g, st, a, b, date(substr(a, 1, 10), '+1 day') || ' 00:00:00.000000' AS nxt
+            SELECT u, g, pr, st, a, b,
+                   date(substr(a, 1, 10), '+1 day') || ' 00:00:00.000000' AS nxt
             FROM s
         )
         UNION ALL
-        SELECT u, g, substr(nxt, 1, 10),
+        SELECT u, g, pr, substr(nxt, 1, 10),
                (julianday(min(b, date(substr(nxt, 1, 10), '+1 day') || ' 00:00:00.000000'))
                 - julianday(nxt)) * 86400.0, 0,
                date(substr(nxt, 1, 10), '+1 day') || ' 00:00:00.000000', b
@@ -137,17 +138,17 @@ SQLITE_PIECES = f"""
 PG_PIECES = f"""
     WITH {PG_CLIPPED},
     p0 AS (
-        SELECT u, g, st, a, b, date_trunc('day', a) AS d FROM s
+        SELECT u, g, pr, st, a, b, date_trunc('day', a) AS d FROM s
         WHERE b <= date_trunc('day', a) + interval '1 day'
         UNION ALL
-        SELECT s.u, s.g, s.st AND d = date_trunc('day', s.a), s.a, s.b, d
+        SELECT s.u, s.g, s.pr, s.st AND d = date_trunc('day', s.a), s.a, s.b, d
         FROM s CROSS JOIN LATERAL generate_series(
             date_trunc('day', s.a), s.b - interval '1 microsecond', interval '1 day'
         ) AS d
         WHERE s.b > date_trunc('day', s.a) + interval '1 day'
     ),
     p AS (
-        SELECT u, g, to_char(d, 'YYYY-MM-DD') AS d, CASE WHEN st THEN 1 ELSE 0 END AS st,
+        SELECT u, g, pr, to_char(d, 'YYYY-MM-DD') AS d, CASE WHEN st THEN 1 ELSE 0 END AS st,
                extract(epoch FROM least(b, d + interval '1 day') - greatest(a, d)) AS secs
         FROM p0
     )
@@ -155,21 +156,28 @@ PG_PIECES = f"""
 
 BY_DAY = "SELECT d, count(*), sum(secs), count(DISTINCT u) FROM p GROUP BY d"
 
-# (day, user, groups, pieces, starts, seconds): what the rollup keeps (groups '' = unknown)
-BY_DAY_USER_GROUPS = "SELECT d, u, g, count(*), sum(st), sum(secs) FROM p GROUP BY d, u, g"
+# (day, profile, seconds): what by=day's cost is priced from (profile '' = default)
+BY_DAY_PROFILE = "SELECT d, pr, sum(secs) FROM p GROUP BY d, pr"
 
-# (user, groups or NULL when the session predates recorded groups, sessions, starts, seconds)
+# (day, user, groups, profile, pieces, starts, seconds): what the rollup keeps (groups '' =
+# unknown, profile '' = default)
+BY_DAY_USER_GROUPS = "SELECT d, u, g, pr, count(*), sum(st), sum(secs) FROM p GROUP BY d, u, g, pr"
+
+# (user, groups or NULL when the session predates recorded groups, profile, sessions, starts,
+# seconds)
 SQLITE_BY_USER_GROUPS = f"""
     WITH {SQLITE_CLIPPED}
-    SELECT u, g, count(*), sum(st), sum((julianday(b) - julianday(a)) * 86400.0)
-    FROM s GROUP BY u, g
+    SELECT u, g, pr, count(*), sum(st), sum((julianday(b) - julianday(a)) * 86400.0)
+    FROM s GROUP BY u, g, pr
 """  # noqa: S608 - constant SQL, values are bound parameters
 
 PG_BY_USER_GROUPS = f"""
     WITH {PG_CLIPPED}
-    SELECT u, g, count(*), count(*) FILTER (WHERE st), sum(extract(epoch FROM b - a))
-    FROM s GROUP BY u, g
+    SELECT u, g, pr, count(*), count(*) FILTER (WHERE st), sum(extract(epoch FROM b - a))
+    FROM s GROUP BY u, g, pr
 """  # noqa: S608 - constant SQL, values are bound parameters
+
+PROFILE = "coalesce(profile, '')"  # the profile expression ('' = default)
 
 
 def usage_in_db(
@@ -180,23 +188,32 @@ def usage_in_db(
     by: str,
     now: datetime,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
+    prices: Mapping[str, float] | None = None,
 ) -> list[UsageRow]:
-    """Rows per UTC day (every day of the window, oldest first), per user or per group (most
-    server-hours first), computed in the database from the sessions alone (no rollup);
+    """Rows per UTC day (every day of the window, oldest first), per user, group or profile
+    (most server-hours first), computed in the database from the sessions alone (no rollup);
     blocking (call it in a thread).
 
-    Times are aware UTC datetimes; seconds are summed as floats. Raises ValueError for an
-    unknown `by`. The same rows as `hubkeeper.history.usage.aggregate`.
+    Times are aware UTC datetimes; seconds are summed as floats; with `prices`, rows carry
+    their cost. Raises ValueError for an unknown `by`. The same rows as
+    `hubkeeper.history.usage.aggregate`.
     """
     if by not in BY:
         raise ValueError(f"by must be one of {', '.join(BY)}")
     with engine.connect() as conn:
         if by == "day":
-            return day_rows(query_days(conn, since=since, until=until, now=now), since, until)
+            window = {"since": since, "until": until, "now": now}
+            # seconds per profile only where a price reads them
+            profiles = query_day_profiles(conn, **window) if prices else []
+            rows = day_rows(query_days(conn, **window), since, until, profiles)
+            return apply_prices(rows, prices)
         found = query_people(conn, since=since, until=until, now=now)
-    return people_rows(
-        [(u, g, sessions, seconds) for u, g, sessions, _starts, seconds in found], by, groups_of
+    rows = people_rows(
+        [(u, g, pr, sessions, seconds) for u, g, pr, sessions, _starts, seconds in found],
+        by,
+        groups_of,
     )
+    return apply_prices(rows, prices)
 
 
 def _run(
@@ -204,12 +221,14 @@ def _run(
     queries: tuple[str, str],
     groups: str,
     *,
+    profile: str = "''",
     since: datetime,
     until: datetime,
     now: datetime,
     rows: bool = True,
 ) -> list[Any]:
-    """One of the queries above (SQLite's or PostgreSQL's) with `{g}` the groups expression."""
+    """One of the queries above (SQLite's or PostgreSQL's) with `{g}` the groups expression
+    and `{pr}` the profile's (a constant where unused: SQLite then reads the index alone)."""
     sqlite = conn.dialect.name == "sqlite"
     window = {"since": since, "until": until, "now": now, "lower": _lower_bound(since)}
     params = {name: bind_time(conn, value) for name, value in window.items()}
@@ -220,7 +239,8 @@ def _run(
         # ~1 ms of work, PostgreSQL 15 defaults) and to start parallel workers for it (~15 ms).
         conn.execute(text("SET LOCAL jit = off"))
         conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    result = conn.execute(text((queries[0] if sqlite else queries[1]).format(g=groups)), params)
+    query = (queries[0] if sqlite else queries[1]).format(g=groups, pr=profile)
+    result = conn.execute(text(query), params)
     return list(result.all()) if rows else []
 
 
@@ -237,17 +257,34 @@ def query_days(conn: Connection, *, since: datetime, until: datetime, now: datet
     )
 
 
+def query_day_profiles(
+    conn: Connection, *, since: datetime, until: datetime, now: datetime
+) -> list[Any]:
+    """(day, profile, seconds) per UTC day the window touches and profile ('' = default)."""
+    return _run(
+        conn,
+        (SQLITE_PIECES + BY_DAY_PROFILE, PG_PIECES + BY_DAY_PROFILE),
+        "NULL",
+        profile=PROFILE,
+        since=since,
+        until=until,
+        now=now,
+    )
+
+
 def fill_days_by_people(
     conn: Connection, *, since: datetime, until: datetime, now: datetime
 ) -> None:
-    """Insert into `usage_user_day` one row per UTC day, user and groups at start (`''`
-    where not recorded) with pieces, starts and seconds: the rollup, filled in the database."""
+    """Insert into `usage_user_day` one row per UTC day, user, groups at start (`''`
+    where not recorded) and profile (`''` = default) with pieces, starts and seconds: the
+    rollup, filled in the database."""
     pieces = (SQLITE_PIECES + BY_DAY_USER_GROUPS, PG_PIECES + BY_DAY_USER_GROUPS)
-    into = 'INSERT INTO usage_user_day (day, "user", groups, pieces, starts, seconds) '
+    into = 'INSERT INTO usage_user_day (day, "user", groups, profile, pieces, starts, seconds) '
     _run(
         conn,
         (into + pieces[0], into + pieces[1]),
         "coalesce(groups, '')",
+        profile=PROFILE,
         since=since,
         until=until,
         now=now,
@@ -256,14 +293,20 @@ def fill_days_by_people(
 
 
 def query_people(conn: Connection, *, since: datetime, until: datetime, now: datetime) -> list[Any]:
-    """(user, groups or None, sessions, starts, seconds) over the window: `sessions` counts
-    every session in it, `starts` those that started in it."""
+    """(user, groups or None, profile ('' = default), sessions, starts, seconds) over the
+    window: `sessions` counts every session in it, `starts` those that started in it."""
     queries = (SQLITE_BY_USER_GROUPS, PG_BY_USER_GROUPS)
-    return _run(conn, queries, "groups", since=since, until=until, now=now)
+    return _run(conn, queries, "groups", profile=PROFILE, since=since, until=until, now=now)
 
 
-def day_rows(found: Sequence[Any], since: datetime, until: datetime) -> list[UsageRow]:
-    """UsageRows from (day, sessions, seconds, users): every day of the window, zero rows too."""
+def day_rows(
+    found: Sequence[Any],
+    since: datetime,
+    until: datetime,
+    profiles: Iterable[Any] = (),
+) -> list[UsageRow]:
+    """UsageRows from (day, sessions, seconds, users): every day of the window, zero rows too;
+    `profiles` (day, profile, seconds) gives each day's seconds per profile."""
     rows: dict[str, UsageRow] = {}
     day = since.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < until:
@@ -274,28 +317,43 @@ def day_rows(found: Sequence[Any], since: datetime, until: datetime) -> list[Usa
         rows[key] = UsageRow(
             str(key), sessions=int(sessions), seconds=float(seconds or 0), user_count=users
         )
+    for key, profile, seconds in profiles:
+        row = rows.get(str(key))
+        if row is not None:
+            row.profiles[profile or ""] = row.profiles.get(profile or "", 0.0) + float(seconds or 0)
     return [rows[k] for k in sorted(rows)]
 
 
 def people_rows(
-    found: Iterable[tuple[str, str | None, int, float]],
+    found: Iterable[tuple[str, str | None, str | None, int, float]],
     by: str,
     groups_of: Callable[[str], Sequence[str]] = lambda _user: (),
 ) -> list[UsageRow]:
-    """UsageRows by user or by group (most server-hours first) from (user, groups at start as
-    a JSON list or None where not recorded, sessions, seconds). A session without recorded
-    groups counts under the user's groups now (`groups_of`); no group is "(no group)"."""
+    """UsageRows by user, group or profile (most server-hours first) from (user, groups at
+    start as a JSON list or None where not recorded, profile ('' or None = default),
+    sessions, seconds). A session without recorded groups counts under the user's groups now
+    (`groups_of`); no group is "(no group)", no profile "(default)"."""
     rows: dict[str, UsageRow] = {}
     if by == "user":  # one row per user: no set of users needed
-        for user, _groups, sessions, seconds in found:
+        for user, _groups, profile, sessions, seconds in found:
             row = rows.get(user)
             if row is None:
                 row = rows[user] = UsageRow(user, user_count=1)
             row.sessions += int(sessions)
-            row.seconds += float(seconds or 0)
+            row.add_seconds(profile, float(seconds or 0))
+        return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))
+    if by == "profile":
+        for user, _groups, profile, sessions, seconds in found:
+            key = profile or DEFAULT_PROFILE
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = UsageRow(key, people=set())
+            row.sessions += int(sessions)
+            row.add_seconds(profile, float(seconds or 0))
+            row.add_person(user)
         return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))
     parsed: dict[str, list[str]] = {}  # the same few group lists, parsed once
-    for user, groups, sessions, seconds in found:
+    for user, groups, profile, sessions, seconds in found:
         if groups is None:
             keys = list(groups_of(user)) or [NO_GROUP]
         else:
@@ -307,6 +365,6 @@ def people_rows(
             if row is None:
                 row = rows[key] = UsageRow(key, people=set())
             row.sessions += int(sessions)
-            row.seconds += float(seconds or 0)
+            row.add_seconds(profile, float(seconds or 0))
             row.add_person(user)
     return sorted(rows.values(), key=lambda r: (-r.seconds, r.key))

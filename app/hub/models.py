@@ -28,6 +28,14 @@ class HubServer(BaseModel):
         return {} if value is None else value
 
     @property
+    def profile(self) -> str | None:
+        """The profile it was started with: `user_options["profile"]` (the key KubeSpawner's
+        profile list and most options forms use; KubeSpawner puts the chosen profile's slug
+        there), None when absent, empty or not a string. At most 255 characters."""
+        found = self.user_options.get("profile")
+        return found[:255] if isinstance(found, str) and found else None
+
+    @property
     def status(self) -> str:
         """running | starting | stopping | stopped, as an admin would say it."""
         if self.pending == "spawn":

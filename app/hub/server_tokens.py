@@ -177,25 +177,30 @@ class ServerTokens:
                 self._locks.pop(old, None)
             return token
 
+    def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The servers (once each) whose token is not cached or is within TOKEN_MARGIN s of
+        expiring: what `prefetch` would mint."""
+        now = time.monotonic()
+        return [
+            key
+            for key in dict.fromkeys(servers)
+            if not ((cached := self._tokens.get(key)) and cached[1] - now > TOKEN_MARGIN)
+        ]
+
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
         """Mint, in requests of up to BATCH, the tokens these servers will need and that are
         not cached (a kernel pass over many servers: one hub request per BATCH servers, not
         one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only
         with the hub plugin; otherwise a no-op (tokens come one by one when used). Returns
         how many were minted; failures are left to `token()`."""
-        if not servers:
-            return 0  # not even the scopes asked: a pass that skipped every server
+        missing = self.missing(servers)
+        if not missing:  # all cached: the hub is not asked anything, not even the scopes
+            return 0
         try:
             if (await self.credentials()).mode is not TokenMode.PLUGIN:
                 return 0
         except HubkeeperError:
             return 0
-        now = time.monotonic()
-        missing = [
-            key
-            for key in dict.fromkeys(servers)
-            if not ((cached := self._tokens.get(key)) and cached[1] - now > TOKEN_MARGIN)
-        ]
         minted = 0
         for start in range(0, len(missing), BATCH):
             began = time.monotonic()

@@ -451,6 +451,19 @@ class ServerGateway:
         self._fail(response, what)
         return dict(self._json(response, what, dict))
 
+    async def resource_metrics(self, user: str, server: str = "") -> dict[str, Any] | None:
+        """`GET api/metrics/v1` of jupyter-resource-usage (jupyter_resource_usage/api.py
+        `ApiHandler`): `rss` (bytes), `limits.memory.rss` (bytes, 0 = none), `cpu_percent`
+        (only with `track_cpu_percent`), ... as the server wrote them: the caller checks each
+        value (hubkeeper.resources.figures). None when the server answers 404 (no such
+        extension). HubError `server_bad_answer` when the answer is not a JSON object."""
+        what = f"resource usage of {server_label(user, server)}"
+        response = await self._call("GET", user, server, "api/metrics/v1")
+        if response.status_code == 404:
+            return None
+        self._fail(response, what)
+        return dict(self._json(response, what, dict))
+
     async def list_kernels(self, user: str, server: str = "") -> list[dict[str, Any]]:
         """`GET api/kernels`: each kernel's id, name, last_activity, execution_state,
         connections (jupyter_server/services/kernels/kernelmanager.py `kernel_model`). Every

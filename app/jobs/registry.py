@@ -22,6 +22,8 @@ from hubkeeper.jobs import store
 from hubkeeper.jobs.store import Job
 from hubkeeper.kit.actors import Actor, target_of
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.outbox.events import Event
+from hubkeeper.outbox.record import Outbox
 
 if TYPE_CHECKING:
     from hubkeeper.directory.store import UserDirectory
@@ -38,12 +40,31 @@ SHUT_DOWN = "Hubkeeper shut down before it could stop this server"
 __all__ = ["Job", "JobRegistry"]
 
 
+def done_event(job: Job) -> Event:
+    """The `stop_all.done` notification of a finished stop-all job (keyed by the job's id)."""
+    failed = len(job.failed)
+    text = f"Stop-all by {job.actor} finished: stopped {job.stopped} of {job.total} server" + (
+        "s" if job.total != 1 else ""
+    )
+    if failed:
+        text += f", {failed} failed"
+    if job.done < job.total:
+        text += f", {job.total - job.done} not handled"
+    return Event(
+        "stop_all.done",
+        key=f"stop_all.done:{job.id}",
+        text=f"{text} (reason: {job.reason})",
+        reason=job.reason,
+    )
+
+
 class JobRegistry:
     """Jobs shared through the database; `hk.jobs`.
 
     `stopper` and `directory` run the stop-all jobs (which servers run, stopping them); a
     registry built without them only reads jobs (`get`, `all`) and refuses to start one.
-    Times in seconds."""
+    `outbox`: where a finished stop-all's `stop_all.done` notification is recorded (once per
+    job). Times in seconds."""
 
     def __init__(
         self,
@@ -51,6 +72,7 @@ class JobRegistry:
         *,
         stopper: ServerStopper | None = None,
         directory: UserDirectory | None = None,
+        outbox: Outbox | None = None,
         replica: str = "",
         stop_concurrency: int = STOP_CONCURRENCY,
         stop_wait: float = STOP_WAIT,
@@ -61,6 +83,7 @@ class JobRegistry:
         self.engine = engine
         self.stopper = stopper
         self.directory = directory
+        self.outbox = outbox
         self.replica = replica
         self.stop_concurrency = stop_concurrency
         self.stop_wait = stop_wait
@@ -211,6 +234,8 @@ class JobRegistry:
                 detail=detail,
                 error=errors[:4000],
             )
+            if self.outbox is not None:
+                await asyncio.shield(self.outbox.emit(done_event(job)))
 
     async def _stop_one(self, who: Actor, user: str, server: str, reason: StopReason) -> str:
         """Stop one server and wait for a pending stop; returns an error text or ""."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hubkeeper.actions.lockdown_state import OPEN, current
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, OutboxDep, StateDep
 from hubkeeper.lockdown import service
 from hubkeeper.lockdown.schemas import (
     LockdownItem,
@@ -31,9 +31,9 @@ async def get_lockdown(who: CurrentReader, hk: StateDep) -> LockdownOut:
 
 
 @router.post("/lockdown", response_model=LockOut, responses=errors(409))
-async def lock(body: LockRequest, who: CurrentAdmin, hk: StateDep) -> LockOut:
+async def lock(body: LockRequest, who: CurrentAdmin, hk: StateDep, outbox: OutboxDep) -> LockOut:
     """Lock the hub (409 already_locked); with stop_servers, also start a stop-all job."""
-    result = await service.lock(hk, who, body.reason, stop_servers=body.stop_servers)
+    result = await service.lock(hk, who, body.reason, stop_servers=body.stop_servers, outbox=outbox)
     out = LockdownOut.of(result.state)
     return LockOut(
         **out.model_dump(),
@@ -43,9 +43,9 @@ async def lock(body: LockRequest, who: CurrentAdmin, hk: StateDep) -> LockOut:
 
 
 @router.delete("/lockdown", response_model=LockdownOut, responses=errors(409))
-async def lift(who: CurrentAdmin, hk: StateDep) -> LockdownOut:
+async def lift(who: CurrentAdmin, hk: StateDep, outbox: OutboxDep) -> LockdownOut:
     """Lift the lockdown (409 not_locked); servers may start again."""
-    await service.unlock(hk, who)
+    await service.unlock(hk, who, outbox=outbox)
     return LockdownOut.of(OPEN)
 
 

@@ -52,7 +52,7 @@ async def lockdown(settings: Settings, action: str, *, reason: str = "", keep: b
             print(_describe(await asyncio.to_thread(service.load, hk.engine)))
             return 0
         if action == "off":
-            ended = await service.unlock(hk, who)
+            ended = await service.unlock(hk, who, outbox=hk.outbox)
             print(f"Lockdown lifted ({ended.reason}). Servers may start again.")
             return 0
         reason = reason.strip()
@@ -62,7 +62,7 @@ async def lockdown(settings: Settings, action: str, *, reason: str = "", keep: b
                 file=sys.stderr,
             )
             return 2
-        result = await service.lock(hk, who, reason, stop_servers=not keep)
+        result = await service.lock(hk, who, reason, stop_servers=not keep, outbox=hk.outbox)
         print(_describe(result.state))
         if result.stop_error:
             print(f"hubkeeper: could not stop the servers: {result.stop_error}", file=sys.stderr)

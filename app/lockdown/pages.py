@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, OutboxDep, StateDep
 from hubkeeper.lockdown import service
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.templating import render
@@ -55,6 +55,7 @@ async def lock(
     request: Request,
     who: CurrentAdmin,
     hk: StateDep,
+    outbox: OutboxDep,
     reason: str = Form(""),
     stop_servers: str = Form(""),
 ) -> Response:
@@ -76,7 +77,7 @@ async def lock(
         response.headers["HX-Retarget"] = "#lockdown-panel"
         response.headers["HX-Reswap"] = "outerHTML"
         return response
-    result = await service.lock(hk, who, reason, stop_servers=bool(stop_servers))
+    result = await service.lock(hk, who, reason, stop_servers=bool(stop_servers), outbox=outbox)
     if result.job is None:
         return _reload(request, hk)
     context = await _context(hk, job=result.job)
@@ -84,9 +85,9 @@ async def lock(
 
 
 @router.post("/lockdown/lift")
-async def lift(request: Request, who: CurrentAdmin, hk: StateDep) -> Response:
+async def lift(request: Request, who: CurrentAdmin, hk: StateDep, outbox: OutboxDep) -> Response:
     """Lift the lockdown and reload the page."""
-    await service.unlock(hk, who)
+    await service.unlock(hk, who, outbox=outbox)
     return _reload(request, hk)
 
 

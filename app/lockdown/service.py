@@ -27,6 +27,8 @@ from hubkeeper.errors import Conflict, HubkeeperError
 from hubkeeper.jobs.store import Job
 from hubkeeper.kit.actors import Actor
 from hubkeeper.kit.clock import as_utc, utcnow
+from hubkeeper.outbox.events import Event
+from hubkeeper.outbox.record import Outbox
 
 if TYPE_CHECKING:
     from hubkeeper.state import HubkeeperState
@@ -151,8 +153,18 @@ class LockResult:
     stop_error: str | None = None
 
 
-async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: bool) -> LockResult:
-    """Lock first (so nothing restarts meanwhile), then stop the running servers if asked."""
+async def lock(
+    hk: HubkeeperState,
+    who: Actor,
+    reason: str,
+    *,
+    stop_servers: bool,
+    outbox: Outbox | None = None,
+) -> LockResult:
+    """Lock first (so nothing restarts meanwhile), then stop the running servers if asked.
+
+    `outbox`: where the `lockdown.on` notification is recorded (once per lockdown row).
+    Raises 409 already_locked, 503 database_unavailable."""
     reason = reason.strip()
     try:
         state = await asyncio.to_thread(_insert, hk.engine, who.name, reason, stop_servers)
@@ -169,6 +181,15 @@ async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: boo
         "hub",
         detail=f"reason: {reason}; stop servers: {'yes' if stop_servers else 'no'}",
     )
+    if outbox is not None:
+        await outbox.emit(
+            Event(
+                "lockdown.on",
+                key=f"lockdown.on:{state.id}",
+                text=f"Hub locked by {who.name}: {reason}",
+                reason=reason,
+            )
+        )
     if not stop_servers:
         return LockResult(state, None)
     try:
@@ -182,8 +203,9 @@ async def lock(hk: HubkeeperState, who: Actor, reason: str, *, stop_servers: boo
     return LockResult(state, job)
 
 
-async def unlock(hk: HubkeeperState, who: Actor) -> Lockdown:
-    """Lift the active lockdown; 409 not_locked when there is none."""
+async def unlock(hk: HubkeeperState, who: Actor, *, outbox: Outbox | None = None) -> Lockdown:
+    """Lift the active lockdown; 409 not_locked when there is none. `outbox`: where the
+    `lockdown.off` notification is recorded (once per lockdown row)."""
     ended = await asyncio.to_thread(_end, hk.engine, who.name)
     if ended is None:
         remember(hk, OPEN)
@@ -192,6 +214,16 @@ async def unlock(hk: HubkeeperState, who: Actor) -> Lockdown:
         raise error
     remember(hk, OPEN)
     await audit(hk, who, "lockdown.off", "hub", detail=f"lifted lockdown: {ended.reason}")
+    if outbox is not None:
+        await outbox.emit(
+            Event(
+                "lockdown.off",
+                key=f"lockdown.off:{ended.id}",
+                text=f"Hub unlocked by {who.name}; servers may start again (it was locked for: "
+                f"{ended.reason})",
+                reason=ended.reason,
+            )
+        )
     return ended
 
 

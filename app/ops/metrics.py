@@ -13,9 +13,16 @@ apps in one process. Series:
   HTTP answer) | unavailable (no answer, timeout, 502/503/504); fed by `HubClient._request`.
 - `hubkeeper_directory_lag_seconds` — seconds since the user directory last synced with the hub.
 - `hubkeeper_leader{loop}` — 1 where this replica runs the loop now.
+- `hubkeeper_cull_warnings_total`, `hubkeeper_cull_keeps_total`,
+  `hubkeeper_cull_busy_protected_total` — counters of this process: `cull.warning`s recorded,
+  keeps given, servers a real pass left running for a busy kernel or terminal (`keep_busy`).
+- `hubkeeper_notifications_total{event}` — notifications recorded (`notification` rows: each
+  event once, whatever the number of replicas).
+- `hubkeeper_notification_deliveries{status}` — webhook deliveries by status (sent, retrying,
+  failed), from the database, so every replica reports the same numbers.
 
-Process-wide histograms (hub requests, cull passes) live in `PROCESS` and are added to each
-app's registry.
+Process-wide histograms and counters (hub requests, cull passes, warnings, keeps) live in
+`PROCESS` and are added to each app's registry.
 """
 
 from __future__ import annotations
@@ -88,6 +95,18 @@ class StateCollector(Collector):
                 open_sessions = conn.execute(
                     text("SELECT count(*) FROM server_session WHERE stopped_at IS NULL")
                 ).scalar()
+                notes = [
+                    (str(e), int(n))
+                    for e, n in conn.execute(
+                        text("SELECT event, count(*) FROM notification GROUP BY 1")
+                    )
+                ]
+                deliveries = {
+                    str(st): int(n)
+                    for st, n in conn.execute(
+                        text("SELECT status, count(*) FROM notification_delivery GROUP BY 1")
+                    )
+                }
                 culls: list[tuple[str, str, int]] = []
                 # the culler's table arrives with its own migration; until then: no series
                 if inspect(conn).has_table("cull_event"):
@@ -113,6 +132,22 @@ class StateCollector(Collector):
         for kind, reason, n in culls:
             counter.add_metric([kind, reason], float(n))
         yield counter
+        recorded = CounterMetricFamily(
+            "hubkeeper_notifications",
+            "Notifications recorded for the webhooks, by event (each event once).",
+            labels=["event"],
+        )
+        for event, n in sorted(notes):
+            recorded.add_metric([event], float(n))
+        yield recorded
+        sent = GaugeMetricFamily(
+            "hubkeeper_notification_deliveries",
+            "Webhook deliveries by status: sent, retrying (not yet sent), failed (given up).",
+            labels=["status"],
+        )
+        for status in ("sent", "retrying", "failed"):
+            sent.add_metric([status], float(deliveries.get(status, 0)))
+        yield sent
 
 
 def build_registry(hk: HubkeeperState) -> CollectorRegistry:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from hubkeeper.actions.audit import audit, require_recordable
-from hubkeeper.deps import CurrentAdmin, CurrentReader, StateDep
+from hubkeeper.deps import CurrentAdmin, CurrentReader, CurrentUser, StateDep
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.quotas import settings as quota_settings
@@ -62,7 +62,7 @@ async def put_quotas(request: Request, who: CurrentAdmin, hk: StateDep) -> Quota
 
 
 @router.get("/me/quota", response_model=QuotaUse, responses=errors())
-async def my_quota(who: CurrentReader, hk: StateDep) -> QuotaUse:
+async def my_quota(who: CurrentUser, hk: StateDep) -> QuotaUse:
     """The caller's server-hours this month against their quota (`quota_hours` null: none),
     and when the count resets (UTC)."""
     user = hk.directory.get(who.name)

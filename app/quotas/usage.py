@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +44,13 @@ def next_month(now: datetime) -> datetime:
     )
 
 
+def _seconds(row: ServerSession, start: datetime, now: datetime) -> float:
+    """The part of a session inside [start, now), in seconds (open sessions count to now)."""
+    began = max(as_utc(row.started_at), start)
+    ended = min(as_utc(row.stopped_at), now) if row.stopped_at else now
+    return max(0.0, (ended - began).total_seconds())
+
+
 def used_hours(engine: Engine, user: str, now: datetime) -> float:
     """Server-hours `user`'s sessions ran this month up to `now` (open sessions count to now;
     blocking)."""
@@ -57,7 +65,44 @@ def used_hours(engine: Engine, user: str, now: datetime) -> float:
             )
         ).all()
         for row in rows:
-            began = max(as_utc(row.started_at), start)
-            ended = min(as_utc(row.stopped_at), now) if row.stopped_at else now
-            seconds += max(0.0, (ended - began).total_seconds())
+            seconds += _seconds(row, start, now)
     return seconds / 3600.0
+
+
+@dataclass(frozen=True)
+class UserMonth:
+    hours: float  # server-hours this month up to now
+    groups: tuple[str, ...] | None  # the groups recorded with their latest session, if any
+
+
+def month_hours(engine: Engine, now: datetime) -> dict[str, UserMonth]:
+    """Every user's server-hours this month up to `now`, as `used_hours` counts them, in one
+    read (users without a session this month are absent; blocking)."""
+    start = month_start(now)
+    seconds: dict[str, float] = {}
+    groups: dict[str, tuple[datetime, str | None]] = {}
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(ServerSession).where(
+                col(ServerSession.started_at) < now,
+                or_(col(ServerSession.stopped_at).is_(None), col(ServerSession.stopped_at) > start),
+            )
+        ).all()
+        for row in rows:
+            seconds[row.user] = seconds.get(row.user, 0.0) + _seconds(row, start, now)
+            began = as_utc(row.started_at)
+            if row.user not in groups or groups[row.user][0] < began:
+                groups[row.user] = (began, row.groups)
+    return {
+        user: UserMonth(total / 3600.0, _groups(groups[user][1])) for user, total in seconds.items()
+    }
+
+
+def _groups(raw: str | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return tuple(str(g) for g in value) if isinstance(value, list) else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,8 +24,9 @@ from hubkeeper.actions.audit import about_user
 from hubkeeper.audit import names as _names  # noqa: F401 - the action_name filter
 from hubkeeper.auth.dependencies import check_csrf, require_reader
 from hubkeeper.auth.principal import Principal
+from hubkeeper.console import views as _views  # noqa: F401 - figures, human_bytes, percent
 from hubkeeper.console.api import find_user
-from hubkeeper.culler import exemptions, records
+from hubkeeper.culler import exemptions, keeps, records
 from hubkeeper.culler import service as culler
 from hubkeeper.culler.policy import Outlook, outlook
 from hubkeeper.db.engine import session_scope
@@ -82,7 +84,19 @@ async def _servers(
     except HubkeeperError as exc:  # the database is down: the servers still show
         return [ServerView(r, Outlook("none", "unknown")) for r in rows], exc.detail
     reason = _exempt_reason(applying, user, now)
-    views = [ServerView(r, outlook(cfg, user, r.server, exempt=reason, now=now)) for r in rows]
+    given = await asyncio.to_thread(keeps.for_user, hk.engine, user.name)
+
+    def kept_until(server: str) -> datetime | None:
+        found = user.servers.get(server)
+        keep = keeps.of(given, user.name, found) if found is not None else None
+        return keep.until if keep else None
+
+    views = [
+        ServerView(
+            r, outlook(cfg, user, r.server, exempt=reason, now=now, kept_until=kept_until(r.server))
+        )
+        for r in rows
+    ]
     return views, ""
 
 
@@ -147,7 +161,12 @@ async def user_page(name: UserName, request: Request, hk: StateDep) -> Response:
     user = await find_user(hk, name)
     applying = await asyncio.to_thread(_exemptions, hk, user)
     servers, outlook_note = await _servers(hk, user, applying)
-    context: dict[str, Any] = {"user": user, "servers": servers, "outlook_note": outlook_note}
+    context: dict[str, Any] = {
+        "user": user,
+        "servers": servers,
+        "outlook_note": outlook_note,
+        "resources": hk.resources,
+    }
     if part == "servers":  # the region's poll: the servers only
         return render(request, "console/_user_servers.html", context)
     now = utcnow()

@@ -126,9 +126,12 @@ def test_api_tokens_map_to_roles(hubkeeper_server, people):
         timeout=15,
     )
     assert bearer.json()["role"] == "manager"
+    # an ordinary hub user: role `user`, their own servers only
     nobody = api(hubkeeper_server, "api/v1/me", people["nobody"])
-    assert nobody.status_code == 403
-    assert nobody.json()["error"] == "no_role"
+    assert nobody.json() == {"name": "auth-nobody", "role": "user"}
+    refused = api(hubkeeper_server, "api/v1/users", people["nobody"])
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "no_role"
     bogus = api(hubkeeper_server, "api/v1/me", "not-a-real-token")
     assert bogus.status_code == 401
     assert set(bogus.json()) == {"error", "detail"}
@@ -170,12 +173,21 @@ def test_signed_in_person_without_role_gets_a_403_page_not_a_loop(hubkeeper_serv
     assert soup.select_one(f'form[action="{PREFIX}logout"]') is not None
 
 
-def test_ordinary_user_through_real_oauth_sees_403(hub, hubkeeper_server, people):
+def test_ordinary_user_through_real_oauth_lands_on_their_own_page(hub, hubkeeper_server, people):
     with httpx.Client(timeout=15) as client:
         callback = sign_in(client, hub.url, hubkeeper_server.proxied_url, "auth-nobody")
         assert callback.status_code == 302
+        assert callback.headers["location"] == f"{PREFIX}me"
         page = client.get(hub.url + callback.headers["location"], follow_redirects=True)
-        assert page.status_code == 403
+        assert page.status_code == 200
+        soup = BeautifulSoup(page.text, "html.parser")
+        assert soup.select_one("h1").get_text(strip=True) == "Your servers"
+        # the navigation offers their page only
+        assert [a["href"] for a in soup.select("nav.mainnav a")] == [f"{PREFIX}me"]
+        # the console's front page sends them to their page; every reader page stays 403
+        home = client.get(hubkeeper_server.proxied_url)
+        assert home.headers["location"] == f"{PREFIX}me"
+        assert client.get(hubkeeper_server.proxied_url + "users").status_code == 403
 
 
 def test_logout_ends_the_session(hubkeeper_server):
@@ -224,4 +236,5 @@ def test_recheck_picks_up_a_role_change(hub, hubkeeper_server, people):
         with session_scope(hk.engine) as db:
             for row in db.exec(select(WebSession).where(WebSession.user == "auth-fleeting")):
                 row.checked_at = datetime.now(UTC) - timedelta(minutes=6)
-        assert client.get(hubkeeper_server.proxied_url + "api/v1/me").status_code == 403
+        assert client.get(hubkeeper_server.proxied_url + "api/v1/me").json()["role"] == "user"
+        assert client.get(hubkeeper_server.proxied_url + "api/v1/users").status_code == 403

@@ -190,3 +190,16 @@ def test_one_pass_over_many_timeouts_agrees_with_each_alone() -> None:
         assert (total.cut_sessions, total.regret_sessions) == (cuts, regrets), timeout
         assert abs(total.saved_s - saved) < 1e-6, timeout
         assert total.sessions == len(runs)
+
+
+def test_saved_cost_prices_the_saved_hours_by_profile() -> None:
+    # a: 3 h saved on a 2.0/h profile; c: 3 h saved on the 0.5/h default; b: never cut
+    a = run(list(range(6)), keys=("physics",))._replace(price=2.0)
+    b = run(list(range(48)), user="ben", keys=("physics",))._replace(price=2.0)
+    c = run(list(range(6)), user="cy", keys=("maths",))._replace(price=0.5)
+    out = items(replay([a, b, c], 1800))
+    assert {row["key"]: row["saved_cost"] for row in out["items"]} == {
+        "physics": 6.0,
+        "maths": 1.5,
+    }
+    assert out["total"]["saved_cost"] == 7.5

@@ -62,6 +62,12 @@ def test_a_manager_runs_a_backtest_on_a_phone(page, hub, hubkeeper_server):
     assert page.locator("#backtest-table b").count() == 0
     expect(row.locator("[data-label='Saved hours']")).to_have_text("3.0")
     expect(page.locator("#backtest-summary")).to_contain_text("30 min timeout")
+    # the trade-off chart: the candidates, the typed one marked, its saving and regret shown
+    typed = page.locator("#backtest-chart li.is-typed")
+    expect(typed).to_have_attribute("data-timeout", "1800")
+    expect(typed).to_contain_text("▶ 30 min")
+    expect(typed).to_contain_text("regretted")
+    assert page.locator("#backtest-chart li.trade-off-row").count() >= 6
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 414, f"the Culler page is {width} px wide at 414 px"
     shot(page, "culler", "backtest-414")

@@ -112,5 +112,17 @@ def test_sessions_are_read_with_their_servers_buckets(db_url):
             engine, since=T0 - timedelta(days=90), until=until, now=until, source="hub", by="group"
         )
         assert long == runs
+        # with HUBKEEPER_PRICES: the session's profile (none: "*") prices the saved hour
+        priced = load_runs(
+            engine,
+            since=since,
+            until=until,
+            now=until,
+            source="hub",
+            by="group",
+            prices={"gpu": 9.0, "*": 1.5},
+        )
+        assert priced[0].price == 1.5
+        assert replay(priced, 1800).total.saved_cost == 1.5
     finally:
         engine.dispose()

@@ -165,3 +165,35 @@ def test_under_kernels_only_kernels_and_terminals_count_and_unreachable_falls_ba
     cull = decide_server(by_kernels, user(s=stale), stale, NOW, lost)
     assert cull.reason == "idle" and "no route" in cull.note
     assert decide_server(by_kernels, user(s=polled), polled, NOW, lost) is None
+
+
+def test_a_keep_postpones_the_idle_cull_but_never_max_age():
+    cfg = CullerSettings(timeout_s=60, max_age_s=0)
+    idle = server(started=ago(500), last=ago(100))
+    owner = user(**{"": idle})
+    kept = judge_server(cfg, owner, idle, NOW, kept_until=NOW + timedelta(seconds=30))
+    assert kept.cull is None and kept.kept is not None and kept.kept.startswith("keep: ")
+    assert kept.idle_due() == NOW + timedelta(seconds=30)
+    ended = judge_server(cfg, owner, idle, NOW, kept_until=NOW)
+    assert ended.cull is not None and ended.cull.reason == "idle"
+    aged = CullerSettings(timeout_s=60, max_age_s=400)
+    past_max = judge_server(aged, owner, idle, NOW, kept_until=NOW + timedelta(hours=1))
+    assert past_max.cull is not None and past_max.cull.reason == "max_age"
+
+
+def test_a_cull_decided_without_asking_the_server_says_so_in_its_record():
+    from hubkeeper.culler import records
+    from hubkeeper.culler.schemas import CullOut
+
+    by_kernels = CFG.model_copy(update={"idle_source": "kernels"})
+    stale = server(started=ago(500), last=ago(80))
+    cull = decide_server(by_kernels, user(s=stale), stale, NOW, Signals(error="no route"))
+    event = records.event_of(cull, outcome="ok", error="", settings_json="{}", actor="culler")
+    event.id = 1
+    out = CullOut.of(event)
+    assert out.note and "could not be asked (no route)" in out.note
+    assert "hub's activity decided" in out.note
+    usual = decide_server(CFG, user(s=stale), stale, NOW, None)
+    plain = records.event_of(usual, outcome="ok", error="", settings_json="{}", actor="culler")
+    plain.id = 2
+    assert CullOut.of(plain).note is None

@@ -114,6 +114,21 @@ def test_outlook_follows_the_passes_rules():
     assert outlook(off, user(**{"": idle}), "", exempt=None, now=NOW).kind == "off"
 
 
+def test_outlook_follows_a_keep_but_never_past_max_age():
+    cfg = CullerSettings(timeout_s=3600, max_age_s=86400)
+    idle = HubServer(ready=True, started=NOW - timedelta(hours=1), last_activity=NOW)
+    ann = user(**{"": idle})
+    kept = outlook(cfg, ann, "", exempt=None, now=NOW, kept_until=NOW + timedelta(hours=2))
+    assert kept.at == NOW + timedelta(hours=2)
+    assert kept.text == "culled at 14:00 UTC (kept until 14:00 UTC, then idle 1 h if unused)"
+    # an ended keep changes nothing; max age comes first whatever the keep says
+    ended = outlook(cfg, ann, "", exempt=None, now=NOW, kept_until=NOW - timedelta(minutes=1))
+    assert ended.at == NOW + timedelta(hours=1)
+    old = user(**{"": HubServer(ready=True, started=NOW - timedelta(hours=23), last_activity=NOW)})
+    aged = outlook(cfg, old, "", exempt=None, now=NOW, kept_until=NOW + timedelta(hours=5))
+    assert aged.at == NOW + timedelta(hours=1) and "max age" in aged.text
+
+
 def test_through_names_the_last_day():
     assert through(datetime(2026, 12, 7, tzinfo=UTC)) == "through 2026-12-06"
     assert through(datetime(2026, 12, 7, 14, 30, tzinfo=UTC)) == "until 2026-12-07 14:30 UTC"

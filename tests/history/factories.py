@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from sqlmodel import select
@@ -29,6 +30,8 @@ def add_session(
     server: str = "",
     reason: str | None = None,
     by: str | None = None,
+    profile: str | None = None,
+    groups: list[str] | None = None,
 ) -> int:
     start = at(started)
     stop = at(stopped) if stopped else None
@@ -40,6 +43,8 @@ def add_session(
         duration_s=(stop - start).total_seconds() if stop else None,
         stop_reason=reason or ("unknown" if stop else None),
         stopped_by=by,
+        profile=profile,
+        groups=None if groups is None else json.dumps(sorted(groups)),
     )
     with session_scope(engine) as session:
         session.add(row)

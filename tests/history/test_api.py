@@ -52,8 +52,9 @@ def test_sessions_are_listed_newest_first_and_filtered(hub, client):
     first = body["items"][-1]
     assert set(first) == {
         "id", "user", "server", "started_at", "stopped_at", "duration_s", "stop_reason",
-        "stopped_by",
+        "stopped_by", "profile", "peak_memory_bytes", "mean_cpu_percent", "memory_limit_bytes",
     }  # fmt: skip
+    assert first["peak_memory_bytes"] is None and first["mean_cpu_percent"] is None
     assert first["duration_s"] == 5 * 3600 and first["stop_reason"] == "admin"
     only = client.get(
         "api/v1/sessions", params={"stop_reason": "admin", **WINDOW}, headers=admin
@@ -74,7 +75,13 @@ def test_usage_by_day_user_and_group(hub, client):
         ("2026-11-02", 6.0, 3),
     ]
     users = client.get("api/v1/usage", params={**WINDOW, "by": "user"}, headers=admin).json()
-    assert users["rows"][0] == {"key": ANN, "sessions": 1, "server_hours": 5.0, "users": 1}
+    assert users["rows"][0] == {
+        "key": ANN,
+        "sessions": 1,
+        "server_hours": 5.0,
+        "users": 1,
+        "cost": None,  # no HUBKEEPER_PRICES
+    }
     groups = client.get("api/v1/usage", params={**WINDOW, "by": "group"}, headers=admin).json()
     rows = {r["key"]: r for r in groups["rows"]}
     assert rows["hist-api-team"] == {
@@ -82,6 +89,7 @@ def test_usage_by_day_user_and_group(hub, client):
         "sessions": 2,
         "server_hours": 7.0,
         "users": 2,
+        "cost": None,
     }
     assert rows["(no group)"]["users"] == 1  # EVIL is not a hub user
 
@@ -99,8 +107,8 @@ def test_usage_csv_is_an_attachment_with_formulas_neutralised(hub, client):
         'attachment; filename="hubkeeper-usage-user-20261101-20261102.csv"'
     )
     parsed = list(csv.reader(io.StringIO(response.text)))
-    assert parsed[0] == ["key", "sessions", "server_hours", "users"]
-    assert ["'" + EVIL, "1", "1.000", "1"] in parsed
+    assert parsed[0] == ["key", "sessions", "server_hours", "users", "cost"]
+    assert ["'" + EVIL, "1", "1.000", "1", ""] in parsed
 
 
 @pytest.mark.parametrize(
@@ -135,3 +143,14 @@ def test_managers_read_and_anonymous_is_refused(hub, client):
         assert anonymous.status_code == 401
         assert anonymous.json()["error"] == "login_required"
     assert client.get("api/v1/usage", headers=token(hub, ANN)).status_code == 403
+
+
+def test_usage_with_prices_carries_cost_and_answers_by_profile(hub, client, monkeypatch):
+    monkeypatch.setattr(client.app.state.hk.settings, "prices", {"*": 2.0})  # type: ignore[attr-defined]
+    admin = token(hub, "admin")
+    users = client.get("api/v1/usage", params={**WINDOW, "by": "user"}, headers=admin).json()
+    assert {r["key"]: r["cost"] for r in users["rows"]} == {ANN: 10.0, BEN: 4.0, EVIL: 2.0}
+    profiles = client.get("api/v1/usage", params={**WINDOW, "by": "profile"}, headers=admin)
+    assert profiles.json()["rows"] == [
+        {"key": "(default)", "sessions": 3, "server_hours": 8.0, "users": 3, "cost": 16.0}
+    ]

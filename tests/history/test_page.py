@@ -105,3 +105,50 @@ def test_the_usage_table_shows_the_busiest_and_points_to_the_csv_for_the_rest(re
     assert parse_qs(urlsplit(more.find("a")["href"]).query)["format"] == ["csv"]
     monkeypatch.setattr(pages, "USAGE_ROWS", 10_000)
     assert soup(reader.get("history")).select_one("#usage-more") is None
+
+
+def test_with_prices_the_page_shows_cost_per_day_user_and_profile(
+    reader, hubkeeper_server, monkeypatch
+):
+    engine = create_db_engine(hubkeeper_server.settings.database_url)
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday -= timedelta(days=1)
+    try:  # 2 h on the gpu profile, yesterday
+        start, stop = (
+            (yesterday + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M") for h in (10, 12)
+        )
+        add_session(engine, "hist-page-gpu", start, stop, profile="gpu")
+    finally:
+        engine.dispose()
+    unpriced = soup(reader.get("history"))
+    assert "Cost" not in [th.get_text() for th in unpriced.select("#usage-table thead th")]
+
+    hk = hubkeeper_server.app.state.hk
+    monkeypatch.setattr(hk.settings, "prices", {"gpu": 3.0, "*": 1.0})
+    page = soup(reader.get("history", params={"by": "profile"}))
+    heads = [th.get_text() for th in page.select("#usage-table thead th")]
+    assert heads == ["Profile", "Sessions", "Server-hours", "Users", "Cost"]
+    rows = {
+        tr.select_one("th").get_text(strip=True): [td.get_text() for td in tr.select("td")]
+        for tr in page.select("#usage-table tbody tr")
+    }
+    assert rows["gpu"] == ["1", "2.00", "1", "6.00"]
+    assert rows["(default)"][3] == f"{float(rows['(default)'][1]) * 1.0:.2f}"
+    # per day: the gpu hours at 3.0, the rest at the "*" price
+    day = {
+        tr.select_one("th").get_text(): [td.get_text() for td in tr.select("td")]
+        for tr in page.select("#day-table tbody tr")
+    }[yesterday.date().isoformat()]
+    assert float(day[3]) == pytest.approx(6.0 + (float(day[1]) - 2.0) * 1.0, abs=0.011)
+    # the CSV link keeps the view and carries the cost
+    link = page.find("a", string="Download CSV")
+    assert parse_qs(urlsplit(link["href"]).query)["by"] == ["profile"]
+    download = reader.get(link["href"].split("/services/hubkeeper/")[-1])
+    assert download.text.startswith("key,sessions,server_hours,users,cost")
+    assert "gpu,1,2.000,1,6.00" in download.text
+    by_user = soup(reader.get("history"))
+    cost = {
+        tr.select_one("th a.user-link").get_text(): tr.select("td")[3].get_text()
+        for tr in by_user.select("#usage-table tbody tr")
+    }
+    assert cost["hist-page-gpu"] == "6.00"

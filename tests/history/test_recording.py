@@ -125,3 +125,22 @@ def test_a_server_stopped_by_a_lockdown_is_a_lockdown_stop(hub, admin, engine):
         stop_quietly(hub, user)
     session = closed_sessions(engine, user)[-1]
     assert (session.stop_reason, session.stopped_by) == ("lockdown", "admin")
+
+
+def test_a_server_started_with_a_profile_records_it(hub, admin, engine):
+    """POST /users/{name}/server with a JSON body: the body is the server's user_options."""
+    user = "hist-gpu"
+    hub.create_users([user])
+    try:
+        response = hub.api("POST", f"/users/{user}/server", json={"profile": "gpu", "cpus": 2})
+        assert response.status_code in (201, 202), response.text
+        wait_for(lambda: (hub.server_model(user) or {}).get("ready"), 60, "the server")
+        assert hub.server_model(user)["user_options"]["profile"] == "gpu"
+        opened = wait_for(lambda: open_session(engine, user), 20, "an open session")
+        assert opened.profile == "gpu"
+        item = admin.get("api/v1/sessions", params={"user": user}).json()["items"][0]
+        assert (item["id"], item["profile"]) == (opened.id, "gpu")
+    finally:
+        stop_quietly(hub, user)
+    plain = admin.get("api/v1/sessions", params={"user": ADMIN_STOPPED}).json()["items"]
+    assert all(i["profile"] is None for i in plain), "started without user_options: default"

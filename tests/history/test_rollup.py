@@ -24,6 +24,8 @@ from tests.waiting import wait_for_async
 
 NOW = at("2026-11-10T15:00")
 GROUPS_NOW = {"hist-rl-old": ["then-unknown"]}
+# "small" has no price of its own: it costs the "*" price, as sessions without a profile do
+PRICES = {"gpu": 3.0, "*": 0.5}
 WINDOWS = [
     (at("2026-10-25T00:00"), at("2026-11-12T00:00")),  # days only, across a month's end
     (at("2026-10-27T13:30"), at("2026-11-05T06:00")),  # ragged at both ends
@@ -36,25 +38,38 @@ WINDOWS = [
 def expected(engine, since, until, now, by) -> dict:  # noqa: ANN001
     found = sessions_between(engine, since, until)
     rows = aggregate(
-        found, since=since, until=until, by=by, now=now, groups_of=lambda u: GROUPS_NOW.get(u, [])
+        found,
+        since=since,
+        until=until,
+        by=by,
+        now=now,
+        groups_of=lambda u: GROUPS_NOW.get(u, []),
+        prices=PRICES,
     )
     return {r.key: rounded(r.as_dict()) for r in rows}
 
 
 def got(engine, since, until, now, by) -> dict:  # noqa: ANN001
     rows = usage(
-        engine, since=since, until=until, by=by, now=now, groups_of=lambda u: GROUPS_NOW.get(u, [])
+        engine,
+        since=since,
+        until=until,
+        by=by,
+        now=now,
+        groups_of=lambda u: GROUPS_NOW.get(u, []),
+        prices=PRICES,
     )
     return {r.key: rounded(r.as_dict()) for r in rows}
 
 
 def rounded(row: dict) -> dict:
-    return {**row, "server_hours": round(row["server_hours"], 2)}
+    cost = None if row["cost"] is None else round(row["cost"], 2)
+    return {**row, "server_hours": round(row["server_hours"], 2), "cost": cost}
 
 
 def assert_matches(engine, now) -> None:  # noqa: ANN001
     for since, until in WINDOWS:
-        for by in ("day", "user", "group"):
+        for by in ("day", "user", "group", "profile"):
             assert got(engine, since, until, now, by) == expected(engine, since, until, now, by), (
                 since,
                 until,
@@ -95,6 +110,11 @@ def seed(engine) -> None:  # noqa: ANN001
     old = add_session(engine, "hist-rl-old", "2026-08-20T10:00", "2026-08-20T12:00")
     with session_scope(engine) as session:
         session.exec(update(ServerSession).where(ServerSession.id == old).values(groups=None))
+    # profiles: a user's sessions in two profiles, one across a month's end, one unpriced
+    add_session(engine, "hist-rl-fay", "2026-08-30T22:00", "2026-09-01T02:00", profile="gpu")
+    add_session(engine, "hist-rl-ann", "2026-10-03T10:00", "2026-10-03T16:00", profile="gpu")
+    add_session(engine, "hist-rl-ann", "2026-11-09T22:00", "2026-11-10T01:00", profile="small")
+    add_session(engine, "hist-rl-hal", "2026-11-02T10:00", profile="gpu")  # open
 
 
 def test_the_rollups_match_the_definition_through_changes(db_url):
@@ -224,7 +244,7 @@ def both_ways(engine, since, until, now, by) -> None:  # noqa: ANN001
 
     want = expected(engine, since, until, now, by)
     assert got(engine, since, until, now, by) == want
-    direct = usage_in_db(engine, since=since, until=until, by=by, now=now)
+    direct = usage_in_db(engine, since=since, until=until, by=by, now=now, prices=PRICES)
     assert {r.key: rounded(r.as_dict()) for r in direct} == want
 
 
@@ -310,5 +330,46 @@ def test_the_definition_uses_utc_days_whatever_the_postgres_session_zone(db_url)
         finally:
             utc.dispose()
         assert_matches(engine, NOW)
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_to_profiles_empties_the_rollups_so_they_rebuild(db_url):
+    """Migration 0015: rollups built before sessions had profiles hold no profile; the
+    upgrade empties them and clears their state, and the next report rebuilds them."""
+    from hubkeeper.db.engine import create_db_engine, migrate
+    from hubkeeper.history.usage_db import bind_time
+
+    migrate(db_url, "0011")
+    engine = create_db_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    'INSERT INTO server_session ("user", server, started_at, stopped_at, '
+                    "duration_s) VALUES ('hist-rl-mig', '', :a, :b, 7200)"
+                ),
+                {
+                    "a": bind_time(conn, at("2026-08-03T10:00")),
+                    "b": bind_time(conn, at("2026-08-03T12:00")),
+                },
+            )
+            conn.execute(text("INSERT INTO usage_day VALUES ('2026-08-03', 5, 99999, 5)"))
+            conn.execute(
+                text(
+                    "INSERT INTO usage_rollup_state (id, max_id, sealed_until, open_ids) "
+                    "VALUES (1, 1000, :s, '[]')"
+                ),
+                {"s": bind_time(conn, at("2026-11-10T00:00"))},
+            )
+        migrate(db_url)
+        assert (count(engine, "usage_rollup_state"), count(engine, "usage_day")) == (0, 0)
+        add_session(engine, "hist-rl-mig", "2026-08-04T10:00", "2026-08-04T13:00", profile="gpu")
+        since, until = at("2026-08-01T00:00"), at("2026-08-31T00:00")
+        for by in ("day", "profile"):
+            assert got(engine, since, until, NOW, by) == expected(engine, since, until, NOW, by)
+        assert got(engine, since, until, NOW, "profile")["gpu"]["cost"] == 9.0
+        assert got(engine, since, until, NOW, "day")["2026-08-03"]["server_hours"] == 2.0
+        assert count(engine, "usage_day_profile") == 2, "rebuilt from the rollups"
     finally:
         engine.dispose()

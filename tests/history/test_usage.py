@@ -52,12 +52,14 @@ def test_by_day_splits_at_midnight_clips_and_counts_distinct_users(db_url):
         "sessions": 2,
         "server_hours": 3.0,
         "users": 2,
+        "cost": None,
     }
     assert rows["2026-11-02"] == {
         "key": "2026-11-02",
         "sessions": 2,
         "server_hours": 4.0,
         "users": 1,
+        "cost": None,
     }
     assert rows["2026-11-03"]["server_hours"] == 2.0
     assert rows["2026-11-03"]["sessions"] == 1
@@ -71,6 +73,7 @@ def test_by_user_and_by_group(db_url):
         "sessions": 2,
         "server_hours": 6.0,
         "users": 1,
+        "cost": None,
     }
     assert by_user["hist-ben"]["server_hours"] == 1.0
     assert "hist-cy" not in by_user
@@ -78,7 +81,13 @@ def test_by_user_and_by_group(db_url):
 
     groups = {"hist-ann": ["hist-a", "hist-b"], "hist-ben": ["hist-b"]}
     by_group = rows_of(db_url, "group", groups)
-    assert by_group["hist-b"] == {"key": "hist-b", "sessions": 3, "server_hours": 7.0, "users": 2}
+    assert by_group["hist-b"] == {
+        "key": "hist-b",
+        "sessions": 3,
+        "server_hours": 7.0,
+        "users": 2,
+        "cost": None,
+    }
     assert by_group["hist-a"]["server_hours"] == 6.0  # ann counts in both of her groups
     assert by_group["(no group)"]["users"] == 1
 
@@ -102,9 +111,9 @@ def test_csv_parses_back_and_neutralises_formulas(db_url):
         engine.dispose()
     text = to_csv(aggregate(found, by="user", now=NOW, **WINDOW))
     parsed = list(csv.reader(io.StringIO(text)))
-    assert parsed[0] == ["key", "sessions", "server_hours", "users"]
+    assert parsed[0] == ["key", "sessions", "server_hours", "users", "cost"]
     keys = {row[0]: row for row in parsed[1:]}
-    assert keys["'=cmd|' /C calc'!A0"] == ["'=cmd|' /C calc'!A0", "1", "2.000", "1"]
+    assert keys["'=cmd|' /C calc'!A0"] == ["'=cmd|' /C calc'!A0", "1", "2.000", "1", ""]
     assert keys["hist-ann"][2] == "6.000"
     assert [safe_cell(v) for v in ("+1", "-1", "@x", "ok", 5)] == ["'+1", "'-1", "'@x", "ok", 5]
 
@@ -207,3 +216,78 @@ def test_days_are_utc_days_on_a_postgres_session_in_new_york(db_url):
         engine.dispose()
     assert rows == rows_of(db_url, "day")
     assert rows["2026-11-01"]["server_hours"] == 3.0 and rows["2026-11-02"]["server_hours"] == 4.0
+
+
+# --- cost (HUBKEEPER_PRICES) ------------------------------------------------------------------
+PRICES = {"gpu": 2.0, "*": 0.5}  # "cpu" has no price of its own: "*"
+COST_WINDOW = {"since": at("2026-11-01T00:00"), "until": at("2026-11-08T00:00")}
+
+
+def seed_profiles(engine) -> None:  # noqa: ANN001
+    # ann: 4 h gpu over midnight (2 h + 2 h), 2 h default; ben: 6 h cpu; cy: 1.5 h gpu
+    add_session(
+        engine,
+        "cost-ann",
+        "2026-11-01T22:00",
+        "2026-11-02T02:00",
+        profile="gpu",
+        groups=["physics"],
+    )
+    add_session(engine, "cost-ann", "2026-11-03T10:00", "2026-11-03T12:00", groups=["physics"])
+    add_session(
+        engine,
+        "cost-ben",
+        "2026-11-02T09:00",
+        "2026-11-02T15:00",
+        profile="cpu",
+        groups=["physics", "chem"],
+    )
+    add_session(engine, "cost-cy", "2026-11-05T00:00", "2026-11-05T01:30", profile="gpu", groups=[])
+
+
+def test_cost_per_day_user_group_and_profile_matches_hand_computed_figures(db_url):
+    from hubkeeper.history.report import usage
+    from hubkeeper.history.usage_db import usage_in_db
+
+    engine = prepared(db_url)
+    try:
+        seed_profiles(engine)
+
+        def costs(by: str, prices=PRICES) -> dict:  # noqa: ANN001
+            # the rollups (a week of closed days) and the sessions alone give the same figures
+            rolled = usage(engine, by=by, now=NOW, prices=prices, **COST_WINDOW)
+            direct = usage_in_db(engine, by=by, now=NOW, prices=prices, **COST_WINDOW)
+            found = {r.key: r.cost for r in rolled if r.seconds}
+            assert found == {r.key: r.cost for r in direct if r.seconds}, by
+            return {k: None if v is None else round(v, 6) for k, v in found.items()}
+
+        assert costs("user") == {"cost-ann": 9.0, "cost-ben": 3.0, "cost-cy": 3.0}
+        assert costs("group") == {"physics": 12.0, "chem": 3.0, "(no group)": 3.0}
+        assert costs("day") == {
+            "2026-11-01": 4.0,
+            "2026-11-02": 7.0,
+            "2026-11-03": 1.0,
+            "2026-11-05": 3.0,
+        }
+        assert costs("profile") == {"gpu": 11.0, "cpu": 3.0, "(default)": 1.0}
+        with engine.connect() as conn:
+            from sqlalchemy import text
+
+            assert conn.execute(text("SELECT count(*) FROM usage_day_profile")).scalar(), (
+                "by=day was priced from the rollup"
+            )
+        by_profile = {
+            r.key: r.as_dict() for r in usage(engine, by="profile", now=NOW, **COST_WINDOW)
+        }
+        assert by_profile["gpu"] == {
+            "key": "gpu",
+            "sessions": 2,
+            "server_hours": 5.5,
+            "users": 2,
+            "cost": None,  # no prices: no cost
+        }
+        # prices apply when read: a new price list reprices the same rollups ("cpu" and the
+        # default have no price and no "*": they cost nothing)
+        assert costs("profile", {"gpu": 1.0}) == {"gpu": 5.5, "cpu": 0.0, "(default)": 0.0}
+    finally:
+        engine.dispose()

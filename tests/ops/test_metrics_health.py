@@ -23,6 +23,8 @@ SERIES = {
     "hubkeeper_hub_request_seconds",
     "hubkeeper_directory_lag_seconds",
     "hubkeeper_leader",
+    "hubkeeper_notifications",
+    "hubkeeper_notification_deliveries",
 }
 
 
@@ -58,6 +60,8 @@ def test_metrics_need_a_token_with_read_metrics(hub, client):
         "culler": 1.0,
         "kernel-culler": 1.0,
         "usage-rollup": 1.0,
+        "notify-sender": 1.0,
+        "quota-watch": 1.0,
     }
     assert found["hubkeeper_lockdown_active"].samples[0].value == 0.0
     outcomes = {s.labels.get("outcome") for s in found["hubkeeper_hub_request_seconds"].samples}

@@ -28,6 +28,7 @@ LIST_ENDPOINTS = [
     "lockdowns",
     "audit",
     "culler/preview",
+    "notifications",
 ]
 # every other API route answers an unknown parameter the same way (the check is the router's)
 OTHER_READS = ["me", "directory", "lockdown", "culler", "health", "health/live"]
@@ -65,7 +66,7 @@ async def api(hubkeeper_server: Any, hub: Any) -> AsyncIterator[httpx.AsyncClien
 
 @pytest.mark.parametrize("endpoint", LIST_ENDPOINTS + OTHER_READS)
 async def test_an_unknown_parameter_is_refused_and_named(api, endpoint):
-    paged = ("users", "sessions", "culls", "exemptions", "lockdowns", "audit")
+    paged = ("users", "sessions", "culls", "exemptions", "lockdowns", "audit", "notifications")
     known = {"limit": 5} if endpoint in paged else {}
     response = await api.get(endpoint, params={"staus": "running", "zz": "1", **known})
     assert response.status_code == 422, response.text
@@ -77,7 +78,7 @@ async def test_an_unknown_parameter_is_refused_and_named(api, endpoint):
 
 
 async def test_the_known_parameters_still_work(api, people):
-    paged = ("users", "sessions", "culls", "exemptions", "lockdowns", "audit")
+    paged = ("users", "sessions", "culls", "exemptions", "lockdowns", "audit", "notifications")
     for endpoint in LIST_ENDPOINTS:
         response = await api.get(endpoint, params={"limit": 5} if endpoint in paged else {})
         assert response.status_code == 200, (endpoint, response.text)

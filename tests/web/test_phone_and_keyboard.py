@@ -25,7 +25,7 @@ MANAGER = "ph-manager"
 ANN = "ph-ann"
 BEN = "ph-ben"
 PHONE = {"width": 414, "height": 896}
-PAGES = ["users", "history", "culler", "culls", "audit", "logs", "lockdown"]
+PAGES = ["users", "history", "culler", "culls", "audit", "notifications", "logs", "lockdown"]
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 
 
