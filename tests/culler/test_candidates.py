@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hubkeeper.culler.keeps import KeepState, start_key
 from hubkeeper.culler.passes import may_cull
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.hub.models import HubServer, HubUser
@@ -105,3 +106,21 @@ def test_may_cull_on_copies():
     left = HubUser(name="u", servers={"": gone}, last_activity=ago(9000), created=ago(9999))
     assert may_cull(users, left, now)
     assert not may_cull(hub, left, now)
+
+
+def test_may_cull_looks_warn_before_s_ahead_and_heeds_keeps():
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    started = now - timedelta(seconds=700)
+    server = HubServer(ready=True, started=started, last_activity=now - timedelta(seconds=500))
+    user = HubUser(name="u", servers={"": server})
+    plain = CullerSettings(timeout_s=600, max_age_s=0)
+    assert not may_cull(plain, user, now)  # due in 100 s
+    warned = CullerSettings(timeout_s=600, max_age_s=0, warn_before_s=300)
+    assert may_cull(warned, user, now)  # due within warn_before_s: read, to be warned
+    kept = {("u", ""): KeepState(start_key(server), 1, now + timedelta(hours=1))}
+    late = HubUser(
+        name="u",
+        servers={"": server.model_copy(update={"last_activity": now - timedelta(seconds=900)})},
+    )
+    assert may_cull(plain, late, now)
+    assert not may_cull(plain, late, now, kept)  # kept for an hour: not read every pass
