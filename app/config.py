@@ -74,9 +74,12 @@ class Settings(BaseSettings):
         3.0, gt=0, validation_alias="HUBKEEPER_ACTIVE_SYNC_INTERVAL"
     )
     # With a proxy API, changes are seen in the proxy's routing table (free for the hub) and
-    # the hub's `state=active` list is read only this often (directory/sync.py).
+    # the hub's `state=active` list is read only this often, paced (directory/sync.py): about
+    # what jupyterhub-idle-culler reads (every running user once per cull interval, 600 s by
+    # default); only what the routes cannot show (a spawn pending from another API client, a
+    # server without a route) waits for it.
     routes_interval: float = Field(1.0, gt=0, validation_alias="HUBKEEPER_ROUTES_INTERVAL")
-    reconcile_interval: float = Field(60.0, gt=0, validation_alias="HUBKEEPER_RECONCILE_INTERVAL")
+    reconcile_interval: float = Field(300.0, gt=0, validation_alias="HUBKEEPER_RECONCILE_INTERVAL")
     full_sync_interval: float = Field(600.0, gt=0, validation_alias="HUBKEEPER_FULL_SYNC_INTERVAL")
     full_sync_page_pause: float = Field(
         0.05, ge=0, validation_alias="HUBKEEPER_FULL_SYNC_PAGE_PAUSE"

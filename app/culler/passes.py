@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubkeeper.actions.stop import StopReason
@@ -32,10 +32,10 @@ from hubkeeper.culler.notices import Due, done_for, warning_for
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.db.models import AuditEvent, CullEvent, CullRun
-from hubkeeper.errors import HubkeeperError
+from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.hub.models import HubServer, HubUser
 from hubkeeper.kit.actors import Actor, SystemActor, server_label, target_of
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.kit.metrics import count_busy_protected, count_warning
 from hubkeeper.loops.retry import cancel_and_wait
 
@@ -114,6 +114,87 @@ async def _list_users(hub: HubClient, *, with_inactive: bool) -> list[HubUser]:
             for user in page:
                 seen.setdefault(user.name, user)
     return list(seen.values())
+
+
+def _active_only(user: HubUser) -> HubUser:
+    """The user with only their servers not stopped, as the hub's `state=` lists give them
+    (a directory copy and `GET /users/{name}` hold stopped servers too, which would count as
+    servers kept and so keep `cull_users` from ever deleting their user)."""
+    active = {k: s for k, s in user.servers.items() if s.status != "stopped"}
+    if len(active) == len(user.servers):
+        return user
+    return user.model_copy(update={"servers": active})
+
+
+def may_cull(
+    cfg: CullerSettings, user: HubUser, now: datetime, given: keeps.Keeps | None = None
+) -> bool:
+    """Whether a pass at `now` could cull one of this user's servers (or, with `cull_users`,
+    the user), judging their directory copy: the periodic pass asks the hub afresh only about
+    these (`candidates`).
+
+    Why a copy is enough to leave a user alone: under `idle_source: hub` the copy's activity
+    is the hub's as last read, moved forward by the proxy's routes (directory/sync.py), so it
+    is never older than what the hub's next answer would say except for activity the hub
+    learnt from the server itself (jupyterhub-singleuser's reports), which only keeps a
+    server longer; a server kept on its copy would be kept on the hub's answer. Under
+    `idle_source: kernels` the kernels decide, and every kernel is younger than its server:
+    a server younger than the timeout (and than `max_age_s`) cannot be culled. What the
+    copy can hold back (a group or admin flag changed at the hub since it was read) is
+    caught up by the directory's reconciliation and sweep; it only delays a cull.
+
+    Judged `warn_before_s` ahead of `now`, so a server whose idle cull is due within it is
+    read too and gets its `cull.warning` (notices.py) from the hub's answer; `given`: the
+    keeps in force (keeps.in_force), so a kept server is not read on every pass."""
+    user = _active_only(user)
+    now = now + timedelta(seconds=cfg.warn_before_s)
+    culls, doomed = plan_user(cfg, user, now, given=given)
+    if culls or doomed is not None:
+        return True
+    if cfg.idle_source != "kernels":
+        return False
+    limit = cfg.timeout_for(user.groups)
+    if cfg.max_age_s:
+        limit = min(limit, cfg.max_age_s)
+    for server in user.servers.values():
+        if server.name and cfg.named_servers == "keep":
+            continue
+        if not server.ready or server.pending:
+            continue
+        if server.started is None or (now - as_utc(server.started)).total_seconds() >= limit:
+            return True
+    return False
+
+
+async def _fresh_candidates(
+    cfg: CullerSettings,
+    hub: HubClient,
+    copies: list[HubUser],
+    exempt: exemptions.Exempt,
+    now: datetime,
+    only: Collection[str] | None,
+    given: keeps.Keeps | None,
+) -> list[HubUser]:
+    """The hub's answer now for each user whose copy says a pass could cull something
+    (`may_cull`), `cfg.concurrency` at once: decide about one server from the hub's answer
+    now; copies are for lists. A user the hub no longer has is left out."""
+    names = [
+        u.name
+        for u in copies
+        if _wanted(u, only)
+        and exempt.why(u.name, u.groups) is None
+        and may_cull(cfg, u, now, given)
+    ]
+    limit = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(name: str) -> HubUser | None:
+        async with limit:
+            try:
+                return _active_only(await hub.get_user(name))
+            except NotFound:
+                return None
+
+    return [u for u in await asyncio.gather(*(one(n) for n in names)) if u is not None]
 
 
 def _wanted(user: HubUser, only: Collection[str] | None) -> bool:
@@ -380,9 +461,15 @@ async def servers_pass(
     gateway: KernelGateway | None = None,
     outbox: Outbox | None = None,
     page_url: str = "",
+    copies: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
 ) -> PassResult:
     """One pass over the hub's running servers. `users` limits it to those names (tests,
     scripts). A hub that is down ends the pass at once with `error` set (and recorded).
+
+    `copies` (the periodic pass): where to read the directory's copies of the users instead
+    of walking the hub's `state=ready` list; only the users whose copy says a cull is
+    possible (`may_cull`) are then read from the hub, one by one, and decided from that
+    answer. None from it (no directory, or not current): the hub's list, as without it.
 
     `hub`: the hub client (the pass takes a budget of its own from it); `engine`: the
     database of exemptions and cull records; `stopper` stops the servers, waiting up to
@@ -434,7 +521,11 @@ async def servers_pass(
     # offsets (a stopped user leaves `state=ready`) and skip users on later pages.
     tasks: list[asyncio.Task[None]] = []
     try:
-        listed = await _list_users(hub, with_inactive=cfg.cull_users)
+        copied = await copies() if copies is not None else None
+        if copied is None:
+            listed = await _list_users(hub, with_inactive=cfg.cull_users)
+        else:
+            listed = await _fresh_candidates(cfg, hub, copied, exempt, now, users, given)
     except HubkeeperError as exc:
         result.error = exc.detail  # the hub is down: no decisions this pass
         listed = []

@@ -3,7 +3,8 @@ since it last looked (issue #14: each look costs a request to the user's server 
 hour, a token from the hub).
 
 A server is skipped when all of these hold:
-- the pass looked at it before, in the same server start, under the same kernel settings;
+- the pass looked at it before, in the same server start, under the same kernel settings (or,
+  never looked at, see "First sight" below);
 - its proxy route shows no request since that look (the route's `last_activity`, read once
   per pass from the proxy, which costs the hub nothing): no one opened a notebook, started a
   kernel or ran a cell from a browser;
@@ -19,7 +20,19 @@ pass until the kernel is idle again or culled; the busy rule decides, as it alwa
 What this can delay, by design: a kernel that *dies* without any traffic (its process killed
 on the server) is culled at its deadline rather than at the next pass, and a kernel started by
 code already running on the server (not through the proxy) is first seen at the next look.
-Neither loses work. `POST culler/run`, `hubkeeper cull` and the preview never skip: they look
+Neither loses work.
+
+First sight: a server this process never looked at (a new leader's first pass, a server
+started since) is not looked at while now is before `started + timeout_s`. Every kernel of a
+server was started after the server, and a kernel's `last_activity` starts at its start and
+only moves forward, so none can be due before then, busy or not, traffic or not. The pass
+notes a look "as of now" with that deadline; from then on the rules above apply (traffic
+after it brings a real look, for the backtest's kernel activity too). This is what keeps a
+new leader from minting a token for every running server at once: only servers older than
+the kernel timeout are looked at on its first pass (their tokens minted in paced batches,
+hub/server_tokens.py). A server without a known start is always looked at.
+
+`POST culler/run`, `hubkeeper cull` and the preview never skip: they look
 at everything.
 """
 
@@ -30,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hubkeeper.culler.settings import KernelSettings
-from hubkeeper.kit.clock import parse_iso
+from hubkeeper.kit.clock import as_utc, parse_iso
 
 Key = tuple[str, str]  # (user, server)
 
@@ -66,13 +79,28 @@ class QuietServers:
         module docstring). `route_activity`: the proxy route's `last_activity`; None (no
         route read, or none given) never skips."""
         look = self._looks.get(key)
-        if look is None or route_activity is None:
+        if route_activity is None:
             return False
+        if look is None:
+            return self._first_sight(key, started=started, cfg=cfg, now=now)
         if look.started != started or look.settings != cfg.model_dump_json():
             return False
         if route_activity > look.at:
             return False
         return look.due is None or now < look.due
+
+    def _first_sight(
+        self, key: Key, *, started: datetime | None, cfg: KernelSettings, now: datetime
+    ) -> bool:
+        """Never looked at: skip (noting a look as of `now`) while no kernel can be due yet,
+        i.e. before `started + timeout_s` (module docstring, "First sight")."""
+        if started is None:
+            return False
+        due = as_utc(started) + timedelta(seconds=cfg.timeout_s)
+        if now >= due:
+            return False
+        self._looks[key] = Look(now, started, cfg.model_dump_json(), due)
+        return True
 
     def remember(
         self,

@@ -92,12 +92,24 @@ def _exemption_target(user: str | None, group: str | None) -> str:
     return f"user:{user}" if user else f"group:{group}"
 
 
+# The periodic server pass takes its candidates from the directory only while the directory
+# has heard from the hub (or, on a follower, from the replica that asks it) within this many
+# seconds; otherwise it lists the hub as before. The directory ticks every second with the
+# proxy's routes (every HUBKEEPER_ACTIVE_SYNC_INTERVAL without), so a copy older than this
+# means its sync is failing: then the hub's own list is the safer source.
+COPY_MAX_LAG = 60.0
+
+
 class RunningList(Protocol):
     """What the culler reads of the user directory (`directory.store.UserDirectory`)."""
 
     ready: bool
 
     def running_users(self) -> list[HubUser]: ...
+
+    def all_users(self) -> list[HubUser]: ...
+
+    def lag_seconds(self) -> float | None: ...
 
 
 class Culler:
@@ -162,8 +174,16 @@ class Culler:
         users: Collection[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        from_directory: bool = False,
     ) -> PassResult:
-        """`passes.servers_pass` (not under the lock: callers that must not overlap take it)."""
+        """`passes.servers_pass` (not under the lock: callers that must not overlap take it).
+        `from_directory` (the periodic pass): candidates from the directory's copies, only
+        they read from the hub (`passes.may_cull`); `POST culler/run`, `hubkeeper cull` and
+        the preview walk the hub's list."""
+
+        async def copies() -> list[HubUser] | None:
+            return self._copies(with_inactive=cfg.cull_users)
+
         return await servers_pass(
             cfg,
             hub=self.hub,
@@ -176,9 +196,22 @@ class Culler:
             dry_run=dry_run,
             progress=progress,
             gateway=direct_gateway(self.servers),
+            copies=copies if from_directory else None,
             outbox=None if dry_run else self.outbox,
             page_url=own_page_url(self.settings),
         )
+
+    def _copies(self, *, with_inactive: bool) -> list[HubUser] | None:
+        """The directory's users with a server not stopped (every user `with_inactive`);
+        None (list the hub) before its first sweep or when it is more than COPY_MAX_LAG s
+        behind the hub."""
+        directory = self.directory
+        if directory is None or not directory.ready:
+            return None
+        lag = directory.lag_seconds()
+        if lag is None or lag > COPY_MAX_LAG:
+            return None
+        return directory.all_users() if with_inactive else directory.running_users()
 
     async def kernels_pass(
         self,
@@ -416,7 +449,7 @@ class Culler:
         async with self.lock:
             started = time.monotonic()
             try:
-                return await self.servers_pass(cfg)
+                return await self.servers_pass(cfg, from_directory=True)
             finally:
                 observe_cull_pass(time.monotonic() - started)
 

@@ -88,6 +88,7 @@ class UserDirectory(DirectorySync):
         self._reconciled_at = float("-inf")  # time.monotonic() of the last state=active read
         self._recent_at = float("-inf")
         self._pending_at = float("-inf")
+        self._reconciling: asyncio.Task[None] | None = None  # a paced state=active walk
         self._base_url = settings.hub_base_url or "/"
 
         # what the UI reads
@@ -151,6 +152,10 @@ class UserDirectory(DirectorySync):
     def running_users(self) -> list[HubUser]:
         """The users with any server not stopped (a snapshot of the copy: for lists)."""
         return [self._users[name] for name in self._active if name in self._users]
+
+    def all_users(self) -> list[HubUser]:
+        """Every user (a snapshot of the copy: for lists)."""
+        return list(self._users.values())
 
     def names(self) -> list[str]:
         """Every user's name (a snapshot)."""

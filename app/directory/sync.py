@@ -46,6 +46,18 @@ MAX_BACKOFF = 30.0
 # active, so a spawn still pending (no route yet) shows within this time.
 RECENT_EVERY = 10.0
 RECENT_PAGE = 20  # users in that page: those who just clicked Start are at its top
+# The reconciliation (`state=active` every HUBKEEPER_RECONCILE_INTERVAL with the routes as the
+# change signal) reads in pages of RECONCILE_PAGE users with RECONCILE_PAUSE s between them,
+# in a task of its own beside the routes watch. Why that is safe: the hub answers a page on
+# its one thread, so a page of 100 running users (about 20-40 ms measured at 1,000 servers)
+# is the longest any other request waits behind it, and the pause keeps the walk under a
+# tenth of the hub's time; the routes watch goes on every second meanwhile, so starts and
+# stops still show within 3 s however long the walk takes (10 s at 1,000 running servers,
+# 50 s at 5,000). What the walk is for (pending spawns started by another API client,
+# servers without a route) is not time-critical; a user who stops mid-walk shifts the pages,
+# and the users so missed are caught by the routes or by the next walk.
+RECONCILE_PAGE = 100
+RECONCILE_PAUSE = 0.5
 
 
 class DirectorySync:
@@ -74,6 +86,7 @@ class DirectorySync:
         _reconciled_at: float
         _recent_at: float
         _pending_at: float
+        _reconciling: asyncio.Task[None] | None
 
         def upsert(self, user: HubUser, *, fetched_at: float | None = None) -> bool: ...
         def remove(self, name: str, *, fetched_at: float | None = None) -> bool: ...
@@ -110,12 +123,13 @@ class DirectorySync:
         read_at = getattr(self, "_active_read_at", None)
         return None if read_at is None else time.monotonic() - read_at
 
-    async def refresh_active(self) -> None:
-        """Pull `state=active` now; re-read users we thought active that left that list."""
+    async def refresh_active(self, *, page_size: int = SWEEP_PAGE, pause: float = 0.0) -> None:
+        """Pull `state=active` now (pages of `page_size`, `pause` s between them); re-read
+        users we thought active that left that list."""
         self._active_read_at = time.monotonic()
         pages: list[UserPage] = []
         async for page, _total in self.hub.iter_user_pages(
-            state="active", include_stopped_servers=True, page_size=SWEEP_PAGE
+            state="active", include_stopped_servers=True, page_size=page_size, pause=pause
         ):
             pages.append(page)
         seen: set[str] = set()
@@ -127,14 +141,19 @@ class DirectorySync:
         if gone:
             await self._refresh_many(gone)
 
-    async def sync_active(self) -> None:
-        """One active pass: newest users, recently active users, then the active list."""
+    async def sync_active(self, *, paced: bool = False) -> None:
+        """One active pass: newest users, recently active users, then the active list
+        (`paced`: in RECONCILE_PAGE pages with RECONCILE_PAUSE between, the reconciliation's
+        way)."""
         newest, total = await self.hub.user_page(sort="-id", limit=CHEAP_PAGE)
         recent, _ = await self.hub.user_page(sort="-last_activity", limit=CHEAP_PAGE)
         for page in (newest, recent):
             for user in page:
                 self.upsert(user, fetched_at=page.fetched_at)
-        await self.refresh_active()
+        if paced:
+            await self.refresh_active(page_size=RECONCILE_PAGE, pause=RECONCILE_PAUSE)
+        else:
+            await self.refresh_active()
         if self.ready and total != len(self._users):
             # users were created in bulk or deleted: the sweep finds out which
             if self._hub_total != total:
@@ -159,7 +178,9 @@ class DirectorySync:
           spawns started from the hub's pages, still pending, without a route yet).
         - `state=active` and the newest users every HUBKEEPER_RECONCILE_INTERVAL: whatever
           the proxy cannot see (spawns pending from another API client, servers without a
-          route, users created at the hub).
+          route, users created at the hub). Paced, in a task of its own (`_reconcile`), so
+          the next ticks go on meanwhile; the first tick (and the first after the proxy API
+          answers again) reconciles at once, unpaced.
 
         A proxy API that does not answer: this tick falls back to the hub's `state=active`
         (`sync_active`), and health says so (`_routes_error`). Raises what the hub client
@@ -195,10 +216,16 @@ class DirectorySync:
         for route in table.values():
             if route.last_activity is not None:
                 self._note_activity(route.user, route.server, route.last_activity)
-        if previous is None or now - self._reconciled_at >= settings.reconcile_interval:
+        if previous is None:
             self._reconciled_at = self._recent_at = now
             await self.sync_active()
             return
+        walking = self._reconciling is not None and not self._reconciling.done()
+        if not walking and now - self._reconciled_at >= settings.reconcile_interval:
+            self._reconciled_at = self._recent_at = now
+            self._reconciling = asyncio.create_task(
+                self._reconcile(), name="hubkeeper-directory-reconcile"
+            )
         if now - self._recent_at >= RECENT_EVERY:
             self._recent_at = now
             recent, _ = await self.hub.user_page(sort="-last_activity", limit=RECENT_PAGE)
@@ -207,6 +234,23 @@ class DirectorySync:
         await self.rebuild_off_loop()
         self.synced_at = self.clock()
         self._active_error = None
+
+    async def _reconcile(self) -> None:
+        """The paced `state=active` walk (`sync_by_routes`); a failure is logged and shown
+        in health (the next walk retries at its interval), never raised."""
+        try:
+            await self.sync_active(paced=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._active_error = _describe(exc)
+            _log_failure("reconciliation", exc)
+
+    async def stop_reconciling(self) -> None:
+        """Cancel a reconciliation under way (the sync's end, tests)."""
+        if self._reconciling is not None:
+            await cancel_and_wait(self._reconciling)
+            self._reconciling = None
 
     def _has_pending(self, name: str) -> bool:
         user = self._users.get(name)
@@ -272,6 +316,7 @@ class DirectorySync:
             await self._active_loop()
         finally:
             await cancel_and_wait(sweeper)
+            await self.stop_reconciling()
 
     async def _active_loop(self) -> None:
         backoff = 1.0

@@ -35,11 +35,17 @@ log = logging.getLogger(__name__)
 PLUGIN_SCOPE = "custom:hubkeeper:server-tokens"
 TOKEN_SECONDS = 3600  # life asked of a per-server token (the plugin gives at most this)
 TOKEN_MARGIN = 300.0  # stop using a cached token this long (s) before it expires
-# Servers per bulk mint. The hub mints a batch in one go on its single thread (about 4 ms a
-# token measured, bench/hub_load.py): small batches with a breath between keep every other
-# user's request from waiting behind a long one.
-BATCH = 10
-BATCH_PAUSE = 0.2  # seconds between batches
+# Servers per bulk mint. The hub mints a batch in one go on its single thread (4-9 ms a
+# token measured, bench/hub_load.py: it expands the owner's scopes and commits per token), so
+# a batch holds every other user's request for as long: small batches keep that wait short.
+BATCH = 5
+# Seconds between batches: at least BATCH_PAUSE, and at least BATCH_PACE times what the last
+# batch took, so mints never take more than 1 / (1 + BATCH_PACE) of the hub's time (20 %),
+# however slow the hub is at the moment. Safe because nothing waits on a prefetch but the
+# pass that asked for it: 1,000 tokens take about a minute, 5,000 about five (the kernel
+# pass's interval), and only a new leader's first pass has that many to mint (culler/quiet.py).
+BATCH_PAUSE = 0.2
+BATCH_PACE = 4.0
 SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
 # Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
 TOO_POWERFUL = {
@@ -184,8 +190,9 @@ class ServerTokens:
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
         """Mint, in requests of up to BATCH, the tokens these servers will need and that are
         not cached (a kernel pass over many servers: one hub request per BATCH servers, not
-        one per server). Only with the hub plugin; otherwise a no-op (tokens come one by one
-        when used). Returns how many were minted; failures are left to `token()`."""
+        one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only
+        with the hub plugin; otherwise a no-op (tokens come one by one when used). Returns
+        how many were minted; failures are left to `token()`."""
         missing = self.missing(servers)
         if not missing:  # all cached: the hub is not asked anything, not even the scopes
             return 0
@@ -196,6 +203,7 @@ class ServerTokens:
             return 0
         minted = 0
         for start in range(0, len(missing), BATCH):
+            began = time.monotonic()
             try:
                 got = await self.hub.issue_server_tokens(missing[start : start + BATCH])
             except HubkeeperError as exc:
@@ -206,7 +214,8 @@ class ServerTokens:
                 self._tokens[key] = (token, now + lives)
             minted += len(got)
             self.minted += len(got)
-            await asyncio.sleep(BATCH_PAUSE)
+            if start + BATCH < len(missing):
+                await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
         return minted
 
     async def _from_plugin(self, user: str, server: str) -> tuple[str, float]:

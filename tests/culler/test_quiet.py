@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -30,7 +31,8 @@ def _skips(quiet: QuietServers, *, route: datetime | None, now: datetime, **kw: 
 def test_no_traffic_and_no_deadline_reached_skips():
     quiet = QuietServers()
     idle = {"id": "k", "execution_state": "idle", "last_activity": T0.isoformat()}
-    assert not _skips(quiet, route=T0, now=T0)  # never looked
+    long_ago = T0 - timedelta(hours=2)
+    assert not _skips(quiet, route=T0, now=T0, started=long_ago)  # never looked, old enough
     _seen(quiet, [idle])
     assert _skips(quiet, route=T0 - timedelta(seconds=1), now=T0 + timedelta(seconds=599))
     # traffic since the look, the deadline reached, no route, a restart, other settings
@@ -62,6 +64,23 @@ def test_dead_or_undated_kernels_and_empty_servers():
     assert _skips(quiet, route=T0, now=T0 + timedelta(days=30))
 
 
+def test_first_sight_skips_until_a_kernel_could_be_due():
+    """Never looked at: no kernel can be due before the server's start + timeout_s."""
+    quiet = QuietServers()
+    assert _skips(quiet, route=T0, now=T0 + timedelta(seconds=599))
+    # the look as of then holds: still skipped without traffic, looked at after it
+    assert _skips(quiet, route=T0, now=T0 + timedelta(seconds=599))
+    assert not _skips(quiet, route=T0 + timedelta(seconds=700), now=T0 + timedelta(seconds=599))
+    other = QuietServers()
+    assert not _skips(other, route=T0, now=T0 + timedelta(seconds=600))  # could be due
+    assert not _skips(other, route=T0, now=T0, started=None)  # start unknown
+    assert not _skips(other, route=None, now=T0)  # no route read
+    # first seen, then the deadline passes without traffic: looked at
+    third = QuietServers()
+    assert _skips(third, route=T0, now=T0 + timedelta(seconds=10))
+    assert not _skips(third, route=T0, now=T0 + timedelta(seconds=600))
+
+
 @pytest.fixture
 def client(hub, make_settings):
     with app_client(make_settings(**QUIET)) as c:
@@ -82,11 +101,10 @@ def test_the_periodic_pass_skips_a_quiet_server_until_it_is_used(client, hub):
         )
         settings = cfg(kernels={"enabled": True, "timeout_s": 3600})
         pass_ = hk.culler.kernels_pass
+        # just started: no kernel can be due for an hour, so the first pass leaves it
         first = call(client, pass_, settings, users={user}, skip_quiet=True)
-        assert not first.errors and hk.culler.quiet.skipped == 0
+        assert not first.errors and hk.culler.quiet.skipped == 1
         assert [(e["user"]) for e in first.exempt] == [] and first.planned == []
-        call(client, pass_, settings, users={user}, skip_quiet=True)
-        assert hk.culler.quiet.skipped == 1  # nothing could have changed
         call(client, pass_, settings, users={user})  # run/preview: never skip
         assert hk.culler.quiet.skipped == 1
         # a request through the proxy (a browser tab) is traffic on the route
@@ -97,7 +115,10 @@ def test_the_periodic_pass_skips_a_quiet_server_until_it_is_used(client, hub):
             timeout=30,
         )
         assert response.status_code == 200, response.text
+        time.sleep(1.0)  # the proxy stamps the route as the response ends: let it, then look
+        looked = call(client, pass_, settings, users={user}, skip_quiet=True)
+        assert hk.culler.quiet.skipped == 1 and not looked.errors  # looked at
         call(client, pass_, settings, users={user}, skip_quiet=True)
-        assert hk.culler.quiet.skipped == 1  # looked again
+        assert hk.culler.quiet.skipped == 2  # nothing could have changed since
     finally:
         hub.stop_server(user)

@@ -92,6 +92,25 @@ async def test_a_route_back_with_a_new_target_is_a_restart(hub, watched):
     assert directory.get(USER).servers[""].started != before
 
 
+async def test_the_reconciliation_walks_paced_beside_the_ticks(hub, watched):
+    directory, gateway = watched
+    await asyncio.to_thread(hub.start_server, USER)
+    await _tick_until(directory, gateway, "running", 3.0)
+    offset = _log_size(hub)
+    directory._reconciled_at = float("-inf")  # its interval is over
+    began = time.monotonic()
+    await directory.sync_by_routes(gateway)
+    walk = directory._reconciling
+    assert walk is not None  # in a task of its own: the tick did not wait for it
+    assert time.monotonic() - began < 1.0
+    await walk
+    await asyncio.sleep(1.0)  # the hub's log lines reach the file
+    asked = _hub_log_since(hub, offset)
+    walked = [line for line in asked if "&state=" in line]
+    assert walked and all("limit=100" in line for line in walked), asked
+    assert directory.rows_for(USER)[0].status == "running" and directory.last_error is None
+
+
 class DownProxy:
     async def read_routes(self) -> dict[tuple[str, str], Route]:
         raise ServerUnreachable("The proxy API at http://127.0.0.1:1 did not answer")

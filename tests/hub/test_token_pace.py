@@ -1,0 +1,39 @@
+"""Bulk server-token mints are paced (hub/server_tokens.py): batches of BATCH, and between
+two batches at least BATCH_PACE times what the last one took, so mints never hold more than a
+fifth of the hub's one thread. A stand-in hub, no real one: only the timing is under test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from hubkeeper.hub import server_tokens
+from hubkeeper.hub.server_tokens import PLUGIN_SCOPE, ServerTokens
+
+MINT_S = 0.1  # how long the stand-in hub takes per batch
+
+
+class SlowHub:
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, int]] = []  # (began, ended, servers)
+
+    async def own_scopes(self) -> list[str]:
+        return [PLUGIN_SCOPE]
+
+    async def issue_server_tokens(self, servers: list[tuple[str, str]]) -> dict[Any, Any]:
+        began = time.monotonic()
+        await asyncio.sleep(MINT_S)
+        self.calls.append((began, time.monotonic(), len(servers)))
+        return {key: (f"t-{key[0]}", 3600.0) for key in servers}
+
+
+async def test_bulk_mints_come_in_small_paced_batches():
+    hub = SlowHub()
+    tokens = ServerTokens(hub)  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(2 * server_tokens.BATCH + 1)]
+    assert await tokens.prefetch(servers) == len(servers)
+    assert [n for *_, n in hub.calls] == [server_tokens.BATCH, server_tokens.BATCH, 1]
+    for (_b0, ended, _n), (began, _e1, _n1) in zip(hub.calls, hub.calls[1:], strict=False):
+        assert began - ended >= server_tokens.BATCH_PACE * MINT_S * 0.9
+    assert await tokens.prefetch([]) == 0 and len(hub.calls) == 3  # nothing asked
