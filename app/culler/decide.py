@@ -81,6 +81,9 @@ class Signals:
     kernels: tuple[dict[str, Any], ...] = ()
     terminals: tuple[dict[str, Any], ...] = ()
     error: str = ""
+    # the latest activity of kernels seen earlier in this server start and gone since
+    # (culler/kernels_seen.py): a server whose kernels were all shut down is idle from it
+    gone_kernels_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,15 @@ def _busy(cfg: CullerSettings, signals: Signals, now: datetime, timeout: int) ->
 
 def kernels_last(server: HubServer, signals: Signals) -> datetime | None:
     """Under `idle_source: kernels`: the latest of the kernels' and terminals'
-    `last_activity`, else the server's start (a server with neither is idle from its start)."""
+    `last_activity`, of the kernels gone since (`gone_kernels_at`), and the server's start (a
+    server with none of them is idle from its start or its last kernel)."""
     times = [
         t
         for item in (*signals.kernels, *signals.terminals)
         if (t := _parse_time(item.get("last_activity"))) is not None
     ]
+    if signals.gone_kernels_at is not None:
+        times.append(as_utc(signals.gone_kernels_at))
     if server.started is not None:
         times.append(as_utc(server.started))
     return max(times) if times else None

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from hubkeeper.culler import exemptions, keeps
 from hubkeeper.culler.decide import Signals, judge_server, needs_signals
+from hubkeeper.culler.kernels_seen import KernelsSeen
 from hubkeeper.culler.passes import KernelGateway, read_signals
 from hubkeeper.culler.settings import CullerSettings
 from hubkeeper.errors import HubkeeperError, NotFound
@@ -133,6 +134,7 @@ async def signals_for(
     kept_until: datetime | None,
     *,
     always: bool,
+    seen: KernelsSeen | None = None,
 ) -> Signals | None:
     """The server's kernels and terminals when it is live and (unless `always`) its decision
     depends on them, as the pass asks (`decide.needs_signals`); None otherwise."""
@@ -142,7 +144,7 @@ async def signals_for(
         cfg, judge_server(cfg, model, found, now, kept_until=kept_until)
     ):
         return None
-    return await read_signals(gateway, model.name, found.name)
+    return await read_signals(gateway, model.name, found.name, seen=seen, started=found.started)
 
 
 async def idleness(
@@ -154,6 +156,7 @@ async def idleness(
     user: str,
     server: str,
     now: datetime,
+    seen: KernelsSeen | None = None,
 ) -> dict[str, Any]:
     """`{"decision": "keep"|"cull", "reason", "cull_at"|null, "signals": [...]}` for one
     server at `now` (UTC). Raises NotFound (`user_not_found`, `server_not_found`: the server
@@ -165,7 +168,7 @@ async def idleness(
     given = await asyncio.to_thread(keeps.in_force, engine, now)
     keep = keeps.of(given, user, found)
     kept_until = keep.until if keep else None
-    signals = await signals_for(cfg, gateway, model, found, now, kept_until, always=True)
+    signals = await signals_for(cfg, gateway, model, found, now, kept_until, always=True, seen=seen)
     proxy = await _proxy_activity(gateway, user, server)
     items = signal_items(found.last_activity, proxy, signals)
     exempt = await asyncio.to_thread(exemptions.in_force, engine, now)

@@ -28,6 +28,7 @@ from hubkeeper.culler.decide import (
     judge_server,
     needs_signals,
 )
+from hubkeeper.culler.kernels_seen import KernelsSeen
 from hubkeeper.culler.notices import Due, done_for, warning_for
 from hubkeeper.culler.quiet import QuietServers
 from hubkeeper.culler.settings import CullerSettings
@@ -352,9 +353,18 @@ async def _delete_user(trail: AuditTrail, hub: HubClient, who: Actor, doomed: Us
 NO_DIRECT_ROUTE = "Hubkeeper reaches no server directly (HUBKEEPER_PROXY_API_URL is not set)"
 
 
-async def read_signals(gateway: KernelGateway | None, user: str, server: str) -> Signals:
+async def read_signals(
+    gateway: KernelGateway | None,
+    user: str,
+    server: str,
+    *,
+    seen: KernelsSeen | None = None,
+    started: datetime | None = None,
+) -> Signals:
     """The server's kernels and terminals, read through the gateway (direct, never counted as
-    activity); a failure is kept in `error`, never raised (the hub's activity then decides)."""
+    activity); a failure is kept in `error`, never raised (the hub's activity then decides).
+    `seen`: where the kernels' activity is remembered, and read back for kernels gone since
+    (in the server start `started`)."""
     if gateway is None:
         return Signals(error=NO_DIRECT_ROUTE)
     try:
@@ -362,7 +372,11 @@ async def read_signals(gateway: KernelGateway | None, user: str, server: str) ->
         terminals = await gateway.list_terminals(user, server)
     except Exception as exc:  # one server's failure: its signals say so
         return Signals(error=_why(exc))
-    return Signals(tuple(kernels), tuple(terminals))
+    gone = None
+    if seen is not None:
+        seen.note(user, server, started, kernels)
+        gone = seen.last(user, server, started)
+    return Signals(tuple(kernels), tuple(terminals), gone_kernels_at=gone)
 
 
 def plan_user(
@@ -416,6 +430,7 @@ async def gather_signals(
     now: datetime,
     concurrency: int,
     given: keeps.Keeps | None = None,
+    seen: KernelsSeen | None = None,
 ) -> dict[tuple[str, str], Signals]:
     """Ask the servers whose decision depends on them (`decide.needs_signals`) for their
     kernels and terminals, `concurrency` at once (`given`: the keeps in force)."""
@@ -424,6 +439,7 @@ async def gather_signals(
         keep = keeps.of(given, user.name, server)
         return keep.until if keep else None
 
+    starts = {(u.name, s.name): s.started for u in users for s in u.servers.values()}
     wanted = [
         (user.name, server.name)
         for user in users
@@ -440,7 +456,7 @@ async def gather_signals(
 
     async def one(key: tuple[str, str]) -> Signals:
         async with limit:
-            return await read_signals(gateway, *key)
+            return await read_signals(gateway, *key, seen=seen, started=starts.get(key))
 
     found = await asyncio.gather(*(one(k) for k in wanted))
     return dict(zip(wanted, found, strict=True))
@@ -462,6 +478,7 @@ async def servers_pass(
     outbox: Outbox | None = None,
     page_url: str = "",
     copies: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
+    seen: KernelsSeen | None = None,
 ) -> PassResult:
     """One pass over the hub's running servers. `users` limits it to those names (tests,
     scripts). A hub that is down ends the pass at once with `error` set (and recorded).
@@ -540,7 +557,7 @@ async def servers_pass(
                 result.exempt.append({"user": user.name, "reason": why})
             continue
         judged.append(user)
-    signals = await gather_signals(cfg, judged, gateway, now, cfg.concurrency, given)
+    signals = await gather_signals(cfg, judged, gateway, now, cfg.concurrency, given, seen)
     dues: list[Due] = []
     for user in judged:
         culls, doomed = plan_user(cfg, user, now, signals, result.kept, given, dues)
@@ -630,6 +647,7 @@ async def kernels_pass(
     quiet: QuietServers | None = None,
     running: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
     activity: ActivityRecorder | None = None,
+    seen: KernelsSeen | None = None,
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
     the server, never counted as activity). A server whose API fails is skipped and noted in
@@ -714,6 +732,8 @@ async def kernels_pass(
                 kernels = await gateway.list_kernels(user.name, server.name)
                 if activity is not None:
                     note_kernels(activity, user.name, server.name, kernels, utcnow())
+                if seen is not None:
+                    seen.note(user.name, server.name, server.started, kernels)
                 if quiet is not None and not dry_run:
                     quiet.remember(
                         key, started=server.started, cfg=cfg.kernels, kernels=kernels, now=now

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hubkeeper.culler import exemptions, idleness, keeps, records
 from hubkeeper.culler import settings as culler_settings
 from hubkeeper.culler.decide import Cull
+from hubkeeper.culler.kernels_seen import KernelsSeen
 from hubkeeper.culler.notices import own_page_url
 from hubkeeper.culler.passes import (
     CULLER,
@@ -151,6 +152,7 @@ class Culler:
         self.lock = lock or asyncio.Lock()
         # the periodic kernel pass's last looks: servers where nothing changed are skipped
         self.quiet = QuietServers()
+        self.kernels_seen = KernelsSeen()  # kernels gone since: "idle from its last kernel"
 
     @classmethod
     def of(cls, hk: HubkeeperState) -> Culler:
@@ -199,6 +201,7 @@ class Culler:
             copies=copies if from_directory else None,
             outbox=None if dry_run else self.outbox,
             page_url=own_page_url(self.settings),
+            seen=self.kernels_seen,
         )
 
     def _copies(self, *, with_inactive: bool) -> list[HubUser] | None:
@@ -238,6 +241,7 @@ class Culler:
             dry_run=dry_run,
             progress=progress,
             quiet=self.quiet if skip_quiet else None,
+            seen=self.kernels_seen,
             running=self._running_from_directory if skip_quiet else None,
             activity=self.activity,
         )
@@ -322,6 +326,7 @@ class Culler:
             user=user,
             server=server,
             now=now or utcnow(),
+            seen=self.kernels_seen,
         )
 
     # --- one user's own servers: outlook and keeps --------------------------------------------
@@ -347,7 +352,7 @@ class Culler:
             out["cull_reason"] = None
             if running:
                 signals = await idleness.signals_for(
-                    cfg, gateway, model, server, now, in_force, always=False
+                    cfg, gateway, model, server, now, in_force, always=False, seen=self.kernels_seen
                 )
                 out = idleness.decision(
                     cfg, model, server, signals, exempt=why, kept_until=in_force, now=now

@@ -197,3 +197,38 @@ def test_a_cull_decided_without_asking_the_server_says_so_in_its_record():
     plain = records.event_of(usual, outcome="ok", error="", settings_json="{}", actor="culler")
     plain.id = 2
     assert CullOut.of(plain).note is None
+
+
+def test_a_server_whose_kernels_were_shut_down_is_idle_from_its_last_kernel():
+    import asyncio
+
+    from hubkeeper.culler.kernels_seen import KernelsSeen
+    from hubkeeper.culler.passes import read_signals
+
+    by_kernels = CFG.model_copy(update={"idle_source": "kernels", "max_age_s": 0})
+    s = server(started=ago(500), last=ago(1))  # started long ago; a tab keeps the hub busy
+    stamp = lambda seconds: ago(seconds).isoformat()  # noqa: E731
+
+    class Gateway:
+        kernels = [{"id": "k", "execution_state": "idle", "last_activity": stamp(30)}]
+
+        async def list_kernels(self, user: str, server: str) -> list[dict]:
+            return list(self.kernels)
+
+        async def list_terminals(self, user: str, server: str) -> list[dict]:
+            return []
+
+    gateway, seen = Gateway(), KernelsSeen()
+    looked = asyncio.run(read_signals(gateway, "u", "", seen=seen, started=s.started))
+    assert decide_server(by_kernels, user(s=s), s, NOW, looked) is None  # used 30 s ago
+    gateway.kernels = []  # the user shut the kernel down
+    after = asyncio.run(read_signals(gateway, "u", "", seen=seen, started=s.started))
+    assert after.gone_kernels_at == ago(30)
+    # idle from the last kernel (30 s < 60 s), not from the start 500 s ago
+    assert decide_server(by_kernels, user(s=s), s, NOW, after) is None
+    assert decide_server(by_kernels, user(s=s), s, NOW + timedelta(seconds=31), after)
+    # without the memory (another culler took over), from the start, as before
+    fresh = asyncio.run(read_signals(gateway, "u", "", seen=KernelsSeen(), started=s.started))
+    assert decide_server(by_kernels, user(s=s), s, NOW, fresh).reason == "idle"
+    # a restarted server starts afresh
+    assert seen.last("u", "", ago(5)) is None
