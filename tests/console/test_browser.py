@@ -127,7 +127,7 @@ def test_person_without_role_lands_on_their_own_page_and_sees_a_clear_403_elsewh
     expect(page.get_by_role("heading", name="Not allowed here")).to_be_visible()
     expect(page.locator(".error-detail")).to_contain_text(f"You are signed in as {NOBODY}")
     expect(page.get_by_role("link", name="Back to the hub")).to_be_visible()
-    page.get_by_role("button", name="Sign out").click()
+    page.locator("#main").get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
 
 
