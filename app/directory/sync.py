@@ -228,9 +228,15 @@ class DirectorySync:
             )
         if now - self._recent_at >= RECENT_EVERY:
             self._recent_at = now
-            recent, _ = await self.hub.user_page(sort="-last_activity", limit=RECENT_PAGE)
+            recent, total = await self.hub.user_page(sort="-last_activity", limit=RECENT_PAGE)
             for user in recent:
                 self.upsert(user, fetched_at=recent.fetched_at)
+            # The page's total says, for free, that users were created at the hub: read the
+            # newest then (a user with no server has no route to show it), not every tick.
+            if self.ready and total > len(self._users):
+                newest, _ = await self.hub.user_page(sort="-id", limit=CHEAP_PAGE)
+                for user in newest:
+                    self.upsert(user, fetched_at=newest.fetched_at)
         await self.rebuild_off_loop()
         self.synced_at = self.clock()
         self._active_error = None
