@@ -68,8 +68,13 @@ define run_pytest
 	$(BIN)/pytest $(1) $(PYTEST_ARGS)
 endef
 
+# The suite runs on every core (pytest-xdist), one test module per worker at a time
+# (`--dist loadscope`: a module's shared hub stays in one worker). `make test TEST_WORKERS=0`
+# runs it in one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: install postgres
-	$(call run_pytest,--durations=25)
+	$(call run_pytest,--durations=25 -n $(TEST_WORKERS) --dist loadscope)
 
 test-fast: install postgres
 	$(call run_pytest,--durations=10 -m "$(FAST_TIERS)")

@@ -40,9 +40,13 @@ def create_db_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
-            # WAL lets the web requests read while the sync loop writes.
+            # WAL lets the web requests read while the sync loop writes. The mode is kept in
+            # the file, so it is set only when missing: setting it again fails at once with
+            # "database is locked" (no busy wait) while another process writes, which made a
+            # CLI or second replica opening the file during a write answer 503.
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
