@@ -59,6 +59,7 @@ from hubkeeper.quotas.watch import QuotaWatch
 from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.resources.sampler import ResourceSampler
 from hubkeeper.state import HubkeeperState
+from hubkeeper.userpage.keep import router as admin_keep_router
 from hubkeeper.userpage.me import router as my_page_router
 from hubkeeper.userpage.page import router as user_page_router
 from hubkeeper.web.apidocs import router as apidocs_router
@@ -313,6 +314,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(console_router)
     # after the console: its `users/rows` and `users/stop-all` match before `users/{name}`
     app.include_router(user_page_router)
+    app.include_router(admin_keep_router)
     app.include_router(my_page_router)
     app.include_router(audit_router)
     app.include_router(lockdown_router)

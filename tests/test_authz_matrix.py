@@ -73,6 +73,8 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/users/stop-all"): ADMIN,
     ("GET", "/users/jobs/{job_id}"): ADMIN,
     ("GET", "/users/{name}"): READER,  # the user's page (managers: no actions, no log links)
+    ("POST", "/users/{name}/server/keep"): ADMIN,  # the user's page's Keep running
+    ("POST", "/users/{name}/servers/{server}/keep"): ADMIN,
     ("GET", "/api/v1/audit"): READER,
     ("GET", "/audit"): READER,
     ("GET", "/api/v1/lockdown"): READER,

@@ -109,6 +109,20 @@ def test_an_ordinary_user_sees_and_keeps_only_their_own_server(client, hub):
     by_admin = client.post(f"/api/v1/users/{quote(other)}/server/keep", headers=admin)
     assert by_admin.status_code == 200 and by_admin.json()["keeps_left"] == 1
     assert ("admin", other, "ok") in audits(hk, "culler.keep")
+    # the admin's button on the user's page: a toast, and the servers region told to refresh
+    cookie, value, csrf = call(client, issue_session, hk, user="admin", role="admin")
+    client.cookies.set(cookie, value)
+    page = client.get(f"/users/{quote(other)}")
+    assert BeautifulSoup(page.text, "html.parser").select_one("[data-keep-button]") is not None
+    same_origin = {"X-CSRF-Token": csrf, "Sec-Fetch-Site": "same-origin"}
+    toast = client.post(f"/users/{quote(other)}/server/keep", headers=same_origin)
+    assert toast.headers["HX-Trigger"] == "servers-changed"
+    text = BeautifulSoup(toast.text, "html.parser").select_one("[data-toast]").get_text(" ")
+    assert "0 keep(s) left" in text, text
+    spent = client.post(f"/users/{quote(other)}/server/keep", headers=same_origin)
+    text = BeautifulSoup(spent.text, "html.parser").select_one("[data-toast]").get_text(" ")
+    assert "Could not keep" in text and "toast-error" in spent.text, text
+    client.cookies.clear()
 
     # a server that is not running cannot be kept
     nothing = client.post("/api/v1/me/server/keep", headers=as_user(hub.user_token(idle)))
