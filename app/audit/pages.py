@@ -24,7 +24,7 @@ from hubkeeper.db.models import AuditEvent
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.params import choice_param, page_param, text_param
 from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
@@ -52,14 +52,13 @@ class AuditView:
             return text_param(params, key)
 
         page = page_param(params)
-        outcome = get("outcome")
         return cls(
             actor=get("actor"),
             action=get("action"),
             target=get("target"),
             since=get("since"),
             until=get("until"),
-            outcome=outcome if outcome in OUTCOMES else "",
+            outcome=choice_param(params, "outcome", OUTCOMES),
             page=page,
         )
 

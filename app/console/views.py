@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-from hubkeeper.console.filters import as_state
+from hubkeeper.console.filters import STATES, as_state
 from hubkeeper.console.resources import figures_of
 from hubkeeper.directory.rows import ServerRow
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.window import BadInput
 from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.resources.figures import Figures
-from hubkeeper.web.params import page_param, text_param
+from hubkeeper.web.params import choice_param, page_param, text_param
 from hubkeeper.web.templating import templates
 
 PAGE_SIZE = 50
@@ -74,15 +75,18 @@ class UsersView:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> UsersView:
-        """Read a query string; unknown values fall back to the defaults instead of failing.
-        The former `status=` (and its starting/stopping) is read as `state`."""
-        state = as_state(text_param(params, "state") or text_param(params, "status"))
-        sort = text_param(params, "sort") or "name"
+        """Read a query string. The former `status=` (and its starting/stopping) is read as
+        `state`. Raises BadInput (422) for a state or sort it does not know: falling back to
+        "any" would show more than the URL asked for."""
+        given = text_param(params, "state") or text_param(params, "status")
+        state = as_state(given)
+        if given and not state:
+            raise BadInput(f"state must be one of {', '.join(STATES)}; got {given[:40]!r}")
         return cls(
             q=text_param(params, "q"),
             state=state or "any",
             group=text_param(params, "group"),
-            sort=sort if sort in dict(SORT_CHOICES) else "name",
+            sort=choice_param(params, "sort", [value for value, _ in SORT_CHOICES], "name"),
             page=page_param(params),
         )
 

@@ -26,7 +26,7 @@ from hubkeeper.kit.durations import compact
 from hubkeeper.kit.window import BadInput, parse_when
 from hubkeeper.state import HubkeeperState
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import RowId, page_param, text_param, view_url
+from hubkeeper.web.params import RowId, choice_param, page_param, text_param, view_url
 from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
@@ -268,15 +268,11 @@ class CullsView:
 
     @classmethod
     def from_params(cls, params: Any) -> CullsView:
-        def pick(key: str, allowed: tuple[str, ...]) -> str:
-            value = text_param(params, key)
-            return value if value in allowed else ""
-
         return cls(
             user=text_param(params, "user"),
-            kind=pick("kind", ("server", "kernel")),
-            reason=pick("reason", ("idle", "max_age")),
-            outcome=pick("outcome", ("ok", "error")),
+            kind=choice_param(params, "kind", ("server", "kernel")),
+            reason=choice_param(params, "reason", ("idle", "max_age")),
+            outcome=choice_param(params, "outcome", ("ok", "error")),
             since=text_param(params, "since"),
             until=text_param(params, "until"),
             page=page_param(params),

@@ -20,7 +20,7 @@ from hubkeeper.history.chart import bar_chart
 from hubkeeper.history.recorder import aware
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param, view_url
+from hubkeeper.web.params import choice_param, page_param, text_param, view_url
 from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
@@ -50,9 +50,9 @@ class HistoryView:
         return cls(
             since=get("since"),
             until=get("until"),
-            by=get("by") if get("by") in ("group", "profile") else "user",
+            by=choice_param(params, "by", ("user", "group", "profile"), "user"),
             user=get("user"),
-            reason=get("reason") if get("reason") in REASONS else "",
+            reason=choice_param(params, "reason", REASONS),
             page=page,
         )
 

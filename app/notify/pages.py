@@ -16,7 +16,7 @@ from hubkeeper.kit.window import parse_when
 from hubkeeper.notify.service import deliveries
 from hubkeeper.outbox.events import EVENTS
 from hubkeeper.web.pager import Pager
-from hubkeeper.web.params import page_param, text_param, view_url
+from hubkeeper.web.params import choice_param, page_param, text_param, view_url
 from hubkeeper.web.strict import refuse_unknown, view_fields
 from hubkeeper.web.templating import render
 
@@ -33,9 +33,8 @@ class NotificationsView:
 
     @classmethod
     def from_params(cls, params: Any) -> NotificationsView:
-        event = text_param(params, "event")
         return cls(
-            event=event if event in EVENTS else "",
+            event=choice_param(params, "event", EVENTS),
             since=text_param(params, "since"),
             page=page_param(params),
         )

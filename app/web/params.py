@@ -1,17 +1,21 @@
-"""Reading a page's view (search, filters, page number) from its query string, forgivingly.
+"""Reading a page's view (search, filters, page number) from its query string.
 
-Pages keep their view in the URL so it can be shared and reloaded; a hand-edited or stale URL
-falls back to defaults instead of failing.
+Pages keep their view in the URL so it can be shared and reloaded. Free text and page numbers
+are read forgivingly (capped, nonsense → page 1); a filter with a fixed set of values refuses
+one it does not know (`choice_param`: 422, as the API), because falling back to "any" would
+quietly show a wider list than the URL asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Path
+
+from hubkeeper.kit.window import BadInput
 
 MAX_TEXT = 200
 MAX_PAGE = 1_000_000
@@ -28,6 +32,20 @@ def text_param(params: Mapping[str, Any], key: str, limit: int = MAX_TEXT) -> st
     """A text field, stripped and capped; absent or not text → ""."""
     value = params.get(key, "")
     return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def choice_param(
+    params: Mapping[str, Any], key: str, allowed: Sequence[str], default: str = ""
+) -> str:
+    """A filter with a fixed set of values: absent or empty → `default`. Raises BadInput (422
+    `invalid_parameter`, naming the values allowed) for anything else: a misspelt filter must
+    never widen a list."""
+    value = text_param(params, key)
+    if not value:
+        return default
+    if value not in allowed:
+        raise BadInput(f"{key} must be one of {', '.join(allowed)}; got {value[:40]!r}")
+    return value
 
 
 def page_param(params: Mapping[str, Any], key: str = "page") -> int:

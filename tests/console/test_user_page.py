@@ -123,7 +123,8 @@ def test_the_page_shows_servers_with_outlook_and_actions_for_admins(admin):
     # the group's exemption keeps it: the outlook says so, with its reason
     assert row["data-outlook"] == "exempt"
     assert "exempt: thesis run (group up-group)" in row.select_one(".cell-outlook").get_text()
-    stop = row.select_one("button[hx-post]")
+    keep, stop = row.select("button[hx-post]")
+    assert keep["hx-post"].endswith(f"users/{ANN}/server/keep")
     assert stop["hx-post"].endswith(f"users/{ANN}/server/stop")
     assert row.select_one("a[data-log-link]")["href"].endswith(f"logs/{ANN}")
     # the region refreshes itself, with the same parameter the page accepts

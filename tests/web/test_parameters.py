@@ -141,3 +141,49 @@ async def test_a_bad_value_is_invalid_parameter_whoever_finds_it(api, endpoint, 
     response = await api.get(endpoint, params=params)
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_parameter"
+
+
+PAGE_BAD_VALUES = [
+    ("users", {"state": "runing"}),
+    ("users", {"status": "busy"}),
+    ("users", {"sort": "id"}),
+    ("users/rows", {"sort": "id"}),
+    ("culls", {"reason": "idel"}),
+    ("culls", {"kind": "notebook"}),
+    ("notifications", {"event": "cull.nope"}),
+    ("history", {"by": "course"}),
+    ("history", {"reason": "timeout"}),
+    ("audit", {"outcome": "meh"}),
+]
+
+
+def test_a_page_refuses_a_filter_value_it_does_not_know(hubkeeper_server: Any) -> None:
+    """The pages' URLs take the API's values: a misspelt one is a 422 page naming what is
+    allowed, never the whole list (the users page once fell back to "any")."""
+    from bs4 import BeautifulSoup
+
+    from hubkeeper.auth.sessions import issue_session
+
+    hk = hubkeeper_server.app.state.hk
+    name, value, _ = asyncio.run(issue_session(hk, user="admin", role="admin"))
+    with httpx.Client(
+        base_url=hubkeeper_server.direct_url,
+        cookies={name: value},
+        timeout=30,
+        follow_redirects=True,
+    ) as client:
+        for path, params in PAGE_BAD_VALUES:
+            refused = client.get(path, params=params)
+            assert refused.status_code == 422, (path, params, refused.status_code)
+            page = BeautifulSoup(refused.text, "html.parser")
+            assert page.select_one("[data-code]")["data-code"] == "invalid_parameter"
+            ((_, bad),) = params.items()
+            assert repr(bad) in page.get_text(), (path, params)
+        for path, params in [
+            ("users", {"state": "running", "sort": "-cpu"}),
+            ("users", {"status": "starting"}),  # the former name and value
+            ("culls", {"reason": "max_age", "kind": "server"}),
+            ("history", {"by": "profile"}),
+            ("audit", {"outcome": "ok"}),
+        ]:
+            assert client.get(path, params=params).status_code == 200, (path, params)
