@@ -1,5 +1,5 @@
-"""Hubkeeper's side inside JupyterHub: one-server tokens, the lockdown spawn hook, and the
-lockdown shown on the hub's own pages.
+"""Hubkeeper's side inside JupyterHub: one-server tokens, the lockdown spawn hook, the
+lockdown shown on the hub's own pages, and failed spawns reported to Hubkeeper.
 
 This module runs in the hub's process. It imports only the standard library, tornado and
 jupyterhub, so it works where Hubkeeper is installed beside the hub
@@ -22,6 +22,7 @@ holding `access:servers!server=<user>/<server>`, living at most an hour.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -275,6 +276,11 @@ def make_pre_spawn_hook(
     refused with `UNREACHABLE_MESSAGE` (`fail_open=False`)."""
 
     async def pre_spawn_hook(spawner: Any) -> None:
+        # the spawn's `started` (set just before this hook, jupyterhub/user.py `spawn`): the
+        # post-stop hook reports a failure under it, and the hub clears it before that hook
+        started = getattr(getattr(spawner, "orm_spawner", None), "started", None)
+        with contextlib.suppress(AttributeError):  # a spawner takes attributes; a stand-in may not
+            spawner.hubkeeper_started = started
         if chained is not None:
             result = chained(spawner)
             if result is not None and hasattr(result, "__await__"):
@@ -301,6 +307,85 @@ def make_pre_spawn_hook(
             raise _refuse(refusal)
 
     return pre_spawn_hook
+
+
+# --- failed spawns ---------------------------------------------------------------------------
+REPORT_TIMEOUT = 5.0  # seconds for Hubkeeper to take a failed spawn's report
+
+
+def _failure_message(error: BaseException) -> str:
+    message = getattr(error, "jupyterhub_message", None) or getattr(error, "log_message", None)
+    return str(message or error or type(error).__name__)[:2000]
+
+
+async def report_failure(
+    report_url: str, token: str, spawner: Any, spawn: Awaitable[Any], wait_s: float
+) -> None:
+    """Wait for the spawn to end and, when it failed (not refused by this plugin's own hook:
+    Hubkeeper knows its lockdowns and quotas), POST `{user, server, started, message}` to
+    Hubkeeper's `spawns/failed` with its service token. Never raises: a report that cannot be
+    sent is logged."""
+    from tornado.httpclient import AsyncHTTPClient
+
+    try:
+        await spawn
+        return  # the spawn went on (a stop hook of something else)
+    except Exception as exc:  # the failure is what is reported
+        error: BaseException = exc
+    if getattr(error, "hubkeeper_lockdown", False):
+        return
+    started = getattr(spawner, "hubkeeper_started", None)
+    body = {
+        "user": spawner.user.name,
+        "server": spawner.name or "",
+        "started": (started.replace(tzinfo=None).isoformat() + "Z") if started else None,
+        "message": _failure_message(error),
+    }
+    try:
+        await AsyncHTTPClient().fetch(
+            report_url,
+            method="POST",
+            body=json.dumps(body),
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+            request_timeout=wait_s,
+            connect_timeout=wait_s,
+        )
+    except Exception as exc:
+        log.warning("hubkeeper: could not report %s's failed spawn: %s", body["user"], exc)
+
+
+def make_post_stop_hook(
+    report_url: str,
+    token: str,
+    *,
+    chained: Callable[[Any], Any] | None = None,
+    timeout: float = REPORT_TIMEOUT,
+) -> Callable[[Any], Any]:
+    """A `Spawner.post_stop_hook`: runs `chained` first; then, when the stop is the hub
+    cleaning up a spawn that failed, reports it to Hubkeeper (`report_failure`) in the
+    background, so that `spawn.failed` is notified even for a spawn that failed too fast for
+    Hubkeeper to see it pending.
+
+    How a failed spawn is told from a plain stop (jupyterhub/user.py `spawn`, `_wait_up` and
+    `stop`; handlers/base.py `spawn_single_user`): the hub stops a failed spawn from inside the
+    spawn itself, so `spawner._spawn_future` (the spawn's future) is not done yet; after a
+    spawn it is done or None."""
+
+    def post_stop_hook(spawner: Any) -> Any:
+        result = chained(spawner) if chained is not None else None
+        spawn = getattr(spawner, "_spawn_future", None)
+        if spawn is not None and not spawn.done():
+            import asyncio
+
+            task = asyncio.ensure_future(report_failure(report_url, token, spawner, spawn, timeout))
+            _REPORTS.add(task)
+            task.add_done_callback(_REPORTS.discard)
+        return result
+
+    return post_stop_hook
+
+
+_REPORTS: set[Any] = set()  # reports under way (a task needs a reference until it is done)
 
 
 def _announcement(status: LockdownStatus, previous: Any) -> Callable[[Any], str]:
@@ -405,6 +490,9 @@ def configure(
       refused; admins never; without a token in the config, quotas are not checked); `fail_open`
       as in `make_pre_spawn_hook`; and the lockdown's reason on the hub's pages, before any
       configured announcement.
+    - With `lockdown` and the service's token: a post-stop hook, chained after the configured
+      one, that reports spawns that failed to Hubkeeper's `spawns/failed`
+      (`make_post_stop_hook`).
 
     Raises ValueError when `status_url` is not given and cannot be worked out.
     """
@@ -446,6 +534,16 @@ def configure(
     )
     hook.hubkeeper_chained = chained  # type: ignore[attr-defined]
     spawner.pre_spawn_hook = hook
+    if quota_url is not None and quota_token is not None:
+        stop_chained = spawner.post_stop_hook if "post_stop_hook" in spawner else None
+        stop_chained = getattr(stop_chained, "hubkeeper_chained", stop_chained)
+        stop_hook = make_post_stop_hook(
+            quota_url[: -len("quotas/check")] + "spawns/failed",
+            quota_token,
+            chained=stop_chained if callable(stop_chained) else None,
+        )
+        stop_hook.hubkeeper_chained = stop_chained  # type: ignore[attr-defined]
+        spawner.post_stop_hook = stop_hook
     template_vars = dict(hub.template_vars) if "template_vars" in hub else {}
     for key in ANNOUNCEMENT_KEYS:
         if key == "announcement" or key in template_vars:
@@ -454,4 +552,11 @@ def configure(
     _quiet_error_hint()
 
 
-__all__ = ["SCOPE", "ENDPOINT", "LockdownStatus", "configure", "make_pre_spawn_hook"]
+__all__ = [
+    "SCOPE",
+    "ENDPOINT",
+    "LockdownStatus",
+    "configure",
+    "make_pre_spawn_hook",
+    "make_post_stop_hook",
+]

@@ -118,6 +118,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/quotas"): ADMIN,
     ("GET", "/api/v1/me/quota"): SIGNED_IN,
     ("GET", "/api/v1/quotas/check"): HUB_PLUGIN,  # the spawn hook, with the service token
+    ("POST", "/api/v1/spawns/failed"): HUB_PLUGIN,  # the stop hook's failed-spawn report
     # webhook deliveries (URLs, errors): an admin matter, managers get 403
     ("GET", "/api/v1/notifications"): ADMIN,
     ("GET", "/notifications"): ADMIN,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,58 @@ def test_the_cli_prints_the_plugin_as_one_file(capsys):
 
     assert main(["hub-plugin"]) == 0
     assert capsys.readouterr().out == PLUGIN.read_text()
+
+
+class _Spawner:
+    def __init__(self, spawn: asyncio.Future[None]) -> None:
+        self._spawn_future = spawn
+        self.name = ""
+        self.user = type("User", (), {"name": "ann"})()
+        self.hubkeeper_started = datetime(2026, 12, 5, 12, 0, 0, 123456)
+
+
+async def _reports_after(spawn_outcome: BaseException | None, monkeypatch) -> list[dict]:
+    from tornado.httpclient import AsyncHTTPClient
+
+    sent: list[dict] = []
+
+    async def fetch(self, url, **kwargs):  # noqa: ANN001, ANN202
+        sent.append({"url": url, **json.loads(kwargs["body"])})
+
+    monkeypatch.setattr(AsyncHTTPClient, "fetch", fetch)
+    spawn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    hook = hub_plugin.make_post_stop_hook("http://hk/api/v1/spawns/failed", "t0ken")
+    hook(_Spawner(spawn))  # the hub stops the failed spawn from inside it: not done yet
+    if spawn_outcome is None:
+        spawn.set_result(None)
+    else:
+        spawn.set_exception(spawn_outcome)
+    await asyncio.sleep(0.05)
+    return sent
+
+
+async def test_a_failed_spawn_is_reported_with_its_started_and_message(monkeypatch):
+    from tornado.web import HTTPError
+
+    error = HTTPError(500, "no room")
+    error.jupyterhub_message = "No room on the cluster"  # type: ignore[attr-defined]
+    sent = await _reports_after(error, monkeypatch)
+    assert sent == [
+        {
+            "url": "http://hk/api/v1/spawns/failed",
+            "user": "ann",
+            "server": "",
+            "started": "2026-12-05T12:00:00.123456Z",
+            "message": "No room on the cluster",
+        }
+    ]
+
+
+async def test_plain_stops_and_the_plugins_own_refusals_are_not_reported(monkeypatch):
+    assert await _reports_after(None, monkeypatch) == []
+    refusal = hub_plugin._refuse("The hub is locked")
+    assert await _reports_after(refusal, monkeypatch) == []
+    # a stop after a finished spawn: nothing is even awaited
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    assert hub_plugin.make_post_stop_hook("http://hk/x", "t")(_Spawner(done)) is None

@@ -1,6 +1,7 @@
 """`spawn.failed` notifications: a server that went from starting to stopped without ever
-running, as the directory saw it, or a start asked through Hubkeeper that the hub answered
-with an error.
+running, as the directory saw it; a start asked through Hubkeeper that the hub answered with
+an error; or a failure the hub plugin reported (`POST api/v1/spawns/failed`, from the hub's
+post-stop hook: spawns that fail too fast for the directory to see them pending).
 
 Each failed spawn is notified once: its key is the user, the server and the hub's `started`
 of the spawn (set when the spawn begins, the same on every replica), so replicas that all see
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 # s after a console-noted failure during which the directory does not notify the same server
 # again (an older hub answer showing the spawn, applied late, must not make a second one)
 NOTED_FOR = 60.0
+# s within which a console start's failure and the hub plugin's report of a failure of the
+# same server are the same failure (both paths see a start asked through Hubkeeper fail)
+SAME_FAILURE = 10.0
 # s the directory waits before notifying a failure it saw, so that the hub's message, when a
 # start asked through Hubkeeper brings it, goes into the one notification
 SETTLE = 2.0
@@ -61,6 +65,8 @@ class SpawnWatch:
         self.clock = clock
         self.spawning: dict[Key, datetime | None] = {}  # seen starting: the spawn's `started`
         self._noted: dict[Key, float] = {}  # console-noted failures (time.monotonic())
+        # the last failure reported by one path (console or plugin) and not yet by the other
+        self._unpaired: dict[Key, tuple[float, str]] = {}
         # failures seen, waiting SETTLE s for the hub's message: the spawn's `started`, task
         self._settling: dict[Key, tuple[datetime | None, asyncio.Future[bool], Event]] = {}
         self._tasks: set[asyncio.Future[bool]] = set()
@@ -102,13 +108,24 @@ class SpawnWatch:
         noted = self._noted.get(key)
         return noted is not None and time.monotonic() - noted < NOTED_FOR
 
-    def failed(self, user: str, server: str, reason: str) -> None:
-        """A start asked through Hubkeeper failed with the hub's `reason` (its message)."""
+    def failed(self, user: str, server: str, reason: str, *, since: datetime | None = None) -> None:
+        """A spawn failed with the hub's `reason` (its message): a start asked through
+        Hubkeeper (`since` None), or one the hub plugin reported with the spawn's `started`
+        (`since`, UTC). Both see the same failure of a start asked through Hubkeeper: the
+        first of the pair is notified, the other (from the other path, within SAME_FAILURE
+        s) is not."""
         now = time.monotonic()
         self._noted = {k: t for k, t in self._noted.items() if now - t < NOTED_FOR}
         key = (user, server)
+        path = "plugin" if since is not None else "console"
+        first = self._unpaired.pop(key, None)
+        if first is not None and first[1] != path and now - first[0] < SAME_FAILURE:
+            return  # the other path's report of this same failure
+        self._unpaired = {k: v for k, v in self._unpaired.items() if now - v[0] < SAME_FAILURE}
+        self._unpaired[key] = (now, path)
         self._noted[key] = now
-        since = self.spawning.pop(key, None)
+        since = since or self.spawning.pop(key, None)
+        self.spawning.pop(key, None)
         settling = self._settling.pop(key, None)
         if settling is not None:  # seen by the directory: the same spawn, now with its message
             since = settling[0]

@@ -9,6 +9,7 @@ for one test and takes it away again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,6 +100,28 @@ def test_a_spawn_the_hub_fails_is_notified_with_the_hub_s_message(admin, webhook
     assert got["user"] == FAILING and got["server"] == ""
     assert FAIL_SPAWN_MESSAGE in got["reason"]
     assert got["text"].startswith(f"{FAILING}'s server failed to start: ")
+
+
+def test_a_spawn_failing_at_once_on_the_hub_is_reported_by_the_plugin_once(hub, people, webhook):
+    """Started at the hub's API (not through Hubkeeper) and failing before the directory can
+    see it pending: the hub plugin's post-stop hook reports it, with the hub's message, under
+    the spawn's `started`; a start through Hubkeeper adds no second notification."""
+    before = len(webhook.events("spawn.failed"))
+    response = hub.api("POST", f"/users/{FAILING}/server", json={})
+    assert response.status_code >= 400, response.text
+    got = webhook.wait_for_event("spawn.failed", timeout=20)
+    assert got["user"] == FAILING and got["server"] == ""
+    assert FAIL_SPAWN_MESSAGE in got["reason"]
+    time.sleep(3)  # the directory's next look and the console path add nothing
+    assert len(webhook.events("spawn.failed")) == before + 1
+
+
+def test_only_the_hub_plugin_may_report_a_failed_spawn(hub, hubkeeper_server, people):
+    body = {"user": FAILING, "server": "", "message": "forged"}
+    with client_for(hub, hubkeeper_server, "admin") as admin:
+        assert admin.post("api/v1/spawns/failed", json=body).status_code == 403
+    with httpx.Client(base_url=hubkeeper_server.direct_url, timeout=30) as anonymous:
+        assert anonymous.post("api/v1/spawns/failed", json=body).status_code == 401
 
 
 def record(hk: Any, event: str, key: str, text: str, **kw: Any) -> None:
