@@ -234,3 +234,24 @@ def test_the_page_takes_the_api_s_since(hubkeeper_server, people, webhook):
         assert page.status_code == 200 and "nt-since old" not in page.text
         assert f'value="{yesterday}"' in page.text
         assert browser.get(url, params={"since": "yesterday-ish"}).status_code == 422
+
+
+def test_a_server_stopped_just_after_it_came_up_is_not_a_failed_spawn(hub, people, webhook):
+    """A start at the hub's API that succeeds (201, ready) and is stopped at once is not a
+    failed spawn. The directory saw it pending (the spawn takes seconds) and, when its next look
+    finds it stopped without having seen it running, took it for a spawn that failed too fast:
+    a spawn.failed with no reason (found by breaktest3 on a /jh/ hub: start alice, stop 0.3 s
+    after the 201). Tried three times: the window is between the hub's 201 and the
+    directory's next look."""
+    name = "nt-quick-stop"
+    hub.create_users([name])
+    before = len(webhook.events("spawn.failed"))
+    for _ in range(3):
+        response = hub.api("POST", f"/users/{name}/server", json={}, timeout=60)
+        assert response.status_code == 201, response.text  # up and ready
+        time.sleep(0.2)
+        hub.stop_server(name)
+        time.sleep(4)  # past SpawnWatch's SETTLE
+    got = [e for e in webhook.events("spawn.failed") if e["user"] == name]
+    assert not got, got
+    assert len(webhook.events("spawn.failed")) == before
