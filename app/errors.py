@@ -71,10 +71,12 @@ class HubUnavailable(HubkeeperError):
 
 
 class HubError(HubkeeperError):
-    """The hub answered, but with an error we have no better name for."""
+    """The hub answered, but with an error we have no better name for. `hub_message`: the
+    hub's own message, when it gave one (what a user would read on the hub's pages)."""
 
     status_code = 502
     code = "hub_error"
+    hub_message: str | None = None
 
 
 class DatabaseUnavailable(HubkeeperError):

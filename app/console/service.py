@@ -169,7 +169,8 @@ def _tell_failure(request: asyncio.Future[str], spawns: SpawnWatch, user: str, s
         return
     error = request.exception()
     if isinstance(error, HubError):
-        spawns.failed(user, server, error.detail)
+        # the hub's own message, as the hub plugin reports it (not Hubkeeper's wrapping)
+        spawns.failed(user, server, error.hub_message or error.detail)
 
 
 def _finished_start(request: asyncio.Future[str]) -> None:

@@ -47,5 +47,6 @@ async def spawn_failed(
     otherwise): a spawn failed. Notified as `spawn.failed` with the message, once per spawn
     (keyed by its `started`), also when this replica or another saw it fail."""
     if spawns is not None:
+        spawns.plugin_heard()
         spawns.failed(report.user, report.server, report.message, since=report.started)
     return SpawnFailureTaken()

@@ -30,6 +30,11 @@ NOTED_FOR = 60.0
 # s within which a console start's failure and the hub plugin's report of a failure of the
 # same server are the same failure (both paths see a start asked through Hubkeeper fail)
 SAME_FAILURE = 10.0
+# s after the hub plugin was last heard from (its spawn hook asking `quotas/check`, or a
+# failure report) during which the directory's own guess is not made: the plugin reports
+# every failed spawn itself, and the guess (starting, then stopped, never seen running) is
+# also what a server that came up and was stopped between two looks of the directory shows
+PLUGIN_HEARD_FOR = 86400.0
 # s the directory waits before notifying a failure it saw, so that the hub's message, when a
 # start asked through Hubkeeper brings it, goes into the one notification
 SETTLE = 2.0
@@ -71,6 +76,17 @@ class SpawnWatch:
         self._settling: dict[Key, tuple[datetime | None, asyncio.Future[bool], Event]] = {}
         self._tasks: set[asyncio.Future[bool]] = set()
         self.settle = SETTLE
+        self._plugin_heard: float | None = None  # time.monotonic()
+
+    def plugin_heard(self) -> None:
+        """The hub plugin's hooks called this replica (see PLUGIN_HEARD_FOR)."""
+        self._plugin_heard = time.monotonic()
+
+    @property
+    def plugin_reports(self) -> bool:
+        """Whether the hub plugin reports failed spawns (heard from within PLUGIN_HEARD_FOR)."""
+        heard = self._plugin_heard
+        return heard is not None and time.monotonic() - heard < PLUGIN_HEARD_FOR
 
     def on_change(self, old: HubUser | None, new: HubUser | None) -> None:
         """A directory listener (called on the event loop)."""
@@ -92,7 +108,7 @@ class SpawnWatch:
             now_model = new.servers.get(key[1])
             if now_model is None or now_model.status == "stopped":
                 since = self.spawning.pop(key)
-                if self._recently_noted(key) or key in self._settling:
+                if self._recently_noted(key) or key in self._settling or self.plugin_reports:
                     continue
                 event = failed_event(name, key[1], since, None, at=self.clock())
                 task = self._emit(event, delay=self.settle)

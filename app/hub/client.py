@@ -208,7 +208,9 @@ class HubClient:
                 # passed on only when it is what the standard allows here: delay-seconds
                 headers={"Retry-After": retry_after} if retry_after.isdigit() else None,
             )
-        raise HubError(f"{what}: the hub answered {status}: {message}")
+        error = HubError(f"{what}: the hub answered {status}: {message}")
+        error.hub_message = message or None
+        raise error
 
     # --- hub -----------------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
@@ -469,7 +471,7 @@ class HubClient:
 
         Raises NotFound (no such user), Conflict `already_running`, HubBusy (429 `hub_busy`,
         with the hub's Retry-After), HubUnavailable, HubError."""
-        what = f"start {user!r}'s server {server!r}" if server else f"start {user!r}'s server"
+        what = f"start server {server!r} of {user!r}" if server else f"start the server of {user!r}"
         response = await self._api(
             "POST", server_path(user, server), json=options or {}, timeout=self._action_timeout
         )
@@ -485,7 +487,7 @@ class HubClient:
 
     async def stop_server(self, user: str, server: str = "", *, remove: bool = False) -> str:
         """Ask the hub to stop a server: "stopped" (204) or "stopping" (202)."""
-        what = f"stop {user!r}'s server {server!r}" if server else f"stop {user!r}'s server"
+        what = f"stop server {server!r} of {user!r}" if server else f"stop the server of {user!r}"
         kwargs: dict[str, Any] = {"json": {"remove": True}} if remove else {}
         response = await self._api(
             "DELETE", server_path(user, server), timeout=self._action_timeout, **kwargs

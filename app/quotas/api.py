@@ -9,7 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from hubkeeper.actions.audit import audit, require_recordable
-from hubkeeper.deps import CurrentAdmin, CurrentReader, CurrentUser, HubPluginCaller, StateDep
+from hubkeeper.deps import (
+    CurrentAdmin,
+    CurrentReader,
+    CurrentUser,
+    HubPluginCaller,
+    SpawnsDep,
+    StateDep,
+)
 from hubkeeper.errors import HubkeeperError, NotFound
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.quotas import settings as quota_settings
@@ -74,6 +81,7 @@ async def my_quota(who: CurrentUser, hk: StateDep) -> QuotaUse:
 async def check(
     _plugin: HubPluginCaller,
     hk: StateDep,
+    spawns: SpawnsDep,
     user: Annotated[
         str, Query(min_length=1, max_length=NAME_MAX, description="the spawning user's name")
     ],
@@ -90,6 +98,8 @@ async def check(
     (without them, the hub is asked). `allowed` is false
     only when quotas are enforced, the user is no admin, and their month is used up; the
     message says what was used and when it resets. Tells nothing but that."""
+    if spawns is not None:  # the plugin's hooks run: it reports failed spawns itself
+        spawns.plugin_heard()
     quotas, _at, _by = await asyncio.to_thread(quota_settings.load, hk.engine)
     if not quotas.enforce:
         return QuotaCheck(allowed=True, message="")

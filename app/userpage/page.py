@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -54,6 +53,7 @@ PARTS = ("servers",)
 class ServerView:
     row: ServerRow
     outlook: Outlook
+    keeps_left: int | None = None  # keeps left in this start (None: not known)
 
 
 def _exempt_reason(rows: list[CullExemption], user: HubUser, now: Any) -> str | None:
@@ -86,17 +86,17 @@ async def _servers(
     reason = _exempt_reason(applying, user, now)
     given = await asyncio.to_thread(keeps.for_user, hk.engine, user.name)
 
-    def kept_until(server: str) -> datetime | None:
+    def keep_of(server: str) -> keeps.KeepState | None:
         found = user.servers.get(server)
-        keep = keeps.of(given, user.name, found) if found is not None else None
-        return keep.until if keep else None
+        return keeps.of(given, user.name, found) if found is not None else None
 
-    views = [
-        ServerView(
-            r, outlook(cfg, user, r.server, exempt=reason, now=now, kept_until=kept_until(r.server))
-        )
-        for r in rows
-    ]
+    views = []
+    for r in rows:
+        keep = keep_of(r.server)
+        until = keep.until if keep else None
+        seen = outlook(cfg, user, r.server, exempt=reason, now=now, kept_until=until)
+        left = max(0, cfg.max_keeps - (keep.count if keep else 0))
+        views.append(ServerView(r, seen, keeps_left=left))
     return views, ""
 
 
