@@ -1,0 +1,592 @@
+"""The backtest's summary: each closed session's record gaps (culler/backtest_gaps.py) in
+`backtest_gap`, so a year's backtest is one aggregate in SQL, not a million sessions and
+their bitmaps read into Python. Blocking: call in a worker thread.
+
+Built by `build` (the leader's backtest-summary loop, `keep_summary_current`), in batches
+by session id: every session up to `done_id` is summarised, or waits in `waiting` while open
+or closed less than `SETTLE` ago (its last bucket's activity may still be on its way).
+A session recorded late — inserted after the summaries around its start were built, with a
+start less than `SETTLE` + 15 min ago at most (after an outage) — sends its user's
+summaries that it could be a regret of back to `waiting`.
+
+`replay_fast` answers like `backtest_db.replay_window`: the summarised sessions of the
+window from the summary (one aggregate over every timeout at once), the rest (open, recent,
+not yet summarised) replayed in Python as before; with more than `INLINE_SESSIONS` of those
+(the first build) it says so in the log and replays the whole window the old way.
+
+Activity written for a bucket more than `SETTLE` after it (the recorder down with marks
+kept) is not seen by a summary already built: `rebuild` starts again from nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from hubkeeper.culler.backtest import (
+    REGRET_WINDOW,
+    GroupsOf,
+    Result,
+    Tally,
+    keys_of,
+    replay_many,
+)
+from hubkeeper.culler.backtest_db import (
+    EPOCH_SQLITE,
+    _ONE_READ,
+    _rows,
+    make_runs,
+    paused_gc,
+    replay_window,
+)
+from hubkeeper.culler.backtest_gaps import record_gaps, returns
+from hubkeeper.db.activity import BUCKET, PER_DAY, SOURCES
+from hubkeeper.kit.prices import price_of
+
+log = logging.getLogger(__name__)
+
+SETTLE = 3600  # s after a stop before a session is summarised
+BATCH = 50_000  # sessions read per build transaction
+INLINE_SESSIONS = 20_000  # unsummarised sessions in a window replayed beside the summary
+REFRESH_INTERVAL = 300.0  # s between the loop's builds
+SUMMARY_LOCK = 0x4855424B42544753  # "HUBKBTGS": one builder at a time on PostgreSQL
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_building = threading.Lock()
+
+_SESSION_COLUMNS_SQLITE = (
+    'id, "user", server, '
+    + EPOCH_SQLITE.format(c="started_at")
+    + ", "
+    + EPOCH_SQLITE.format(c="stopped_at")
+    + ", groups, profile, started_at"
+)
+_SESSION_COLUMNS_POSTGRES = (
+    'id, "user", server, round(extract(epoch FROM started_at)::numeric, 3)::float8, '
+    "round(extract(epoch FROM stopped_at)::numeric, 3)::float8, groups, profile, started_at"
+)
+
+
+def micros(when: Any) -> int:
+    """A stored or given time as whole microseconds since the epoch (exact: SQLite's text or
+    a datetime; naive = UTC)."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def _columns(conn: Connection) -> str:
+    return _SESSION_COLUMNS_SQLITE if conn.dialect.name == "sqlite" else _SESSION_COLUMNS_POSTGRES
+
+
+def _param(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def _state(conn: Connection) -> tuple[int, int, list[int]]:
+    row = conn.execute(
+        text("SELECT done_id, max_seen, waiting FROM backtest_summary_state WHERE id = 1")
+    ).first()
+    if row is None:
+        return 0, 0, []
+    return int(row[0]), int(row[1]), [int(i) for i in json.loads(row[2])]
+
+
+def _save_state(conn: Connection, done_id: int, max_seen: int, waiting: Iterable[int]) -> None:
+    conn.execute(text("DELETE FROM backtest_summary_state"))
+    conn.execute(
+        text(
+            "INSERT INTO backtest_summary_state (id, done_id, max_seen, waiting) "
+            "VALUES (1, :d, :m, :w)"
+        ),
+        {"d": done_id, "m": max_seen, "w": json.dumps(sorted(set(waiting)))},
+    )
+
+
+def _forget(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete these sessions' summary rows."""
+    for at in range(0, len(ids), 500):
+        chunk = list(ids[at : at + 500])
+        for table in ("backtest_gap", "backtest_return", "backtest_session"):
+            query = text(f"DELETE FROM {table} WHERE session_id IN :ids")  # noqa: S608
+            conn.execute(query.bindparams(bindparam("ids", expanding=True)), {"ids": chunk})
+
+
+def _late(conn: Connection, max_seen: int, max_id: int, horizon: float) -> list[int]:
+    """Summaries a session inserted since `max_seen` could be a regret of: the same user's,
+    whose span plus 15 min holds its start (only starts before `horizon` can be)."""
+    p = _param(conn)
+    rows = list(
+        _rows(
+            conn,
+            f"SELECT {_columns(conn)} FROM server_session WHERE id > {p} AND id <= {p}",  # noqa: S608
+            (max_seen, max_id),
+        )
+    )
+    found: list[int] = []
+    for _id, user, _server, start, _stop, _groups, _profile, _at in rows:
+        if start is None or start >= horizon:
+            continue
+        query = (
+            "SELECT b.session_id FROM backtest_session b JOIN backtest_key k ON k.id = b.kid "
+            f'WHERE k."user" = {p} AND b.start_s < {p} AND b.stop_s + {REGRET_WINDOW} >= {p}'
+        )
+        found += [r[0] for r in _rows(conn, query, (user, start, start))]
+    return found
+
+
+def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
+    """One step of the summary: up to `batch` sessions by id, and those waiting that have
+    settled. Returns the sessions read (0: current). One transaction; one build at a time
+    (a lock in this process, an advisory lock on PostgreSQL). Database errors propagate."""
+    horizon = now.timestamp() - SETTLE
+    with _building, engine.begin() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if not sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SUMMARY_LOCK})
+        done_id, max_seen, waiting = _state(conn)
+        max_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM server_session")).one()[0])
+        if max_seen and max_id > max_seen:
+            late = _late(conn, max_seen, max_id, horizon + REGRET_WINDOW)
+            if late:
+                _forget(conn, late)
+                waiting = sorted(set(waiting) | set(late))
+        p = _param(conn)
+        rows = list(
+            _rows(
+                conn,
+                f"SELECT {_columns(conn)} FROM server_session WHERE id > {p} "  # noqa: S608
+                f"ORDER BY id LIMIT {int(batch)}",
+                (done_id,),
+            )
+        )
+        if waiting:
+            for at in range(0, len(waiting), 500):
+                chunk = waiting[at : at + 500]
+                marks = ", ".join([p] * len(chunk))
+                rows += _rows(
+                    conn,
+                    f"SELECT {_columns(conn)} FROM server_session WHERE id IN ({marks})",  # noqa: S608
+                    tuple(chunk),
+                )
+        new_done = max((r[0] for r in rows if r[0] > done_id), default=done_id)
+        ready = []
+        still: list[int] = []
+        for row in rows:
+            sid, _user, _server, start, stop = row[:5]
+            if stop is None or stop >= horizon:
+                still.append(sid)
+            elif stop > start:
+                ready.append(row)
+        _summarise(conn, ready)
+        _save_state(conn, new_done, max(max_id, max_seen), still)
+        return len(rows) if (new_done > done_id or len(ready)) else 0
+
+
+def _summarise(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Write the summary rows of these closed sessions (replacing any)."""
+    if not rows:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    p = _param(conn)
+    _forget(conn, [r[0] for r in rows])
+    first = min(r[3] for r in rows)
+    last = max(r[4] for r in rows)
+    # the activity of the days they cover, and every start of their users around them
+    first_day = int(first) // BUCKET // PER_DAY
+    last_day = int(last) // BUCKET // PER_DAY
+    wanted = {(r[1], r[2]) for r in rows}
+    days: dict[str, dict[tuple[str, str, int], int]] = {s: {} for s in SOURCES}
+    for user, server, day, hub, kernels in _rows(
+        conn,
+        f'SELECT "user", server, day, hub, kernels FROM server_activity '  # noqa: S608
+        f"WHERE day >= {p} AND day <= {p}",
+        (first_day, last_day),
+    ):
+        if (user, server) in wanted:
+            days["hub"][(user, server, day)] = int.from_bytes(hub or b"", "little")
+            days["kernels"][(user, server, day)] = int.from_bytes(kernels or b"", "little")
+    users = {r[1] for r in rows}
+    low = datetime.fromtimestamp(first, UTC) - timedelta(seconds=1)
+    high = datetime.fromtimestamp(last + REGRET_WINDOW + 1, UTC)
+    bound = (
+        (low.strftime("%Y-%m-%d %H:%M:%S.%f"), high.strftime("%Y-%m-%d %H:%M:%S.%f"))
+        if sqlite
+        else (low, high)
+    )
+    starts: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for _sid, user, _server, start, stop, _g, _p, at in _rows(
+        conn,
+        f"SELECT {_columns(conn)} FROM server_session "  # noqa: S608
+        f"WHERE started_at >= {p} AND started_at <= {p}",
+        bound,
+    ):
+        if user in users and (stop is None or stop > start):
+            starts[user].append((start, micros(at)))
+    for values in starts.values():
+        values.sort()
+    keys = {
+        (user, groups, profile): kid
+        for kid, user, groups, profile in conn.execute(
+            text('SELECT id, "user", groups, profile FROM backtest_key')
+        )
+    }
+    sessions: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
+    back: list[dict[str, Any]] = []
+    for row in rows:
+        sid, user, server, start, stop, groups, profile, at = row
+        kid = keys.get((user, groups, profile))
+        if kid is None:
+            kid = conn.execute(
+                text(
+                    'INSERT INTO backtest_key ("user", groups, profile) VALUES (:u, :g, :p) '
+                    "RETURNING id"
+                ),
+                {"u": user, "g": groups, "p": profile},
+            ).one()[0]
+            keys[(user, groups, profile)] = kid
+        start_us = micros(at)
+        sessions.append(
+            {"session_id": sid, "kid": kid, "start_us": start_us, "start_s": start, "stop_s": stop}
+        )
+        mine = starts.get(user, [])
+        at_s = [s for s, _ in mine]
+        us_of = dict(mine)
+        kept: set[tuple[float, int]] = set()
+        for source in SOURCES:
+            run = next(
+                iter(
+                    make_runs(
+                        [(user, server, start, stop, None, None)],
+                        days[source],
+                        stop,
+                        "user",
+                        lambda _u: (),
+                    )
+                )
+            )
+            for seq, gap in enumerate(record_gaps(run)):
+                found = returns(gap, at_s)
+                gaps.append(
+                    {
+                        "source": source,
+                        "kid": kid,
+                        "session_id": sid,
+                        "seq": seq,
+                        "start_us": start_us,
+                        "f": gap.f,
+                        "lo": gap.lo,
+                        "hi": gap.hi,
+                        "a": stop - gap.f,
+                        "rb": None if gap.back is None else gap.back - gap.f - REGRET_WINDOW,
+                        "ret": found[0] if found else None,
+                        "ret_us": us_of[found[0]] if found else None,
+                        "many": len(found) > 1,
+                    }
+                )
+                if len(found) > 1:
+                    kept.update((s, us_of[s]) for s in found)
+        back += [{"session_id": sid, "at": s, "at_us": us} for s, us in kept]
+    conn.execute(
+        text(
+            "INSERT INTO backtest_session (session_id, kid, start_us, start_s, stop_s) "
+            "VALUES (:session_id, :kid, :start_us, :start_s, :stop_s)"
+        ),
+        sessions,
+    )
+    if gaps:
+        conn.execute(
+            text(
+                "INSERT INTO backtest_gap (source, kid, session_id, seq, start_us, f, lo, hi, a,"
+                " rb, ret, ret_us, many) VALUES (:source, :kid, :session_id, :seq, :start_us,"
+                " :f, :lo, :hi, :a, :rb, :ret, :ret_us, :many)"
+            ),
+            gaps,
+        )
+    if back:
+        conn.execute(
+            text(
+                "INSERT INTO backtest_return (session_id, at_us, at) "
+                "VALUES (:session_id, :at_us, :at)"
+            ),
+            back,
+        )
+
+
+def build_all(engine: Engine, now: datetime, batch: int = BATCH) -> int:
+    """`build` until current (the backfill). Returns the sessions read."""
+    total = 0
+    while read := build(engine, now, batch):
+        total += read
+    return total
+
+
+def rebuild(engine: Engine, now: datetime) -> int:
+    """Forget the summary and build it again from every session (after activity recorded
+    long after the fact). Returns the sessions read."""
+    with _building, engine.begin() as conn:
+        for table in (
+            "backtest_gap",
+            "backtest_return",
+            "backtest_session",
+            "backtest_key",
+            "backtest_summary_state",
+        ):
+            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
+    return build_all(engine, now)
+
+
+async def keep_summary_current(
+    engine: Engine, interval: float = REFRESH_INTERVAL, clock: Callable[[], datetime] | None = None
+) -> None:
+    """The backtest-summary loop (one replica, under the leader): the backfill in steps,
+    then every `interval` s the sessions that closed and settled since."""
+    now = clock or (lambda: datetime.now(UTC))
+    while True:
+        try:
+            read = await asyncio.to_thread(build, engine, now())
+        except Exception as exc:  # noqa: BLE001 - a loop that keeps going; logged
+            log.warning("backtest summary not built (%s)", exc)
+            read = 0
+        # a backfill goes on at once (each step its own transaction); then every `interval`
+        await asyncio.sleep(0 if read else interval)
+
+
+def _unsummarised(
+    conn: Connection, since: datetime, until: datetime, done_id: int, waiting: Sequence[int]
+) -> list[tuple[Any, ...]]:
+    """The window's sessions the summary lacks: ids above `done_id`, and those waiting."""
+    p = _param(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    bounds: tuple[Any, ...] = (
+        (
+            since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+            until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        )
+        if sqlite
+        else (since, until)
+    )
+    window = f"started_at >= {p} AND started_at < {p}"
+    rows = list(
+        _rows(
+            conn,
+            f"SELECT {_columns(conn)} FROM server_session WHERE id > {p} AND {window}",  # noqa: S608
+            (done_id, *bounds),
+        )
+    )
+    for at in range(0, len(waiting), 500):
+        chunk = tuple(waiting[at : at + 500])
+        marks = ", ".join([p] * len(chunk))
+        rows += _rows(
+            conn,
+            f"SELECT {_columns(conn)} FROM server_session "  # noqa: S608
+            f"WHERE id IN ({marks}) AND {window}",
+            (*chunk, *bounds),
+        )
+    return rows
+
+
+def _aggregate_sql(conn: Connection, count: int) -> str:
+    """Per key, for timeouts :t0..: the cuts, the seconds saved and the regrets, in one pass
+    over the record gaps that can cut under one of them."""
+    parts = []
+    for i in range(count):
+        t = f":t{i}"
+        cut = f"lo <= {t} AND {t} < hi"
+        again = (
+            f"({t} >= rb OR (ret IS NOT NULL AND ret_us < :until AND (CASE WHEN many THEN "
+            "EXISTS (SELECT 1 FROM backtest_return r WHERE r.session_id = g.session_id "
+            f"AND r.at > f + {t} AND r.at <= f + {t} + {REGRET_WINDOW} AND r.at_us < :until) "
+            f"ELSE ret > f + {t} AND ret <= f + {t} + {REGRET_WINDOW} END)))"
+        )
+        parts += [
+            f"SUM(CASE WHEN {cut} THEN 1 ELSE 0 END)",
+            f"SUM(CASE WHEN {cut} THEN a - {t} ELSE 0 END)",
+            f"SUM(CASE WHEN {cut} AND {again} THEN 1 ELSE 0 END)",
+        ]
+    del conn
+    return (
+        f"SELECT kid, {', '.join(parts)} FROM backtest_gap g "  # noqa: S608 - built from constants
+        "WHERE source = :source AND start_us >= :since AND start_us < :until "
+        "AND lo <= :tmax AND hi > :tmin GROUP BY kid"
+    )
+
+
+def replay_fast(
+    engine: Engine,
+    timeouts: Iterable[int],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    source: str,
+    by: str,
+    groups_of: GroupsOf = lambda _user: (),
+    prices: Mapping[str, float] | None = None,
+) -> dict[int, Result]:
+    """What `backtest_db.replay_window` answers (the same tallies), from the summary for the
+    sessions it has and by replay for the others (open, closed less than `SETTLE` ago, not
+    yet built); the old way entirely while more than `INLINE_SESSIONS` of the window are not
+    summarised (logged). Times in UTC; blocking; raises ValueError for an unknown source."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown activity source {source!r}")
+    ordered = sorted(set(timeouts))
+    end = now.timestamp()
+    with _ONE_READ, paused_gc(), engine.connect() as conn:
+        done_id, _max_seen, waiting = _state(conn)
+        rest = _unsummarised(conn, since, until, done_id, waiting)
+        if len(rest) > INLINE_SESSIONS:
+            log.info(
+                "backtest summary still being built (%d sessions of the window not yet "
+                "summarised): replaying the window from the sessions",
+                len(rest),
+            )
+            fast = None
+        else:
+            fast = _from_summary(conn, ordered, since, until, source, by, groups_of, prices)
+            runs = _rest_runs(conn, rest, end, source, by, groups_of, prices)
+            users = {r.user for r in runs}
+            more = _starts_of(conn, users, since, until) if users else {}
+            slow = replay_many(runs, ordered, more)
+    if fast is None:
+        return replay_window(
+            engine,
+            ordered,
+            since=since,
+            until=until,
+            now=now,
+            source=source,
+            by=by,
+            groups_of=groups_of,
+            prices=prices,
+        )
+    for timeout in ordered:
+        _merge(fast[timeout], slow[timeout])
+    return fast
+
+
+def _merge(into: Result, more: Result) -> None:
+    for key, tally in more.by_key.items():
+        into.by_key.setdefault(key, Tally()).add(tally)
+    into.total.add(more.total)
+
+
+def _from_summary(
+    conn: Connection,
+    ordered: list[int],
+    since: datetime,
+    until: datetime,
+    source: str,
+    by: str,
+    groups_of: GroupsOf,
+    prices: Mapping[str, float] | None,
+) -> dict[int, Result]:
+    window = {"since": micros(since), "until": micros(until)}
+    totals = {
+        kid: (int(n), float(s or 0.0))
+        for kid, n, s in conn.execute(
+            text(
+                "SELECT kid, COUNT(*), SUM(stop_s - start_s) FROM backtest_session "
+                "WHERE start_us >= :since AND start_us < :until GROUP BY kid"
+            ),
+            window,
+        )
+    }
+    params: dict[str, Any] = {
+        **window,
+        "source": source,
+        "tmin": min(ordered),
+        "tmax": max(ordered),
+        **{f"t{i}": t for i, t in enumerate(ordered)},
+    }
+    cuts = {
+        row[0]: row[1:] for row in conn.execute(text(_aggregate_sql(conn, len(ordered))), params)
+    }
+    described = {
+        kid: (user, groups, profile)
+        for kid, user, groups, profile in conn.execute(
+            text('SELECT id, "user", groups, profile FROM backtest_key')
+        )
+        if kid in totals
+    }
+    results = {t: Result() for t in ordered}
+    keys_cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
+    price_cache: dict[str | None, float | None] = {}
+    for kid, (sessions, server_s) in totals.items():
+        user, groups, profile = described[kid]
+        cache_key = (user if by == "user" or groups is None else "", groups)
+        keys = keys_cache.get(cache_key)
+        if keys is None:
+            keys = keys_cache[cache_key] = keys_of(by, user, groups, groups_of)
+        if profile not in price_cache:
+            price_cache[profile] = price_of(profile, prices) if prices else None
+        price = price_cache[profile]
+        found = cuts.get(kid)
+        for i, timeout in enumerate(ordered):
+            cut_n, saved, regret = found[3 * i : 3 * i + 3] if found else (0, 0.0, 0)
+            one = Tally(sessions, server_s, float(saved or 0.0), int(cut_n or 0), int(regret or 0))
+            one.saved_cost = None if price is None else one.saved_s / 3600 * price
+            result = results[timeout]
+            for key in keys:
+                result.by_key.setdefault(key, Tally()).add(one)
+            result.total.add(one)
+    return results
+
+
+def _rest_runs(
+    conn: Connection,
+    rows: list[tuple[Any, ...]],
+    end: float,
+    source: str,
+    by: str,
+    groups_of: GroupsOf,
+    prices: Mapping[str, float] | None,
+) -> list[Any]:
+    if not rows:
+        return []
+    p = _param(conn)
+    first_day = int(min(r[3] for r in rows)) // BUCKET // PER_DAY
+    last_day = int(max(end, *(r[4] or end for r in rows))) // BUCKET // PER_DAY
+    wanted = {(r[1], r[2]) for r in rows}
+    days = {
+        (user, server, day): int.from_bytes(data or b"", "little")
+        for user, server, day, data in _rows(
+            conn,
+            f'SELECT "user", server, day, {source} FROM server_activity '  # noqa: S608
+            f"WHERE day >= {p} AND day <= {p}",
+            (first_day, last_day),
+        )
+        if (user, server) in wanted
+    }
+    session_rows = [(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    return list(make_runs(session_rows, days, end, by, groups_of, prices))
+
+
+def _starts_of(
+    conn: Connection, users: set[str], since: datetime, until: datetime
+) -> dict[str, list[float]]:
+    """The starts of these users' summarised sessions in the window (s since the epoch)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    names = sorted(users)
+    for at in range(0, len(names), 500):
+        chunk = names[at : at + 500]
+        query = text(
+            'SELECT k."user", b.start_s FROM backtest_session b JOIN backtest_key k '
+            'ON k.id = b.kid WHERE k."user" IN :users AND b.start_us >= :since '
+            "AND b.start_us < :until"
+        ).bindparams(bindparam("users", expanding=True))
+        for user, start in conn.execute(
+            query, {"users": chunk, "since": micros(since), "until": micros(until)}
+        ):
+            out[user].append(start)
+    return out
