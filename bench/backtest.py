@@ -215,7 +215,10 @@ def measure(engine: Engine, now: datetime, runs: int) -> dict[str, float]:
         return suggest_from(replay_fast(engine, CANDIDATES, **window), 0.05)
 
     # the same answers both ways (to the rounding of sums added in another order)
-    old, new = replay_window(engine, CANDIDATES, **window), replay_fast(engine, CANDIDATES, **window)
+    old, new = (
+        replay_window(engine, CANDIDATES, **window),
+        replay_fast(engine, CANDIDATES, **window),
+    )
     for timeout in CANDIDATES:
         a, b = items(old[timeout])["total"], items(new[timeout])["total"]
         assert a["cut_sessions"] == b["cut_sessions"], (timeout, a, b)  # type: ignore[index]

@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.Column("done_id", sa.Integer(), nullable=False),
         sa.Column("max_seen", sa.Integer(), nullable=False),
         sa.Column("waiting", sa.Text(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
 

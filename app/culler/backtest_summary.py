@@ -25,9 +25,11 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
@@ -40,8 +42,8 @@ from hubkeeper.culler.backtest import (
     replay_many,
 )
 from hubkeeper.culler.backtest_db import (
-    EPOCH_SQLITE,
     _ONE_READ,
+    EPOCH_SQLITE,
     _rows,
     make_runs,
     paused_gc,
@@ -92,33 +94,65 @@ def _param(conn: Connection) -> str:
     return "?" if conn.dialect.name == "sqlite" else "%s"
 
 
-def _state(conn: Connection) -> tuple[int, int, list[int]]:
+class State(NamedTuple):
+    done_id: int = 0  # every session up to it summarised, or waiting
+    max_seen: int = 0  # the highest session id at the last build
+    waiting: tuple[int, ...] = ()  # open, or closed less than SETTLE ago
+    version: int = 0  # one more at every build step: two reads agree on it or read again
+
+
+def _state(conn: Connection) -> State:
     row = conn.execute(
-        text("SELECT done_id, max_seen, waiting FROM backtest_summary_state WHERE id = 1")
+        text("SELECT done_id, max_seen, waiting, version FROM backtest_summary_state WHERE id = 1")
     ).first()
     if row is None:
-        return 0, 0, []
-    return int(row[0]), int(row[1]), [int(i) for i in json.loads(row[2])]
+        return State()
+    waiting = tuple(int(i) for i in json.loads(row[2]))
+    return State(int(row[0]), int(row[1]), waiting, int(row[3]))
 
 
-def _save_state(conn: Connection, done_id: int, max_seen: int, waiting: Iterable[int]) -> None:
+def _save_state(conn: Connection, state: State) -> None:
     conn.execute(text("DELETE FROM backtest_summary_state"))
     conn.execute(
         text(
-            "INSERT INTO backtest_summary_state (id, done_id, max_seen, waiting) "
-            "VALUES (1, :d, :m, :w)"
+            "INSERT INTO backtest_summary_state (id, done_id, max_seen, waiting, version) "
+            "VALUES (1, :d, :m, :w, :v)"
         ),
-        {"d": done_id, "m": max_seen, "w": json.dumps(sorted(set(waiting)))},
+        {
+            "d": state.done_id,
+            "m": state.max_seen,
+            "w": json.dumps(sorted(set(state.waiting))),
+            "v": state.version,
+        },
     )
 
 
 def _forget(conn: Connection, ids: Sequence[int]) -> None:
-    """Delete these sessions' summary rows."""
+    """Delete these sessions' summary rows (the record gaps by their primary key: source,
+    key, session)."""
+    p = _param(conn)
+    found: list[tuple[int, int]] = []
     for at in range(0, len(ids), 500):
-        chunk = list(ids[at : at + 500])
-        for table in ("backtest_gap", "backtest_return", "backtest_session"):
-            query = text(f"DELETE FROM {table} WHERE session_id IN :ids")  # noqa: S608
-            conn.execute(query.bindparams(bindparam("ids", expanding=True)), {"ids": chunk})
+        chunk = tuple(ids[at : at + 500])
+        marks = ", ".join([p] * len(chunk))
+        found += _rows(
+            conn,
+            f"SELECT kid, session_id FROM backtest_session WHERE session_id IN ({marks})",  # noqa: S608
+            chunk,
+        )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(
+            f"DELETE FROM backtest_gap WHERE source = {p} AND kid = {p} AND session_id = {p}",  # noqa: S608
+            [(source, kid, sid) for kid, sid in found for source in SOURCES],
+        )
+        for table in ("backtest_return", "backtest_session"):
+            cursor.executemany(
+                f"DELETE FROM {table} WHERE session_id = {p}",  # noqa: S608 - constant names
+                [(sid,) for _kid, sid in found],
+            )
+    finally:
+        cursor.close()
 
 
 def _late(conn: Connection, max_seen: int, max_id: int, horizon: float) -> list[int]:
@@ -137,7 +171,7 @@ def _late(conn: Connection, max_seen: int, max_id: int, horizon: float) -> list[
         if start is None or start >= horizon:
             continue
         query = (
-            "SELECT b.session_id FROM backtest_session b JOIN backtest_key k ON k.id = b.kid "
+            "SELECT b.session_id FROM backtest_session b JOIN backtest_key k ON k.id = b.kid "  # noqa: S608 - constants; values bound
             f'WHERE k."user" = {p} AND b.start_s < {p} AND b.stop_s + {REGRET_WINDOW} >= {p}'
         )
         found += [r[0] for r in _rows(conn, query, (user, start, start))]
@@ -147,13 +181,18 @@ def _late(conn: Connection, max_seen: int, max_id: int, horizon: float) -> list[
 def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
     """One step of the summary: up to `batch` sessions by id, and those waiting that have
     settled. Returns the sessions read (0: current). One transaction; one build at a time
-    (a lock in this process, an advisory lock on PostgreSQL). Database errors propagate."""
+    (a lock in this process, an advisory lock on PostgreSQL, where session inserts wait for
+    the step). Database errors propagate."""
     horizon = now.timestamp() - SETTLE
     with _building, engine.begin() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if not sqlite:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SUMMARY_LOCK})
-        done_id, max_seen, waiting = _state(conn)
+            # no insert in flight: sequence ids can commit out of order, and a session below
+            # `done_id` committed later would never be summarised (as history/rollup.py)
+            conn.execute(text("LOCK TABLE server_session IN SHARE MODE"))
+        state = _state(conn)
+        done_id, max_seen, waiting = state.done_id, state.max_seen, list(state.waiting)
         max_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM server_session")).one()[0])
         if max_seen and max_id > max_seen:
             late = _late(conn, max_seen, max_id, horizon + REGRET_WINDOW)
@@ -188,7 +227,7 @@ def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
             elif stop > start:
                 ready.append(row)
         _summarise(conn, ready)
-        _save_state(conn, new_done, max(max_id, max_seen), still)
+        _save_state(conn, State(new_done, max(max_id, max_seen), tuple(still), state.version + 1))
         return len(rows) if (new_done > done_id or len(ready)) else 0
 
 
@@ -198,7 +237,8 @@ def _summarise(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         return
     sqlite = conn.dialect.name == "sqlite"
     p = _param(conn)
-    _forget(conn, [r[0] for r in rows])
+    # never summarised yet: new ids, or waiting (a summarised session leaves `waiting`, and
+    # `_late` forgets the summaries it sends back)
     first = min(r[3] for r in rows)
     last = max(r[4] for r in rows)
     # the activity of the days they cover, and every start of their users around them
@@ -234,17 +274,22 @@ def _summarise(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
             starts[user].append((start, micros(at)))
     for values in starts.values():
         values.sort()
+    by_user: dict[str, tuple[list[float], dict[float, int]]] = {}
     keys = {
         (user, groups, profile): kid
         for kid, user, groups, profile in conn.execute(
             text('SELECT id, "user", groups, profile FROM backtest_key')
         )
     }
-    sessions: list[dict[str, Any]] = []
-    gaps: list[dict[str, Any]] = []
-    back: list[dict[str, Any]] = []
+    sessions: list[tuple[Any, ...]] = []
+    gaps: list[tuple[Any, ...]] = []
+    back: list[tuple[Any, ...]] = []
+    # the sessions' runs, one source after the other (every row has a stop after its start)
+    plain = [(r[1], r[2], r[3], r[4], None, None) for r in rows]
+    hub_runs = make_runs(plain, days[SOURCES[0]], 0.0, "user", lambda _u: ())
+    kernel_runs = make_runs(plain, days[SOURCES[1]], 0.0, "user", lambda _u: ())
     for row in rows:
-        sid, user, server, start, stop, groups, profile, at = row
+        sid, user, _server, start, stop, groups, profile, at = row
         kid = keys.get((user, groups, profile))
         if kid is None:
             kid = conn.execute(
@@ -256,71 +301,56 @@ def _summarise(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
             ).one()[0]
             keys[(user, groups, profile)] = kid
         start_us = micros(at)
-        sessions.append(
-            {"session_id": sid, "kid": kid, "start_us": start_us, "start_s": start, "stop_s": stop}
-        )
-        mine = starts.get(user, [])
-        at_s = [s for s, _ in mine]
-        us_of = dict(mine)
+        sessions.append((sid, kid, start_us, start, stop))
+        at_s, us_of = by_user.get(user) or by_user.setdefault(user, _split(starts.get(user)))
         kept: set[tuple[float, int]] = set()
-        for source in SOURCES:
-            run = next(
-                iter(
-                    make_runs(
-                        [(user, server, start, stop, None, None)],
-                        days[source],
-                        stop,
-                        "user",
-                        lambda _u: (),
-                    )
-                )
-            )
+        for source, run in ((SOURCES[0], next(hub_runs)), (SOURCES[1], next(kernel_runs))):
             for seq, gap in enumerate(record_gaps(run)):
                 found = returns(gap, at_s)
                 gaps.append(
-                    {
-                        "source": source,
-                        "kid": kid,
-                        "session_id": sid,
-                        "seq": seq,
-                        "start_us": start_us,
-                        "f": gap.f,
-                        "lo": gap.lo,
-                        "hi": gap.hi,
-                        "a": stop - gap.f,
-                        "rb": None if gap.back is None else gap.back - gap.f - REGRET_WINDOW,
-                        "ret": found[0] if found else None,
-                        "ret_us": us_of[found[0]] if found else None,
-                        "many": len(found) > 1,
-                    }
+                    (
+                        source,
+                        kid,
+                        sid,
+                        seq,
+                        start_us,
+                        gap.f,
+                        gap.lo,
+                        gap.hi,
+                        stop - gap.f,
+                        None if gap.back is None else gap.back - gap.f - REGRET_WINDOW,
+                        found[0] if found else None,
+                        us_of[found[0]] if found else None,
+                        len(found) > 1,
+                    )
                 )
                 if len(found) > 1:
                     kept.update((s, us_of[s]) for s in found)
-        back += [{"session_id": sid, "at": s, "at_us": us} for s, us in kept]
-    conn.execute(
-        text(
-            "INSERT INTO backtest_session (session_id, kid, start_us, start_s, stop_s) "
-            "VALUES (:session_id, :kid, :start_us, :start_s, :stop_s)"
-        ),
-        sessions,
-    )
-    if gaps:
-        conn.execute(
-            text(
-                "INSERT INTO backtest_gap (source, kid, session_id, seq, start_us, f, lo, hi, a,"
-                " rb, ret, ret_us, many) VALUES (:source, :kid, :session_id, :seq, :start_us,"
-                " :f, :lo, :hi, :a, :rb, :ret, :ret_us, :many)"
-            ),
+        back += [(sid, us, s) for s, us in kept]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(
+            "INSERT INTO backtest_session (session_id, kid, start_us, start_s, stop_s) "  # noqa: S608
+            f"VALUES ({p}, {p}, {p}, {p}, {p})",
+            sessions,
+        )
+        cursor.executemany(
+            "INSERT INTO backtest_gap (source, kid, session_id, seq, start_us, f, lo, hi, a, rb,"  # noqa: S608
+            f" ret, ret_us, many) VALUES ({', '.join([p] * 13)})",
             gaps,
         )
-    if back:
-        conn.execute(
-            text(
-                "INSERT INTO backtest_return (session_id, at_us, at) "
-                "VALUES (:session_id, :at_us, :at)"
-            ),
-            back,
-        )
+        if back:
+            cursor.executemany(
+                f"INSERT INTO backtest_return (session_id, at_us, at) VALUES ({p}, {p}, {p})",  # noqa: S608
+                back,
+            )
+    finally:
+        cursor.close()
+
+
+def _split(starts: list[tuple[float, int]] | None) -> tuple[list[float], dict[float, int]]:
+    """A user's starts (sorted) and their exact times by start."""
+    return [s for s, _ in starts or ()], dict(starts or ())
 
 
 def build_all(engine: Engine, now: datetime, batch: int = BATCH) -> int:
@@ -396,7 +426,7 @@ def _unsummarised(
     return rows
 
 
-def _aggregate_sql(conn: Connection, count: int) -> str:
+def _aggregate_sql(count: int) -> str:
     """Per key, for timeouts :t0..: the cuts, the seconds saved and the regrets, in one pass
     over the record gaps that can cut under one of them."""
     parts = []
@@ -404,7 +434,7 @@ def _aggregate_sql(conn: Connection, count: int) -> str:
         t = f":t{i}"
         cut = f"lo <= {t} AND {t} < hi"
         again = (
-            f"({t} >= rb OR (ret IS NOT NULL AND ret_us < :until AND (CASE WHEN many THEN "
+            f"({t} >= rb OR (ret IS NOT NULL AND ret_us < :until AND (CASE WHEN many THEN "  # noqa: S608
             "EXISTS (SELECT 1 FROM backtest_return r WHERE r.session_id = g.session_id "
             f"AND r.at > f + {t} AND r.at <= f + {t} + {REGRET_WINDOW} AND r.at_us < :until) "
             f"ELSE ret > f + {t} AND ret <= f + {t} + {REGRET_WINDOW} END)))"
@@ -414,7 +444,6 @@ def _aggregate_sql(conn: Connection, count: int) -> str:
             f"SUM(CASE WHEN {cut} THEN a - {t} ELSE 0 END)",
             f"SUM(CASE WHEN {cut} AND {again} THEN 1 ELSE 0 END)",
         ]
-    del conn
     return (
         f"SELECT kid, {', '.join(parts)} FROM backtest_gap g "  # noqa: S608 - built from constants
         "WHERE source = :source AND start_us >= :since AND start_us < :until "
@@ -442,9 +471,9 @@ def replay_fast(
         raise ValueError(f"unknown activity source {source!r}")
     ordered = sorted(set(timeouts))
     end = now.timestamp()
-    with _ONE_READ, paused_gc(), engine.connect() as conn:
-        done_id, _max_seen, waiting = _state(conn)
-        rest = _unsummarised(conn, since, until, done_id, waiting)
+    with _ONE_READ, paused_gc(), _snapshot(engine) as conn, _snapshot(engine) as other:
+        state = _state(conn)
+        rest = _unsummarised(conn, since, until, state.done_id, state.waiting)
         if len(rest) > INLINE_SESSIONS:
             log.info(
                 "backtest summary still being built (%d sessions of the window not yet "
@@ -453,7 +482,11 @@ def replay_fast(
             )
             fast = None
         else:
-            fast = _from_summary(conn, ordered, since, until, source, by, groups_of, prices)
+            # the aggregate of the later timeouts on a second connection, in a thread of its
+            # own (the driver lets go of the GIL while the database works): two CPUs, half
+            # the time; only when both connections see the same build
+            helper = other if _state(other).version == state.version else None
+            fast = _from_summary(conn, helper, ordered, since, until, source, by, groups_of, prices)
             runs = _rest_runs(conn, rest, end, source, by, groups_of, prices)
             users = {r.user for r in runs}
             more = _starts_of(conn, users, since, until) if users else {}
@@ -475,14 +508,48 @@ def replay_fast(
     return fast
 
 
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see one state of the database: the summary's state row,
+    its rows and the sessions it lacks must agree while the loop builds (PostgreSQL:
+    REPEATABLE READ; SQLite: a read transaction, a WAL snapshot)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
+            yield conn
+        else:
+            yield conn.execution_options(isolation_level="REPEATABLE READ")
+
+
 def _merge(into: Result, more: Result) -> None:
     for key, tally in more.by_key.items():
         into.by_key.setdefault(key, Tally()).add(tally)
     into.total.add(more.total)
 
 
+def _cuts(
+    conn: Connection, timeouts: list[int], window: dict[str, int], source: str
+) -> dict[int, tuple[Any, ...]]:
+    """Per key: the cuts, seconds saved and regrets under each of `timeouts` (flat)."""
+    if not timeouts:
+        return {}
+    params: dict[str, Any] = {
+        **window,
+        "source": source,
+        "tmin": min(timeouts),
+        "tmax": max(timeouts),
+        **{f"t{i}": t for i, t in enumerate(timeouts)},
+    }
+    missing = (0, 0.0, 0)
+    return {
+        row[0]: tuple(missing[i % 3] if v is None else v for i, v in enumerate(row[1:]))
+        for row in conn.execute(text(_aggregate_sql(len(timeouts))), params)
+    }
+
+
 def _from_summary(
     conn: Connection,
+    helper: Connection | None,
     ordered: list[int],
     since: datetime,
     until: datetime,
@@ -492,26 +559,26 @@ def _from_summary(
     prices: Mapping[str, float] | None,
 ) -> dict[int, Result]:
     window = {"since": micros(since), "until": micros(until)}
-    totals = {
-        kid: (int(n), float(s or 0.0))
-        for kid, n, s in conn.execute(
-            text(
-                "SELECT kid, COUNT(*), SUM(stop_s - start_s) FROM backtest_session "
-                "WHERE start_us >= :since AND start_us < :until GROUP BY kid"
-            ),
-            window,
-        )
-    }
-    params: dict[str, Any] = {
-        **window,
-        "source": source,
-        "tmin": min(ordered),
-        "tmax": max(ordered),
-        **{f"t{i}": t for i, t in enumerate(ordered)},
-    }
-    cuts = {
-        row[0]: row[1:] for row in conn.execute(text(_aggregate_sql(conn, len(ordered))), params)
-    }
+    # the totals and the first timeouts here, the others on `helper` meanwhile
+    split = len(ordered) // 2 if helper is not None else len(ordered)
+    later = ordered[split:]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_cuts, helper, later, window, source) if helper and later else None
+        totals = {
+            kid: (int(n), float(s or 0.0))
+            for kid, n, s in conn.execute(
+                text(
+                    "SELECT kid, COUNT(*), SUM(stop_s - start_s) FROM backtest_session "
+                    "WHERE start_us >= :since AND start_us < :until GROUP BY kid"
+                ),
+                window,
+            )
+        }
+        first = _cuts(conn, ordered[:split], window, source)
+        second = pending.result() if pending is not None else {}
+    zeros, more = (0, 0.0, 0) * split, (0, 0.0, 0) * (len(ordered) - split)
+    cuts = {kid: first.get(kid, zeros) + second.get(kid, more) for kid in first.keys() | second}
+    none = (0, 0.0, 0) * len(ordered)
     described = {
         kid: (user, groups, profile)
         for kid, user, groups, profile in conn.execute(
@@ -531,9 +598,9 @@ def _from_summary(
         if profile not in price_cache:
             price_cache[profile] = price_of(profile, prices) if prices else None
         price = price_cache[profile]
-        found = cuts.get(kid)
+        found = cuts.get(kid, none)
         for i, timeout in enumerate(ordered):
-            cut_n, saved, regret = found[3 * i : 3 * i + 3] if found else (0, 0.0, 0)
+            cut_n, saved, regret = found[3 * i : 3 * i + 3]
             one = Tally(sessions, server_s, float(saved or 0.0), int(cut_n or 0), int(regret or 0))
             one.saved_cost = None if price is None else one.saved_s / 3600 * price
             result = results[timeout]

@@ -526,3 +526,4 @@ class BacktestSummaryState(SQLModel, table=True):
     done_id: int = 0
     max_seen: int = 0
     waiting: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    version: int = 0  # one more at every build step

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from datetime import UTC, datetime, timedelta
 
 from hubkeeper.culler.backtest import BUCKET, CANDIDATES, Run, items, replay
 from hubkeeper.culler.backtest_db import replay_window
@@ -145,7 +145,10 @@ def same_answers(engine) -> None:  # noqa: ANN001
                     "groups_of": lambda user: ["now-" + user[-1]],
                     "prices": prices if by == "group" else None,
                 }
-                fast, slow = answers(engine, replay_fast, **kw), answers(engine, replay_window, **kw)
+                fast, slow = (
+                    answers(engine, replay_fast, **kw),
+                    answers(engine, replay_window, **kw),
+                )
                 assert flat(fast) == pytest.approx(flat(slow), abs=2e-4)
 
 
