@@ -53,11 +53,18 @@ from hubkeeper.db.engine import create_db_engine, migrate, normalise_url  # noqa
 from hubkeeper.history.usage_db import SQLITE_TS  # noqa: E402
 
 SPAN = timedelta(days=365)
-BENCH_DB = "hubkeeper_backtest_bench"
+BENCH_DB = f"hubkeeper_backtest_bench_{os.getpid()}"  # its own: benches may run side by side
 BEGIN = "<!-- bench/backtest.py: begin (written by `bench/backtest.py --write`) -->"
 END = "<!-- bench/backtest.py: end -->"
 DOC = REPO / "docs" / "performance.md"
 TARGET_S = 2.0
+SUMMARY_TABLES = (
+    "backtest_gap",
+    "backtest_session",
+    "backtest_return",
+    "backtest_key",
+    "backtest_summary_state",
+)
 
 Session = tuple[str, datetime, datetime, list[str]]
 Activity = dict[tuple[str, int], list[int]]  # (user, day) -> [hub bits, kernel bits]
@@ -131,8 +138,8 @@ INSERT_ACTIVITY = (
 def fill_sqlite(path: str, sessions: list[Session], activity: Activity) -> int:
     """Write both tables; returns the bytes the activity added to the file."""
     conn = sqlite3.connect(path)
-    conn.execute("DELETE FROM server_session")
-    conn.execute("DELETE FROM server_activity")
+    for table in SUMMARY_TABLES + ("server_session", "server_activity"):
+        conn.execute(f"DELETE FROM {table}")  # noqa: S608 - constant names
     conn.commit()
     conn.execute("VACUUM")
     conn.executemany(
@@ -162,7 +169,7 @@ def fill_postgres(url: str, sessions: list[Session], activity: Activity) -> int:
     import psycopg
 
     with psycopg.connect(_plain(url)) as conn:
-        conn.execute("TRUNCATE server_session, server_activity")
+        conn.execute(f"TRUNCATE server_session, server_activity, {', '.join(SUMMARY_TABLES)}")
         with conn.cursor().copy(f"COPY server_session {SESSION_COLUMNS} FROM STDIN") as copy:
             for row in _session_rows(sessions, ts=False):
                 copy.write_row(row)
@@ -186,6 +193,13 @@ def bench_database(server_url: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     return make_url(normalise_url(server_url)).set(database=BENCH_DB).render_as_string(False)
+
+
+def drop_database(server_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_plain(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 def timed(fn: Any, runs: int) -> float:
@@ -282,8 +296,7 @@ def run_one(
             with engine.connect() as conn:
                 conn.execute(text("ANALYZE"))
         else:
-            with engine.connect() as conn:
-                conn.execute(text("COMMIT"))
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE backtest_gap"))
                 conn.execute(text("VACUUM ANALYZE backtest_session"))
         summarised, gap_rows, summary_bytes = summary_size(
@@ -401,7 +414,10 @@ def main() -> None:
         print(results[-1], flush=True)
     if args.postgres:
         url = bench_database(args.postgres)
-        results.append(run_one("PostgreSQL", url, sessions, activity, now, args.runs))
+        try:
+            results.append(run_one("PostgreSQL", url, sessions, activity, now, args.runs))
+        finally:
+            drop_database(args.postgres)
         print(results[-1], flush=True)
     section = table(results, args)
     print(section)

@@ -81,9 +81,17 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "backtest_stale",
+        sa.Column("user", AutoString(length=255), nullable=False),
+        sa.Column("server", AutoString(length=255), nullable=False),
+        sa.Column("bucket", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.PrimaryKeyConstraint("user", "server", "bucket"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("backtest_stale")
     op.drop_table("backtest_summary_state")
     op.drop_table("backtest_return")
     op.drop_table("backtest_gap")

@@ -52,7 +52,7 @@ def record_gaps(run: Run) -> list[Gap]:
         here = bits >> pos
         ones = ((here + 1) & ~here).bit_length() - 1  # active buckets from pos on
         last = pos + ones - 1
-        f = base + (last + 1) * BUCKET
+        f: float = base + (last + 1) * BUCKET
         rest = bits >> (last + 1)
         if not rest:  # the trailing gap: longer than any timeout
             f = min(f, stop)

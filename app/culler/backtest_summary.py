@@ -14,8 +14,10 @@ window from the summary (one aggregate over every timeout at once), the rest (op
 not yet summarised) replayed in Python as before; with more than `INLINE_SESSIONS` of those
 (the first build) it says so in the log and replays the whole window the old way.
 
-Activity written for a bucket more than `SETTLE` after it (the recorder down with marks
-kept) is not seen by a summary already built: `rebuild` starts again from nothing.
+Activity written for a bucket more than `LATE_MARK` (30 min) after it (the recorder down with
+its marks kept, or history written after the fact) is noted in `backtest_stale` by
+db/activity.py; the summaries of the closed sessions holding such a bucket are sent back to
+be built before the next backtest or build (`forget_stale`).
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ from hubkeeper.culler.backtest_db import (
     replay_window,
 )
 from hubkeeper.culler.backtest_gaps import record_gaps, returns
-from hubkeeper.db.activity import BUCKET, PER_DAY, SOURCES
+from hubkeeper.db.activity import BUCKET, LATE_MARK, PER_DAY, SOURCES
 from hubkeeper.kit.prices import price_of
 
 log = logging.getLogger(__name__)
 
 SETTLE = 3600  # s after a stop before a session is summarised
-BATCH = 50_000  # sessions read per build transaction
+assert LATE_MARK <= SETTLE  # a mark not noted late falls after every summarised session
+BATCH = 20_000  # sessions per build transaction (a few seconds of the write lock at most)
 INLINE_SESSIONS = 20_000  # unsummarised sessions in a window replayed beside the summary
 REFRESH_INTERVAL = 300.0  # s between the loop's builds
 SUMMARY_LOCK = 0x4855424B42544753  # "HUBKBTGS": one builder at a time on PostgreSQL
@@ -178,6 +181,44 @@ def _late(conn: Connection, max_seen: int, max_id: int, horizon: float) -> list[
     return found
 
 
+def _stale(conn: Connection) -> list[int]:
+    """The summarised sessions holding a bucket of activity recorded late (`backtest_stale`,
+    written by db/activity.py); the notes are consumed."""
+    notes = list(_rows(conn, 'SELECT "user", server, bucket FROM backtest_stale', ()))
+    if not notes:
+        return []
+    p = _param(conn)
+    query = (
+        "SELECT b.session_id FROM backtest_session b JOIN server_session s "  # noqa: S608
+        f'ON s.id = b.session_id WHERE s."user" = {p} AND s.server = {p} '
+        f"AND b.start_s < {p} AND b.stop_s > {p}"
+    )
+    found: set[int] = set()
+    for user, server, bucket in notes:
+        params = (user, server, (bucket + 1) * BUCKET, bucket * BUCKET)
+        found.update(r[0] for r in _rows(conn, query, params))
+    conn.execute(text("DELETE FROM backtest_stale"))
+    return sorted(found)
+
+
+def forget_stale(engine: Engine) -> bool:
+    """Send the summaries that activity recorded late touches back to be built (a quick
+    step when there is no such note: one read). Returns whether there were notes."""
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM backtest_stale LIMIT 1")).first() is None:
+            return False
+    with _building, engine.begin() as conn:
+        if conn.dialect.name != "sqlite":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SUMMARY_LOCK})
+        state = _state(conn)
+        late = _stale(conn)
+        if late:
+            _forget(conn, late)
+            waiting = tuple(sorted(set(state.waiting) | set(late)))
+            _save_state(conn, state._replace(waiting=waiting, version=state.version + 1))
+    return True
+
+
 def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
     """One step of the summary: up to `batch` sessions by id, and those waiting that have
     settled. Returns the sessions read (0: current). One transaction; one build at a time
@@ -194,11 +235,12 @@ def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
         state = _state(conn)
         done_id, max_seen, waiting = state.done_id, state.max_seen, list(state.waiting)
         max_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM server_session")).one()[0])
+        late = _stale(conn)
         if max_seen and max_id > max_seen:
-            late = _late(conn, max_seen, max_id, horizon + REGRET_WINDOW)
-            if late:
-                _forget(conn, late)
-                waiting = sorted(set(waiting) | set(late))
+            late += _late(conn, max_seen, max_id, horizon + REGRET_WINDOW)
+        if late:
+            _forget(conn, late)
+            waiting = sorted(set(waiting) | set(late))
         p = _param(conn)
         rows = list(
             _rows(
@@ -362,8 +404,8 @@ def build_all(engine: Engine, now: datetime, batch: int = BATCH) -> int:
 
 
 def rebuild(engine: Engine, now: datetime) -> int:
-    """Forget the summary and build it again from every session (after activity recorded
-    long after the fact). Returns the sessions read."""
+    """Forget the summary and build it again from every session (a tool: late activity and
+    late sessions are caught without it). Returns the sessions read."""
     with _building, engine.begin() as conn:
         for table in (
             "backtest_gap",
@@ -371,6 +413,7 @@ def rebuild(engine: Engine, now: datetime) -> int:
             "backtest_session",
             "backtest_key",
             "backtest_summary_state",
+            "backtest_stale",
         ):
             conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - constant names
     return build_all(engine, now)
@@ -471,6 +514,7 @@ def replay_fast(
         raise ValueError(f"unknown activity source {source!r}")
     ordered = sorted(set(timeouts))
     end = now.timestamp()
+    forget_stale(engine)  # a summary that activity recorded late touches is not used
     with _ONE_READ, paused_gc(), _snapshot(engine) as conn, _snapshot(engine) as other:
         state = _state(conn)
         rest = _unsummarised(conn, since, until, state.done_id, state.waiting)
@@ -512,13 +556,17 @@ def replay_fast(
 def _snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection whose reads all see one state of the database: the summary's state row,
     its rows and the sessions it lacks must agree while the loop builds (PostgreSQL:
-    REPEATABLE READ; SQLite: a read transaction, a WAL snapshot)."""
+    REPEATABLE READ, without the JIT compiler; SQLite: a read transaction, a WAL snapshot)."""
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
             yield conn
         else:
-            yield conn.execution_options(isolation_level="REPEATABLE READ")
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            # the aggregate's estimated cost (a subquery per row, never run but for a few)
+            # sets off the JIT compiler: 0.6 s of compiling for 0.3 s of work
+            conn.execute(text("SET LOCAL jit = off"))
+            yield conn
 
 
 def _merge(into: Result, more: Result) -> None:
@@ -559,8 +607,9 @@ def _from_summary(
     prices: Mapping[str, float] | None,
 ) -> dict[int, Result]:
     window = {"since": micros(since), "until": micros(until)}
-    # the totals and the first timeouts here, the others on `helper` meanwhile
-    split = len(ordered) // 2 if helper is not None else len(ordered)
+    # the totals and the first timeouts here, the others on `helper` meanwhile: the totals
+    # take about as long as two timeouts (suggest's six: two here, four there)
+    split = max(len(ordered) - 2, 0) // 2 if helper is not None else len(ordered)
     later = ordered[split:]
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(_cuts, helper, later, window, source) if helper and later else None

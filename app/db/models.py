@@ -527,3 +527,14 @@ class BacktestSummaryState(SQLModel, table=True):
     max_seen: int = 0
     waiting: str = Field(default="[]", sa_column=Column(Text, nullable=False))
     version: int = 0  # one more at every build step
+
+
+class BacktestStale(SQLModel, table=True):
+    """A bucket of a server's activity recorded late (hubkeeper.db.activity.LATE_MARK): the
+    backtest summary of a closed session holding it is built again, and meanwhile not used."""
+
+    __tablename__ = "backtest_stale"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)
+    bucket: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

@@ -6,17 +6,19 @@ late."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hubkeeper.culler import backtest_summary
 from hubkeeper.culler.backtest import BUCKET, CANDIDATES, Run, items, replay
 from hubkeeper.culler.backtest_db import replay_window
 from hubkeeper.culler.backtest_gaps import outcome, record_gaps
-from hubkeeper.culler.backtest_summary import build, build_all, replay_fast
-from hubkeeper.db.activity import PER_DAY, to_bytes
+from hubkeeper.culler.backtest_summary import build, build_all, keep_summary_current, replay_fast
+from hubkeeper.db.activity import PER_DAY, Marks, bucket_of, to_bytes, write_marks
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerActivity, ServerSession
 from tests.history.factories import prepared
@@ -169,7 +171,12 @@ def flat(answer: object, path: str = "") -> dict[str, object]:
     return out
 
 
-def test_the_summary_answers_what_the_replay_answers(db_url):
+def test_the_summary_answers_what_the_replay_answers(db_url, monkeypatch):
+    forgotten: list[int] = []
+    forget = backtest_summary._forget
+    monkeypatch.setattr(
+        backtest_summary, "_forget", lambda conn, ids: (forgotten.extend(ids), forget(conn, ids))
+    )
     engine = prepared(db_url)
     try:
         made_history(engine, random.Random(5))
@@ -195,6 +202,39 @@ def test_the_summary_answers_what_the_replay_answers(db_url):
             )
         same_answers(engine)
         build_all(engine, NOW + timedelta(hours=3))
+        assert 5 in forgotten  # summarised again
         same_answers(engine)
+        # activity recorded late, in the middle of a summarised session's long gap: that
+        # summary is not used but built again
+        with session_scope(engine) as session:
+            long = session.get(ServerSession, 9)
+            assert long is not None and long.stopped_at is not None
+            middle = long.started_at + (long.stopped_at - long.started_at) / 2
+        day, bit = divmod(bucket_of(middle), PER_DAY)
+        write_marks(engine, {(long.user, long.server, day): Marks(hub=1 << bit, kernels=1 << bit)})
+        same_answers(engine)
+        assert 9 in forgotten
+        build_all(engine, NOW + timedelta(hours=3))
+        same_answers(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_loop_builds_the_summary_and_the_backtest_then_reads_it(db_url, monkeypatch):
+    engine = prepared(db_url)
+    try:
+        made_history(engine, random.Random(7), users=4, per_user=6)
+
+        async def briefly() -> None:
+            task = asyncio.create_task(keep_summary_current(engine, 0.01, clock=lambda: NOW))
+            await asyncio.sleep(0.5)
+            task.cancel()
+
+        asyncio.run(briefly())
+        assert build(engine, NOW) == 0  # the loop left nothing to do
+        # answered from the summary: the old way is not asked
+        monkeypatch.setattr(backtest_summary, "replay_window", None)
+        kw = {"since": NOW - timedelta(days=30), "until": NOW, "source": "hub", "by": "group"}
+        assert replay_fast(engine, (1800,), now=NOW, **kw)[1800].total.sessions > 0
     finally:
         engine.dispose()
