@@ -12,14 +12,19 @@ each bucket active with probability 0.7), then idle, then — one session in thr
 spell before the stop; kernel activity: the same spells at a third of the buckets. Written
 as the recorder writes it (`server_activity`, one row per server per UTC day).
 
-Measured, per database, after one warm-up, the median of `--runs`:
+Written in the order of starts (session ids follow starts, as the recorder writes them).
+The summary is then built as the `backtest-summary` loop builds it (`build_all`, timed).
 
-1. `GET culler/backtest` in-process (`culler.backtest_db.replay_window`: the window read
-   and replayed in one pass), for a 30 min timeout, a year, by group; and its two halves
-   apart: reading the year into a list (`load_runs`), replaying the list (`replay`);
-2. `GET culler/backtest/suggest` in-process: one read, six timeouts in one pass;
-3. the activity store's size: rows, stored bitmap bytes, bytes on disk (SQLite: the file
-   grown by the activity; PostgreSQL: `pg_total_relation_size`), and per session-hour.
+Measured, per database, after one warm-up, the median of `--runs`, the new way and the old
+way side by side, after checking that both give the same totals:
+
+1. `GET culler/backtest` in-process for a 30 min timeout, a year, by group: from the
+   summary (`culler.backtest_summary.replay_fast`, what the API runs) and the old way
+   (`culler.backtest_db.replay_window`: every session and its bitmaps read and replayed);
+2. `GET culler/backtest/suggest` in-process (six timeouts), both ways;
+3. the sizes: the activity store (rows, stored bitmap bytes, bytes on disk — SQLite: the
+   file grown by the activity; PostgreSQL: `pg_total_relation_size` — and per session-hour)
+   and the summary (sessions, record-gap rows, bytes on disk).
 """
 
 from __future__ import annotations
