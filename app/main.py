@@ -28,6 +28,7 @@ from hubkeeper.auth.secret import (
 )
 from hubkeeper.config import Settings
 from hubkeeper.console.routes import router as console_router
+from hubkeeper.culler.backtest_summary import keep_summary_current
 from hubkeeper.culler.routes import router as culler_router
 from hubkeeper.culler.service import Culler
 from hubkeeper.db.engine import create_db_engine, migrate
@@ -91,6 +92,7 @@ ENFORCER = "lockdown-enforcer"
 CULLER = "culler"
 KERNEL_CULLER = "kernel-culler"
 USAGE_ROLLUP = "usage-rollup"
+BACKTEST_SUMMARY = "backtest-summary"
 NOTIFY_SENDER = "notify-sender"
 QUOTA_WATCH = "quota-watch"
 RESOURCES = "resources"
@@ -242,6 +244,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(CULLER, culler.run_forever, runs="leader"),
                 Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
+                # the culler backtest's record gaps of closed sessions (backtest_summary.py)
+                Loop(BACKTEST_SUMMARY, lambda: keep_summary_current(engine), runs="leader"),
                 # webhook deliveries, each event once (outbox/sender.py)
                 Loop(NOTIFY_SENDER, sender.run, runs="leader"),
                 # quota.warning / quota.exceeded, once per user, month and level

@@ -27,7 +27,7 @@ import bisect
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -176,9 +176,14 @@ def replay(runs: Iterable[Run], timeout: int) -> Result:
     return replay_many(runs, (timeout,))[timeout]
 
 
-def replay_many(runs: Iterable[Run], timeouts: Iterable[int]) -> dict[int, Result]:
+def replay_many(
+    runs: Iterable[Run],
+    timeouts: Iterable[int],
+    more_starts: Mapping[str, Iterable[float]] | None = None,
+) -> dict[int, Result]:
     """Several candidate timeouts (s, at least one bucket) in one pass over `runs` (a list
-    or a stream: each is looked at once).
+    or a stream: each is looked at once). `more_starts`: by user, the starts (s since the
+    epoch) of sessions replayed elsewhere, which can make a cut here a regret.
 
     Shortest first, each session's "m empty buckets from here" map grows from the last one
     (`runs &= runs >> (m - m_before)` holds while the step is at most m_before: doubling
@@ -199,6 +204,8 @@ def replay_many(runs: Iterable[Run], timeouts: Iterable[int]) -> dict[int, Resul
     # every session's start by user, for regrets in a new server: known only once all are
     # read, so those checks wait in `pending` (one pass: `runs` may be a stream)
     starts: dict[str, list[float]] = defaultdict(list)
+    for user, more in (more_starts or {}).items():
+        starts[user].extend(more)
     pending: list[tuple[str, float, list[float], int]] = []
     # sessions, server s, and per timeout saved s, cuts, regrets: by keys tuple (shared) and
     # price (the few prices of the profiles: saved cost = saved s × price, at the end)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from hubkeeper.culler import backtest
-from hubkeeper.culler.backtest_db import replay_window
+from hubkeeper.culler.backtest_summary import replay_fast
 from hubkeeper.deps import CurrentReader, StateDep
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.durations import parse_duration, short
@@ -81,12 +81,13 @@ async def replays(
     source: str,
     by: str,
 ) -> dict[int, backtest.Result]:
-    """The window's sessions replayed under each timeout, read and replayed in a worker
-    thread in one pass (backtest_db.replay_window), one at a time (`_gate`)."""
+    """The window's sessions replayed under each timeout in a worker thread, one at a time
+    (`_gate`): from the backtest summary where it is built, the rest read and replayed
+    (backtest_summary.replay_fast)."""
     async with _gate():
         return await asyncio.to_thread(
             functools.partial(
-                replay_window,
+                replay_fast,
                 hk.engine,
                 timeouts,
                 since=since,

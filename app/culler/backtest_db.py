@@ -153,11 +153,6 @@ def _iter_runs(
     prices: Mapping[str, float] | None = None,
 ) -> Iterator[Run]:
     end = now.timestamp()
-    price_by_profile: dict[str | None, float | None] = {}  # a few profiles: priced once each
-    keys_cache: dict[str, tuple[str, ...]] = {}
-    users: dict[str, str] = {}
-    make = Run._make
-    ceil = math.ceil
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         plus = "+" if (until - since).days >= SCAN_DAYS else ""
@@ -175,32 +170,51 @@ def _iter_runs(
         }
         params = (_bound(conn, since), _bound(conn, until))
         query = SESSIONS_SQLITE.format(plus=plus) if sqlite else SESSIONS_POSTGRES
-        for user, server, start, stop, groups, profile in _rows(conn, query, params):
-            if stop is None:
-                stop = end
-            if stop <= start:
-                continue
-            # one string object per user, one keys tuple per user or group list: a million
-            # sessions keep shared objects, not a copy each
-            user = users.setdefault(user, user)
-            cache_key = groups if by == "group" and groups is not None else user
-            keys = keys_cache.get(cache_key)
-            if keys is None:
-                keys = keys_cache[cache_key] = keys_of(by, user, groups, groups_of)
-            b0 = int(start) // BUCKET  # backtest.bucket_span and day_bits, inlined
-            n = (ceil(stop) - 1) // BUCKET - b0 + 1
-            d0, offset = divmod(b0, PER_DAY)
-            if offset + n <= PER_DAY:  # within one UTC day (most sessions)
-                bits = (days.get((user, server, d0), 0) >> offset) & ((1 << n) - 1)
-            else:
-                combined = 0
-                for day in range(d0, (b0 + n - 1) // PER_DAY + 1):
-                    found = days.get((user, server, day))
-                    if found:
-                        combined |= found << ((day - d0) * PER_DAY)
-                bits = (combined >> offset) & ((1 << n) - 1)
-            if profile in price_by_profile:
-                price = price_by_profile[profile]
-            else:
-                price = price_by_profile[profile] = price_of(profile, prices) if prices else None
-            yield make((user, keys, start, stop, b0, n, bits | 1, price))
+        yield from make_runs(_rows(conn, query, params), days, end, by, groups_of, prices)
+
+
+def make_runs(
+    rows: Iterable[tuple[Any, ...]],
+    days: Mapping[tuple[str, str, int], int],
+    end: float,
+    by: str,
+    groups_of: Callable[[str], Sequence[str]],
+    prices: Mapping[str, float] | None = None,
+) -> Iterator[Run]:
+    """`Run`s from session rows `(user, server, start s, stop s or None, groups, profile)`
+    and their servers' bitmaps by `(user, server, day)`; an open session runs until `end`
+    (s since the epoch); a session without a stop after its start is left out."""
+    price_by_profile: dict[str | None, float | None] = {}  # a few profiles: priced once each
+    keys_cache: dict[str, tuple[str, ...]] = {}
+    users: dict[str, str] = {}
+    make = Run._make
+    ceil = math.ceil
+    for user, server, start, stop, groups, profile in rows:
+        if stop is None:
+            stop = end
+        if stop <= start:
+            continue
+        # one string object per user, one keys tuple per user or group list: a million
+        # sessions keep shared objects, not a copy each
+        user = users.setdefault(user, user)
+        cache_key = groups if by == "group" and groups is not None else user
+        keys = keys_cache.get(cache_key)
+        if keys is None:
+            keys = keys_cache[cache_key] = keys_of(by, user, groups, groups_of)
+        b0 = int(start) // BUCKET  # backtest.bucket_span and day_bits, inlined
+        n = (ceil(stop) - 1) // BUCKET - b0 + 1
+        d0, offset = divmod(b0, PER_DAY)
+        if offset + n <= PER_DAY:  # within one UTC day (most sessions)
+            bits = (days.get((user, server, d0), 0) >> offset) & ((1 << n) - 1)
+        else:
+            combined = 0
+            for day in range(d0, (b0 + n - 1) // PER_DAY + 1):
+                found = days.get((user, server, day))
+                if found:
+                    combined |= found << ((day - d0) * PER_DAY)
+            bits = (combined >> offset) & ((1 << n) - 1)
+        if profile in price_by_profile:
+            price = price_by_profile[profile]
+        else:
+            price = price_by_profile[profile] = price_of(profile, prices) if prices else None
+        yield make((user, keys, start, stop, b0, n, bits | 1, price))

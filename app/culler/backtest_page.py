@@ -38,7 +38,7 @@ async def backtest_view(
     """The section's context: the form's values, and — when a timeout was asked for — the
     rows and total (`result`) and the trade-off chart over the candidate timeouts beside the
     current policy's (`chart`), or the reason there are none (`error`). One read of the
-    window replays every candidate (backtest_db.replay_window)."""
+    window replays every candidate (backtest_api.replays: the summary, the rest replayed)."""
     raw = text_param(params, "bt_timeout")
     source = text_param(params, "bt_source") or "hub"
     by = text_param(params, "bt_by") or "group"

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, or_, select, tuple_
+from sqlalchemy import Engine, and_, insert, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from hubkeeper.db.engine import session_scope
-from hubkeeper.db.models import ServerActivity
+from hubkeeper.db.models import BacktestStale, ServerActivity
 from hubkeeper.db.outage import is_unavailable, summary
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ PER_DAY = 86400 // BUCKET  # 288 buckets a UTC day
 HUB = "hub"
 KERNELS = "kernels"
 SOURCES = (HUB, KERNELS)
+# s: a mark for a bucket older than this is late (the recorder was down with its marks
+# kept, or history written after the fact): noted in `backtest_stale`
+LATE_MARK = 1800
 MARKED_MAX = 200_000  # remembered (server, source, bucket) marks before the memory is reset
 
 Key = tuple[str, str, int]  # (user, server, day)
@@ -74,11 +79,34 @@ def write_marks(engine: Engine, marks: dict[Key, Marks]) -> None:
             )
             for row in session.scalars(query):
                 found[(row.user, row.server, row.day)] = row
+        late: set[tuple[str, str, int]] = set()
+        first_recent = (int(time.time()) - LATE_MARK) // BUCKET
         for key, mark in marks.items():
             row = found.get(key) or ServerActivity(user=key[0], server=key[1], day=key[2])
-            row.hub = to_bytes(from_bytes(row.hub) | mark.hub)
-            row.kernels = to_bytes(from_bytes(row.kernels) | mark.kernels)
+            old_hub, old_kernels = from_bytes(row.hub), from_bytes(row.kernels)
+            new = (mark.hub & ~old_hub) | (mark.kernels & ~old_kernels)
+            row.hub = to_bytes(old_hub | mark.hub)
+            row.kernels = to_bytes(old_kernels | mark.kernels)
             session.add(row)
+            base = key[2] * PER_DAY
+            while new and base < first_recent:  # new marks in buckets over LATE_MARK old
+                bit = new & -new
+                bucket = base + bit.bit_length() - 1
+                if bucket < first_recent:
+                    late.add((key[0], key[1], bucket))
+                new ^= bit
+        if late:
+            # the backtest summary of a closed session may have been built without them
+            # (culler/backtest_summary.py builds it again)
+            session.execute(
+                insert(BacktestStale)
+                .values([{"user": u, "server": s, "bucket": b} for u, s, b in sorted(late)])
+                .prefix_with("OR IGNORE", dialect="sqlite")
+                if session.get_bind().dialect.name == "sqlite"
+                else pg_insert(BacktestStale)
+                .values([{"user": u, "server": s, "bucket": b} for u, s, b in sorted(late)])
+                .on_conflict_do_nothing()
+            )
 
 
 def read_days(

@@ -449,3 +449,92 @@ class ServerResource(SQLModel, table=True):
     )
     cpu_percent: float | None = Field(default=None)
     at: datetime = Field(sa_column=UTCDateTime(nullable=False))
+
+
+class BacktestKey(SQLModel, table=True):
+    """What the backtest's summary rows count under (hubkeeper.culler.backtest_summary): a
+    user, the groups at the session's start (JSON, null: unknown) and the profile."""
+
+    __tablename__ = "backtest_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(max_length=255)
+    groups: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    profile: str | None = Field(default=None, max_length=255)
+
+
+class BacktestSession(SQLModel, table=True):
+    """One closed session summarised for the backtest: its times as the replay reads them
+    (s since the epoch, `start_us` exact for the window). Rebuilt from `server_session`."""
+
+    __tablename__ = "backtest_session"
+    # the totals per key over a window: from this index alone, in key order
+    __table_args__ = (Index("ix_backtest_session_kid", "kid", "start_us", "start_s", "stop_s"),)
+
+    session_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    kid: int
+    start_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    start_s: float
+    stop_s: float
+
+
+class BacktestGap(SQLModel, table=True):
+    """One record gap of a summarised session that some timeout T cuts at
+    (hubkeeper.culler.backtest_gaps): `lo <= T < hi` cuts at `f + T` and saves `a - T` s;
+    `rb`: T from which the same server's return is a regret; `ret` (`ret_us`): the one
+    start of the user's that can be a regret, or with `many` see `backtest_return`."""
+
+    __tablename__ = "backtest_gap"
+    # SQLite: rows in the primary key's b-tree, read in key order (an aggregate per key
+    # without a sort)
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    source: str = Field(primary_key=True, max_length=16)
+    kid: int = Field(primary_key=True)
+    session_id: int = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    start_us: int = Field(sa_column=Column(BigInteger, nullable=False))
+    f: float
+    lo: float
+    hi: float
+    a: float
+    rb: float | None = None
+    ret: float | None = None
+    ret_us: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    many: bool = False
+
+
+class BacktestReturn(SQLModel, table=True):
+    """The starts of a user's sessions that can make a cut of session `session_id` a regret,
+    kept only when a record gap has more than one (`BacktestGap.many`)."""
+
+    __tablename__ = "backtest_return"
+
+    session_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at_us: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    at: float
+
+
+class BacktestSummaryState(SQLModel, table=True):
+    """How far the backtest summary is built (one row, id 1): every session with an id up to
+    `done_id` is summarised or in `waiting` (JSON ids: open, or closed too recently);
+    `max_seen`: the highest session id when it last looked (later ones arrived since)."""
+
+    __tablename__ = "backtest_summary_state"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    done_id: int = 0
+    max_seen: int = 0
+    waiting: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    version: int = 0  # one more at every build step
+
+
+class BacktestStale(SQLModel, table=True):
+    """A bucket of a server's activity recorded late (hubkeeper.db.activity.LATE_MARK): the
+    backtest summary of a closed session holding it is built again, and meanwhile not used."""
+
+    __tablename__ = "backtest_stale"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)
+    bucket: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

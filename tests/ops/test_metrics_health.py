@@ -60,6 +60,7 @@ def test_metrics_need_a_token_with_read_metrics(hub, client):
         "culler": 1.0,
         "kernel-culler": 1.0,
         "usage-rollup": 1.0,
+        "backtest-summary": 1.0,
         "notify-sender": 1.0,
         "quota-watch": 1.0,
     }
