@@ -2,7 +2,8 @@
 the hub with Hubkeeper (two replicas on PostgreSQL), side by side in one run, at N running
 servers.
 
-    .venv/bin/python bench/hub_load.py [--servers 1000,5000] [--window 300] [--write]
+    .venv/bin/python bench/hub_load.py [--servers 1000,5000] [--window 300] [--repeat 3]
+        [--warm-up 20] [--write]
 
 Each N gets a fresh hub with a light spawner (no process per server: every server is the one
 stand-in process of bench/kernel_standin.py, which also serves a kernels API). Then three
@@ -13,7 +14,14 @@ windows of `--window` seconds, one per companion, each after a warm-up:
   probe and set-up requests left out;
 - the p50/p95 of a user's cheap call (`GET /hub/api/users/<self>` with their own token)
   made every 0.5 s;
-- with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it.
+- with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it;
+- the companions' own CPU (each process, from /proc: each Hubkeeper replica, idle-culler)
+  and, with Hubkeeper on PostgreSQL, that of the PostgreSQL backends serving its database:
+  on a small machine they compete with the hub (one thread) for the cores.
+`--repeat K` runs the three windows K times, interleaved (A B C A B C ...), so that a
+machine that gets busier or quieter during the run moves all three alike; the table then
+gives each companion's median p50/p95 over its K windows (and sums its requests), the
+ratios come from the medians, and each window's p95 is listed below.
 Both cullers run a pass every 120 s (`--cull-every`), so each window holds a server pass and
 (Hubkeeper) a kernel pass; otherwise at their defaults. Writes the hub-load section of
 docs/performance.md with `--write`. Everything binds to 127.0.0.1.
@@ -53,7 +61,7 @@ PG_SERVER = os.environ.get(
     "HUBKEEPER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 PROBE, FRESH, CULLER_USER = "load-probe", "load-fresh", "load-idle-culler"
-WARM_UP = 20.0  # s before each window: companions sync, sweep and run a first pass
+WARM_UP = 20.0  # s before each window (default): companions sync, sweep and run a first pass
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Hub CPU points (% of a core) a companion must add before a ratio of two of them means
 # anything: the hub alone varies by about this much from window to window on a shared machine.
@@ -122,17 +130,77 @@ class Window:
     fresh_stop_s: float | None = None
     sweep_pages: list[float] = field(default_factory=list)  # ms each, from the warm-up
     log_from: int = 0  # the hub log's size when the window began
+    companion_cpu: list[float] = field(default_factory=list)  # % of a core, each process
+    postgres_cpu: float | None = None  # % of a core, the backends serving Hubkeeper's db
+    runs: list[Window] = field(default_factory=list)  # the windows a combined one is made of
 
     def per_minute(self, value: float) -> float:
         return value * 60.0 / self.seconds
 
     def p(self, q: int) -> float:
+        """The probe's q-th percentile, ms; of a combined window, the median of its runs'."""
+        if self.runs:
+            return statistics.median(w.p(q) for w in self.runs)
         return statistics.quantiles(self.probe_ms, n=100)[q - 1] if self.probe_ms else 0.0
+
+
+def combine(windows: list[Window]) -> Window:
+    """One companion's K windows as one: requests and hub time summed over their time, CPU
+    averaged over it, percentiles and freshness the median of the windows'."""
+    if len(windows) == 1:
+        return windows[0]
+    seconds = sum(w.seconds for w in windows)
+    out = Window(
+        windows[0].name, seconds, sum(w.cpu_percent * w.seconds for w in windows) / seconds
+    )
+    out.runs = windows
+    for w in windows:
+        out.requests.update(w.requests)
+        out.ms_by_kind.update(w.ms_by_kind)
+        out.hub_ms += w.hub_ms
+        out.probe_ms += w.probe_ms
+        out.sweep_pages += w.sweep_pages
+    if all(w.companion_cpu for w in windows):
+        out.companion_cpu = [
+            sum(w.companion_cpu[i] * w.seconds for w in windows) / seconds
+            for i in range(min(len(w.companion_cpu) for w in windows))
+        ]
+    if all(w.postgres_cpu is not None for w in windows):
+        out.postgres_cpu = sum((w.postgres_cpu or 0.0) * w.seconds for w in windows) / seconds
+    starts = [w.fresh_start_s for w in windows if w.fresh_start_s is not None]
+    stops = [w.fresh_stop_s for w in windows if w.fresh_stop_s is not None]
+    out.fresh_start_s = statistics.median(starts) if starts else None
+    out.fresh_stop_s = statistics.median(stops) if stops else None
+    return out
 
 
 def hub_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def cpu_seconds_or_zero(pid: int) -> float:
+    """A process's CPU seconds; 0 once it has gone (a companion that died says so in its log)."""
+    try:
+        return hub_cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def postgres_backends(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database` (its process title
+    is `postgres: <user> <database> <client> <state>`)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if title.startswith("postgres:") and f" {database} " in f"{title} ":
+                found[int(entry.name)] = hub_cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def start_servers(hub: LocalHub, names: list[str]) -> None:
@@ -214,6 +282,7 @@ class Companion:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
+        self.procs = []  # a companion is started again for each repeat
         for command, env in self.commands:
             out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
             self.procs.append(
@@ -276,11 +345,21 @@ def hubkeeper(hub: LocalHub, db_url: str, cull_every: int, log: Path, replicas: 
 
 
 def measure(
-    hub: LocalHub, name: str, seconds: float, probe_token: str, *, hubkeeper_token: str | None
+    hub: LocalHub,
+    name: str,
+    seconds: float,
+    probe_token: str,
+    *,
+    hubkeeper_token: str | None,
+    companion: Companion | None = None,
+    database: str | None = None,
 ) -> Window:
     pid = hub.pid
     assert pid is not None
     log_at = Path(hub.log_path).stat().st_size
+    procs = [p.pid for p in companion.procs] if companion else []
+    own0 = [cpu_seconds_or_zero(p) for p in procs]
+    pg0 = postgres_backends(database) if database else {}
     cpu0, t0 = hub_cpu_seconds(pid), time.monotonic()
     probe = Probe(hub, probe_token)
     probe.start()
@@ -296,6 +375,15 @@ def measure(
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
     window.seconds = time.monotonic() - t0
     window.cpu_percent = (hub_cpu_seconds(pid) - cpu0) / window.seconds * 100
+    window.companion_cpu = [
+        max(0.0, cpu_seconds_or_zero(p) - before) / window.seconds * 100
+        for p, before in zip(procs, own0, strict=True)
+    ]
+    if database:
+        pg1 = postgres_backends(database)
+        # backends that ended during the window are lost (Hubkeeper's pools keep theirs)
+        used = sum(max(0.0, cpu - pg0.get(backend, 0.0)) for backend, cpu in pg1.items())
+        window.postgres_cpu = used / window.seconds * 100
     probe.stop_now.set()
     probe.join()
     window.probe_ms = probe.ms
@@ -316,7 +404,8 @@ def measure(
     return window
 
 
-def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
+def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
+    """`args.repeat` rounds of the three windows (the hub alone, idle-culler, Hubkeeper)."""
     standin_port = free_port()
     standin = subprocess.Popen(
         [
@@ -331,7 +420,7 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
         extra_config=LIGHT_SPAWNER.format(port=standin_port),
         start_timeout=120,
     )
-    windows: list[Window] = []
+    rounds: list[list[Window]] = []
     try:
         hub.start()
         names = [f"load-{i:05d}" for i in range(n)]
@@ -352,6 +441,7 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
         db = postgres_database()
         replicas = 2 if db else 1
         db_url = db or f"sqlite:///{tmp / f'hk-{n}.sqlite'}"
+        db_name = db.rsplit("/", 1)[1] if db else None
         runs: list[tuple[str, Companion | None, bool]] = [
             ("the hub alone", None, False),
             (
@@ -366,30 +456,36 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
                 True,
             ),
         ]
-        for name, companion, is_hubkeeper in runs:
-            warm_from = Path(hub.log_path).stat().st_size
-            if companion:
-                companion.start()
-            try:
-                time.sleep(WARM_UP if companion else 2.0)
-                window = measure(
-                    hub,
-                    name,
-                    args.window,
-                    probe_token,
-                    hubkeeper_token=admin if is_hubkeeper else None,
-                )
-            finally:
+        for round_no in range(args.repeat):
+            windows: list[Window] = []
+            for name, companion, is_hubkeeper in runs:
+                warm_from = Path(hub.log_path).stat().st_size
                 if companion:
-                    companion.stop()
-            if is_hubkeeper:
-                window.sweep_pages = sweep_pages(hub, warm_from, window.log_from)
-            windows.append(window)
-            print(f"N={n}: {summary(window)}", flush=True)
+                    companion.start()
+                try:
+                    time.sleep(args.warm_up if companion else 2.0)
+                    window = measure(
+                        hub,
+                        name,
+                        args.window,
+                        probe_token,
+                        hubkeeper_token=admin if is_hubkeeper else None,
+                        companion=companion,
+                        database=db_name if is_hubkeeper else None,
+                    )
+                finally:
+                    if companion:
+                        companion.stop()
+                if is_hubkeeper:
+                    window.sweep_pages = sweep_pages(hub, warm_from, window.log_from)
+                windows.append(window)
+                run = f" (run {round_no + 1}/{args.repeat})" if args.repeat > 1 else ""
+                print(f"N={n}{run}: {summary(window)}", flush=True)
+            rounds.append(windows)
     finally:
         hub.stop()
         standin.terminate()
-    return windows
+    return rounds
 
 
 def sweep_cost(n: int, w: Window) -> str:
@@ -436,25 +532,52 @@ def kinds(w: Window) -> str:
 
 def summary(w: Window) -> str:
     requests = w.per_minute(sum(w.requests.values()))
+    own = "+".join(f"{c:.1f}" for c in w.companion_cpu)
+    pg = f", PostgreSQL {w.postgres_cpu:.1f} %" if w.postgres_cpu is not None else ""
     return (
         f"{w.name}: CPU {w.cpu_percent:.1f} %, {requests:.1f} req/min, "
-        f"{w.per_minute(w.hub_ms):.0f} ms/min, probe p50/p95 {w.p(50):.1f}/{w.p(95):.1f} ms"
+        f"{w.per_minute(w.hub_ms):.0f} ms/min, probe p50/p95 {w.p(50):.1f}/{w.p(95):.1f} ms "
+        f"({len(w.probe_ms)} calls)" + (f", its own CPU {own} %{pg}" if own else "")
     )
 
 
-def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
+def companions_cpu(w: Window) -> str:
+    """What a companion's own processes used, % of a core."""
+    if not w.companion_cpu:
+        return ""
+    each = " + ".join(f"{c:.1f}" for c in w.companion_cpu)
+    total = f" = {sum(w.companion_cpu):.1f} %" if len(w.companion_cpu) > 1 else " %"
+    pg = (
+        f"; PostgreSQL's backends for it {w.postgres_cpu:.1f} %"
+        if w.postgres_cpu is not None
+        else ""
+    )
+    return f"{each}{total}{pg}"
+
+
+def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> str:
     lines = [
         BEGIN,
         "## Load on the hub: Hubkeeper against jupyterhub-idle-culler 2.0",
         "",
-        f"`bench/hub_load.py --window {args.window:g}` on {cpu_model()}, {os.cpu_count()} cores, "
+        f"`bench/hub_load.py --window {args.window:g}"
+        + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+        + (f" --warm-up {args.warm_up:g}" if args.warm_up != WARM_UP else "")
+        + f"` on {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Fresh hubs with a "
         "light spawner (no process per server); both cullers pass every "
         f"{args.cull_every} s. Hub CPU is % of one core; requests and hub time per minute "
-        "come from the hub's own request log (the probe's and the bench's own left out).",
+        "come from the hub's own request log (the probe's and the bench's own left out)."
+        + (
+            f" Each run {args.repeat} times, interleaved; the table gives the median p50 / "
+            "p95 of a run's windows, the other figures over all of them."
+            if args.repeat > 1
+            else ""
+        ),
         "",
     ]
-    for n, windows in results.items():
+    for n, rounds in results.items():
+        windows = [combine([r[i] for r in rounds]) for i in range(len(rounds[0]))]
         alone = windows[0]
         lines += [
             f"**{n:,} running servers**",
@@ -504,7 +627,22 @@ def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
                 f"- Hubkeeper's requests per minute by kind (hub ms per minute): {kinds(keeper)}.",
                 f"- idle-culler's, the same way: {kinds(culler)}.",
                 sweep_cost(n, keeper),
+                f"- Their own CPU, % of a core (each process): Hubkeeper {companions_cpu(keeper)}"
+                f"; idle-culler {companions_cpu(culler)}.",
+                "- Probe calls per run: "
+                + ", ".join(f"{w.name.split(' (')[0]} {len(w.probe_ms)}" for w in windows)
+                + ".",
             ]
+            if len(rounds) > 1:
+                lines.append(
+                    "- p95 of each run, ms: "
+                    + "; ".join(
+                        f"{w.name.split(' (')[0]} "
+                        + ", ".join(f"{run.p(95):.1f}" for run in w.runs)
+                        for w in windows
+                    )
+                    + "."
+                )
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
@@ -526,9 +664,15 @@ def main() -> None:
     parser.add_argument("--servers", default="1000", help="comma-separated N (e.g. 1000,5000)")
     parser.add_argument("--window", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--cull-every", type=int, default=120, help="both cullers' interval")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the three windows this many times, interleaved"
+    )
+    parser.add_argument(
+        "--warm-up", type=float, default=WARM_UP, help="seconds a companion runs before its window"
+    )
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
-    results: dict[int, list[Window]] = {}
+    results: dict[int, list[list[Window]]] = {}
     with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
         for n in (int(x) for x in args.servers.split(",")):
             results[n] = run_n(n, args, Path(tmp))
