@@ -152,6 +152,10 @@ class Window:
     cpu_percent: float
     requests: Counter[str] = field(default_factory=Counter)
     ms_by_kind: Counter[str] = field(default_factory=Counter)
+    # each request's ms by kind: a request that arrives while the hub's thread is busy with
+    # its own work (its activity update from the proxy every 300 s, a collection) is logged
+    # with the wait, so a few such add more to a kind's sum than its median suggests
+    ms_lists: dict[str, list[float]] = field(default_factory=dict)
     hub_ms: float = 0.0
     probe_ms: list[float] = field(default_factory=list)
     fresh_start_s: float | None = None
@@ -187,6 +191,8 @@ def combine(windows: list[Window]) -> Window:
     for w in windows:
         out.requests.update(w.requests)
         out.ms_by_kind.update(w.ms_by_kind)
+        for kind, values in w.ms_lists.items():
+            out.ms_lists.setdefault(kind, []).extend(values)
         out.hub_ms += w.hub_ms
         out.probe_ms += w.probe_ms
         out.sweep_pages += w.sweep_pages
@@ -431,6 +437,7 @@ def measure(
             kind = kind_of(found.group(2), found.group(3))
             window.requests[kind] += 1
             window.ms_by_kind[kind] += float(found.group(5))
+            window.ms_lists.setdefault(kind, []).append(float(found.group(5)))
             window.hub_ms += float(found.group(5))
     return window
 
@@ -607,8 +614,12 @@ def mint_cost(w: Window, args: argparse.Namespace) -> str:
 
 
 def kinds(w: Window) -> str:
+    def median(kind: str) -> str:
+        values = w.ms_lists.get(kind)
+        return f", {statistics.median(values):.0f} ms median" if values else ""
+
     return ", ".join(
-        f"`{kind}` {w.per_minute(n):.1f} ({w.per_minute(w.ms_by_kind[kind]):.0f})"
+        f"`{kind}` {w.per_minute(n):.1f} ({w.per_minute(w.ms_by_kind[kind]):.0f}{median(kind)})"
         for kind, n in w.requests.most_common()
     )
 
@@ -708,14 +719,19 @@ def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> 
                 "(target ≤ 1.2).",
                 f"- Hub time answering, Hubkeeper / idle-culler: {time_ratio:.2f}×; "
                 f"requests: {request_ratio:.2f}×.",
-                f"- Hubkeeper's requests per minute by kind (hub ms per minute): {kinds(keeper)}.",
+                "- Hubkeeper's requests per minute by kind (hub ms per minute, ms a request): "
+                f"{kinds(keeper)}.",
                 f"- idle-culler's, the same way: {kinds(culler)}.",
                 sweep_cost(n, keeper),
                 mint_cost(keeper, args),
                 f"- Their own CPU, % of a core (each process): Hubkeeper {companions_cpu(keeper)}"
                 f"; idle-culler {companions_cpu(culler)}.",
                 "- Probe calls per run: "
-                + ", ".join(f"{w.name.split(' (')[0]} {len(w.probe_ms)}" for w in windows)
+                + ", ".join(
+                    f"{w.name.split(' (')[0]} "
+                    + " / ".join(str(len(run.probe_ms)) for run in (w.runs or [w]))
+                    for w in windows
+                )
                 + ".",
             ]
             if len(rounds) > 1:
