@@ -27,7 +27,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timezone
 from typing import Any
 from urllib.parse import urlparse
@@ -58,6 +58,25 @@ log = logging.getLogger("hubkeeper.hub_plugin")
 
 
 # --- the server-tokens endpoint ---------------------------------------------------------------
+@contextlib.contextmanager
+def _one_commit(db: Any) -> Iterator[None]:
+    """The tokens of one list request written in one transaction: `APIToken.new` commits each
+    token, and on the hub's SQLite each commit is a disk flush the hub's one thread waits for
+    (~70 % of a mint, measured: 5 tokens took ~120 ms, the probe and every user waiting
+    behind). Inside, the session's commit only flushes (no await, so no other request runs
+    on the session meanwhile); one commit at the end, a rollback if anything raised."""
+    flush_only = db.flush
+    db.commit = flush_only  # an instance attribute shadows Session.commit
+    try:
+        yield
+    except BaseException:
+        del db.commit
+        db.rollback()
+        raise
+    del db.commit
+    db.commit()
+
+
 def _handler_class() -> type:
     """The endpoint's handler; built on first use so that importing this module needs no
     jupyterhub (Hubkeeper imports it to print it)."""
@@ -151,14 +170,22 @@ def _handler_class() -> type:
                     raise web.HTTPError(400, 'each item needs "user" (a name) and "server"')
                 wanted.append((name, server))
             answers = []
-            for name, server in wanted:
-                try:
-                    answers.append({"user": name, "server": server, **self._mint(name, server)})
-                except web.HTTPError as exc:
-                    error = exc.log_message or str(exc)
-                    answers.append(
-                        {"user": name, "server": server, "error": error, "status": exc.status_code}
-                    )
+            with _one_commit(self.db):
+                for name, server in wanted:
+                    try:
+                        minted = self._mint(name, server)
+                    except web.HTTPError as exc:
+                        error = exc.log_message or str(exc)
+                        answers.append(
+                            {
+                                "user": name,
+                                "server": server,
+                                "error": error,
+                                "status": exc.status_code,
+                            }
+                        )
+                    else:
+                        answers.append({"user": name, "server": server, **minted})
             self.log.info("%s minted %d server tokens", self.current_user.name, len(answers))
             self.set_status(201)
             self.set_header("Content-Type", "application/json")

@@ -2,7 +2,8 @@
 the hub with Hubkeeper (two replicas on PostgreSQL), side by side in one run, at N running
 servers.
 
-    .venv/bin/python bench/hub_load.py [--servers 1000,5000] [--window 300] [--write]
+    .venv/bin/python bench/hub_load.py [--servers 1000,5000] [--window 300] [--repeat 3]
+        [--warm-up 20] [--write]
 
 Each N gets a fresh hub with a light spawner (no process per server: every server is the one
 stand-in process of bench/kernel_standin.py, which also serves a kernels API). Then three
@@ -13,18 +14,30 @@ windows of `--window` seconds, one per companion, each after a warm-up:
   probe and set-up requests left out;
 - the p50/p95 of a user's cheap call (`GET /hub/api/users/<self>` with their own token)
   made every 0.5 s;
-- with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it.
+- with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it
+  (its window begins once the token mints of its start are over, see `settle`; what they
+  cost is reported apart);
+- the companions' own CPU (each process, from /proc: each Hubkeeper replica, idle-culler)
+  and, with Hubkeeper on PostgreSQL, that of the PostgreSQL backends serving its database:
+  on a small machine they compete with the hub (one thread) for the cores.
+`--repeat K` runs the three windows K times, interleaved (A B C A B C ...), so that a
+machine that gets busier or quieter during the run moves all three alike; the table then
+gives each companion's median p50/p95 over its K windows (and sums its requests), the
+ratios come from the medians, and each window's p95 is listed below.
 Both cullers run a pass every 120 s (`--cull-every`), so each window holds a server pass and
-(Hubkeeper) a kernel pass; otherwise at their defaults. Writes the hub-load section of
-docs/performance.md with `--write`. Everything binds to 127.0.0.1.
+(Hubkeeper) a kernel pass; otherwise at their defaults. Both are hub services whose tokens
+come from the hub's configuration, as deployed (`idle_culler_service`). Writes the hub-load
+section of docs/performance.md with `--write`. Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -52,8 +65,13 @@ BEGIN, END = "<!-- hub-load-bench -->", "<!-- /hub-load-bench -->"
 PG_SERVER = os.environ.get(
     "HUBKEEPER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-PROBE, FRESH, CULLER_USER = "load-probe", "load-fresh", "load-idle-culler"
-WARM_UP = 20.0  # s before each window: companions sync, sweep and run a first pass
+PROBE, FRESH, CULLER_SERVICE = "load-probe", "load-fresh", "idle-culler"
+WARM_UP = 20.0  # s before each window (default): companions sync, sweep and run a first pass
+# Hubkeeper's window waits, beyond the warm-up, for the token burst of its start to end (no
+# server-token request for MINTS_QUIET s), at most MAX_SETTLE s: the burst is a start's cost,
+# reported on its own, not the steady load the targets are about.
+MINTS_QUIET = 15.0
+MAX_SETTLE = 1200.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Hub CPU points (% of a core) a companion must add before a ratio of two of them means
 # anything: the hub alone varies by about this much from window to window on a shared machine.
@@ -83,6 +101,24 @@ c.JupyterHub.active_server_limit = 0
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 """
+
+
+def idle_culler_service(token: str) -> str:
+    """Hub config: jupyterhub-idle-culler as z2jh and its README run it, a service with its
+    documented role and a token from the configuration. The hub checks such a token as it
+    checks Hubkeeper's (a token it did not generate: 16,384 rounds of SHA-512 on every
+    request, ~3 ms of its thread here, unless `trust_user_provided_tokens`); a token the hub
+    minted (what this bench gave idle-culler before) skips that, which flattered it."""
+    service = {"name": CULLER_SERVICE, "api_token": token}
+    role = {
+        "name": CULLER_SERVICE,
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": [CULLER_SERVICE],
+    }
+    return (
+        f"\nc.JupyterHub.services.append({json.dumps(service)})\n"
+        f"c.JupyterHub.load_roles.append({json.dumps(role)})\n"
+    )
 
 
 def kind_of(method: str, path: str) -> str:
@@ -116,23 +152,92 @@ class Window:
     cpu_percent: float
     requests: Counter[str] = field(default_factory=Counter)
     ms_by_kind: Counter[str] = field(default_factory=Counter)
+    # each request's ms by kind: a request that arrives while the hub's thread is busy with
+    # its own work (its activity update from the proxy every 300 s, a collection) is logged
+    # with the wait, so a few such add more to a kind's sum than its median suggests
+    ms_lists: dict[str, list[float]] = field(default_factory=dict)
     hub_ms: float = 0.0
     probe_ms: list[float] = field(default_factory=list)
     fresh_start_s: float | None = None
     fresh_stop_s: float | None = None
     sweep_pages: list[float] = field(default_factory=list)  # ms each, from the warm-up
+    warm_mints: list[float] = field(default_factory=list)  # token requests in the warm-up, ms
+    warm_s: float = 0.0  # s the companion ran before the window
     log_from: int = 0  # the hub log's size when the window began
+    companion_cpu: list[float] = field(default_factory=list)  # % of a core, each process
+    postgres_cpu: float | None = None  # % of a core, the backends serving Hubkeeper's db
+    runs: list[Window] = field(default_factory=list)  # the windows a combined one is made of
 
     def per_minute(self, value: float) -> float:
         return value * 60.0 / self.seconds
 
     def p(self, q: int) -> float:
+        """The probe's q-th percentile, ms; of a combined window, the median of its runs'."""
+        if self.runs:
+            return statistics.median(w.p(q) for w in self.runs)
         return statistics.quantiles(self.probe_ms, n=100)[q - 1] if self.probe_ms else 0.0
+
+
+def combine(windows: list[Window]) -> Window:
+    """One companion's K windows as one: requests and hub time summed over their time, CPU
+    averaged over it, percentiles and freshness the median of the windows'."""
+    if len(windows) == 1:
+        return windows[0]
+    seconds = sum(w.seconds for w in windows)
+    out = Window(
+        windows[0].name, seconds, sum(w.cpu_percent * w.seconds for w in windows) / seconds
+    )
+    out.runs = windows
+    for w in windows:
+        out.requests.update(w.requests)
+        out.ms_by_kind.update(w.ms_by_kind)
+        for kind, values in w.ms_lists.items():
+            out.ms_lists.setdefault(kind, []).extend(values)
+        out.hub_ms += w.hub_ms
+        out.probe_ms += w.probe_ms
+        out.sweep_pages += w.sweep_pages
+        out.warm_mints += w.warm_mints
+    if all(w.companion_cpu for w in windows):
+        out.companion_cpu = [
+            sum(w.companion_cpu[i] * w.seconds for w in windows) / seconds
+            for i in range(min(len(w.companion_cpu) for w in windows))
+        ]
+    if all(w.postgres_cpu is not None for w in windows):
+        out.postgres_cpu = sum((w.postgres_cpu or 0.0) * w.seconds for w in windows) / seconds
+    starts = [w.fresh_start_s for w in windows if w.fresh_start_s is not None]
+    stops = [w.fresh_stop_s for w in windows if w.fresh_stop_s is not None]
+    out.fresh_start_s = statistics.median(starts) if starts else None
+    out.fresh_stop_s = statistics.median(stops) if stops else None
+    return out
 
 
 def hub_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def cpu_seconds_or_zero(pid: int) -> float:
+    """A process's CPU seconds; 0 once it has gone (a companion that died says so in its log)."""
+    try:
+        return hub_cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def postgres_backends(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to `database` (its process title
+    is `postgres: <user> <database> <client> <state>`)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if title.startswith("postgres:") and f" {database} " in f"{title} ":
+                found[int(entry.name)] = hub_cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def start_servers(hub: LocalHub, names: list[str]) -> None:
@@ -214,6 +319,7 @@ class Companion:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
+        self.procs = []  # a companion is started again for each repeat
         for command, env in self.commands:
             out = open(self.log, "ab")  # noqa: SIM115 - owned by the child
             self.procs.append(
@@ -276,11 +382,21 @@ def hubkeeper(hub: LocalHub, db_url: str, cull_every: int, log: Path, replicas: 
 
 
 def measure(
-    hub: LocalHub, name: str, seconds: float, probe_token: str, *, hubkeeper_token: str | None
+    hub: LocalHub,
+    name: str,
+    seconds: float,
+    probe_token: str,
+    *,
+    hubkeeper_token: str | None,
+    companion: Companion | None = None,
+    database: str | None = None,
 ) -> Window:
     pid = hub.pid
     assert pid is not None
     log_at = Path(hub.log_path).stat().st_size
+    procs = [p.pid for p in companion.procs] if companion else []
+    own0 = [cpu_seconds_or_zero(p) for p in procs]
+    pg0 = postgres_backends(database) if database else {}
     cpu0, t0 = hub_cpu_seconds(pid), time.monotonic()
     probe = Probe(hub, probe_token)
     probe.start()
@@ -296,6 +412,15 @@ def measure(
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
     window.seconds = time.monotonic() - t0
     window.cpu_percent = (hub_cpu_seconds(pid) - cpu0) / window.seconds * 100
+    window.companion_cpu = [
+        max(0.0, cpu_seconds_or_zero(p) - before) / window.seconds * 100
+        for p, before in zip(procs, own0, strict=True)
+    ]
+    if database:
+        pg1 = postgres_backends(database)
+        # backends that ended during the window are lost (Hubkeeper's pools keep theirs)
+        used = sum(max(0.0, cpu - pg0.get(backend, 0.0)) for backend, cpu in pg1.items())
+        window.postgres_cpu = used / window.seconds * 100
     probe.stop_now.set()
     probe.join()
     window.probe_ms = probe.ms
@@ -312,11 +437,13 @@ def measure(
             kind = kind_of(found.group(2), found.group(3))
             window.requests[kind] += 1
             window.ms_by_kind[kind] += float(found.group(5))
+            window.ms_lists.setdefault(kind, []).append(float(found.group(5)))
             window.hub_ms += float(found.group(5))
     return window
 
 
-def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
+def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
+    """`args.repeat` rounds of the three windows (the hub alone, idle-culler, Hubkeeper)."""
     standin_port = free_port()
     standin = subprocess.Popen(
         [
@@ -326,12 +453,13 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
             "--remember-deletes",
         ]
     )
+    culler_token = secrets.token_hex(32)
     hub = LocalHub(
         tmp / f"hub-{n}",
-        extra_config=LIGHT_SPAWNER.format(port=standin_port),
+        extra_config=LIGHT_SPAWNER.format(port=standin_port) + idle_culler_service(culler_token),
         start_timeout=120,
     )
-    windows: list[Window] = []
+    rounds: list[list[Window]] = []
     try:
         hub.start()
         names = [f"load-{i:05d}" for i in range(n)]
@@ -340,18 +468,11 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
         start_servers(hub, names)
         print(f"N={n}: {n} servers started in {time.monotonic() - began:.0f} s", flush=True)
         probe_token = hub.user_token(PROBE)
-        # idle-culler as an admin user of its own, so the log tells its requests apart
-        hub.api(
-            "POST",
-            "/users",
-            json={"usernames": [CULLER_USER], "admin": True},
-            token=hub.admin_token,
-        ).raise_for_status()
-        culler_token = hub.user_token(CULLER_USER)
         admin = hub.user_token("admin")
         db = postgres_database()
         replicas = 2 if db else 1
         db_url = db or f"sqlite:///{tmp / f'hk-{n}.sqlite'}"
+        db_name = db.rsplit("/", 1)[1] if db else None
         runs: list[tuple[str, Companion | None, bool]] = [
             ("the hub alone", None, False),
             (
@@ -366,38 +487,52 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[Window]:
                 True,
             ),
         ]
-        for name, companion, is_hubkeeper in runs:
-            warm_from = Path(hub.log_path).stat().st_size
-            if companion:
-                companion.start()
-            try:
-                time.sleep(WARM_UP if companion else 2.0)
-                window = measure(
-                    hub,
-                    name,
-                    args.window,
-                    probe_token,
-                    hubkeeper_token=admin if is_hubkeeper else None,
-                )
-            finally:
+        for round_no in range(args.repeat):
+            windows: list[Window] = []
+            for name, companion, is_hubkeeper in runs:
+                warm_from = Path(hub.log_path).stat().st_size
                 if companion:
-                    companion.stop()
-            if is_hubkeeper:
-                window.sweep_pages = sweep_pages(hub, warm_from, window.log_from)
-            windows.append(window)
-            print(f"N={n}: {summary(window)}", flush=True)
+                    companion.start()
+                try:
+                    warmed = time.monotonic()
+                    if is_hubkeeper and args.settle:
+                        settle(hub, warm_from, args.warm_up)
+                    else:
+                        time.sleep(args.warm_up if companion else 2.0)
+                    warmed = time.monotonic() - warmed
+                    window = measure(
+                        hub,
+                        name,
+                        args.window,
+                        probe_token,
+                        hubkeeper_token=admin if is_hubkeeper else None,
+                        companion=companion,
+                        database=db_name if is_hubkeeper else None,
+                    )
+                finally:
+                    if companion:
+                        companion.stop()
+                window.warm_s = warmed
+                if is_hubkeeper:
+                    window.sweep_pages = sweep_pages(hub, warm_from, window.log_from)
+                    window.warm_mints = warm_mints(hub, warm_from, window.log_from)
+                windows.append(window)
+                run = f" (run {round_no + 1}/{args.repeat})" if args.repeat > 1 else ""
+                print(f"N={n}{run}: {summary(window)}", flush=True)
+            rounds.append(windows)
     finally:
         hub.stop()
         standin.terminate()
-    return windows
+    return rounds
 
 
 def sweep_cost(n: int, w: Window) -> str:
     """The full sweep (every user, pages of 200, every HUBKEEPER_FULL_SYNC_INTERVAL = 600 s)
     runs at Hubkeeper's start, in the warm-up before the window; its cost per hour, from its
     pages as the hub logged them then (else from the list pages' average)."""
-    if w.sweep_pages:
-        pages, per_page = len(w.sweep_pages), statistics.mean(w.sweep_pages)
+    if w.sweep_pages:  # every start sweeps: a combined window holds each run's
+        pages = round(len(w.sweep_pages) / len(w.runs or [w]))
+        per_page = statistics.mean(w.sweep_pages)
     else:
         kind = "GET /users (list)"
         per_page = w.ms_by_kind[kind] / w.requests[kind] if w.requests[kind] else 0.0
@@ -418,7 +553,7 @@ def sweep_pages(hub: LocalHub, since: int, until: int) -> list[float]:
         text = log.read(max(0, until - since))
     for line in text.splitlines():
         match = REQUEST.search(line)
-        if not match or match.group(4) in (PROBE, "hub-admin", "admin", CULLER_USER):
+        if not match or match.group(4) in (PROBE, "hub-admin", "admin", CULLER_SERVICE):
             continue
         if kind_of(match.group(2), match.group(3)) == "GET /users (list)" and (
             "limit=200" in match.group(3)
@@ -427,34 +562,117 @@ def sweep_pages(hub: LocalHub, since: int, until: int) -> list[float]:
     return found
 
 
+def settle(hub: LocalHub, since: int, least: float) -> float:
+    """Wait at least `least` s, then until the hub has logged no server-token request for
+    MINTS_QUIET s (at most MAX_SETTLE s in all); returns the seconds waited."""
+    began = time.monotonic()
+    last_mint = began
+    offset = since
+    while True:
+        time.sleep(1.0)
+        with Path(hub.log_path).open("rb") as log:
+            log.seek(offset)
+            chunk = log.read()
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+        offset += len(whole)
+        if b"/hubkeeper/server-tokens" in whole:
+            last_mint = time.monotonic()
+        now = time.monotonic()
+        if now - began >= MAX_SETTLE or (now - began >= least and now - last_mint >= MINTS_QUIET):
+            return now - began
+
+
+def warm_mints(hub: LocalHub, since: int, until: int) -> list[float]:
+    """Hub ms of each server-token request Hubkeeper made in the warm-up (between these
+    offsets of the hub's log): a new leader's first resource pass mints a token for every
+    running server it has none for."""
+    with Path(hub.log_path).open() as log:
+        log.seek(since)
+        text = log.read(max(0, until - since))
+    found: list[float] = []
+    for line in text.splitlines():
+        match = REQUEST.search(line)
+        if match and kind_of(match.group(2), match.group(3)).endswith("/hubkeeper/server-tokens"):
+            found.append(float(match.group(5)))
+    return found
+
+
+def mint_cost(w: Window, args: argparse.Namespace) -> str:
+    """The start's token burst: in the warm-up, and what of it reached the window."""
+    kind = "POST /hubkeeper/server-tokens"
+    runs = w.runs or [w]
+    return (
+        f"- Server tokens at a Hubkeeper start (the resource sampler's first pass mints one "
+        f"for each running server, 5 a request, paced): before the window, which began "
+        f"{statistics.median(r.warm_s for r in runs):.0f} s after the start "
+        f"({'once the mints had stopped' if args.settle else 'at the warm-up end'}), "
+        f"{len(w.warm_mints) / len(runs):.0f} requests, "
+        f"{sum(w.warm_mints) / len(runs) / 1000:.1f} s of hub time, per start; in the "
+        f"window {w.requests[kind] / len(runs):.0f} requests, "
+        f"{w.ms_by_kind[kind] / len(runs) / 1000:.1f} s (counted above)."
+    )
+
+
 def kinds(w: Window) -> str:
+    def median(kind: str) -> str:
+        values = w.ms_lists.get(kind)
+        return f", {statistics.median(values):.0f} ms median" if values else ""
+
     return ", ".join(
-        f"`{kind}` {w.per_minute(n):.1f} ({w.per_minute(w.ms_by_kind[kind]):.0f})"
+        f"`{kind}` {w.per_minute(n):.1f} ({w.per_minute(w.ms_by_kind[kind]):.0f}{median(kind)})"
         for kind, n in w.requests.most_common()
     )
 
 
 def summary(w: Window) -> str:
     requests = w.per_minute(sum(w.requests.values()))
+    own = "+".join(f"{c:.1f}" for c in w.companion_cpu)
+    pg = f", PostgreSQL {w.postgres_cpu:.1f} %" if w.postgres_cpu is not None else ""
     return (
         f"{w.name}: CPU {w.cpu_percent:.1f} %, {requests:.1f} req/min, "
-        f"{w.per_minute(w.hub_ms):.0f} ms/min, probe p50/p95 {w.p(50):.1f}/{w.p(95):.1f} ms"
+        f"{w.per_minute(w.hub_ms):.0f} ms/min, probe p50/p95 {w.p(50):.1f}/{w.p(95):.1f} ms "
+        f"({len(w.probe_ms)} calls)" + (f", its own CPU {own} %{pg}" if own else "")
     )
 
 
-def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
+def companions_cpu(w: Window) -> str:
+    """What a companion's own processes used, % of a core."""
+    if not w.companion_cpu:
+        return ""
+    each = " + ".join(f"{c:.1f}" for c in w.companion_cpu)
+    total = f" = {sum(w.companion_cpu):.1f} %" if len(w.companion_cpu) > 1 else " %"
+    pg = (
+        f"; PostgreSQL's backends for it {w.postgres_cpu:.1f} %"
+        if w.postgres_cpu is not None
+        else ""
+    )
+    return f"{each}{total}{pg}"
+
+
+def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> str:
     lines = [
         BEGIN,
         "## Load on the hub: Hubkeeper against jupyterhub-idle-culler 2.0",
         "",
-        f"`bench/hub_load.py --window {args.window:g}` on {cpu_model()}, {os.cpu_count()} cores, "
+        f"`bench/hub_load.py --window {args.window:g}"
+        + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+        + (f" --warm-up {args.warm_up:g}" if args.warm_up != WARM_UP else "")
+        + ("" if args.settle else " --no-settle")
+        + f"` on {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Fresh hubs with a "
         "light spawner (no process per server); both cullers pass every "
         f"{args.cull_every} s. Hub CPU is % of one core; requests and hub time per minute "
-        "come from the hub's own request log (the probe's and the bench's own left out).",
+        "come from the hub's own request log (the probe's and the bench's own left out)."
+        + (
+            f" Each run {args.repeat} times, interleaved; the table gives the median p50 / "
+            "p95 of a run's windows, the other figures over all of them."
+            if args.repeat > 1
+            else ""
+        ),
         "",
     ]
-    for n, windows in results.items():
+    for n, rounds in results.items():
+        windows = [combine([r[i] for r in rounds]) for i in range(len(rounds[0]))]
         alone = windows[0]
         lines += [
             f"**{n:,} running servers**",
@@ -501,10 +719,31 @@ def report(results: dict[int, list[Window]], args: argparse.Namespace) -> str:
                 "(target ≤ 1.2).",
                 f"- Hub time answering, Hubkeeper / idle-culler: {time_ratio:.2f}×; "
                 f"requests: {request_ratio:.2f}×.",
-                f"- Hubkeeper's requests per minute by kind (hub ms per minute): {kinds(keeper)}.",
+                "- Hubkeeper's requests per minute by kind (hub ms per minute, ms a request): "
+                f"{kinds(keeper)}.",
                 f"- idle-culler's, the same way: {kinds(culler)}.",
                 sweep_cost(n, keeper),
+                mint_cost(keeper, args),
+                f"- Their own CPU, % of a core (each process): Hubkeeper {companions_cpu(keeper)}"
+                f"; idle-culler {companions_cpu(culler)}.",
+                "- Probe calls per run: "
+                + ", ".join(
+                    f"{w.name.split(' (')[0]} "
+                    + " / ".join(str(len(run.probe_ms)) for run in (w.runs or [w]))
+                    for w in windows
+                )
+                + ".",
             ]
+            if len(rounds) > 1:
+                lines.append(
+                    "- p95 of each run, ms: "
+                    + "; ".join(
+                        f"{w.name.split(' (')[0]} "
+                        + ", ".join(f"{run.p(95):.1f}" for run in w.runs)
+                        for w in windows
+                    )
+                    + "."
+                )
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
@@ -526,9 +765,21 @@ def main() -> None:
     parser.add_argument("--servers", default="1000", help="comma-separated N (e.g. 1000,5000)")
     parser.add_argument("--window", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--cull-every", type=int, default=120, help="both cullers' interval")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the three windows this many times, interleaved"
+    )
+    parser.add_argument(
+        "--warm-up", type=float, default=WARM_UP, help="seconds a companion runs before its window"
+    )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="start Hubkeeper's window after the warm-up even while its start mints tokens",
+    )
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
-    results: dict[int, list[Window]] = {}
+    results: dict[int, list[list[Window]]] = {}
     with tempfile.TemporaryDirectory(prefix="hub-load-") as tmp:
         for n in (int(x) for x in args.servers.split(",")):
             results[n] = run_n(n, args, Path(tmp))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Table, and_, or_, select, update
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubkeeper.directory.store")
 
 PUBLISH_EVERY = 0.5  # s between the leader's writes of what changed
+# With no user changed, the sync state alone (its time advances every tick) is written at
+# most this often (s): a follower's synced_at then lags the leader's by up to this much more,
+# far under what its readers allow (the culler's COPY_MAX_LAG, 60 s), and an idle leader
+# no longer writes a transaction twice a second.
+STATE_EVERY = 5.0
 FOLLOW_EVERY = 1.0  # s between a follower's reads
 BATCH = 1000  # rows per statement / per read
 MAX_BACKOFF = 30.0
@@ -55,6 +61,8 @@ class SharedDirectory:
         self.enabled = engine.dialect.name == "postgresql"
         self._unsaved: set[str] = set()
         self._published_sweep: Any = None  # the leader's full_synced_at last published
+        self._published_state: dict[str, Any] | None = None  # the sync state last written
+        self._state_written_at = float("-inf")  # time.monotonic() of that write
         # a follower's position in the leader's writes: (seq, name) of the last row applied
         self.seen_seq = 0
         self.seen_name = ""
@@ -118,13 +126,25 @@ class SharedDirectory:
             "hub_total": directory.hub_total,
             "replica": self.replica,
         }
+        if not rows and keep is None and not self._state_news(state):
+            return 0
         try:
             written = await asyncio.to_thread(_write, self.engine, rows, state, keep)
         except BaseException:
             self._unsaved |= names  # written next time
             raise
         self._published_sweep = sweep
+        self._published_state = state
+        self._state_written_at = time.monotonic()
         return written
+
+    def _state_news(self, state: dict[str, Any]) -> bool:
+        """Whether the sync state is worth a write of its own: anything but its time
+        changed, or that time was last written STATE_EVERY s ago or more."""
+        last = self._published_state
+        if last is None or time.monotonic() - self._state_written_at >= STATE_EVERY:
+            return True
+        return any(state[key] != last[key] for key in state if key != "synced_at")
 
     # --- the other replicas --------------------------------------------------------------
     async def follow(self) -> None:

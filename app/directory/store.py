@@ -89,6 +89,7 @@ class UserDirectory(DirectorySync):
         self._recent_at = float("-inf")
         self._pending_at = float("-inf")
         self._reconciling: asyncio.Task[None] | None = None  # a paced state=active walk
+        self._noted_version = -1  # `version` when the routes' activity was last applied
         self._base_url = settings.hub_base_url or "/"
 
         # what the UI reads

@@ -87,6 +87,8 @@ class DirectorySync:
         _recent_at: float
         _pending_at: float
         _reconciling: asyncio.Task[None] | None
+        _noted_version: int  # `version` after the routes' activity was last applied
+        version: int
 
         def upsert(self, user: HubUser, *, fetched_at: float | None = None) -> bool: ...
         def remove(self, name: str, *, fetched_at: float | None = None) -> bool: ...
@@ -201,8 +203,11 @@ class DirectorySync:
             log.info("proxy routes answer again: watching them")
         self._routes_error = None
         previous, self._route_table = self._route_table, table
+        # The same table as last tick (the gateway reuses unchanged Routes, so this compares
+        # identities): no route moved, and unless a user changed since, no activity is new.
+        same = previous is not None and previous == table
         changed: set[str] = set()
-        if previous is not None:
+        if previous is not None and not same:
             for key in previous.keys() | table.keys():
                 before, after = previous.get(key), table.get(key)
                 if before is None or after is None or before.base != after.base:
@@ -213,9 +218,11 @@ class DirectorySync:
             self._pending_at = now
         if changed:
             await self._refresh_many(changed)
-        for route in table.values():
-            if route.last_activity is not None:
-                self._note_activity(route.user, route.server, route.last_activity)
+        if not (same and self.version == self._noted_version):
+            for route in table.values():
+                if route.last_activity is not None:
+                    self._note_activity(route.user, route.server, route.last_activity)
+            self._noted_version = self.version
         if previous is None:
             self._reconciled_at = self._recent_at = now
             await self.sync_active()

@@ -167,6 +167,13 @@ class ServerGateway:
             transport=transport,
         )
         self._routes: dict[tuple[str, str], Route] = {}
+        # The proxy's last answer, and each route key's raw entry with the Route made of it:
+        # the directory reads the table every second, and at 1,000 servers building every
+        # Route again (quoting paths, parsing times) was most of its idle CPU. An unchanged
+        # answer is not parsed; an unchanged entry keeps its Route (the same object, so the
+        # directory's comparison of two tables is a matter of identity).
+        self._routes_body = b""
+        self._route_entries: dict[str, tuple[dict[str, Any], Route]] = {}
         self._urls: dict[tuple[str, str], str] = {}  # HUBKEEPER_PROXY_URL mode: hub's paths
         self._routes_read_at = float("-inf")
         self._routes_lock = asyncio.Lock()
@@ -263,18 +270,30 @@ class ServerGateway:
                     f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) answered "
                     f"{response.status_code}"
                 )
+            if response.content == self._routes_body:
+                self._routes_read_at = time.monotonic()
+                return
             routes: dict[tuple[str, str], Route] = {}
+            entries: dict[str, tuple[dict[str, Any], Route]] = {}
+            known = self._route_entries
             for spec, data in (response.json() or {}).items():
                 if not isinstance(data, dict) or "user" not in data or not data.get("target"):
                     continue  # the hub's own route, services' routes
-                key = (str(data["user"]), str(data.get("server_name") or ""))
-                routes[key] = Route(
-                    key[0],
-                    key[1],
-                    str(data["target"]).rstrip("/") + _path_of(spec),
-                    parse_iso(data.get("last_activity")),
-                )
+                seen = known.get(spec)
+                if seen is not None and seen[0] == data:
+                    route = seen[1]
+                else:
+                    route = Route(
+                        str(data["user"]),
+                        str(data.get("server_name") or ""),
+                        str(data["target"]).rstrip("/") + _path_of(spec),
+                        parse_iso(data.get("last_activity")),
+                    )
+                entries[spec] = (data, route)
+                routes[(route.user, route.server)] = route
             self._routes = routes
+            self._route_entries = entries
+            self._routes_body = response.content
             self._routes_read_at = time.monotonic()
 
     async def read_routes(self) -> dict[tuple[str, str], Route]:
