@@ -179,6 +179,8 @@ def test_a_page_refuses_a_filter_value_it_does_not_know(hubkeeper_server: Any) -
             assert page.select_one("[data-code]")["data-code"] == "invalid_parameter"
             ((_, bad),) = params.items()
             assert repr(bad) in page.get_text(), (path, params)
+            back = page.select_one("a[data-without-filters]")["href"]
+            assert back.endswith(path) and "?" not in back
         for path, params in [
             ("users", {"state": "running", "sort": "-cpu"}),
             ("users", {"status": "starting"}),  # the former name and value
