@@ -16,7 +16,7 @@ from hubkeeper.errors import HubkeeperError
 from hubkeeper.kit.clock import utcnow
 from hubkeeper.kit.window import BadInput
 from hubkeeper.state import HubkeeperState
-from hubkeeper.web.params import text_param
+from hubkeeper.web.params import choice_param, text_param
 
 PARAMS = frozenset({"bt_timeout", "bt_source", "bt_by", "bt_days"})
 DAY_CHOICES = ((7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "a year"))
@@ -40,9 +40,11 @@ async def backtest_view(
     current policy's (`chart`), or the reason there are none (`error`). One read of the
     window replays every candidate (backtest_api.replays: the summary, the rest replayed)."""
     raw = text_param(params, "bt_timeout")
-    source = text_param(params, "bt_source") or "hub"
-    by = text_param(params, "bt_by") or "group"
-    days_raw = text_param(params, "bt_days") or "30"
+    # fixed choices: a value the form cannot send is a 422 page (web/params.choice_param),
+    # never a form that silently shows its first option instead
+    source = choice_param(params, "bt_source", [v for v, _label in SOURCES], "hub")
+    by = choice_param(params, "bt_by", [v for v, _label in BYS], "group")
+    days_raw = choice_param(params, "bt_days", [str(d) for d, _label in DAY_CHOICES], "30")
     view: dict[str, Any] = {
         "timeout": raw or form_timeout(default_timeout),
         "source": source,

@@ -154,6 +154,8 @@ PAGE_BAD_VALUES = [
     ("history", {"by": "course"}),
     ("history", {"reason": "timeout"}),
     ("audit", {"outcome": "meh"}),
+    ("culler", {"bt_by": "course"}),
+    ("culler", {"bt_days": "abc"}),
 ]
 
 
@@ -187,5 +189,6 @@ def test_a_page_refuses_a_filter_value_it_does_not_know(hubkeeper_server: Any) -
             ("culls", {"reason": "max_age", "kind": "server"}),
             ("history", {"by": "profile"}),
             ("audit", {"outcome": "ok"}),
+            ("culler", {"within": "5", "bt_by": "user", "bt_days": "7"}),
         ]:
             assert client.get(path, params=params).status_code == 200, (path, params)
