@@ -70,7 +70,9 @@ WARM_UP = 20.0  # s before each window (default): companions sync, sweep and run
 # Hubkeeper's window waits, beyond the warm-up, for the token burst of its start to end (no
 # server-token request for MINTS_QUIET s), at most MAX_SETTLE s: the burst is a start's cost,
 # reported on its own, not the steady load the targets are about.
-MINTS_QUIET = 15.0
+# 90 s: beyond the resource sampler's 60-s interval (its first pass mints in more than one go;
+# 15 s let a 5,000-server window begin mid-burst)
+MINTS_QUIET = 90.0
 MAX_SETTLE = 1200.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Hub CPU points (% of a core) a companion must add before a ratio of two of them means
