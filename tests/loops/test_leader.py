@@ -48,8 +48,12 @@ async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
         admin = make_url(normalise_url(db_url)).set(drivername="postgresql")
         with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
             c.execute(
+                # this test's database only: other tests (other workers) hold advisory
+                # locks of their own on the same server
                 "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND granted"
+                "WHERE locktype = 'advisory' AND granted AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = %s)",
+                (make_url(normalise_url(db_url)).database,),
             )
         await wait_for_async(lambda: b.is_leader("ops-test-loop"), 10, "b to lead", 0.05)
         # a notices at its next check (within one interval, 0.2 s) and stops its loop
