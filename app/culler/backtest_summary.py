@@ -201,22 +201,43 @@ def _stale(conn: Connection) -> list[int]:
     return sorted(found)
 
 
-def forget_stale(engine: Engine) -> bool:
-    """Send the summaries that activity recorded late touches back to be built (a quick
-    step when there is no such note: one read). Returns whether there were notes."""
+def forget_stale(engine: Engine, now: datetime | None = None) -> bool:
+    """Send back to be built the summaries that activity recorded late touches, and those a
+    session recorded late (below the last build's view, e.g. the recorder reconciling after
+    an outage) could be a regret of: a backtest must not read them until then. A quick step
+    when there is neither (one read). `now`: UTC, for which sessions could be summarised
+    (default: the clock). Returns whether anything was looked at."""
     with engine.connect() as conn:
-        if conn.execute(text("SELECT 1 FROM backtest_stale LIMIT 1")).first() is None:
-            return False
+        notes = conn.execute(text("SELECT 1 FROM backtest_stale LIMIT 1")).first() is not None
+        max_seen = _state(conn).max_seen
+        newer = bool(max_seen) and _max_id(conn) > max_seen
+    if not notes and not newer:
+        return False
+    horizon = (now or datetime.now(UTC)).timestamp() - SETTLE
     with _building, engine.begin() as conn:
         if conn.dialect.name != "sqlite":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SUMMARY_LOCK})
+            # as `build`: no insert in flight, so no id below the new `max_seen` comes later
+            conn.execute(text("LOCK TABLE server_session IN SHARE MODE"))
         state = _state(conn)
+        max_id = _max_id(conn)
         late = _stale(conn)
+        if state.max_seen and max_id > state.max_seen:
+            late += _late(conn, state.max_seen, max_id, horizon + REGRET_WINDOW)
+        seen = max(state.max_seen, max_id) if state.max_seen else state.max_seen
         if late:
             _forget(conn, late)
             waiting = tuple(sorted(set(state.waiting) | set(late)))
-            _save_state(conn, state._replace(waiting=waiting, version=state.version + 1))
+            _save_state(
+                conn, state._replace(waiting=waiting, max_seen=seen, version=state.version + 1)
+            )
+        elif seen != state.max_seen:
+            _save_state(conn, state._replace(max_seen=seen))
     return True
+
+
+def _max_id(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM server_session")).one()[0])
 
 
 def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
@@ -514,7 +535,7 @@ def replay_fast(
         raise ValueError(f"unknown activity source {source!r}")
     ordered = sorted(set(timeouts))
     end = now.timestamp()
-    forget_stale(engine)  # a summary that activity recorded late touches is not used
+    forget_stale(engine, now)  # summaries that late activity or sessions touch are not used
     with _ONE_READ, paused_gc(), _snapshot(engine) as conn, _snapshot(engine) as other:
         state = _state(conn)
         rest = _unsummarised(conn, since, until, state.done_id, state.waiting)
