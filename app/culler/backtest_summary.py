@@ -255,7 +255,7 @@ def build(engine: Engine, now: datetime, batch: int = BATCH) -> int:
             conn.execute(text("LOCK TABLE server_session IN SHARE MODE"))
         state = _state(conn)
         done_id, max_seen, waiting = state.done_id, state.max_seen, list(state.waiting)
-        max_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM server_session")).one()[0])
+        max_id = _max_id(conn)
         late = _stale(conn)
         if max_seen and max_id > max_seen:
             late += _late(conn, max_seen, max_id, horizon + REGRET_WINDOW)
