@@ -6,6 +6,7 @@ production path. Both are migrated by the same Alembic scripts in `alembic/`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +32,27 @@ CONNECT_TIMEOUT = 5  # s, PostgreSQL connection attempts
 POOL_TIMEOUT = 10.0  # s waiting for a pooled connection before the request gets a 503
 
 
+def _ensure_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the SQLite file in WAL mode (web requests read while the sync loop writes).
+
+    The mode is kept in the file, so it is set only when missing: setting it fails at once
+    with "database is locked" (no busy wait) while another connection writes. Two
+    connections may both find it missing (a file just made by `migrate`, which sets it too)
+    and race to set it: the loser finds it set by the winner and goes on.
+    """
+    if _journal_mode(cursor) == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        if _journal_mode(cursor) != "wal":
+            raise
+
+
+def _journal_mode(cursor: sqlite3.Cursor) -> str:
+    return str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
 def create_db_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -40,13 +62,8 @@ def create_db_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
-            # WAL lets the web requests read while the sync loop writes. The mode is kept in
-            # the file, so it is set only when missing: setting it again fails at once with
-            # "database is locked" (no busy wait) while another process writes, which made a
-            # CLI or second replica opening the file during a write answer 503.
             cursor = dbapi_conn.cursor()
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
+            _ensure_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -96,6 +113,15 @@ def _sqlite_migration_lock(url: str) -> Iterator[None]:
         yield
 
 
+def _set_wal(url: str) -> None:
+    engine = create_db_engine(url)
+    try:
+        with engine.connect():  # the connect listener sets it
+            pass
+    finally:
+        engine.dispose()
+
+
 MIGRATION_LOCK = 0x4855424B4545504D  # "HUBKEEPM": pg_advisory_lock key around migrations
 
 
@@ -110,6 +136,9 @@ def migrate(url: str, revision: str = "head") -> None:
     url = normalise_url(url)
     if not url.startswith("postgresql"):
         with _sqlite_migration_lock(url):
+            # Alembic's own engine does not set WAL: set it on the file first, so the
+            # processes that open it next do not all race to set it (see _ensure_wal).
+            _set_wal(url)
             command.upgrade(alembic_config(url), revision)
         return
     engine = create_engine(url, poolclass=NullPool)

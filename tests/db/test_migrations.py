@@ -54,3 +54,12 @@ def test_migrations_match_the_models(db_url):
     finally:
         engine.dispose()
     assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_migrate_leaves_a_sqlite_file_in_wal_mode(tmp_path):
+    """The mode is in the file's header (bytes 18-19 are 2 in WAL mode): `migrate` sets it,
+    so the processes opening the new file next do not race to set it, where the loser got
+    "database is locked" at once (CI: the lockdown race test's first round)."""
+    path = tmp_path / "hubkeeper.sqlite"
+    migrate(f"sqlite:///{path}")
+    assert path.read_bytes()[18:20] == b"\x02\x02"
