@@ -15,8 +15,9 @@ windows of `--window` seconds, one per companion, each after a warm-up:
 - the p50/p95 of a user's cheap call (`GET /hub/api/users/<self>` with their own token)
   made every 0.5 s;
 - with Hubkeeper: how long after a start and a stop done at the hub's API its API shows it
-  (its window begins once the token mints of its start are over, see `settle`; what they
-  cost is reported apart);
+  (its window begins after the warm-up, while the paced token mints of its start go on, as
+  they do for minutes at thousands of servers and again at each hourly renewal: `--settle`
+  waits for them to end instead; what they cost is reported on its own line);
 - the companions' own CPU (each process, from /proc: each Hubkeeper replica, idle-culler)
   and, with Hubkeeper on PostgreSQL, that of the PostgreSQL backends serving its database:
   on a small machine they compete with the hub (one thread) for the cores.
@@ -67,9 +68,8 @@ PG_SERVER = os.environ.get(
 )
 PROBE, FRESH, CULLER_SERVICE = "load-probe", "load-fresh", "idle-culler"
 WARM_UP = 20.0  # s before each window (default): companions sync, sweep and run a first pass
-# Hubkeeper's window waits, beyond the warm-up, for the token burst of its start to end (no
-# server-token request for MINTS_QUIET s), at most MAX_SETTLE s: the burst is a start's cost,
-# reported on its own, not the steady load the targets are about.
+# With --settle, Hubkeeper's window waits, beyond the warm-up, for the token mints of its
+# start to end (no server-token request for MINTS_QUIET s), at most MAX_SETTLE s.
 # 90 s: beyond the resource sampler's 60-s interval (its first pass mints in more than one go;
 # 15 s let a 5,000-server window begin mid-burst)
 MINTS_QUIET = 90.0
@@ -604,8 +604,8 @@ def mint_cost(w: Window, args: argparse.Namespace) -> str:
     kind = "POST /hubkeeper/server-tokens"
     runs = w.runs or [w]
     return (
-        f"- Server tokens at a Hubkeeper start (the resource sampler's first pass mints one "
-        f"for each running server, 5 a request, paced): before the window, which began "
+        f"- Server tokens at a Hubkeeper start (one for each running server, 5 a request, "
+        f"paced to about 3 % of the hub's time): before the window, which began "
         f"{statistics.median(r.warm_s for r in runs):.0f} s after the start "
         f"({'once the mints had stopped' if args.settle else 'at the warm-up end'}), "
         f"{len(w.warm_mints) / len(runs):.0f} requests, "
@@ -659,7 +659,7 @@ def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> 
         f"`bench/hub_load.py --window {args.window:g}"
         + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
         + (f" --warm-up {args.warm_up:g}" if args.warm_up != WARM_UP else "")
-        + ("" if args.settle else " --no-settle")
+        + (" --settle" if args.settle else "")
         + f"` on {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Fresh hubs with a "
         "light spawner (no process per server); both cullers pass every "
@@ -774,10 +774,10 @@ def main() -> None:
         "--warm-up", type=float, default=WARM_UP, help="seconds a companion runs before its window"
     )
     parser.add_argument(
-        "--no-settle",
-        dest="settle",
-        action="store_false",
-        help="start Hubkeeper's window after the warm-up even while its start mints tokens",
+        "--settle",
+        action="store_true",
+        help="start Hubkeeper's window only once its start's token mints are over (by "
+        "default it starts after the warm-up, while they go on: the worst window of a start)",
     )
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()

@@ -713,10 +713,12 @@ async def kernels_pass(
         }
         quiet.skipped += len(skipped)
         done += len(skipped)
-    # The servers' tokens in a few requests rather than one per server (the hub plugin).
+    # The servers' tokens in a few paced requests rather than one per server (the hub
+    # plugin), minted while the servers whose batch is in are read.
     tokens = getattr(gateway, "tokens", None)
-    if tokens is not None and hasattr(tokens, "prefetch"):
-        await tokens.prefetch(
+    minting = None
+    if tokens is not None and hasattr(tokens, "start_prefetch"):
+        minting = tokens.start_prefetch(
             [(u.name, s.name) for u, s in targets if (u.name, s.name) not in skipped]
         )
 
@@ -725,6 +727,10 @@ async def kernels_pass(
         key = (user.name, server.name)
         if key in skipped:
             return
+        if tokens is not None and hasattr(tokens, "ready"):
+            # its token first (this pass's mint, or the resource sampler's): no reader
+            # holds a slot while it waits
+            await tokens.ready(key)
         async with limit:
             # One server is one user's code: whatever it does is that server's error entry,
             # never the end of the pass for everyone else.
@@ -763,8 +769,12 @@ async def kernels_pass(
         if progress:
             progress(done, total)
 
-    async with cull_log:
-        await asyncio.gather(*(one_server(u, s) for u, s in targets))
+    try:
+        async with cull_log:
+            await asyncio.gather(*(one_server(u, s) for u, s in targets))
+    finally:
+        if minting is not None:  # every server read had its batch: only a cancel is left
+            minting.cancel()
     result.duration_s = time.monotonic() - clock
     await _record_run(engine, result, started, who)
     return result

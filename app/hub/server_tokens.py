@@ -40,12 +40,16 @@ TOKEN_MARGIN = 300.0  # stop using a cached token this long (s) before it expire
 # a batch holds every other user's request for as long: small batches keep that wait short.
 BATCH = 5
 # Seconds between batches: at least BATCH_PAUSE, and at least BATCH_PACE times what the last
-# batch took, so mints never take more than 1 / (1 + BATCH_PACE) of the hub's time (20 %),
-# however slow the hub is at the moment. Safe because nothing waits on a prefetch but the
-# pass that asked for it: 1,000 tokens take about a minute, 5,000 about five (the kernel
-# pass's interval), and only a new leader's first pass has that many to mint (culler/quiet.py).
+# batch took, so mints never take more than 1 / (1 + BATCH_PACE) of the hub's time (about 3 %),
+# however slow the hub is at the moment. A user's call then rarely meets a mint: at 20 % (a
+# pace of 4) a 5,000-server start tripled users' p95 for minutes (bench/hub_load.py). The
+# price is time: 5,000 tokens take about 15 minutes. Nothing waits for all of them: a pass
+# reads each server as soon as its own batch is in (`ready`), the resource sampler reads the
+# servers that have a token and mints the rest in the background, and tokens are renewed
+# while the old one still works (TOKEN_MARGIN), so the renewals keep the start's spread.
 BATCH_PAUSE = 0.2
-BATCH_PACE = 4.0
+BATCH_PACE = 30.0
+USABLE_FOR = 30.0  # s: a cached token with less life than this is not handed out
 SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
 # Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
 TOO_POWERFUL = {
@@ -115,6 +119,8 @@ class ServerTokens:
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # → (token, expires)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.minted = 0  # tokens asked of the hub (benchmarks, tests)
+        # servers queued in a running bulk mint (`prefetch`) → done when their batch is in
+        self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def credentials(self, *, fresh: bool = False) -> Credentials:
         """Hubkeeper's own scopes and what follows from them; asks the hub at most every
@@ -149,8 +155,12 @@ class ServerTokens:
 
     async def token(self, user: str, server: str) -> str:
         """A token opening only `user`'s `server`; cached until TOKEN_MARGIN s before it
-        expires."""
+        expires. While a bulk mint (`prefetch`) has this server queued, the cached token is
+        used if it still works, else the batch is awaited: a server is never minted twice."""
         key = (user, server)
+        if (still := self._usable(key)) is not None and key in self._pending:
+            return still
+        await self.ready(key)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(key)
@@ -177,6 +187,24 @@ class ServerTokens:
                 self._locks.pop(old, None)
             return token
 
+    def _usable(self, key: tuple[str, str]) -> str | None:
+        cached = self._tokens.get(key)
+        if cached and cached[1] - time.monotonic() > USABLE_FOR:
+            return cached[0]
+        return None
+
+    def usable(self, key: tuple[str, str]) -> bool:
+        """Whether a cached token for this server works for USABLE_FOR s more (a renewal may
+        be due, TOKEN_MARGIN, but the old token can still be used meanwhile)."""
+        return self._usable(key) is not None
+
+    async def ready(self, key: tuple[str, str]) -> None:
+        """Wait until this server's token can be used: at once when one is cached, else until
+        a bulk mint that has it queued has done its batch (or given up). Never raises."""
+        pending = self._pending.get(key)
+        if pending is not None and self._usable(key) is None:
+            await asyncio.shield(pending)
+
     def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The servers (once each) whose token is not cached or is within TOKEN_MARGIN s of
         expiring: what `prefetch` would mint."""
@@ -188,35 +216,75 @@ class ServerTokens:
         ]
 
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
-        """Mint, in requests of up to BATCH, the tokens these servers will need and that are
-        not cached (a kernel pass over many servers: one hub request per BATCH servers, not
-        one per server), paced (BATCH_PACE) so the hub stays free for everyone else. Only
-        with the hub plugin; otherwise a no-op (tokens come one by one when used). Returns
-        how many were minted; failures are left to `token()`."""
-        missing = self.missing(servers)
-        if not missing:  # all cached: the hub is not asked anything, not even the scopes
-            return 0
-        try:
-            if (await self.credentials()).mode is not TokenMode.PLUGIN:
-                return 0
-        except HubkeeperError:
-            return 0
+        """Mint the tokens these servers lack (`start_prefetch`) and wait for all of them.
+        Returns how many were minted."""
+        task = self.start_prefetch(servers)
+        return 0 if task is None else await task
+
+    def start_prefetch(self, servers: list[tuple[str, str]]) -> asyncio.Task[int] | None:
+        """Start minting, in requests of up to BATCH, the tokens these servers will need and
+        that are not cached (a pass over many servers: one hub request per BATCH servers, not
+        one per server), paced (BATCH_PACE) so the hub stays free for everyone else: at
+        5,000 servers it takes about 15 minutes. Servers already queued by another prefetch
+        are left to it. Each server is queued at once, before this returns, so `ready(key)`
+        and `queued(key)` see it; its wait ends when its batch is in. Only with the hub
+        plugin (else the task ends at once: tokens come one by one when used). The task
+        returns how many were minted and never raises; failures are left to `token()`.
+        None when nothing is to be minted."""
+        missing = [key for key in self.missing(servers) if key not in self._pending]
+        if not missing or (self.known is not None and self.known.mode is not TokenMode.PLUGIN):
+            return None
+        loop = asyncio.get_running_loop()
+        queued = {key: loop.create_future() for key in missing}
+        self._pending.update(queued)
+        return asyncio.create_task(self._mint(missing, queued), name="server-token mints")
+
+    def queued(self, key: tuple[str, str]) -> bool:
+        """Whether a running bulk mint has this server queued."""
+        return key in self._pending
+
+    async def _mint(
+        self, missing: list[tuple[str, str]], queued: dict[tuple[str, str], asyncio.Future[None]]
+    ) -> int:
         minted = 0
-        for start in range(0, len(missing), BATCH):
-            began = time.monotonic()
+        try:
             try:
-                got = await self.hub.issue_server_tokens(missing[start : start + BATCH])
-            except HubkeeperError as exc:
-                log.info("could not mint server tokens in bulk: %s", exc.detail)
-                return minted
-            now = time.monotonic()
-            for key, (token, lives) in got.items():
-                self._tokens[key] = (token, now + lives)
-            minted += len(got)
-            self.minted += len(got)
-            if start + BATCH < len(missing):
-                await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
-        return minted
+                if (await self.credentials()).mode is not TokenMode.PLUGIN:
+                    return 0
+            except HubkeeperError:
+                return 0
+            for start in range(0, len(missing), BATCH):
+                batch = missing[start : start + BATCH]
+                began = time.monotonic()
+                try:
+                    got = await self.hub.issue_server_tokens(batch)
+                except HubkeeperError as exc:
+                    log.info("could not mint server tokens in bulk: %s", exc.detail)
+                    return minted
+                except Exception:  # a task nobody may await: say it here, never lose it
+                    log.exception("could not mint server tokens in bulk")
+                    return minted
+                now = time.monotonic()
+                for key, (token, lives) in got.items():
+                    self._tokens[key] = (token, now + lives)
+                minted += len(got)
+                self.minted += len(got)
+                self._release(queued, batch)
+                if start + BATCH < len(missing):
+                    await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
+            return minted
+        finally:  # done, failed or cancelled: whoever still waits mints on its own
+            self._release(queued, missing)
+
+    def _release(
+        self, queued: dict[tuple[str, str], asyncio.Future[None]], keys: list[tuple[str, str]]
+    ) -> None:
+        for key in keys:
+            future = queued[key]
+            if not future.done():
+                future.set_result(None)
+            if self._pending.get(key) is future:
+                del self._pending[key]
 
     async def _from_plugin(self, user: str, server: str) -> tuple[str, float]:
         try:

@@ -3,9 +3,10 @@
 One replica samples (a leader loop, `hubkeeper.main`); the others load what it saved. Each
 pass:
 - lists the running servers from the user directory (never a walk of the hub);
-- mints the tokens it lacks in bulk (`ServerTokens.prefetch`: one hub request per 10
-  servers, hub plugin) and none when they are cached (1 h tokens): a pass costs the hub
-  nothing but token renewals;
+- mints the tokens it lacks in bulk (`ServerTokens.start_prefetch`: one hub request per 5
+  servers, hub plugin, paced to a few per cent of the hub's time) in the background, and
+  none when they are cached (1 h tokens): a pass costs the hub nothing but token renewals.
+  A server waiting for its token is asked in a later pass (its last figures stand);
 - asks each server's `api/metrics/v1` DIRECTLY at its proxy route's target (the server
   gateway, `no_track_activity=1`): never through the proxy, so never the user's activity;
   `CONCURRENCY` at once, `TIMEOUT` s each;
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CONCURRENCY = 10  # servers asked at once
 TIMEOUT = 5.0  # s a server has to answer (the route check, the token and the request)
+MINT_WAIT = 10.0  # s a pass waits for tokens being minted before it reads the servers
 NA_RETRY = 600.0  # s before a server without usable figures is asked again
 FAILURES_BEFORE_PAUSE = 2  # failing passes in a row (not a 404) before NA_RETRY applies
 FOLLOW_EVERY = 10.0  # s between loads of the table on the replicas that do not sample
@@ -47,9 +49,15 @@ NOT_READY_PAUSE = 1.0  # s between looks while the directory has not finished it
 
 
 class Tokens(Protocol):
+    """What the sampler needs of `ServerTokens` (app/hub/server_tokens.py)."""
+
     def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]: ...
 
-    async def prefetch(self, servers: list[tuple[str, str]]) -> int: ...
+    def start_prefetch(self, servers: list[tuple[str, str]]) -> asyncio.Task[int] | None: ...
+
+    def queued(self, key: tuple[str, str]) -> bool: ...
+
+    def usable(self, key: tuple[str, str]) -> bool: ...
 
 
 class MetricsGateway(Protocol):
@@ -84,7 +92,7 @@ class PassReport:
     unavailable: int = 0
     failed: int = 0
     skipped: int = 0
-    minted: int = 0
+    waiting_for_token: int = 0  # not asked: their token is being minted (ServerTokens)
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -117,6 +125,7 @@ class ResourceSampler:
         self.passes = 0
         self.last: PassReport | None = None
         self._said_no_gateway = False
+        self._minting: asyncio.Task[int] | None = None  # the paced token mints, if running
 
     @property
     def direct(self) -> bool:
@@ -147,10 +156,19 @@ class ResourceSampler:
         for key in list(self._na):
             if key not in running or running[key] != self._na[key].started:
                 del self._na[key]
-        targets = [k for k in running if k not in self._na or self._na[k].retry_at <= now]
-        report.skipped = len(running) - len(targets)
-        if gateway.tokens.missing(targets):
-            report.minted = await gateway.tokens.prefetch(targets)
+        due = [k for k in running if k not in self._na or self._na[k].retry_at <= now]
+        # Tokens are minted paced, in the background (15 minutes for 5,000 servers): this
+        # pass reads the servers that have one, the next passes the others as they come.
+        tokens = gateway.tokens
+        if tokens.missing(due) and (self._minting is None or self._minting.done()):
+            self._minting = tokens.start_prefetch(due)
+        if self._minting is not None and not self._minting.done():
+            # a small hub's tokens are all in by then: its first pass shows every server
+            await asyncio.wait({self._minting}, timeout=MINT_WAIT)
+        waiting = {k for k in due if tokens.queued(k) and not tokens.usable(k)}
+        targets = [k for k in due if k not in waiting]
+        report.skipped = len(running) - len(due)
+        report.waiting_for_token = len(waiting)
         limit = asyncio.Semaphore(self.concurrency)
         figures: dict[Key, Figures] = {}
 
@@ -188,6 +206,9 @@ class ResourceSampler:
 
         await asyncio.gather(*(one(k) for k in targets))
         report.sampled = len(figures)
+        for key in waiting:  # not asked this time: what they last said still stands
+            if (last := self.board.get(*key)) is not None:
+                figures[key] = last
         self.board.replace(figures)
         try:
             await asyncio.to_thread(store.save_pass, self.engine, figures)
@@ -208,6 +229,13 @@ class ResourceSampler:
 
     async def lead(self) -> None:
         """The sampling loop (while this replica leads it): a pass, then `interval` s."""
+        try:
+            await self._lead()
+        finally:  # no longer leading: the next leader mints what it needs
+            if self._minting is not None:
+                self._minting.cancel()
+
+    async def _lead(self) -> None:
         while True:
             try:
                 report = await self.sample_once()

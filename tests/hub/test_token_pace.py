@@ -1,6 +1,7 @@
 """Bulk server-token mints are paced (hub/server_tokens.py): batches of BATCH, and between
 two batches at least BATCH_PACE times what the last one took, so mints never hold more than a
-fifth of the hub's one thread. A stand-in hub, no real one: only the timing is under test."""
+few per cent of the hub's one thread; meanwhile each server is read as soon as its batch is
+in, and never minted twice. A stand-in hub, no real one: only the timing is under test."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from hubkeeper.hub import server_tokens
 from hubkeeper.hub.server_tokens import PLUGIN_SCOPE, ServerTokens
 
-MINT_S = 0.1  # how long the stand-in hub takes per batch
+MINT_S = 0.01  # how long the stand-in hub takes per batch
 
 
 class SlowHub:
@@ -37,3 +38,34 @@ async def test_bulk_mints_come_in_small_paced_batches():
     for (_b0, ended, _n), (began, _e1, _n1) in zip(hub.calls, hub.calls[1:], strict=False):
         assert began - ended >= server_tokens.BATCH_PACE * MINT_S * 0.9
     assert await tokens.prefetch([]) == 0 and len(hub.calls) == 3  # nothing asked
+
+
+async def test_a_server_is_read_once_its_batch_is_in_and_minted_once():
+    hub = SlowHub()
+    tokens = ServerTokens(hub)  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(3 * server_tokens.BATCH)]
+    minting = tokens.start_prefetch(servers)
+    assert minting is not None and all(tokens.queued(key) for key in servers)
+    # a second prefetch (the other loop) leaves them to the first
+    assert tokens.start_prefetch(servers) is None
+    first, last = servers[0], servers[-1]
+    assert await tokens.token(*first) == "t-u0"
+    assert len(hub.calls) == 1  # the first batch only: no wait for the whole mint
+    assert not tokens.queued(first) and tokens.queued(last)
+    assert await tokens.token(*last) == f"t-{last[0]}"  # waited for its own batch
+    assert await minting == len(servers)
+    assert [n for *_, n in hub.calls] == [server_tokens.BATCH] * 3  # none minted one by one
+    assert tokens.minted == len(servers)
+
+
+async def test_a_cancelled_mint_lets_its_waiters_mint_on_their_own():
+    hub = SlowHub()
+    tokens = ServerTokens(hub)  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(2 * server_tokens.BATCH)]
+    minting = tokens.start_prefetch(servers)
+    assert minting is not None
+    await tokens.ready(servers[0])
+    minting.cancel()
+    await asyncio.sleep(0)
+    assert not any(tokens.queued(key) for key in servers)
+    await asyncio.wait_for(tokens.ready(servers[-1]), 1)  # nothing left to wait for

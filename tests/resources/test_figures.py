@@ -4,6 +4,7 @@ in test_sampler.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from hubkeeper.console.resources import rank
 from hubkeeper.console.views import human_bytes, percent
 from hubkeeper.db.engine import create_db_engine
 from hubkeeper.errors import HubError
+from hubkeeper.resources import sampler as sampler_module
 from hubkeeper.resources import store
 from hubkeeper.resources.board import ResourceBoard
 from hubkeeper.resources.figures import MAX_BYTES, Figures, read_figures
@@ -107,8 +109,14 @@ class StandInTokens:
     def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return []
 
-    async def prefetch(self, servers: list[tuple[str, str]]) -> int:
+    def start_prefetch(self, servers: list[tuple[str, str]]) -> None:
         raise AssertionError("nothing is missing")
+
+    def queued(self, key: tuple[str, str]) -> bool:
+        return False
+
+    def usable(self, key: tuple[str, str]) -> bool:
+        return True
 
 
 class StandInGateway:
@@ -181,4 +189,66 @@ async def test_garbage_404_and_failures_are_n_a_and_asked_again_only_later(make_
         await sampler.sample_once()
         assert sorted(gateway.asked) == [("garbage", ""), ("good", "")]
     finally:
+        engine.dispose()
+
+
+class MintingTokens:
+    """Stand-in for ServerTokens whose bulk mint of `slow` servers is still running."""
+
+    def __init__(self, slow: set[tuple[str, str]]) -> None:
+        self.slow = slow
+        self.started: list[list[tuple[str, str]]] = []
+        self.tasks: list[asyncio.Task[int]] = []
+
+    def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [key for key in servers if key in self.slow]
+
+    def start_prefetch(self, servers: list[tuple[str, str]]) -> asyncio.Task[int]:
+        self.started.append(list(servers))
+        self.tasks.append(asyncio.create_task(asyncio.sleep(3600, result=0)))
+        return self.tasks[-1]
+
+    def queued(self, key: tuple[str, str]) -> bool:
+        return key in self.slow
+
+    def usable(self, key: tuple[str, str]) -> bool:
+        return key not in self.slow
+
+
+async def test_a_server_waiting_for_its_token_is_read_later_and_keeps_its_figures(
+    make_settings, monkeypatch
+):
+    """Tokens are minted paced in the background (minutes at 5,000 servers): a pass waits
+    MINT_WAIT s at most, reads the servers that have one, and keeps the others' figures."""
+    monkeypatch.setattr(sampler_module, "MINT_WAIT", 0.05)
+    settings = make_settings()
+    engine = create_db_engine(settings.database_url)
+    started = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)
+    gateway = StandInGateway({("ann", ""): {"rss": 10 * MiB}, ("bob", ""): {"rss": 20 * MiB}})
+    board = ResourceBoard()
+    minting = MintingTokens({("bob", "")})  # (from the second pass) bob's token is coming
+    sampler = ResourceSampler(
+        gateway=gateway,
+        engine=engine,
+        board=board,
+        running=lambda: [("ann", "", started), ("bob", "", started)],
+        interval=60,
+    )
+    try:
+        first = await sampler.sample_once()
+        assert first is not None and (first.sampled, first.waiting_for_token) == (2, 0)
+        gateway.tokens = minting  # type: ignore[assignment]
+        gateway.asked.clear()
+        second = await sampler.sample_once()
+        assert second is not None and (second.sampled, second.waiting_for_token) == (1, 1)
+        assert gateway.asked == [("ann", "")] and board.get("bob", "") is not None
+        third = await sampler.sample_once()  # the mint still runs: not started again
+        assert third is not None and len(minting.started) == 1
+        minting.slow.clear()  # its batch is in
+        gateway.asked.clear()
+        await sampler.sample_once()
+        assert sorted(gateway.asked) == [("ann", ""), ("bob", "")]
+    finally:
+        for task in minting.tasks:
+            task.cancel()
         engine.dispose()
