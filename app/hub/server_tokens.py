@@ -155,12 +155,13 @@ class ServerTokens:
 
     async def token(self, user: str, server: str) -> str:
         """A token opening only `user`'s `server`; cached until TOKEN_MARGIN s before it
-        expires. While a bulk mint (`prefetch`) has this server queued, the cached token is
-        used if it still works, else the batch is awaited: a server is never minted twice."""
+        expires. While a bulk mint (`start_prefetch`) has this server queued, a cached token
+        that still works is used; else one is minted now (someone reading a log does not
+        wait minutes for the batch, which then leaves this server out). Passes over many
+        servers wait for the batch instead (`ready`)."""
         key = (user, server)
         if (still := self._usable(key)) is not None and key in self._pending:
             return still
-        await self.ready(key)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(key)
@@ -254,7 +255,11 @@ class ServerTokens:
             except HubkeeperError:
                 return 0
             for start in range(0, len(missing), BATCH):
-                batch = missing[start : start + BATCH]
+                # those minted one by one meanwhile (`token`) are left out
+                batch = self.missing(missing[start : start + BATCH])
+                if not batch:
+                    self._release(queued, missing[start : start + BATCH])
+                    continue
                 began = time.monotonic()
                 try:
                     got = await self.hub.issue_server_tokens(batch)
@@ -269,7 +274,7 @@ class ServerTokens:
                     self._tokens[key] = (token, now + lives)
                 minted += len(got)
                 self.minted += len(got)
-                self._release(queued, batch)
+                self._release(queued, missing[start : start + BATCH])
                 if start + BATCH < len(missing):
                     await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
             return minted

@@ -18,6 +18,7 @@ MINT_S = 0.01  # how long the stand-in hub takes per batch
 class SlowHub:
     def __init__(self) -> None:
         self.calls: list[tuple[float, float, int]] = []  # (began, ended, servers)
+        self.one_by_one: list[tuple[str, str]] = []
 
     async def own_scopes(self) -> list[str]:
         return [PLUGIN_SCOPE]
@@ -27,6 +28,10 @@ class SlowHub:
         await asyncio.sleep(MINT_S)
         self.calls.append((began, time.monotonic(), len(servers)))
         return {key: (f"t-{key[0]}", 3600.0) for key in servers}
+
+    async def issue_server_token(self, user: str, server: str) -> tuple[str, float]:
+        self.one_by_one.append((user, server))
+        return f"one-{user}", 3600.0
 
 
 async def test_bulk_mints_come_in_small_paced_batches():
@@ -49,13 +54,29 @@ async def test_a_server_is_read_once_its_batch_is_in_and_minted_once():
     # a second prefetch (the other loop) leaves them to the first
     assert tokens.start_prefetch(servers) is None
     first, last = servers[0], servers[-1]
+    await tokens.ready(first)  # what a pass does before it reads a server
     assert await tokens.token(*first) == "t-u0"
     assert len(hub.calls) == 1  # the first batch only: no wait for the whole mint
     assert not tokens.queued(first) and tokens.queued(last)
-    assert await tokens.token(*last) == f"t-{last[0]}"  # waited for its own batch
+    await tokens.ready(last)  # its own batch
+    assert await tokens.token(*last) == f"t-{last[0]}" and len(hub.calls) == 3
     assert await minting == len(servers)
     assert [n for *_, n in hub.calls] == [server_tokens.BATCH] * 3  # none minted one by one
     assert tokens.minted == len(servers)
+
+
+async def test_someone_reading_a_server_does_not_wait_for_its_batch():
+    """A log read mints its token at once; the bulk mint then leaves that server out."""
+    hub = SlowHub()
+    tokens = ServerTokens(hub)  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(2 * server_tokens.BATCH)]
+    minting = tokens.start_prefetch(servers)
+    assert minting is not None
+    last = servers[-1]
+    assert await tokens.token(*last) == f"one-{last[0]}"
+    assert hub.one_by_one == [last] and len(hub.calls) <= 1
+    assert await minting == len(servers) - 1
+    assert [n for *_, n in hub.calls] == [server_tokens.BATCH, server_tokens.BATCH - 1]
 
 
 async def test_a_cancelled_mint_lets_its_waiters_mint_on_their_own():
