@@ -615,6 +615,27 @@ def mint_cost(w: Window, args: argparse.Namespace) -> str:
     )
 
 
+def renewal_cost(n: int, w: Window) -> str:
+    """What the hourly renewals cost once they are spread over the hour (server_tokens.py
+    RENEW_SPREAD): every token renewed once per TOKEN_SECONDS - TOKEN_MARGIN, 5 a request,
+    at the median hub time of the mint requests this run saw. A window soon after a start
+    holds few or none of them (the first come after a quarter of the hour), so it is
+    computed, not measured."""
+    from hubkeeper.hub.server_tokens import BATCH, TOKEN_MARGIN, TOKEN_SECONDS
+
+    kind = "POST /hubkeeper/server-tokens"
+    seen = list(w.warm_mints) + list(w.ms_lists.get(kind, []))
+    if not seen:
+        return "- Token renewals: no mint request seen, so no cost per request to go by."
+    per_request = statistics.median(seen)
+    per_minute = n / ((TOKEN_SECONDS - TOKEN_MARGIN) / 60) / BATCH
+    return (
+        f"- Token renewals, spread over the hour (steady state, computed): {per_minute:.1f} "
+        f"requests/min at {per_request:.0f} ms each (this run's median mint), about "
+        f"{per_minute * per_request:.0f} ms of hub time per minute."
+    )
+
+
 def kinds(w: Window) -> str:
     def median(kind: str) -> str:
         values = w.ms_lists.get(kind)
@@ -726,6 +747,7 @@ def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> 
                 f"- idle-culler's, the same way: {kinds(culler)}.",
                 sweep_cost(n, keeper),
                 mint_cost(keeper, args),
+                renewal_cost(n, keeper),
                 f"- Their own CPU, % of a core (each process): Hubkeeper {companions_cpu(keeper)}"
                 f"; idle-culler {companions_cpu(culler)}.",
                 "- Probe calls per run: "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,10 +47,17 @@ BATCH = 5
 # price is time: 5,000 tokens take about 15 minutes. Nothing waits for all of them: a pass
 # reads each server as soon as its own batch is in (`ready`), the resource sampler reads the
 # servers that have a token and mints the rest in the background, and tokens are renewed
-# while the old one still works (TOKEN_MARGIN), so the renewals keep the start's spread.
+# while the old one still works (TOKEN_MARGIN).
 BATCH_PAUSE = 0.2
 BATCH_PACE = 30.0
 USABLE_FOR = 30.0  # s: a cached token with less life than this is not handed out
+# A server's first bulk-minted token is renewed after a random share (RENEW_SPREAD to 1) of
+# its life before TOKEN_MARGIN, later ones TOKEN_MARGIN s before they expire: the tokens of a
+# start, minted within minutes, are then renewed spread over the hour (at 5,000 servers about
+# 18 mint requests a minute, ~0.5 s of the hub's time) and not all again an hour later, which
+# would hold a few per cent of the hub's time for minutes every hour (bench/hub_load.py).
+# The price: in the first hour some tokens are renewed early (about 1.4 mints per server).
+RENEW_SPREAD = 0.25
 SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
 # Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
 TOO_POWERFUL = {
@@ -117,6 +125,7 @@ class ServerTokens:
         self.known: Credentials | None = None  # the last answer; None until asked
         self._scopes_lock = asyncio.Lock()
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # → (token, expires)
+        self._renew_at: dict[tuple[str, str], float] = {}  # when a bulk mint renews it
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.minted = 0  # tokens asked of the hub (benchmarks, tests)
         # servers queued in a running bulk mint (`prefetch`) → done when their batch is in
@@ -152,6 +161,7 @@ class ServerTokens:
     def forget(self, user: str, server: str) -> None:
         """The server refused this token (restarted, or the token was revoked): mint anew."""
         self._tokens.pop((user, server), None)
+        self._renew_at.pop((user, server), None)
 
     async def token(self, user: str, server: str) -> str:
         """A token opening only `user`'s `server`; cached until TOKEN_MARGIN s before it
@@ -182,9 +192,11 @@ class ServerTokens:
             self.minted += 1
             now = time.monotonic()
             self._tokens[key] = (token, now + lives)
+            self._renew_at[key] = now + lives - TOKEN_MARGIN
             # Forget expired tokens of servers no longer read (the hub purges them itself).
             for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
                 del self._tokens[old]
+                self._renew_at.pop(old, None)
                 self._locks.pop(old, None)
             return token
 
@@ -207,13 +219,15 @@ class ServerTokens:
             await asyncio.shield(pending)
 
     def missing(self, servers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The servers (once each) whose token is not cached or is within TOKEN_MARGIN s of
-        expiring: what `prefetch` would mint."""
+        """The servers (once each) whose token is not cached or is due for renewal (see
+        RENEW_SPREAD; at the latest TOKEN_MARGIN s before it expires): what `prefetch` would
+        mint."""
         now = time.monotonic()
         return [
             key
             for key in dict.fromkeys(servers)
-            if not ((cached := self._tokens.get(key)) and cached[1] - now > TOKEN_MARGIN)
+            if key not in self._tokens
+            or now >= self._renew_at.get(key, self._tokens[key][1] - TOKEN_MARGIN)
         ]
 
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
@@ -271,7 +285,11 @@ class ServerTokens:
                     return minted
                 now = time.monotonic()
                 for key, (token, lives) in got.items():
+                    renewal = lives - TOKEN_MARGIN
+                    if key not in self._tokens:  # its first: spread the renewals (see above)
+                        renewal *= random.uniform(RENEW_SPREAD, 1.0)
                     self._tokens[key] = (token, now + lives)
+                    self._renew_at[key] = now + renewal
                 minted += len(got)
                 self.minted += len(got)
                 self._release(queued, missing[start : start + BATCH])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from hubkeeper.hub import server_tokens
@@ -90,3 +91,28 @@ async def test_a_cancelled_mint_lets_its_waiters_mint_on_their_own():
     await asyncio.sleep(0)
     assert not any(tokens.queued(key) for key in servers)
     await asyncio.wait_for(tokens.ready(servers[-1]), 1)  # nothing left to wait for
+
+
+async def test_a_starts_tokens_are_renewed_spread_over_the_hour(monkeypatch):
+    """Minted within minutes at a start, they would all be renewed within minutes an hour
+    later: the first renewal of each comes after a random share of its life, the next ones
+    at the usual margin, so the spread stays."""
+    clock = [0.0]
+    # this module's clock only (the event loop's is time.monotonic too)
+    monkeypatch.setattr(server_tokens, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(server_tokens, "BATCH_PAUSE", 0.0)
+    tokens = ServerTokens(SlowHub())  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(40)]
+    assert await tokens.prefetch(servers) == 40
+    life = 3600.0 - server_tokens.TOKEN_MARGIN  # before a renewal is due at the latest
+    clock[0] = life * server_tokens.RENEW_SPREAD - 1
+    assert tokens.missing(servers) == []
+    clock[0] = life * (1 + server_tokens.RENEW_SPREAD) / 2  # the spread's middle
+    assert 0 < len(tokens.missing(servers)) < 40
+    clock[0] = life
+    assert tokens.missing(servers) == servers and all(tokens.usable(k) for k in servers)
+    assert await tokens.prefetch(servers) == 40  # renewed: now the usual margin
+    clock[0] = 2 * life - 1
+    assert tokens.missing(servers) == []
+    clock[0] = 2 * life
+    assert tokens.missing(servers) == servers
