@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CULLER = SystemActor(name="culler")
 FLUSH_S = 0.5  # seconds between writes of the cull records during a pass
+TOKEN_WAIT = 60.0  # seconds a kernel pass waits in all for servers' tokens being minted
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -81,6 +82,7 @@ class PassResult:
     kind: str  # servers | kernels
     now: datetime
     dry_run: bool
+    waiting_for_token: int = 0  # kernels: servers left to the next pass (token being minted)
     planned: list[Cull] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -728,9 +730,19 @@ async def kernels_pass(
         if key in skipped:
             return
         if tokens is not None and hasattr(tokens, "ready"):
-            # its token first (this pass's mint, or the resource sampler's): no reader
-            # holds a slot while it waits
-            await tokens.ready(key)
+            # Its token first (this pass's mint, or the resource sampler's), holding no slot
+            # meanwhile. A mint of thousands takes minutes (paced): a pass waits at most
+            # TOKEN_WAIT s in all, so it never holds the culler (and the server pass) that
+            # long nor decides on stale exemptions; the rest are read by the next passes.
+            left = TOKEN_WAIT - (time.monotonic() - clock)
+            try:
+                await asyncio.wait_for(tokens.ready(key), max(left, 0.0))
+            except TimeoutError:
+                result.waiting_for_token += 1
+                done += 1
+                if progress:
+                    progress(done, total)
+                return
         async with limit:
             # One server is one user's code: whatever it does is that server's error entry,
             # never the end of the pass for everyone else.
@@ -773,7 +785,7 @@ async def kernels_pass(
         async with cull_log:
             await asyncio.gather(*(one_server(u, s) for u, s in targets))
     finally:
-        if minting is not None:  # every server read had its batch: only a cancel is left
+        if minting is not None:  # the wait only: renewals still queued are minted still
             minting.cancel()
     result.duration_s = time.monotonic() - clock
     await _record_run(engine, result, started, who)

@@ -58,6 +58,8 @@ USABLE_FOR = 30.0  # s: a cached token with less life than this is not handed ou
 # would hold a few per cent of the hub's time for minutes every hour (bench/hub_load.py).
 # The price: in the first hour some tokens are renewed early (about 1.4 mints per server).
 RENEW_SPREAD = 0.25
+BATCH_RETRIES = 2  # a bulk mint the hub refused is tried again this many times,
+RETRY_PAUSE = 10.0  # this many seconds apart, before its servers mint one by one
 SCOPES_TTL = 300.0  # seconds Hubkeeper's own scopes are reused before asking the hub again
 # Scopes that make Hubkeeper's token more than it needs, with why (shown in health and pages).
 TOO_POWERFUL = {
@@ -128,8 +130,11 @@ class ServerTokens:
         self._renew_at: dict[tuple[str, str], float] = {}  # when a bulk mint renews it
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.minted = 0  # tokens asked of the hub (benchmarks, tests)
-        # servers queued in a running bulk mint (`prefetch`) → done when their batch is in
-        self._pending: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # the bulk mint (`start_prefetch`): each queued server → done when its batch is in
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._queue: list[tuple[str, str]] = []  # not sent yet, in order
+        self._in_flight: list[tuple[str, str]] = []  # the batch being minted
+        self._worker: asyncio.Task[None] | None = None
 
     async def credentials(self, *, fresh: bool = False) -> Credentials:
         """Hubkeeper's own scopes and what follows from them; asks the hub at most every
@@ -193,11 +198,7 @@ class ServerTokens:
             now = time.monotonic()
             self._tokens[key] = (token, now + lives)
             self._renew_at[key] = now + lives - TOKEN_MARGIN
-            # Forget expired tokens of servers no longer read (the hub purges them itself).
-            for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
-                del self._tokens[old]
-                self._renew_at.pop(old, None)
-                self._locks.pop(old, None)
+            self._forget_expired(now)
             return token
 
     def _usable(self, key: tuple[str, str]) -> str | None:
@@ -232,82 +233,97 @@ class ServerTokens:
 
     async def prefetch(self, servers: list[tuple[str, str]]) -> int:
         """Mint the tokens these servers lack (`start_prefetch`) and wait for all of them.
-        Returns how many were minted."""
+        Returns how many of them were minted."""
         task = self.start_prefetch(servers)
         return 0 if task is None else await task
 
     def start_prefetch(self, servers: list[tuple[str, str]]) -> asyncio.Task[int] | None:
-        """Start minting, in requests of up to BATCH, the tokens these servers will need and
-        that are not cached (a pass over many servers: one hub request per BATCH servers, not
-        one per server), paced (BATCH_PACE) so the hub stays free for everyone else: at
-        5,000 servers it takes about 15 minutes. Servers already queued by another prefetch
-        are left to it. Each server is queued at once, before this returns, so `ready(key)`
-        and `queued(key)` see it; its wait ends when its batch is in. Only with the hub
-        plugin (else the task ends at once: tokens come one by one when used). The task
-        returns how many were minted and never raises; failures are left to `token()`.
-        None when nothing is to be minted."""
+        """Queue, for the one paced bulk mint (`_work`: requests of up to BATCH, BATCH_PACE),
+        the servers here whose token is missing or due and not queued yet: one hub request
+        per BATCH servers, not one per server, and never more than a few per cent of the
+        hub's time (at 5,000 servers about 15 minutes). Each is queued before this returns,
+        so `ready(key)` and `queued(key)` see it at once. Only with the hub plugin (else
+        tokens come one by one when used). Returns a task that ends when these servers'
+        batches are in (how many were minted; it never raises; cancelling it stops nothing
+        but the wait), or None when none was queued."""
+        if self.known is not None and self.known.mode is not TokenMode.PLUGIN:
+            return None
         missing = [key for key in self.missing(servers) if key not in self._pending]
-        if not missing or (self.known is not None and self.known.mode is not TokenMode.PLUGIN):
+        if not missing:
             return None
         loop = asyncio.get_running_loop()
-        queued = {key: loop.create_future() for key in missing}
-        self._pending.update(queued)
-        return asyncio.create_task(self._mint(missing, queued), name="server-token mints")
+        queued = [loop.create_future() for _ in missing]
+        self._pending.update(zip(missing, queued, strict=True))
+        self._queue.extend(missing)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="server-token mints")
+            self._worker.add_done_callback(self._worker_ended)
+        return asyncio.create_task(_count_minted(queued))
 
     def queued(self, key: tuple[str, str]) -> bool:
-        """Whether a running bulk mint has this server queued."""
+        """Whether this server waits for the bulk mint."""
         return key in self._pending
 
-    async def _mint(
-        self, missing: list[tuple[str, str]], queued: dict[tuple[str, str], asyncio.Future[None]]
-    ) -> int:
-        minted = 0
+    async def _work(self) -> None:
+        """Mint the queue, a batch at a time, paced; a batch that fails is tried again
+        (BATCH_RETRIES, RETRY_PAUSE s apart) before the queue is given up (its waiters then
+        mint one by one, as without the plugin)."""
         try:
+            if (await self.credentials()).mode is not TokenMode.PLUGIN:
+                return
+        except HubkeeperError:
+            return
+        failures = 0
+        while self._queue:
+            self._in_flight = self._queue[:BATCH]
+            del self._queue[:BATCH]
+            batch = self.missing(self._in_flight)  # those minted one by one meanwhile: out
+            began = time.monotonic()
             try:
-                if (await self.credentials()).mode is not TokenMode.PLUGIN:
-                    return 0
-            except HubkeeperError:
-                return 0
-            for start in range(0, len(missing), BATCH):
-                # those minted one by one meanwhile (`token`) are left out
-                batch = self.missing(missing[start : start + BATCH])
-                if not batch:
-                    self._release(queued, missing[start : start + BATCH])
-                    continue
-                began = time.monotonic()
-                try:
-                    got = await self.hub.issue_server_tokens(batch)
-                except HubkeeperError as exc:
+                got = await self.hub.issue_server_tokens(batch) if batch else {}
+            except HubkeeperError as exc:
+                failures += 1
+                if failures > BATCH_RETRIES:
                     log.info("could not mint server tokens in bulk: %s", exc.detail)
-                    return minted
-                except Exception:  # a task nobody may await: say it here, never lose it
-                    log.exception("could not mint server tokens in bulk")
-                    return minted
-                now = time.monotonic()
-                for key, (token, lives) in got.items():
-                    renewal = lives - TOKEN_MARGIN
-                    if key not in self._tokens:  # its first: spread the renewals (see above)
-                        renewal *= random.uniform(RENEW_SPREAD, 1.0)
-                    self._tokens[key] = (token, now + lives)
-                    self._renew_at[key] = now + renewal
-                minted += len(got)
-                self.minted += len(got)
-                self._release(queued, missing[start : start + BATCH])
-                if start + BATCH < len(missing):
-                    await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
-            return minted
-        finally:  # done, failed or cancelled: whoever still waits mints on its own
-            self._release(queued, missing)
+                    return
+                self._queue[:0] = self._in_flight  # the same batch again, after a pause
+                await asyncio.sleep(RETRY_PAUSE)
+                continue
+            failures = 0
+            now = time.monotonic()
+            for key, (token, lives) in got.items():
+                renewal = lives - TOKEN_MARGIN
+                if key not in self._tokens:  # its first: spread the renewals (see above)
+                    renewal *= random.uniform(RENEW_SPREAD, 1.0)
+                self._tokens[key] = (token, now + lives)
+                self._renew_at[key] = now + renewal
+            self.minted += len(got)
+            self._release(self._in_flight, minted=set(got))
+            self._in_flight = []
+            if batch and self._queue:
+                await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
+        self._forget_expired(time.monotonic())
 
-    def _release(
-        self, queued: dict[tuple[str, str], asyncio.Future[None]], keys: list[tuple[str, str]]
-    ) -> None:
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        """Done, given up, failed or cancelled (even before it began): whoever still waits
+        is let go, to mint on its own."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("server-token mints failed", exc_info=task.exception())
+        left, self._queue, self._in_flight = [*self._in_flight, *self._queue], [], []
+        self._release(left, minted=set())
+
+    def _release(self, keys: list[tuple[str, str]], *, minted: set[tuple[str, str]]) -> None:
         for key in keys:
-            future = queued[key]
-            if not future.done():
-                future.set_result(None)
-            if self._pending.get(key) is future:
-                del self._pending[key]
+            future = self._pending.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(key in minted)
+
+    def _forget_expired(self, now: float) -> None:
+        """Tokens of servers no longer read (the hub purges them itself)."""
+        for old in [k for k, (_t, until) in self._tokens.items() if until <= now]:
+            del self._tokens[old]
+            self._renew_at.pop(old, None)
+            self._locks.pop(old, None)
 
     async def _from_plugin(self, user: str, server: str) -> tuple[str, float]:
         try:
@@ -316,3 +332,9 @@ class ServerTokens:
             if exc.code == "hub_forbidden":  # the role changed: look again next time
                 self.known = None
             raise
+
+
+async def _count_minted(queued: list[asyncio.Future[bool]]) -> int:
+    """How many of these servers' batches minted their token (shielded: a waiter cancelled
+    leaves the futures to others)."""
+    return sum([await asyncio.shield(future) for future in queued])

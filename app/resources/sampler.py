@@ -125,7 +125,6 @@ class ResourceSampler:
         self.passes = 0
         self.last: PassReport | None = None
         self._said_no_gateway = False
-        self._minting: asyncio.Task[int] | None = None  # the paced token mints, if running
 
     @property
     def direct(self) -> bool:
@@ -160,11 +159,11 @@ class ResourceSampler:
         # Tokens are minted paced, in the background (15 minutes for 5,000 servers): this
         # pass reads the servers that have one, the next passes the others as they come.
         tokens = gateway.tokens
-        if tokens.missing(due) and (self._minting is None or self._minting.done()):
-            self._minting = tokens.start_prefetch(due)
-        if self._minting is not None and not self._minting.done():
-            # a small hub's tokens are all in by then: its first pass shows every server
-            await asyncio.wait({self._minting}, timeout=MINT_WAIT)
+        if tokens.missing(due):  # queued behind any mint under way (never minted twice)
+            minting = tokens.start_prefetch(due)
+            if minting is not None and not minting.done():
+                # a small hub's tokens are all in by then: its first pass shows every server
+                await asyncio.wait({minting}, timeout=MINT_WAIT)
         waiting = {k for k in due if tokens.queued(k) and not tokens.usable(k)}
         targets = [k for k in due if k not in waiting]
         report.skipped = len(running) - len(due)
@@ -206,12 +205,12 @@ class ResourceSampler:
 
         await asyncio.gather(*(one(k) for k in targets))
         report.sampled = len(figures)
-        for key in waiting:  # not asked this time: what they last said still stands
-            if (last := self.board.get(*key)) is not None:
-                figures[key] = last
-        self.board.replace(figures)
+        kept = {  # not asked this time: what they last said still stands
+            key: last for key in waiting if (last := self.board.get(*key)) is not None
+        }
+        self.board.replace({**kept, **figures})
         try:
-            await asyncio.to_thread(store.save_pass, self.engine, figures)
+            await asyncio.to_thread(store.save_pass, self.engine, figures, kept)
         except Exception as exc:  # the database down: shown here, saved next pass
             report.errors.append(f"database: {summary(exc)}")
             log.warning("resources: could not save the figures: %s", summary(exc))
@@ -229,13 +228,6 @@ class ResourceSampler:
 
     async def lead(self) -> None:
         """The sampling loop (while this replica leads it): a pass, then `interval` s."""
-        try:
-            await self._lead()
-        finally:  # no longer leading: the next leader mints what it needs
-            if self._minting is not None:
-                self._minting.cancel()
-
-    async def _lead(self) -> None:
         while True:
             try:
                 report = await self.sample_once()

@@ -53,12 +53,15 @@ WITH_CPU = (
 )
 
 
-def save_pass(engine: Engine, figures: dict[Key, Figures]) -> None:
-    """Make `server_resource` exactly these figures and add them to each server's open
-    session, in one transaction."""
+def save_pass(
+    engine: Engine, figures: dict[Key, Figures], kept: dict[Key, Figures] | None = None
+) -> None:
+    """Make `server_resource` exactly these figures and `kept` (earlier figures of servers
+    not asked this pass), and add `figures` alone to each server's open session (a kept one
+    counted again would weigh twice in the session's mean), in one transaction."""
     rows = [
         {"user": user, "server": server, **found.as_dict()}
-        for (user, server), found in figures.items()
+        for (user, server), found in {**(kept or {}), **figures}.items()
     ]
     with engine.begin() as conn:
         conn.execute(delete(_table))

@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from hubkeeper.errors import HubError
 from hubkeeper.hub import server_tokens
 from hubkeeper.hub.server_tokens import PLUGIN_SCOPE, ServerTokens
 
@@ -80,17 +81,44 @@ async def test_someone_reading_a_server_does_not_wait_for_its_batch():
     assert [n for *_, n in hub.calls] == [server_tokens.BATCH, server_tokens.BATCH - 1]
 
 
-async def test_a_cancelled_mint_lets_its_waiters_mint_on_their_own():
+async def test_a_mint_that_ends_lets_its_waiters_mint_on_their_own():
     hub = SlowHub()
     tokens = ServerTokens(hub)  # type: ignore[arg-type]
     servers = [(f"u{i}", "") for i in range(2 * server_tokens.BATCH)]
-    minting = tokens.start_prefetch(servers)
-    assert minting is not None
+    waiter = tokens.start_prefetch(servers)
+    assert waiter is not None
     await tokens.ready(servers[0])
-    minting.cancel()
+    waiter.cancel()  # a pass that ends stops its wait, not the mint
     await asyncio.sleep(0)
+    assert tokens.queued(servers[-1])
+    assert tokens._worker is not None
+    tokens._worker.cancel()  # the app shutting down
+    await asyncio.wait({tokens._worker})
+    await asyncio.sleep(0)  # its done callback
     assert not any(tokens.queued(key) for key in servers)
     await asyncio.wait_for(tokens.ready(servers[-1]), 1)  # nothing left to wait for
+
+
+class FlakyHub(SlowHub):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def issue_server_tokens(self, servers: list[tuple[str, str]]) -> dict[Any, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise HubError("the hub answered 503", code="hub_unavailable", status_code=503)
+        return await super().issue_server_tokens(servers)
+
+
+async def test_a_refused_batch_is_tried_again_then_given_up(monkeypatch):
+    monkeypatch.setattr(server_tokens, "RETRY_PAUSE", 0.0)
+    servers = [(f"u{i}", "") for i in range(2 * server_tokens.BATCH)]
+    flaky = ServerTokens(FlakyHub(failures=server_tokens.BATCH_RETRIES))  # type: ignore[arg-type]
+    assert await flaky.prefetch(servers) == len(servers)  # a hiccup costs nothing
+    down = ServerTokens(FlakyHub(failures=99))  # type: ignore[arg-type]
+    assert await asyncio.wait_for(down.prefetch(servers), 5) == 0  # given up, nobody stuck
+    assert not any(down.queued(key) for key in servers)
 
 
 async def test_a_starts_tokens_are_renewed_spread_over_the_hour(monkeypatch):

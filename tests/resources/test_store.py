@@ -55,3 +55,20 @@ def test_a_pass_replaces_the_table_and_adds_to_the_open_sessions(db_url):
         assert figures[closed] == (None, None, None, 0)  # a closed session is left alone
     finally:
         engine.dispose()
+
+
+def test_kept_figures_stay_in_the_table_but_are_not_counted_again(db_url):
+    """A server waiting for its token keeps its last figures on show; its session's mean
+    takes only what was sampled (else each waiting pass would count the old value again)."""
+    engine = prepared(db_url)
+    try:
+        ann = add_session(engine, "kp-ann", "2026-12-05T11:00")
+        first = Figures(300, None, 10.0, T1)
+        store.save_pass(engine, {("kp-ann", ""): first})
+        store.save_pass(engine, {}, {("kp-ann", ""): first})
+        assert store.load(engine) == {("kp-ann", ""): first}
+        with session_scope(engine) as session:
+            row = session.get(ServerSession, ann)
+            assert row is not None and (row.mean_cpu_percent, row.cpu_samples) == (10.0, 1)
+    finally:
+        engine.dispose()
