@@ -99,10 +99,8 @@ async def cull(settings: Settings, *, dry_run: bool) -> int:
             if kept:
                 console.print(_kept_table(kept))
             for error in errors:
-                console.print(
-                    f"  could not check {error['user']}/{error['server']}: {error['error']}",
-                    markup=False,
-                )
+                where = f"{error['user']}/{error['server']}: " if error["user"] else ""
+                console.print(f"  could not check {where}{error['error']}", markup=False)
             return 0
         with ProgressBar("Culling", console=console) as bar:
             result = await culler.run_once(who, progress=bar.update)
@@ -126,6 +124,8 @@ async def cull(settings: Settings, *, dry_run: bool) -> int:
             f"took {result.servers.duration_s + result.kernels.duration_s:.1f} s.",
             markup=False,
         )
+        if result.kernels.not_checked:
+            console.print(f"  {result.kernels.not_checked}", markup=False)
         for user in result.servers.deleted_users:
             console.print(f"  deleted user {user}", markup=False)
         for error in result.errors():

@@ -95,6 +95,17 @@ class PassResult:
     error: str = ""  # the whole pass failed (hub down): why
 
     @property
+    def not_checked(self) -> str:
+        """Why some servers' kernels were not looked at ("" when all were): said wherever a
+        pass is shown, so "nothing to cull" is never taken to cover them."""
+        if not self.waiting_for_token:
+            return ""
+        return (
+            f"{self.waiting_for_token} server(s) not checked: their tokens are still being "
+            "minted (paced, so the hub stays free); the next pass checks them"
+        )
+
+    @property
     def culled(self) -> list[Cull]:
         return [o.cull for o in self.outcomes if o.ok]
 
@@ -788,5 +799,7 @@ async def kernels_pass(
         if minting is not None:  # the wait only: renewals still queued are minted still
             minting.cancel()
     result.duration_s = time.monotonic() - clock
+    if result.not_checked:
+        log.info("kernel pass: %s", result.not_checked)
     await _record_run(engine, result, started, who)
     return result

@@ -309,6 +309,8 @@ class Culler:
         errors = [*servers.error_items(), *found.error_items()]
         if found.error:
             errors.append({"user": "", "server": "", "error": found.error})
+        if found.not_checked:
+            errors.append({"user": "", "server": "", "error": found.not_checked})
         return [*servers.planned, *found.planned], errors
 
     async def idleness(
