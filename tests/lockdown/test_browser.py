@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browsing import shot, sign_in
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -22,9 +23,26 @@ def people(hub, hubkeeper_server):
     hub.create_users([ANN])
 
 
+def hubkeeper_sees_running(hubkeeper_server, token: str, name: str) -> bool:
+    listed = httpx.get(
+        hubkeeper_server.direct_url + "api/v1/users",
+        params={"q": name, "state": "running"},
+        headers={"Authorization": f"token {token}"},
+    ).json()
+    return any(user["name"] == name for user in listed["items"])
+
+
 def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeeper_server, people):
     hub.start_server(ANN)
     try:
+        # The page counts running servers from Hubkeeper's copy, which follows the proxy's
+        # routes within seconds; open it once the copy has the start, as an admin would.
+        admin_token = hub.user_token("admin")
+        wait_for(
+            lambda: hubkeeper_sees_running(hubkeeper_server, admin_token, ANN),
+            20,
+            "Hubkeeper to list ann's server as running",
+        )
         sign_in(page, hub, hubkeeper_server, ADMIN)
         page.get_by_role("link", name="Lockdown", exact=True).click()
         expect(page.get_by_role("heading", name="Hub is open")).to_be_visible()
