@@ -287,10 +287,14 @@ class Probe(threading.Thread):
                 self.stop_now.wait(0.5)
 
 
-def freshness(hub: LocalHub, base: str, token: str, *, start: bool) -> tuple[float, float]:
-    """Seconds from a start (or stop) at the hub's API until Hubkeeper's API shows it, and
-    until the hub's own API does (asked every 0.5 s by the hub-admin token, left out of the
-    counts): a slow stop on a loaded hub is the hub's time, not Hubkeeper's."""
+def freshness(
+    hub: LocalHub, base: str, token: str | None, *, start: bool
+) -> tuple[float | None, float]:
+    """Seconds from a start (or stop) at the hub's API until Hubkeeper's API shows it (None
+    without Hubkeeper: `token` None), and until the hub's own API does (asked every 0.5 s by
+    the hub-admin token, left out of the counts). Every run does the same start and stop, so
+    the hub's own time is side by side: a slow stop on a loaded hub is the hub's time, not
+    Hubkeeper's."""
     want = "running" if start else "stopped"
     began = time.monotonic()
     if start:
@@ -309,12 +313,17 @@ def freshness(hub: LocalHub, base: str, token: str, *, start: bool) -> tuple[flo
                 done = (server or {}).get("ready") and not (server or {}).get("pending")
                 if done if start else server is None:
                     hub_done = time.monotonic() - began
+                    if token is None:
+                        return None, hub_done
+            if token is None:
+                time.sleep(0.1)
+                continue
             user = http.get(f"{base}api/v1/users/{FRESH}").json()
             status = next((s["status"] for s in user.get("servers", []) if s["name"] == ""), None)
             if (status or "stopped") == want:
                 return time.monotonic() - began, hub_done
             time.sleep(0.1)
-    return float("nan"), hub_done
+    return (float("nan") if token else None), hub_done
 
 
 def postgres_database() -> str | None:
@@ -423,11 +432,9 @@ def measure(
     window.log_from = log_at
     base = f"{hub.service_url}{hub.service_prefix}"
     time.sleep(seconds / 3)
-    if hubkeeper_token:
-        window.fresh_start_s, window.hub_start_s = freshness(hub, base, hubkeeper_token, start=True)
+    window.fresh_start_s, window.hub_start_s = freshness(hub, base, hubkeeper_token, start=True)
     time.sleep(max(0.0, t0 + 2 * seconds / 3 - time.monotonic()))
-    if hubkeeper_token:
-        window.fresh_stop_s, window.hub_stop_s = freshness(hub, base, hubkeeper_token, start=False)
+    window.fresh_stop_s, window.hub_stop_s = freshness(hub, base, hubkeeper_token, start=False)
     time.sleep(max(0.0, t0 + seconds - time.monotonic()))
     window.seconds = time.monotonic() - t0
     window.cpu_percent = (hub_cpu_seconds(pid) - cpu0) / window.seconds * 100
@@ -722,14 +729,17 @@ def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> 
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for w in windows:
+            hubs_own = (
+                f"the hub's own: {w.hub_start_s:.1f} s / {w.hub_stop_s:.1f} s"
+                if w.hub_start_s is not None and w.hub_stop_s is not None
+                else ""
+            )
             fresh = (
                 f"{w.fresh_start_s:.1f} s / {w.fresh_stop_s:.1f} s"
-                + (
-                    f" (the hub's own: {w.hub_start_s:.1f} s / {w.hub_stop_s:.1f} s)"
-                    if w.hub_start_s is not None and w.hub_stop_s is not None
-                    else ""
-                )
+                + (f" ({hubs_own})" if hubs_own else "")
                 if w.fresh_start_s is not None and w.fresh_stop_s is not None
+                else f"— ({hubs_own})"
+                if hubs_own
                 else "—"
             )
             requests = w.per_minute(sum(w.requests.values()))

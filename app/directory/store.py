@@ -88,6 +88,7 @@ class UserDirectory(DirectorySync):
         self._reconciled_at = float("-inf")  # time.monotonic() of the last state=active read
         self._recent_at = float("-inf")
         self._pending_at = float("-inf")
+        self._follow_ups: dict[str, tuple[float, float]] = {}
         self._reconciling: asyncio.Task[None] | None = None  # a paced state=active walk
         self._noted_version = -1  # `version` when the routes' activity was last applied
         self._base_url = settings.hub_base_url or "/"

@@ -58,6 +58,16 @@ RECENT_PAGE = 20  # users in that page: those who just clicked Start are at its 
 # and the users so missed are caught by the routes or by the next walk.
 RECONCILE_PAGE = 100
 RECONCILE_PAUSE = 0.5
+# The hub moves a route before it clears the spawn's or stop's pending flag (handlers/base.py:
+# `finish_user_spawn` adds the route, then the spawn future's callback clears
+# `_spawn_pending`; `stop_single_user` deletes the route, then stops the server, then clears
+# `_stop_pending`). So the re-read a route change triggers can still say "pending" though the
+# hub finishes a moment later. Such a user is read again every FOLLOW_UP_EVERY s for
+# FOLLOW_UP_FOR s, so a quick start or stop shows about a second after the hub finishes it
+# rather than at the next pending re-read (HUBKEEPER_ACTIVE_SYNC_INTERVAL). Bounded so a
+# slow spawner (a pod's 30-s grace period) costs the hub at most a handful of user reads.
+FOLLOW_UP_EVERY = 1.0
+FOLLOW_UP_FOR = 5.0
 
 
 class DirectorySync:
@@ -86,6 +96,7 @@ class DirectorySync:
         _reconciled_at: float
         _recent_at: float
         _pending_at: float
+        _follow_ups: dict[str, tuple[float, float]]  # user -> (next re-read, last), monotonic
         _reconciling: asyncio.Task[None] | None
         _noted_version: int  # `version` after the routes' activity was last applied
         version: int
@@ -212,12 +223,21 @@ class DirectorySync:
                 before, after = previous.get(key), table.get(key)
                 if before is None or after is None or before.base != after.base:
                     changed.add(key[0])
+        moved = set(changed)
         settings = self.settings
+        changed |= {name for name, (due, _) in self._follow_ups.items() if now >= due}
         if now - self._pending_at >= settings.active_sync_interval:
             changed |= {name for name in self._active if self._has_pending(name)}
             self._pending_at = now
         if changed:
-            await self._refresh_many(changed)
+            try:
+                await self._refresh_many(changed)
+            except BaseException:
+                # the hub did not answer: compare with the old table next tick, so the routes
+                # that moved are still noticed then (the new table would hide them)
+                self._route_table = previous
+                raise
+        self._plan_follow_ups(moved, now)
         if not (same and self.version == self._noted_version):
             for route in table.values():
                 if route.last_activity is not None:
@@ -264,6 +284,18 @@ class DirectorySync:
         if self._reconciling is not None:
             await cancel_and_wait(self._reconciling)
             self._reconciling = None
+
+    def _plan_follow_ups(self, moved: set[str], now: float) -> None:
+        """Follow up the users whose route just moved and whose re-read still says pending
+        (FOLLOW_UP_EVERY); drop those no longer pending or past FOLLOW_UP_FOR."""
+        for name in moved:
+            if self._has_pending(name):
+                self._follow_ups[name] = (now, now + FOLLOW_UP_FOR)
+        for name, (due, last) in list(self._follow_ups.items()):
+            if now >= last or not self._has_pending(name):
+                del self._follow_ups[name]
+            elif now >= due:  # read this tick (or just planned): the next one
+                self._follow_ups[name] = (now + FOLLOW_UP_EVERY, last)
 
     def _has_pending(self, name: str) -> bool:
         user = self._users.get(name)

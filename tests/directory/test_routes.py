@@ -14,6 +14,7 @@ from hubkeeper.demo.localhub import SERVICE_SCOPES, LocalHub
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.hub.client import HubClient
 from hubkeeper.hub.servers import Route, ServerGateway, ServerUnreachable
+from tests.serving import build_settings
 from tests.waiting import wait_for_async
 
 USER = "routes-watch-ann"
@@ -154,3 +155,55 @@ async def test_a_user_created_at_the_hub_shows_at_the_next_recent_page(hub, watc
     directory._recent_at = float("-inf")  # the recent page is due
     await directory.sync_by_routes(gateway)
     assert directory.get(newcomer) is not None  # the page's total said someone was new
+
+
+SLOW_STOPPER = "routes-slowstop-bo"  # the slow hub's spawner takes 4 s to stop "*slowstop*"
+
+
+async def test_a_stop_still_pending_when_its_route_vanished_is_followed_up(
+    slow_hub, tmp_path, monkeypatch
+):
+    """The hub deletes the route, then stops the server (4 s here), then clears the pending
+    flag: the re-read the vanished route triggers says "stop pending". The follow-ups read
+    the user again each second, so the stop shows about a second after the hub finishes,
+    not at the next pending re-read (set to 60 s here, so only a follow-up can show it)."""
+    from hubkeeper.directory import sync
+
+    monkeypatch.setattr(sync, "FOLLOW_UP_FOR", 30.0)  # a loaded machine stops slower than 4 s
+    await asyncio.to_thread(slow_hub.create_users, [SLOW_STOPPER])
+    settings = build_settings(
+        slow_hub,
+        f"sqlite:///{tmp_path / 'unused.sqlite'}",
+        tmp_path,
+        HUBKEEPER_ACTIVE_SYNC_INTERVAL="60",
+    )
+    client = HubClient(settings.hub_api_url, settings.hub_api_token)
+    gateway = ServerGateway.from_settings(client, settings)
+    directory = UserDirectory(client, settings, routes=gateway)
+    try:
+        await asyncio.to_thread(slow_hub.start_server, SLOW_STOPPER)
+        await directory.full_sweep()
+        await directory.sync_by_routes(gateway)
+        assert directory.rows_for(SLOW_STOPPER)[0].status == "running"
+
+        response = await asyncio.to_thread(slow_hub.api, "DELETE", f"/users/{SLOW_STOPPER}/server")
+        assert response.status_code == 202  # the slow hub's grace is zero: still stopping
+        hub_done: float | None = None
+        while True:
+            await directory.sync_by_routes(gateway)
+            status = directory.rows_for(SLOW_STOPPER)[0].status
+            if status == "stopped":
+                break
+            model = await asyncio.to_thread(slow_hub.server_model, SLOW_STOPPER)
+            if hub_done is None and not model:
+                hub_done = time.monotonic()
+            assert status in ("running", "stopping", "pending"), status
+            assert hub_done is None or time.monotonic() - hub_done < 3.0, (
+                "the hub had finished the stop 3 s ago and the directory still says " + status
+            )
+            await asyncio.sleep(0.2)
+        assert not directory._follow_ups  # done with: no more reads
+    finally:
+        await gateway.aclose()
+        await client.aclose()
+        await asyncio.to_thread(slow_hub.stop_server, SLOW_STOPPER)
