@@ -33,17 +33,20 @@ By = Annotated[Literal["group", "user"], Query(description="rows per group or pe
 When = Annotated[str | None, Query()]  # described by web/openapi.py COMMON_PARAMS
 
 
-def parse_timeout(raw: str) -> int:
+def parse_timeout(raw: str, name: str = "timeout_s") -> int:
     """Whole seconds from "1800" or "30m" (app/kit/durations.py), between one bucket (5 min)
-    and 30 days. Raises BadInput (422 `invalid_parameter`) naming `timeout_s`."""
+    and 30 days. Raises BadInput (422 `invalid_parameter`) naming the value `name` (the
+    API's parameter; the page passes its field's label)."""
     try:
         seconds = parse_duration(raw)
     except ValueError as exc:
-        raise BadInput(f"timeout_s: {exc}") from None
+        raise BadInput(f"{name}: {exc}") from None
     if not backtest.MIN_TIMEOUT <= seconds <= backtest.MAX_TIMEOUT:
+        # a number far past the limit reads better as typed than as "1157407 d 9 h ..."
+        given = short(seconds) if seconds <= 365 * 86400 else repr(raw.strip())
         raise BadInput(
-            f"timeout_s must be between {short(backtest.MIN_TIMEOUT)} and "
-            f"{short(backtest.MAX_TIMEOUT)}, not {short(seconds)}"
+            f"{name} must be between {short(backtest.MIN_TIMEOUT)} and "
+            f"{short(backtest.MAX_TIMEOUT)}, not {given}"
         )
     return seconds
 

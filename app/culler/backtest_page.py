@@ -60,7 +60,7 @@ async def backtest_view(
     if not raw:
         return view
     try:
-        timeout = parse_timeout(raw)
+        timeout = parse_timeout(raw, "The idle timeout")
         if source not in dict(SOURCES):
             raise BadInput("The activity source must be hub or kernels")
         if by not in dict(BYS):

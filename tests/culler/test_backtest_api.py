@@ -261,3 +261,20 @@ def test_a_running_servers_activity_is_recorded_in_buckets(make_settings, hub):
             assert bucket_of(when) * BUCKET > 0
         finally:
             hub.stop_server(user)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name", "says"),
+    [
+        ("99999999999", "timeout_s", "timeout_s must be between 5 min and 30 d, not '99999999999'"),
+        ("60d", "timeout_s", "timeout_s must be between 5 min and 30 d, not 60 d"),
+        ("soon", "The idle timeout", "The idle timeout: 'soon' is not a duration"),
+    ],
+)
+def test_a_bad_timeout_is_named_as_its_reader_knows_it(raw, name, says):
+    from hubkeeper.culler.backtest_api import parse_timeout
+    from hubkeeper.kit.window import BadInput
+
+    with pytest.raises(BadInput) as caught:
+        parse_timeout(raw, name)
+    assert caught.value.detail.startswith(says)
