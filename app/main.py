@@ -251,9 +251,20 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 # quota.warning / quota.exceeded, once per user, month and level
                 Loop(QUOTA_WATCH, quota_watch.run, runs="leader"),
                 # memory and CPU of running servers: one replica samples, the others
-                # load its figures (resources/sampler.py); 0 = off
+                # load its figures (resources/sampler.py); 0 = off. Under the kernel
+                # culler's lock: both read every running server with a token the replica
+                # mints and keeps in memory, so on two replicas they would mint each server's
+                # token twice (load on the hub must not grow with replicas, issue #14)
                 *(
-                    [Loop(RESOURCES, sampler.lead, runs="leader", otherwise=sampler.follow)]
+                    [
+                        Loop(
+                            RESOURCES,
+                            sampler.lead,
+                            runs="leader",
+                            otherwise=sampler.follow,
+                            lock=KERNEL_CULLER,
+                        )
+                    ]
                     if settings.resources_interval > 0
                     else []
                 ),

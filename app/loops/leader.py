@@ -57,6 +57,8 @@ class Leader:
         self.interval = interval
         self.postgres = engine.dialect.name == "postgresql"
         self._held: dict[str, bool] = {}
+        # a loop led under another loop's lock (`run_as_leader(lock=...)`): name -> lock name
+        self._lock_of: dict[str, str] = {}
         self._conn: Connection | None = None
         self._db_lock = threading.Lock()  # the dedicated connection serves one call at a time
         self._sqlite_lock: IO[bytes] | None = None
@@ -116,8 +118,11 @@ class Leader:
                 if self._held.get(name):
                     self._conn.execute(text("SELECT 1"))
                     return True
+                # Session-level advisory locks are re-entrant: two loops of this replica
+                # under one lock both hold it; another replica holds neither.
+                key = lock_key(self._lock_of.get(name, name))
                 got = self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(name)}
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
                 ).scalar()
                 return bool(got)
             except Exception as exc:
@@ -155,9 +160,11 @@ class Leader:
         loop_factory: Callable[[], Awaitable[Any]],
         interval: float | None = None,
         otherwise: Callable[[], Awaitable[Any]] | None = None,
+        lock: str | None = None,
     ) -> None:
         """Run `loop_factory()` while this replica leads `name`, and `otherwise()` (if given)
-        while another replica does; never returns.
+        while another replica does; never returns. `lock`: lead under that loop's lock
+        instead of one of its own, so both loops run on the same replica.
 
         Checked every `interval` seconds (default: the leader interval). Leadership lost or
         won → the running task is cancelled and the other one started; a task ending on its
@@ -165,6 +172,8 @@ class Leader:
         """
         every = interval or self.interval
         self._held.setdefault(name, False)
+        if lock is not None:
+            self._lock_of[name] = lock
         task: asyncio.Task[Any] | None = None
         task_leads = False
         try:

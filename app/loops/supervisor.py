@@ -31,6 +31,7 @@ class Leads(Protocol):
         loop_factory: Callable[[], Awaitable[Any]],
         interval: float | None = None,
         otherwise: Callable[[], Awaitable[Any]] | None = None,
+        lock: str | None = None,
     ) -> Coroutine[Any, Any, None]: ...
 
 
@@ -42,14 +43,16 @@ class Loop:
     (pausing with `hubkeeper.loops.retry.retry_pause`). `runs="leader"`: only on the replica
     that leads `name`; it is cancelled when leadership is lost and started again when won.
     `otherwise` (leader loops only): what the replica runs while another one leads (the
-    directory: read what the leader saw). `name` is also the metrics label `loop` of
-    `hubkeeper_leader`.
+    directory: read what the leader saw). `lock` (leader loops only): lead under the lock of
+    the loop so named, so the two always run on the same replica. `name` is also the metrics
+    label `loop` of `hubkeeper_leader`.
     """
 
     name: str
     run: Callable[[], Awaitable[Any]]
     runs: Runs = "every_replica"
     otherwise: Callable[[], Awaitable[Any]] | None = None
+    lock: str | None = None
 
 
 class Supervisor:
@@ -74,7 +77,9 @@ class Supervisor:
             raise RuntimeError("the loops are already running")
         for loop in self.loops:
             coro = (
-                self.leader.run_as_leader(loop.name, loop.run, otherwise=loop.otherwise)
+                self.leader.run_as_leader(
+                    loop.name, loop.run, otherwise=loop.otherwise, lock=loop.lock
+                )
                 if loop.runs == "leader"
                 else _run(loop.run)
             )

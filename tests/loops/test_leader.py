@@ -4,6 +4,7 @@ when a second process shares the file."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import psycopg
@@ -64,6 +65,52 @@ async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
         assert set(ran) == {"b"}, "a's loop must have stopped when it lost the lock"
     finally:
         for task in (task_a, task_b):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await a.close()
+        await b.close()
+        for engine in engines:
+            engine.dispose()
+
+
+async def test_a_loop_under_another_loop_s_lock_runs_on_that_loop_s_replica(db_url):
+    """The resource sampler leads under the kernel culler's lock (both mint server tokens,
+    kept per replica): whichever replica takes the lock first runs both, never one each."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("advisory locks: PostgreSQL only")
+    engines = [create_db_engine(db_url), create_db_engine(db_url)]
+    a = Leader(engines[0], replica="a", interval=0.2)
+    b = Leader(engines[1], replica="b", interval=0.2)
+    ran: list[str] = []
+
+    async def loop(tag: str) -> None:
+        while True:
+            ran.append(tag)
+            await asyncio.sleep(0.05)
+
+    tasks = [asyncio.create_task(a.run_as_leader("ops-test-kernels", lambda: loop("a-k"), 0.2))]
+    try:
+        await wait_for_async(lambda: a.is_leader("ops-test-kernels"), 10, "a to lead", 0.05)
+        # b asks for the sampler first, alone for a while: a lock of the sampler's own would
+        # be free, the shared one is not
+        for leader, tag in ((b, "b-s"), (a, "a-s")):
+            tasks.append(
+                asyncio.create_task(
+                    leader.run_as_leader(
+                        "ops-test-sampler",
+                        functools.partial(loop, tag),
+                        0.2,
+                        lock="ops-test-kernels",
+                    )
+                )
+            )
+            await asyncio.sleep(0.6)
+        await wait_for_async(lambda: a.is_leader("ops-test-sampler"), 10, "a to sample", 0.05)
+        await asyncio.sleep(0.6)
+        assert not b.is_leader("ops-test-sampler") and not b.is_leader("ops-test-kernels")
+        assert "b-s" not in ran and {"a-k", "a-s"} <= set(ran)
+    finally:
+        for task in tasks:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await a.close()
