@@ -661,6 +661,7 @@ async def kernels_pass(
     running: Callable[[], Awaitable[list[HubUser] | None]] | None = None,
     activity: ActivityRecorder | None = None,
     seen: KernelsSeen | None = None,
+    token_wait: float = TOKEN_WAIT,
 ) -> PassResult:
     """One pass over the kernels of every ready server, through the server gateway (direct to
     the server, never counted as activity). A server whose API fails is skipped and noted in
@@ -673,7 +674,9 @@ async def kernels_pass(
     (culler/quiet.py says when that is safe). `running`: where to list the users with
     running servers instead of walking the hub (the directory's copy; None from it = ask the
     hub). `activity`: where the kernels' activity is noted for the backtest
-    (culler/activity.py). Never raises for one server's failure."""
+    (culler/activity.py). `token_wait`: seconds the pass waits in all for servers' tokens
+    being minted (the others are counted in `waiting_for_token`, left to the next pass).
+    Never raises for one server's failure."""
     started = utcnow()
     clock = time.monotonic()
     now = now or started
@@ -745,7 +748,7 @@ async def kernels_pass(
             # meanwhile. A mint of thousands takes minutes (paced): a pass waits at most
             # TOKEN_WAIT s in all, so it never holds the culler (and the server pass) that
             # long nor decides on stale exemptions; the rest are read by the next passes.
-            left = TOKEN_WAIT - (time.monotonic() - clock)
+            left = token_wait - (time.monotonic() - clock)
             try:
                 await asyncio.wait_for(tokens.ready(key), max(left, 0.0))
             except TimeoutError:

@@ -24,6 +24,7 @@ from hubkeeper.culler.kernels_seen import KernelsSeen
 from hubkeeper.culler.notices import own_page_url
 from hubkeeper.culler.passes import (
     CULLER,
+    TOKEN_WAIT,
     KernelGateway,
     PassResult,
     Progress,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WITHIN_MAX = 30 * 86400  # a preview looks at most 30 days ahead
+PREVIEW_TOKEN_WAIT = 10.0  # s a preview (a request someone waits on) waits for tokens
 LOOP_RETRY_S = 30.0  # after a pass that failed unexpectedly (the database down, say)
 SETTINGS_POLL_S = 5.0  # how often a waiting loop reads its settings again
 
@@ -226,10 +228,12 @@ class Culler:
         dry_run: bool = False,
         progress: Progress | None = None,
         skip_quiet: bool = False,
+        token_wait: float = TOKEN_WAIT,
     ) -> PassResult:
         """`passes.kernels_pass` (not under the lock: callers that must not overlap take it).
         `skip_quiet`: leave alone the servers where nothing could have changed since this
-        culler last looked (the periodic pass; culler/quiet.py)."""
+        culler last looked (the periodic pass; culler/quiet.py). `token_wait`: seconds to
+        wait for tokens being minted (passes.TOKEN_WAIT)."""
         return await kernels_pass(
             cfg,
             hub=self.hub,
@@ -244,6 +248,7 @@ class Culler:
             seen=self.kernels_seen,
             running=self._running_from_directory if skip_quiet else None,
             activity=self.activity,
+            token_wait=token_wait,
         )
 
     async def _running_from_directory(self) -> list[HubUser] | None:
@@ -305,7 +310,11 @@ class Culler:
             kept.extend(servers.kept)
         if not kernels:  # the page's default: asking every running server takes a while
             return servers.planned, servers.error_items()
-        found = await self.kernels_pass(cfg, now=at, users=users, dry_run=True)
+        # someone waits on this answer: servers whose token is still being minted after
+        # PREVIEW_TOKEN_WAIT are named as not checked rather than held for the pass's minute
+        found = await self.kernels_pass(
+            cfg, now=at, users=users, dry_run=True, token_wait=PREVIEW_TOKEN_WAIT
+        )
         errors = [*servers.error_items(), *found.error_items()]
         if found.error:
             errors.append({"user": "", "server": "", "error": found.error})

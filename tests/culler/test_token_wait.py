@@ -47,8 +47,7 @@ class Gateway:
         raise AssertionError("nothing to cull")
 
 
-async def test_a_pass_leaves_servers_whose_token_has_not_come_to_the_next(db_url, monkeypatch):
-    monkeypatch.setattr(passes, "TOKEN_WAIT", 0.2)
+async def test_a_pass_leaves_servers_whose_token_has_not_come_to_the_next(db_url):
     engine = prepared(db_url)
     server = HubServer(name="", ready=True, started=T0, last_activity=T0)
     users = [HubUser(name=name, servers={"": server}) for name in ("ann", "bob")]
@@ -66,6 +65,7 @@ async def test_a_pass_leaves_servers_whose_token_has_not_come_to_the_next(db_url
                 gateway=gateway,
                 running=running,
                 now=T0,
+                token_wait=0.2,  # TOKEN_WAIT (60 s) for the periodic pass, 10 s for a preview
             ),
             10,
         )
