@@ -73,7 +73,9 @@ WARM_UP = 20.0  # s before each window (default): companions sync, sweep and run
 # 90 s: beyond the resource sampler's 60-s interval (its first pass mints in more than one go;
 # 15 s let a 5,000-server window begin mid-burst)
 MINTS_QUIET = 90.0
-MAX_SETTLE = 1200.0
+# A start mints every running server's token (the kernel pass and the resource sampler need
+# them all), paced: ~30 minutes at 5,000 servers; 1,200 s let that window begin mid-mint.
+MAX_SETTLE = 2700.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Hub CPU points (% of a core) a companion must add before a ratio of two of them means
 # anything: the hub alone varies by about this much from window to window on a shared machine.
@@ -167,6 +169,7 @@ class Window:
     sweep_pages: list[float] = field(default_factory=list)  # ms each, from the warm-up
     warm_mints: list[float] = field(default_factory=list)  # token requests in the warm-up, ms
     warm_s: float = 0.0  # s the companion ran before the window
+    settled: bool = True  # with --settle: False when the start's mints had not stopped
     log_from: int = 0  # the hub log's size when the window began
     companion_cpu: list[float] = field(default_factory=list)  # % of a core, each process
     postgres_cpu: float | None = None  # % of a core, the backends serving Hubkeeper's db
@@ -521,8 +524,9 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
                     companion.start()
                 try:
                     warmed = time.monotonic()
+                    settled = True
                     if is_hubkeeper and args.settle:
-                        settle(hub, warm_from, args.warm_up)
+                        _, settled = settle(hub, warm_from, args.warm_up)
                     else:
                         time.sleep(args.warm_up if companion else 2.0)
                     warmed = time.monotonic() - warmed
@@ -539,6 +543,7 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
                     if companion:
                         companion.stop()
                 window.warm_s = warmed
+                window.settled = settled
                 if is_hubkeeper:
                     window.sweep_pages = sweep_pages(hub, warm_from, window.log_from)
                     window.warm_mints = warm_mints(hub, warm_from, window.log_from)
@@ -588,9 +593,10 @@ def sweep_pages(hub: LocalHub, since: int, until: int) -> list[float]:
     return found
 
 
-def settle(hub: LocalHub, since: int, least: float) -> float:
+def settle(hub: LocalHub, since: int, least: float) -> tuple[float, bool]:
     """Wait at least `least` s, then until the hub has logged no server-token request for
-    MINTS_QUIET s (at most MAX_SETTLE s in all); returns the seconds waited."""
+    MINTS_QUIET s (at most MAX_SETTLE s in all); returns the seconds waited, and whether the
+    mints stopped (False: MAX_SETTLE ran out with them still going)."""
     began = time.monotonic()
     last_mint = began
     offset = since
@@ -604,8 +610,10 @@ def settle(hub: LocalHub, since: int, least: float) -> float:
         if b"/hubkeeper/server-tokens" in whole:
             last_mint = time.monotonic()
         now = time.monotonic()
-        if now - began >= MAX_SETTLE or (now - began >= least and now - last_mint >= MINTS_QUIET):
-            return now - began
+        if now - began >= least and now - last_mint >= MINTS_QUIET:
+            return now - began, True
+        if now - began >= MAX_SETTLE:
+            return now - began, False
 
 
 def warm_mints(hub: LocalHub, since: int, until: int) -> list[float]:
@@ -623,6 +631,17 @@ def warm_mints(hub: LocalHub, since: int, until: int) -> list[float]:
     return found
 
 
+def when_window_began(runs: list[Window], args: argparse.Namespace) -> str:
+    if not args.settle:
+        return "at the warm-up end"
+    if all(r.settled for r in runs):
+        return "once the mints had stopped"
+    return (
+        f"**the mints had not stopped after {MAX_SETTLE:.0f} s: this window holds a start's "
+        "mints, not the steady state**"
+    )
+
+
 def mint_cost(w: Window, args: argparse.Namespace) -> str:
     """The start's token burst: in the warm-up, and what of it reached the window."""
     kind = "POST /hubkeeper/server-tokens"
@@ -631,7 +650,7 @@ def mint_cost(w: Window, args: argparse.Namespace) -> str:
         f"- Server tokens at a Hubkeeper start (one for each running server, 5 a request, "
         f"paced to about 3 % of the hub's time): before the window, which began "
         f"{statistics.median(r.warm_s for r in runs):.0f} s after the start "
-        f"({'once the mints had stopped' if args.settle else 'at the warm-up end'}), "
+        f"({when_window_began(runs, args)}), "
         f"{len(w.warm_mints) / len(runs):.0f} requests, "
         f"{sum(w.warm_mints) / len(runs) / 1000:.1f} s of hub time, per start; in the "
         f"window {w.requests[kind] / len(runs):.0f} requests, "
