@@ -484,3 +484,15 @@ def test_a_list_asked_before_the_first_sweep_is_empty_not_an_error():
     for sort in ("name", "-name", "last_activity", "-started"):
         assert fresh.query_rows(sort=sort) == ([], 0)
         assert fresh.query_users(sort=sort)[1] == 0
+
+
+def test_the_reconciliation_comes_less_often_as_its_walk_grows():
+    """HUBKEEPER_RECONCILE_INTERVAL on a small hub; on a big one 10 s per page of the walk,
+    so the walk's share of the hub's time stays under ~1 % (directory/sync.py)."""
+    d = offline_directory()
+    for i in range(250):
+        d.upsert(user(f"u{i}", running()))
+    assert d.reconcile_every() == 300.0  # 3 pages: the setting
+    for i in range(250, 5000):
+        d.upsert(user(f"u{i}", running()))
+    assert d.reconcile_every() == 500.0  # 50 pages of 100
