@@ -75,4 +75,6 @@ def test_a_manager_runs_a_backtest_on_a_phone(page, hub, hubkeeper_server):
     # a bad timeout is said next to the form, nothing else happens
     section.get_by_label("Idle timeout").fill("soon")
     section.get_by_role("button", name="Run backtest").click()
-    expect(page.locator("#backtest-error")).to_contain_text("The idle timeout: 'soon' is not a duration")
+    expect(page.locator("#backtest-error")).to_contain_text(
+        "The idle timeout: 'soon' is not a duration"
+    )
