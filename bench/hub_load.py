@@ -526,7 +526,7 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
                     warmed = time.monotonic()
                     settled = True
                     if is_hubkeeper and args.settle:
-                        _, settled = settle(hub, warm_from, args.warm_up)
+                        _, settled = settle(hub, warm_from, args.warm_up, n)
                     else:
                         time.sleep(args.warm_up if companion else 2.0)
                     warmed = time.monotonic() - warmed
@@ -593,12 +593,15 @@ def sweep_pages(hub: LocalHub, since: int, until: int) -> list[float]:
     return found
 
 
-def settle(hub: LocalHub, since: int, least: float) -> tuple[float, bool]:
-    """Wait at least `least` s, then until the hub has logged no server-token request for
-    MINTS_QUIET s (at most MAX_SETTLE s in all); returns the seconds waited, and whether the
-    mints stopped (False: MAX_SETTLE ran out with them still going)."""
+def settle(hub: LocalHub, since: int, least: float, servers: int) -> tuple[float, bool]:
+    """Wait at least `least` s, then until the start's mints are over: the hub has logged no
+    server-token request for MINTS_QUIET s, or (renewals begin ~14 minutes after the first
+    mints and then never leave such a gap) it has logged one request for every 5 running
+    servers and MINTS_QUIET s more have passed. At most MAX_SETTLE s in all; returns the
+    seconds waited, and whether the mints stopped (False: MAX_SETTLE ran out first)."""
     began = time.monotonic()
     last_mint = began
+    minted, all_minted_at = 0, None
     offset = since
     while True:
         time.sleep(1.0)
@@ -609,8 +612,13 @@ def settle(hub: LocalHub, since: int, least: float) -> tuple[float, bool]:
         offset += len(whole)
         if b"/hubkeeper/server-tokens" in whole:
             last_mint = time.monotonic()
+            minted += whole.count(b"/hubkeeper/server-tokens")
+            if all_minted_at is None and minted >= servers / 5:
+                all_minted_at = last_mint
         now = time.monotonic()
         if now - began >= least and now - last_mint >= MINTS_QUIET:
+            return now - began, True
+        if all_minted_at is not None and now - all_minted_at >= MINTS_QUIET:
             return now - began, True
         if now - began >= MAX_SETTLE:
             return now - began, False
