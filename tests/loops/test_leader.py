@@ -4,8 +4,8 @@ when a second process shares the file."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -22,21 +22,36 @@ def test_lock_keys_are_stable_signed_64_bit():
     assert -(2**63) <= lock_key("culler") < 2**63
 
 
-async def _runs(leader: Leader, name: str, ran: list[str], tag: str) -> asyncio.Task[None]:
+async def _runs(
+    leader: Leader, name: str, ran: list[str], tag: str, lock: str | None = None
+) -> asyncio.Task[None]:
     async def loop() -> None:
         while True:
             ran.append(tag)
             await asyncio.sleep(0.05)
 
-    return asyncio.create_task(leader.run_as_leader(name, loop, interval=0.2))
+    return asyncio.create_task(leader.run_as_leader(name, loop, interval=0.2, lock=lock))
 
 
-async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
+@pytest.fixture
+async def two_leaders(db_url) -> AsyncIterator[tuple[Leader, Leader]]:
+    """Replicas a and b on one PostgreSQL database (each its own engine), closed after."""
     if not db_url.startswith("postgresql"):
         pytest.skip("advisory locks: PostgreSQL only")
     engines = [create_db_engine(db_url), create_db_engine(db_url)]
     a = Leader(engines[0], replica="a", interval=0.2)
     b = Leader(engines[1], replica="b", interval=0.2)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+        for engine in engines:
+            engine.dispose()
+
+
+async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url, two_leaders):
+    a, b = two_leaders
     ran: list[str] = []
     task_a = await _runs(a, "ops-test-loop", ran, "a")
     await wait_for_async(lambda: a.is_leader("ops-test-loop"), 10, "a to lead", 0.05)
@@ -67,43 +82,20 @@ async def test_one_of_two_leads_on_postgres_and_the_other_takes_over(db_url):
         for task in (task_a, task_b):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await a.close()
-        await b.close()
-        for engine in engines:
-            engine.dispose()
 
 
-async def test_a_loop_under_another_loop_s_lock_runs_on_that_loop_s_replica(db_url):
+async def test_a_loop_under_another_loop_s_lock_runs_on_that_loop_s_replica(two_leaders):
     """The resource sampler leads under the kernel culler's lock (both mint server tokens,
     kept per replica): whichever replica takes the lock first runs both, never one each."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("advisory locks: PostgreSQL only")
-    engines = [create_db_engine(db_url), create_db_engine(db_url)]
-    a = Leader(engines[0], replica="a", interval=0.2)
-    b = Leader(engines[1], replica="b", interval=0.2)
+    a, b = two_leaders
     ran: list[str] = []
-
-    async def loop(tag: str) -> None:
-        while True:
-            ran.append(tag)
-            await asyncio.sleep(0.05)
-
-    tasks = [asyncio.create_task(a.run_as_leader("ops-test-kernels", lambda: loop("a-k"), 0.2))]
+    tasks = [await _runs(a, "ops-test-kernels", ran, "a-k")]
     try:
         await wait_for_async(lambda: a.is_leader("ops-test-kernels"), 10, "a to lead", 0.05)
         # b asks for the sampler first, alone for a while: a lock of the sampler's own would
         # be free, the shared one is not
         for leader, tag in ((b, "b-s"), (a, "a-s")):
-            tasks.append(
-                asyncio.create_task(
-                    leader.run_as_leader(
-                        "ops-test-sampler",
-                        functools.partial(loop, tag),
-                        0.2,
-                        lock="ops-test-kernels",
-                    )
-                )
-            )
+            tasks.append(await _runs(leader, "ops-test-sampler", ran, tag, lock="ops-test-kernels"))
             await asyncio.sleep(0.6)
         await wait_for_async(lambda: a.is_leader("ops-test-sampler"), 10, "a to sample", 0.05)
         await asyncio.sleep(0.6)
@@ -113,10 +105,6 @@ async def test_a_loop_under_another_loop_s_lock_runs_on_that_loop_s_replica(db_u
         for task in tasks:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await a.close()
-        await b.close()
-        for engine in engines:
-            engine.dispose()
 
 
 async def test_sqlite_always_leads_and_warns_about_a_second_process(tmp_path, caplog):
