@@ -47,22 +47,23 @@ MAX_BACKOFF = 30.0
 RECENT_EVERY = 10.0
 RECENT_PAGE = 20  # users in that page: those who just clicked Start are at its top
 # The reconciliation (`state=active` every HUBKEEPER_RECONCILE_INTERVAL with the routes as the
-# change signal) reads in pages of RECONCILE_PAGE users with RECONCILE_PAUSE s between them,
-# in a task of its own beside the routes watch. Why that is safe: the hub answers a page on
-# its one thread, so a page of 100 running users (about 20-40 ms measured at 1,000 servers)
-# is the longest any other request waits behind it, and the pause keeps the walk under a
-# tenth of the hub's time; the routes watch goes on every second meanwhile, so starts and
-# stops still show within 3 s however long the walk takes (10 s at 1,000 running servers,
-# 50 s at 5,000). What the walk is for (pending spawns started by another API client,
-# servers without a route) is not time-critical; a user who stops mid-walk shifts the pages,
-# and the users so missed are caught by the routes or by the next walk.
-RECONCILE_PAGE = 100
-RECONCILE_PAUSE = 0.5
+# change signal) reads in pages of RECONCILE_PAGE users, each page in its turn of the share of
+# the hub's time all background requests share (hub/pace.py), in a task of its own beside the
+# routes watch. Why that is safe: the hub answers a page on its one thread, so a page of 50
+# running users (20-50 ms measured at 1,000-5,000 servers) is the longest any other request
+# waits behind it, and the pace keeps the walk with the mints and sweeps at a few per cent of
+# the hub's time; the routes watch goes on every second meanwhile, so starts and stops still
+# show within 3 s however long the walk takes (under a minute at 1,000 running servers).
+# What the walk is for (pending spawns started by another API client, servers without a
+# route) is not time-critical; a user who stops mid-walk shifts the pages, and the users so
+# missed are caught by the routes or by the next walk.
+RECONCILE_PAGE = 50
 # The walk's cost grows with the running servers (a page of 100 took 50-100 ms of the hub's
 # thread at 5,000 running, 2 % of its time at a 300-s interval); the interval grows with it,
-# RECONCILE_GAP_PER_PAGE s per page of the walk, so the walk stays under ~1 % of the hub's time
-# (at 5,000 running: 50 pages, every 500 s). Below 3,000 running, the setting rules.
-RECONCILE_GAP_PER_PAGE = 10.0
+# RECONCILE_GAP_PER_PAGE s per page of the walk, so the walk alone stays under ~1 % of the
+# hub's time (at 5,000 running: 100 pages, every 500 s). Below 3,000 running, the setting
+# rules.
+RECONCILE_GAP_PER_PAGE = 5.0
 # The hub moves a route before it clears the spawn's or stop's pending flag (handlers/base.py:
 # `finish_user_spawn` adds the route, then the spawn future's callback clears
 # `_spawn_pending`; `stop_single_user` deletes the route, then stops the server, then clears
@@ -141,13 +142,17 @@ class DirectorySync:
         read_at = getattr(self, "_active_read_at", None)
         return None if read_at is None else time.monotonic() - read_at
 
-    async def refresh_active(self, *, page_size: int = SWEEP_PAGE, pause: float = 0.0) -> None:
-        """Pull `state=active` now (pages of `page_size`, `pause` s between them); re-read
-        users we thought active that left that list."""
+    async def refresh_active(self, *, page_size: int = SWEEP_PAGE, paced: bool = False) -> None:
+        """Pull `state=active` now (pages of `page_size`; `paced`: each in its turn of the
+        hub's time background work shares, `hub.pace`); re-read users we thought active that
+        left that list."""
         self._active_read_at = time.monotonic()
         pages: list[UserPage] = []
         async for page, _total in self.hub.iter_user_pages(
-            state="active", include_stopped_servers=True, page_size=page_size, pause=pause
+            state="active",
+            include_stopped_servers=True,
+            page_size=page_size,
+            pace=self.hub.pace if paced else None,
         ):
             pages.append(page)
         seen: set[str] = set()
@@ -161,15 +166,15 @@ class DirectorySync:
 
     async def sync_active(self, *, paced: bool = False) -> None:
         """One active pass: newest users, recently active users, then the active list
-        (`paced`: in RECONCILE_PAGE pages with RECONCILE_PAUSE between, the reconciliation's
-        way)."""
+        (`paced`: in RECONCILE_PAGE pages, each in its turn of `hub.pace`, the
+        reconciliation's way)."""
         newest, total = await self.hub.user_page(sort="-id", limit=CHEAP_PAGE)
         recent, _ = await self.hub.user_page(sort="-last_activity", limit=CHEAP_PAGE)
         for page in (newest, recent):
             for user in page:
                 self.upsert(user, fetched_at=page.fetched_at)
         if paced:
-            await self.refresh_active(page_size=RECONCILE_PAGE, pause=RECONCILE_PAUSE)
+            await self.refresh_active(page_size=RECONCILE_PAGE, paced=True)
         else:
             await self.refresh_active()
         if self.ready and total != len(self._users):
@@ -333,10 +338,12 @@ class DirectorySync:
         self._touched = set()
         began = time.monotonic()
         try:
-            # A walk of every user is bulk work: it must not hold up sign-ins or pages.
+            # A walk of every user is bulk work: it must not hold up sign-ins or pages. After
+            # the first (the console's list waits for it) it is background work, paced.
             async for page, total in self.hub.bulk.iter_user_pages(
                 page_size=SWEEP_PAGE,
                 pause=self.settings.full_sync_page_pause,
+                pace=self.hub.pace if self.ready else None,
                 include_stopped_servers=True,
             ):
                 for user in page:

@@ -25,6 +25,7 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubBusy, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
+from hubkeeper.hub.pace import HubPace, paced
 from hubkeeper.kit.clock import parse_iso
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ class HubClient:
             follow_redirects=False,
             limits=pool,
         )
+        # Background work (mints, the reconciliation walk, sweeps) shares one slice of the
+        # hub's time: every view of this client holds the same pace.
+        self.pace = HubPace()
         self.is_bulk = False
         # The bulk view: this client with the other semaphore (it shares the connections).
         self.bulk: HubClient = copy.copy(self)
@@ -339,8 +343,10 @@ class HubClient:
         include_stopped_servers: bool = True,
         page_size: int = 200,
         pause: float = 0.0,
+        pace: HubPace | None = None,
     ) -> AsyncIterator[tuple[UserPage, int]]:
-        """Yield (users, total) page by page, following `_pagination.next` to the end."""
+        """Yield (users, total) page by page, following `_pagination.next` to the end;
+        `pause` s between pages at least, each page in its turn of `pace` (background work)."""
         params: dict[str, Any] = {"offset": 0, "limit": page_size}
         if state:
             params["state"] = state
@@ -356,9 +362,10 @@ class HubClient:
                 await asyncio.sleep(pause)
             first = False
             sent = time.monotonic()
-            response = await self._api(
-                "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
-            )
+            async with paced(pace):
+                response = await self._api(
+                    "GET", "/users", params=params, headers={"Accept": PAGINATION_ACCEPT}
+                )
             self._raise_for(response, "list users")
             body = response.json()
             if isinstance(body, list):  # a hub too old for pagination: one bare page

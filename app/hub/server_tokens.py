@@ -40,16 +40,14 @@ TOKEN_MARGIN = 300.0  # stop using a cached token this long (s) before it expire
 # token measured, bench/hub_load.py: it expands the owner's scopes and commits per token), so
 # a batch holds every other user's request for as long: small batches keep that wait short.
 BATCH = 5
-# Seconds between batches: at least BATCH_PAUSE, and at least BATCH_PACE times what the last
-# batch took, so mints never take more than 1 / (1 + BATCH_PACE) of the hub's time (about 3 %),
-# however slow the hub is at the moment. A user's call then rarely meets a mint: at 20 % (a
-# pace of 4) a 5,000-server start tripled users' p95 for minutes (bench/hub_load.py). The
-# price is time: 5,000 tokens take about 15 minutes. Nothing waits for all of them: a pass
+# Each batch waits for its turn of the hub's time that all background requests share
+# (hub/pace.py, about 3 %), and for BATCH_PAUSE s at least. A user's call then rarely meets a
+# mint: at 20 % a 5,000-server start tripled users' p95 for minutes (bench/hub_load.py). The
+# price is time: 5,000 tokens take about half an hour. Nothing waits for all of them: a pass
 # reads each server as soon as its own batch is in (`ready`), the resource sampler reads the
 # servers that have a token and mints the rest in the background, and tokens are renewed
 # while the old one still works (TOKEN_MARGIN).
 BATCH_PAUSE = 0.2
-BATCH_PACE = 30.0
 USABLE_FOR = 30.0  # s: a cached token with less life than this is not handed out
 # A server's first bulk-minted token is renewed after a random share (RENEW_SPREAD to 1) of
 # its life before TOKEN_MARGIN, later ones TOKEN_MARGIN s before they expire: the tokens of a
@@ -238,14 +236,14 @@ class ServerTokens:
         return 0 if task is None else await task
 
     def start_prefetch(self, servers: list[tuple[str, str]]) -> asyncio.Task[int] | None:
-        """Queue, for the one paced bulk mint (`_work`: requests of up to BATCH, BATCH_PACE),
-        the servers here whose token is missing or due and not queued yet: one hub request
-        per BATCH servers, not one per server, and never more than a few per cent of the
-        hub's time (at 5,000 servers about 15 minutes). Each is queued before this returns,
-        so `ready(key)` and `queued(key)` see it at once. Only with the hub plugin (else
-        tokens come one by one when used). Returns a task that ends when these servers'
-        batches are in (how many were minted; it never raises; cancelling it stops nothing
-        but the wait), or None when none was queued."""
+        """Queue, for the one paced bulk mint (`_work`: requests of up to BATCH, each in its
+        turn of `hub.pace`), the servers here whose token is missing or due and not queued
+        yet: one hub request per BATCH servers, not one per server, and never more than a few
+        per cent of the hub's time (at 5,000 servers about half an hour). Each is queued
+        before this returns, so `ready(key)` and `queued(key)` see it at once. Only with the
+        hub plugin (else tokens come one by one when used). Returns a task that ends when
+        these servers' batches are in (how many were minted; it never raises; cancelling it
+        stops nothing but the wait), or None when none was queued."""
         if self.known is not None and self.known.mode is not TokenMode.PLUGIN:
             return None
         missing = [key for key in self.missing(servers) if key not in self._pending]
@@ -278,9 +276,12 @@ class ServerTokens:
             self._in_flight = self._queue[:BATCH]
             del self._queue[:BATCH]
             batch = self.missing(self._in_flight)  # those minted one by one meanwhile: out
-            began = time.monotonic()
             try:
-                got = await self.hub.issue_server_tokens(batch) if batch else {}
+                if batch:
+                    async with self.hub.pace.turn():
+                        got = await self.hub.issue_server_tokens(batch)
+                else:
+                    got = {}
             except HubkeeperError as exc:
                 failures += 1
                 if failures > BATCH_RETRIES:
@@ -301,7 +302,7 @@ class ServerTokens:
             self._release(self._in_flight, minted=set(got))
             self._in_flight = []
             if batch and self._queue:
-                await asyncio.sleep(max(BATCH_PAUSE, BATCH_PACE * (now - began)))
+                await asyncio.sleep(BATCH_PAUSE)
         self._forget_expired(time.monotonic())
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:

@@ -115,8 +115,9 @@ async def test_the_reconciliation_walks_paced_beside_the_ticks(hub, watched):
     await asyncio.sleep(1.0)  # the hub's log lines reach the file
     asked = _hub_log_since(hub, offset)
     walked = [line for line in asked if "&state=" in line]
-    assert walked and all("limit=100" in line for line in walked), asked
+    assert walked and all("limit=50" in line for line in walked), asked
     assert directory.rows_for(USER)[0].status == "running" and directory.last_error is None
+    assert directory.hub.pace.requests >= len(walked)  # each page in its turn of the share
 
 
 class DownProxy:

@@ -1,0 +1,76 @@
+"""One share of the hub's time for all of Hubkeeper's background requests.
+
+The hub answers every request on its one thread, so a user's call that arrives while the hub
+answers one of ours waits for it. How often that happens is the share of the hub's time our
+requests take: below a few per cent a user's p95 does not move; above about 5 % it jumps
+(bench/hub_load.py at 5,000 servers: mints at 3 % plus the reconciliation walk at 2 % made
+it 7 times the hub alone's). Paced one by one, each kind of background work stayed within
+its own share, and together they did not: so they share one.
+
+Paced here: the bulk token mints (hub/server_tokens.py), the reconciliation's `state=active`
+walk and every full sweep after the first (directory/sync.py). Not paced: what someone waits
+for (a page, an action, a culler's read of the one user it decides about, a route change's
+re-read of its user), and the first sweep, without which the console has no list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+# Hubkeeper's background requests together take at most this share of the hub's time
+# (what jupyterhub-idle-culler's one `state=active` walk a pass takes at 5,000 running
+# servers, bench/hub_load.py), measured as the time each takes to be answered.
+BACKGROUND_SHARE = 0.03
+
+
+class HubPace:
+    """Runs background requests one at a time, and after one that took t seconds lets the
+    next start no sooner than t × (1 - share) / share seconds later: at most `share` of the
+    hub's time (wall-clock seconds, time.monotonic) goes to them, however slow the hub is at
+    the moment, since a slow answer waits longer before the next. One per app
+    (`HubClient.pace`), shared by every kind of background work."""
+
+    def __init__(
+        self,
+        share: float = BACKGROUND_SHARE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"a share of the hub's time is in (0, 1], not {share}")
+        self.share = share
+        self.clock = clock
+        self._lock = asyncio.Lock()  # first come, first served: no kind of work starves
+        self._free_at = 0.0
+        self.requests = 0  # paced requests made (benchmarks, tests)
+        self.busy = 0.0  # seconds they took
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for this request's turn, then time it (the body makes one request)."""
+        async with self._lock:
+            wait = self._free_at - self.clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            began = self.clock()
+            try:
+                yield
+            finally:
+                ended = self.clock()
+                took = ended - began
+                self.requests += 1
+                self.busy += took
+                self._free_at = ended + took * (1 - self.share) / self.share
+
+
+@contextlib.asynccontextmanager
+async def paced(pace: HubPace | None) -> AsyncIterator[None]:
+    """`pace.turn()`, or nothing when there is no pace (work someone waits for)."""
+    if pace is None:
+        yield
+        return
+    async with pace.turn():
+        yield

@@ -1,0 +1,59 @@
+"""The share of the hub's time background requests take (hub/pace.py): after a request that
+took t, the next waits t × (1 - share) / share, whoever makes it; one at a time, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from hubkeeper.hub.pace import HubPace
+
+TAKES = 0.01  # seconds one stand-in request takes
+
+
+async def _request(pace: HubPace, log: list[tuple[str, float, float]], who: str) -> None:
+    async with pace.turn():
+        began = time.monotonic()
+        await asyncio.sleep(TAKES)
+        log.append((who, began, time.monotonic()))
+
+
+async def test_requests_of_every_kind_share_one_pace():
+    pace = HubPace(share=0.2)  # each request then waits 4 × what the last took
+    log: list[tuple[str, float, float]] = []
+
+    async def work(who: str) -> None:
+        for _ in range(3):
+            await _request(pace, log, who)
+
+    await asyncio.gather(work("mints"), work("walk"), work("sweep"))
+    assert len(log) == 9 and pace.requests == 9
+    assert [who for who, *_ in log[:3]] == ["mints", "walk", "sweep"]  # first come, first served
+    for (_w0, _b0, ended), (_w1, began, _e1) in zip(log, log[1:], strict=False):
+        assert began - ended >= 4 * TAKES * 0.9  # never two at once, and the gap is kept
+    busy = sum(e - b for _w, b, e in log)
+    assert busy / (log[-1][2] - log[0][1]) < 0.2 * 1.2
+
+
+async def test_a_slow_answer_waits_longer_before_the_next():
+    clock = [0.0]
+    pace = HubPace(share=0.5, clock=lambda: clock[0])
+    async with pace.turn():
+        clock[0] += 2.0  # the hub took 2 s
+    assert pace._free_at == 4.0 and pace.busy == 2.0
+
+
+async def test_a_failed_request_counts_too():
+    pace = HubPace(share=0.5)
+    with pytest.raises(RuntimeError):
+        async with pace.turn():
+            raise RuntimeError("the hub answered 503")
+    assert pace.requests == 1
+
+
+def test_a_share_outside_zero_to_one_is_refused():
+    for share in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            HubPace(share=share)
