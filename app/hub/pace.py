@@ -24,13 +24,20 @@ from collections.abc import AsyncIterator, Callable
 # (what jupyterhub-idle-culler's one `state=active` walk a pass takes at 5,000 running
 # servers, bench/hub_load.py), measured as the time each takes to be answered.
 BACKGROUND_SHARE = 0.03
+# The longest gap (seconds) one answer can earn. The time a request takes includes any wait
+# behind the hub's own work: at 5,000 servers the hub's `update_last_activity` (every 300 s,
+# one query a route) holds its thread for ~10 s, and a mint caught behind it would otherwise
+# stop every kind of background work for over five minutes (bench/hub_load.py, 20e60b9:
+# mints stalled at a tenth of a start's). Up to answers of ~1 s the share holds; a hub slower
+# than that still gets at most one background request per MAX_GAP.
+MAX_GAP = 30.0
 
 
 class HubPace:
     """Runs background requests one at a time, and after one that took t seconds lets the
-    next start no sooner than t × (1 - share) / share seconds later: at most `share` of the
-    hub's time (wall-clock seconds, time.monotonic) goes to them, however slow the hub is at
-    the moment, since a slow answer waits longer before the next. One per app
+    next start no sooner than t × (1 - share) / share seconds later (at most MAX_GAP): at
+    most `share` of the hub's time (wall-clock seconds, time.monotonic) goes to them, since a
+    slow answer waits longer before the next. One per app
     (`HubClient.pace`), shared by every kind of background work."""
 
     def __init__(
@@ -63,7 +70,7 @@ class HubPace:
                 took = ended - began
                 self.requests += 1
                 self.busy += took
-                self._free_at = ended + took * (1 - self.share) / self.share
+                self._free_at = ended + min(took * (1 - self.share) / self.share, MAX_GAP)
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubkeeper.hub.pace import HubPace
+from hubkeeper.hub.pace import MAX_GAP, HubPace
 
 TAKES = 0.01  # seconds one stand-in request takes
 
@@ -43,6 +43,16 @@ async def test_a_slow_answer_waits_longer_before_the_next():
     async with pace.turn():
         clock[0] += 2.0  # the hub took 2 s
     assert pace._free_at == 4.0 and pace.busy == 2.0
+
+
+async def test_an_answer_held_up_by_the_hub_s_own_work_stalls_nobody_for_long():
+    """A request caught behind the hub's own 10-s update_last_activity took 10 s, not the
+    hub's 10 s for us: the next still comes within MAX_GAP."""
+    clock = [0.0]
+    pace = HubPace(share=0.03, clock=lambda: clock[0])
+    async with pace.turn():
+        clock[0] += 10.0
+    assert pace._free_at == 10.0 + MAX_GAP
 
 
 async def test_a_failed_request_counts_too():
