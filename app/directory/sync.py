@@ -334,7 +334,8 @@ class DirectorySync:
         self.upsert(user.model_copy(update=update), fetched_at=self._fetched.get(name))
 
     async def full_sweep(self) -> None:
-        """Walk every user (paced); drop the users the hub no longer has."""
+        """Walk every user (`full_sync_page_pause` between pages; after the first sweep each
+        page also waits its turn of `hub.pace`); drop the users the hub no longer has."""
         self._touched = set()
         began = time.monotonic()
         try:

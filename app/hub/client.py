@@ -25,7 +25,7 @@ import httpx
 
 from hubkeeper.errors import BadRequest, Conflict, HubBusy, HubError, HubUnavailable, NotFound
 from hubkeeper.hub.models import HubIdentity, HubUser, ProgressEvent
-from hubkeeper.hub.pace import HubPace, paced
+from hubkeeper.hub.pace import HubPace, note_request, paced
 from hubkeeper.kit.clock import parse_iso
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,10 @@ class HubClient:
                     outcome = "ok"
                 return response
             finally:
+                took = time.perf_counter() - began
+                note_request(took)  # background work's turn, if this is one (hub/pace.py)
                 if self._on_request is not None:
-                    self._on_request(time.perf_counter() - began, outcome)
+                    self._on_request(took, outcome)
 
     async def _request(
         self,

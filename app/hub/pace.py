@@ -19,26 +19,50 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 # Hubkeeper's background requests together take at most this share of the hub's time
 # (what jupyterhub-idle-culler's one `state=active` walk a pass takes at 5,000 running
-# servers, bench/hub_load.py), measured as the time each takes to be answered.
+# servers, bench/hub_load.py), measured as the time each HTTP request takes to be answered
+# (`HubClient._send` reports it): not any wait for a free request slot or between retries.
 BACKGROUND_SHARE = 0.03
 # The longest gap (seconds) one answer can earn. The time a request takes includes any wait
 # behind the hub's own work: at 5,000 servers the hub's `update_last_activity` (every 300 s,
 # one query a route) holds its thread for ~10 s, and a mint caught behind it would otherwise
 # stop every kind of background work for over five minutes (bench/hub_load.py, 20e60b9:
-# mints stalled at a tenth of a start's). Up to answers of ~1 s the share holds; a hub slower
-# than that still gets at most one background request per MAX_GAP.
+# mints stalled at a tenth of a start's). Up to answers of ~0.9 s the share holds; a hub
+# slower than that still gets at most one background request per MAX_GAP.
 MAX_GAP = 30.0
+
+
+@dataclass
+class _Turn:
+    answered_in: float = 0.0  # seconds of HTTP requests made in this turn
+    requests: int = 0
+
+
+# The turn the running task is in, if any: HubClient._send adds its request's time to it.
+_current: ContextVar[_Turn | None] = ContextVar("hubkeeper_hub_turn", default=None)
+
+
+def note_request(seconds: float) -> None:
+    """Count one HTTP request of `seconds` (perf_counter) towards the turn it was made in
+    (none: the request is not background work)."""
+    turn = _current.get()
+    if turn is not None:
+        turn.answered_in += seconds
+        turn.requests += 1
 
 
 class HubPace:
     """Runs background requests one at a time, and after one that took t seconds lets the
-    next start no sooner than t × (1 - share) / share seconds later (at most MAX_GAP): at
-    most `share` of the hub's time (wall-clock seconds, time.monotonic) goes to them, since a
-    slow answer waits longer before the next. One per app
-    (`HubClient.pace`), shared by every kind of background work."""
+    next start no sooner than t × (1 - share) / share seconds later (at most MAX_GAP; seconds
+    of time.monotonic): while answers take under ~0.9 s, at most `share` of the hub's time
+    goes to them, since a slow answer waits longer before the next. t is the time of the
+    HTTP requests made in the turn (`note_request`), or the turn's own time when none
+    reported (a stand-in hub). One per app (`HubClient.pace`), shared by every kind of
+    background work. A turn cannot be taken inside another: it would wait for itself."""
 
     def __init__(
         self,
@@ -57,17 +81,21 @@ class HubPace:
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        """Wait for this request's turn, then time it (the body makes one request)."""
+        """Wait for this request's turn, then time it (the body makes one request, with
+        its retries)."""
         async with self._lock:
             wait = self._free_at - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
             began = self.clock()
+            turn = _Turn()
+            token = _current.set(turn)
             try:
                 yield
             finally:
+                _current.reset(token)
                 ended = self.clock()
-                took = ended - began
+                took = turn.answered_in if turn.requests else ended - began
                 self.requests += 1
                 self.busy += took
                 self._free_at = ended + min(took * (1 - self.share) / self.share, MAX_GAP)

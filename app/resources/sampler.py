@@ -156,7 +156,7 @@ class ResourceSampler:
             if key not in running or running[key] != self._na[key].started:
                 del self._na[key]
         due = [k for k in running if k not in self._na or self._na[k].retry_at <= now]
-        # Tokens are minted paced, in the background (15 minutes for 5,000 servers): this
+        # Tokens are minted paced, in the background (about half an hour for 5,000 servers): this
         # pass reads the servers that have one, the next passes the others as they come.
         tokens = gateway.tokens
         if tokens.missing(due):  # queued behind any mint under way (never minted twice)

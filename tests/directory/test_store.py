@@ -422,6 +422,16 @@ async def test_a_deleted_user_disappears_after_a_sweep(hub, make_settings):
         assert directory.get(name) is None
 
 
+async def test_the_first_sweep_is_not_paced_and_later_ones_are(hub, make_settings):
+    """The console's list waits for the first sweep; a later one is background work, each
+    page in its turn of the hub's time background requests share (hub/pace.py)."""
+    async with running_directory(make_settings()) as directory:
+        await wait_for_async(lambda: directory.ready, 15)
+        assert directory.hub.pace.requests == 0  # no proxy API here: nothing else is paced
+        await directory.full_sweep()
+        assert directory.hub.pace.requests >= 1 and directory.hub.pace.busy > 0
+
+
 async def test_refresh_user_reads_one_user_and_forgets_unknown_ones(hub, make_settings):
     settings = make_settings()
     client = HubClient(settings.hub_api_url, settings.hub_api_token)
@@ -487,12 +497,12 @@ def test_a_list_asked_before_the_first_sweep_is_empty_not_an_error():
 
 
 def test_the_reconciliation_comes_less_often_as_its_walk_grows():
-    """HUBKEEPER_RECONCILE_INTERVAL on a small hub; on a big one 10 s per page of the walk,
-    so the walk's share of the hub's time stays under ~1 % (directory/sync.py)."""
+    """HUBKEEPER_RECONCILE_INTERVAL on a small hub; on a big one 5 s per page of 50 users in
+    the walk, so the walk's share of the hub's time stays under ~1 % (directory/sync.py)."""
     d = offline_directory()
     for i in range(250):
         d.upsert(user(f"u{i}", running()))
     assert d.reconcile_every() == 300.0  # 3 pages: the setting
     for i in range(250, 5000):
         d.upsert(user(f"u{i}", running()))
-    assert d.reconcile_every() == 500.0  # 50 pages of 100
+    assert d.reconcile_every() == 500.0  # 100 pages of 50

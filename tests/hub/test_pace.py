@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubkeeper.hub.pace import MAX_GAP, HubPace
+from hubkeeper.hub.pace import MAX_GAP, HubPace, note_request
 
 TAKES = 0.01  # seconds one stand-in request takes
 
@@ -67,3 +67,36 @@ def test_a_share_outside_zero_to_one_is_refused():
     for share in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="share"):
             HubPace(share=share)
+
+
+async def test_only_the_hub_s_answer_counts_not_a_wait_inside_hubkeeper():
+    """The turn's gap follows the HTTP requests made in it (note_request, as HubClient._send
+    reports them), not a wait for a request slot or a retry's pause."""
+    clock = [0.0]
+    pace = HubPace(share=0.5, clock=lambda: clock[0])
+    async with pace.turn():
+        clock[0] += 5.0  # waiting for a free slot, a retry's pause
+        note_request(0.25)  # the two attempts the hub answered
+        note_request(0.25)
+    assert pace._free_at == 5.0 + 0.5 and pace.busy == 0.5
+    note_request(9.0)  # outside any turn: not background work, counted nowhere
+    assert pace.busy == 0.5
+
+
+async def test_a_turn_ended_by_cancelling_frees_the_next():
+    pace = HubPace(share=0.5)
+    holder = asyncio.Event()
+
+    async def stuck() -> None:
+        async with pace.turn():
+            holder.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(stuck())
+    await holder.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(5):  # the gap it earned is short: it took next to nothing
+        async with pace.turn():
+            pass
