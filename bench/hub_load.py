@@ -376,6 +376,12 @@ class Companion:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+# Both cullers' idle timeout (seconds): longer than any run, so no server is culled in a window.
+# At 3600 s a 5,000-server run whose settle lasted 45 minutes reached it, and the window
+# measured Hubkeeper culling thousands of servers (bench at 53e6b9b), not the steady state.
+IDLE_TIMEOUT = 6 * 3600
+
+
 def idle_culler(hub: LocalHub, token: str, cull_every: int, log: Path) -> Companion:
     env = {**os.environ, "JUPYTERHUB_API_TOKEN": token}
     command = [
@@ -383,7 +389,7 @@ def idle_culler(hub: LocalHub, token: str, cull_every: int, log: Path) -> Compan
         "-m",
         "jupyterhub_idle_culler",
         f"--url={hub.api_url}",
-        "--timeout=3600",
+        f"--timeout={IDLE_TIMEOUT}",
         f"--cull-every={cull_every}",
     ]
     return Companion([(command, env)], log)
@@ -404,6 +410,7 @@ def hubkeeper(hub: LocalHub, db_url: str, cull_every: int, log: Path, replicas: 
                 "HUBKEEPER_COOKIE_SECRET": "b" * 64,
                 "HUBKEEPER_REPLICA_ID": f"bench-{i}",
                 "HUBKEEPER_CULL_INTERVAL": str(cull_every),
+                "HUBKEEPER_CULL_TIMEOUT": str(IDLE_TIMEOUT),
                 "HUBKEEPER_CULL_KERNELS_INTERVAL": str(cull_every),
                 "HUBKEEPER_LOG_LEVEL": "warning",
             }
@@ -505,7 +512,8 @@ def run_n(n: int, args: argparse.Namespace, tmp: Path) -> list[list[Window]]:
         runs: list[tuple[str, Companion | None, bool]] = [
             ("the hub alone", None, False),
             (
-                f"+ jupyterhub-idle-culler 2.0 (--timeout=3600, --cull-every={args.cull_every})",
+                f"+ jupyterhub-idle-culler 2.0 (--timeout={IDLE_TIMEOUT}, "
+                f"--cull-every={args.cull_every})",
                 idle_culler(hub, culler_token, args.cull_every, tmp / f"idle-culler-{n}.log"),
                 False,
             ),
