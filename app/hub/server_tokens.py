@@ -278,7 +278,7 @@ class ServerTokens:
             batch = self.missing(self._in_flight)  # those minted one by one meanwhile: out
             try:
                 if batch:
-                    async with self.hub.pace.turn():
+                    async with self.hub.pace.turn(first=True):
                         got = await self.hub.issue_server_tokens(batch)
                 else:
                     got = {}

@@ -100,3 +100,61 @@ async def test_a_turn_ended_by_cancelling_frees_the_next():
     async with asyncio.timeout(5):  # the gap it earned is short: it took next to nothing
         async with pace.turn():
             pass
+
+
+async def test_mints_go_ahead_of_waiting_pages_and_each_kind_keeps_its_order():
+    """`first` turns (the bulk mints the culler waits for) go before sweep and walk pages
+    already waiting: a 5,000-server start's mints then take their own turns, not a third."""
+    pace = HubPace(share=0.5)
+    order: list[str] = []
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pace.turn():
+            held.set()
+            await release.wait()
+
+    async def request(who: str, *, first: bool = False) -> None:
+        async with pace.turn(first=first):
+            order.append(who)
+
+    first_holder = asyncio.create_task(holder())
+    await held.wait()
+    waiting = [
+        asyncio.create_task(request("page 1")),
+        asyncio.create_task(request("mint 1", first=True)),
+        asyncio.create_task(request("page 2")),
+        asyncio.create_task(request("mint 2", first=True)),
+    ]
+    await asyncio.sleep(0)  # all four are queued behind the holder
+    release.set()
+    await asyncio.gather(first_holder, *waiting)
+    assert order == ["mint 1", "mint 2", "page 1", "page 2"]
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_turn_passes_it_on():
+    pace = HubPace(share=0.01)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pace.turn():
+            held.set()
+            await release.wait()
+
+    first_holder = asyncio.create_task(holder())
+    await held.wait()
+    cancelled = asyncio.create_task(pace.turn().__aenter__())
+    await asyncio.sleep(0)
+    release.set()
+    await first_holder  # hands the turn to `cancelled`, which has not run yet
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not pace._held and not pace._waiters  # passed on: nobody holds it
+
+    pace._free_at = 0.0  # no gap to wait out here
+    async with asyncio.timeout(5):
+        async with pace.turn():
+            pass
