@@ -13,19 +13,20 @@ for (a page, an action, a culler's read of the one user it decides about, a rout
 re-read of its user), and the first sweep, without which the console has no list.
 
 Mints go ahead of sweep and walk pages (`turn(first=True)`): the culler's kernel pass waits
-for them, and the pages are a backstop for what the routes miss. Shared first come, first
-served, a 5,000-server start's mints got a third of the turns and ran 45 minutes
-(bench/hub_load.py, 53e6b9b); in the steady state they are a few turns a minute, so pages
-never starve for long.
+for them, and the pages are a backstop for what the routes miss. Who goes next is chosen
+when the gap ends, among all who wait then. Sharing turns first come, first served, a
+5,000-server start's mints had made 723 of their ~1,000 requests after 45 minutes
+(bench/hub_load.py, 53e6b9b). Pages still get one turn in FIRST_IN_A_ROW + 1 while mints
+queue: at 5,000 servers the renewals alone are ~18 mints a minute, about half the pace, and
+a hub twice as slow would fill it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ BACKGROUND_SHARE = 0.03
 # mints stalled at a tenth of a start's). Up to answers of ~0.9 s the share holds; a hub
 # slower than that still gets at most one background request per MAX_GAP.
 MAX_GAP = 30.0
+# While `first` turns wait, at most this many of them go in a row before a waiting page.
+FIRST_IN_A_ROW = 4
 
 
 @dataclass
@@ -82,62 +85,65 @@ class HubPace:
             raise ValueError(f"a share of the hub's time is in (0, 1], not {share}")
         self.share = share
         self.clock = clock
-        self._held = False
-        # Waiters as (0 for `first`, else 1; arrival; future): first come, first served
-        # within each kind, `first` ones ahead of the rest.
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrivals = itertools.count()
+        self._held = False  # a turn runs, or its gap is not over yet
+        # Who waits, each kind first come, first served (futures `_hand_over` resolves).
+        self._first: deque[asyncio.Future[None]] = deque()
+        self._rest: deque[asyncio.Future[None]] = deque()
+        self._firsts_in_a_row = 0
         self._free_at = 0.0
         self.requests = 0  # paced requests made (benchmarks, tests)
         self.busy = 0.0  # seconds they took
 
     @contextlib.asynccontextmanager
     async def turn(self, *, first: bool = False) -> AsyncIterator[None]:
-        """Wait for this request's turn (ahead of every waiter not `first` when `first`),
-        then time it (the body makes one request, with its retries)."""
-        await self._acquire(first)
+        """Wait for this request's turn (ahead of waiters not `first` when `first`, see
+        FIRST_IN_A_ROW), then time it (the body makes one request, with its retries)."""
+        await self._wait_for_turn(first)
+        began = self.clock()
+        turn = _Turn()
+        token = _current.set(turn)
         try:
-            wait = self._free_at - self.clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            began = self.clock()
-            turn = _Turn()
-            token = _current.set(turn)
-            try:
-                yield
-            finally:
-                _current.reset(token)
-                ended = self.clock()
-                took = turn.answered_in if turn.requests else ended - began
-                self.requests += 1
-                self.busy += took
-                self._free_at = ended + min(took * (1 - self.share) / self.share, MAX_GAP)
+            yield
         finally:
-            self._release()
+            _current.reset(token)
+            ended = self.clock()
+            took = turn.answered_in if turn.requests else ended - began
+            self.requests += 1
+            self.busy += took
+            gap = min(took * (1 - self.share) / self.share, MAX_GAP)
+            self._free_at = ended + gap
+            # The turn stays held through the gap; whoever waits when it ends goes next.
+            asyncio.get_running_loop().call_later(gap, self._hand_over)
 
-    async def _acquire(self, first: bool) -> None:
-        if not self._held and not self._waiters:
+    async def _wait_for_turn(self, first: bool) -> None:
+        if not self._held:
             self._held = True
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (0 if first else 1, next(self._arrivals), future)
-        heapq.heappush(self._waiters, entry)
+        waiting = self._first if first else self._rest
+        waiting.append(future)
         try:
-            await future  # `_release` hands the turn over: `_held` stays True
+            await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()  # handed the turn as it was cancelled: pass it on
+                self._hand_over()  # handed the turn as it was cancelled: its gap is over
             else:
-                self._waiters.remove(entry)
-                heapq.heapify(self._waiters)
+                with contextlib.suppress(ValueError):  # `_hand_over` may have dropped it
+                    waiting.remove(future)
             raise
 
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
-                return
+    def _hand_over(self) -> None:
+        """The gap is over: hand the turn to the next waiter, or free it."""
+        while self._first or self._rest:
+            take_first = bool(self._first) and (
+                not self._rest or self._firsts_in_a_row < FIRST_IN_A_ROW
+            )
+            future = (self._first if take_first else self._rest).popleft()
+            if future.done():  # cancelled while waiting
+                continue
+            self._firsts_in_a_row = self._firsts_in_a_row + 1 if take_first else 0
+            future.set_result(None)
+            return
         self._held = False
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubkeeper.hub.pace import MAX_GAP, HubPace, note_request
+from hubkeeper.hub.pace import FIRST_IN_A_ROW, MAX_GAP, HubPace, note_request
 
 TAKES = 0.01  # seconds one stand-in request takes
 
@@ -102,59 +102,88 @@ async def test_a_turn_ended_by_cancelling_frees_the_next():
             pass
 
 
-async def test_mints_go_ahead_of_waiting_pages_and_each_kind_keeps_its_order():
-    """`first` turns (the bulk mints the culler waits for) go before sweep and walk pages
-    already waiting: a 5,000-server start's mints then take their own turns, not a third."""
-    pace = HubPace(share=0.5)
+async def test_mints_go_ahead_of_pages_yet_pages_still_get_turns():
+    """The bulk mints (`first`) pause between their turns, as ServerTokens._work does: the
+    next holder is chosen when the gap ends, so they still go ahead of the pages waiting
+    then; and a page goes after FIRST_IN_A_ROW mints, so the walk never starves."""
+    pace = HubPace(share=0.2)  # a gap of 4 × TAKES after each turn
     order: list[str] = []
-    held = asyncio.Event()
-    release = asyncio.Event()
+    done = asyncio.Event()
 
-    async def holder() -> None:
-        async with pace.turn():
-            held.set()
-            await release.wait()
+    async def mints() -> None:
+        while not done.is_set():
+            async with pace.turn(first=True):
+                await asyncio.sleep(TAKES)
+                order.append("mint")
+                if len(order) >= 40:
+                    done.set()
+            await asyncio.sleep(TAKES)  # BATCH_PAUSE, shorter than the gap
 
-    async def request(who: str, *, first: bool = False) -> None:
-        async with pace.turn(first=first):
-            order.append(who)
+    async def pages(kind: str) -> None:
+        while not done.is_set():
+            async with pace.turn():
+                await asyncio.sleep(TAKES)
+                order.append(kind)
+                if len(order) >= 40:
+                    done.set()
 
-    first_holder = asyncio.create_task(holder())
-    await held.wait()
-    waiting = [
-        asyncio.create_task(request("page 1")),
-        asyncio.create_task(request("mint 1", first=True)),
-        asyncio.create_task(request("page 2")),
-        asyncio.create_task(request("mint 2", first=True)),
-    ]
-    await asyncio.sleep(0)  # all four are queued behind the holder
-    release.set()
-    await asyncio.gather(first_holder, *waiting)
-    assert order == ["mint 1", "mint 2", "page 1", "page 2"]
+    workers = [asyncio.create_task(w) for w in (mints(), pages("walk"), pages("sweep"))]
+    await done.wait()
+    await asyncio.gather(*workers)
+    steady = order[2:40]  # from the first page's turn on
+    assert steady.count("mint") >= len(steady) * FIRST_IN_A_ROW / (FIRST_IN_A_ROW + 1) - 2
+    assert "walk" in steady and "sweep" in steady  # neither starves
+    run = 0
+    for kind in steady:
+        run = run + 1 if kind == "mint" else 0
+        assert run <= FIRST_IN_A_ROW
+
+
+async def _hold(pace: HubPace, held: asyncio.Event, release: asyncio.Event) -> None:
+    async with pace.turn():
+        held.set()
+        await release.wait()
+
+
+async def _take(pace: HubPace) -> None:
+    async with pace.turn():
+        pass
 
 
 async def test_a_waiter_cancelled_as_it_is_handed_the_turn_passes_it_on():
-    pace = HubPace(share=0.01)
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def holder() -> None:
-        async with pace.turn():
-            held.set()
-            await release.wait()
-
-    first_holder = asyncio.create_task(holder())
+    clock = [0.0]
+    pace = HubPace(share=0.01, clock=lambda: clock[0])
+    held, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(pace, held, release))
     await held.wait()
-    cancelled = asyncio.create_task(pace.turn().__aenter__())
+    cancelled = asyncio.create_task(_take(pace))
     await asyncio.sleep(0)
+    clock[0] += 1.0  # the holder's turn earns a gap of MAX_GAP: its own hand-over waits
     release.set()
-    await first_holder  # hands the turn to `cancelled`, which has not run yet
+    await holder
+    pace._hand_over()  # as the gap's end would: handed to `cancelled`, which has not run
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    assert not pace._held and not pace._waiters  # passed on: nobody holds it
-
-    pace._free_at = 0.0  # no gap to wait out here
+    assert not pace._held and not pace._rest  # passed on: nobody holds it
     async with asyncio.timeout(5):
         async with pace.turn():
             pass
+
+
+async def test_a_waiter_cancelled_as_the_turn_ends_stays_cancelled():
+    """Cancelled in the same tick as the holder's gap ends: `_hand_over` drops it, and it
+    still ends with CancelledError (a sweep loop being stopped must not see another error)."""
+    pace = HubPace(share=1.0)  # no gap
+    held, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(_hold(pace, held, release))
+    await held.wait()
+    waiter = asyncio.create_task(_take(pace))
+    await asyncio.sleep(0)
+    release.set()
+    waiter.cancel()
+    await holder
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.sleep(0.01)
+    assert not pace._held and not pace._rest
