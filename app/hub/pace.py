@@ -16,9 +16,9 @@ Mints go ahead of sweep and walk pages (`turn(first=True)`): the culler's kernel
 for them, and the pages are a backstop for what the routes miss. Who goes next is chosen
 when the gap ends, among all who wait then. Sharing turns first come, first served, a
 5,000-server start's mints had made 723 of their ~1,000 requests after 45 minutes
-(bench/hub_load.py, 53e6b9b). Pages still get one turn in FIRST_IN_A_ROW + 1 while mints
-queue: at 5,000 servers the renewals alone are ~18 mints a minute, about half the pace, and
-a hub twice as slow would fill it.
+(bench/hub_load.py, 53e6b9b). While pages wait, they still get one turn in FIRST_IN_A_ROW + 1:
+at 5,000 servers the renewals alone are ~18 mints a minute, about half the pace, and a hub
+twice as slow would fill it.
 """
 
 from __future__ import annotations
@@ -68,12 +68,13 @@ def note_request(seconds: float) -> None:
 
 class HubPace:
     """Runs background requests one at a time, and after one that took t seconds lets the
-    next start no sooner than t × (1 - share) / share seconds later (at most MAX_GAP; seconds
-    of time.monotonic): while answers take under ~0.9 s, at most `share` of the hub's time
-    goes to them, since a slow answer waits longer before the next. t is the time of the
-    HTTP requests made in the turn (`note_request`), or the turn's own time when none
-    reported (a stand-in hub). One per app (`HubClient.pace`), shared by every kind of
-    background work. A turn cannot be taken inside another: it would wait for itself."""
+    next start no sooner than t × (1 - share) / share seconds later (at most MAX_GAP; t on
+    `clock`, the gap on the event loop's clock, both monotonic seconds): while answers take
+    under ~0.9 s, at most `share` of the hub's time goes to them, since a slow answer waits
+    longer before the next. t is the time of the HTTP requests made in the turn
+    (`note_request`), or the turn's own time when none reported (a stand-in hub). One per
+    app (`HubClient.pace`), shared by every kind of background work. A turn cannot be taken
+    inside another: it would wait for itself."""
 
     def __init__(
         self,
@@ -85,12 +86,14 @@ class HubPace:
             raise ValueError(f"a share of the hub's time is in (0, 1], not {share}")
         self.share = share
         self.clock = clock
-        self._held = False  # a turn runs, or its gap is not over yet
+        # A turn runs, its gap is not over yet, or it was handed to a waiter not yet resumed.
+        self._held = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Who waits, each kind first come, first served (futures `_hand_over` resolves).
         self._first: deque[asyncio.Future[None]] = deque()
         self._rest: deque[asyncio.Future[None]] = deque()
         self._firsts_in_a_row = 0
-        self._free_at = 0.0
+        self.last_gap = 0.0  # seconds the last turn's gap lasted (tests)
         self.requests = 0  # paced requests made (benchmarks, tests)
         self.busy = 0.0  # seconds they took
 
@@ -99,27 +102,35 @@ class HubPace:
         """Wait for this request's turn (ahead of waiters not `first` when `first`, see
         FIRST_IN_A_ROW), then time it (the body makes one request, with its retries)."""
         await self._wait_for_turn(first)
-        began = self.clock()
-        turn = _Turn()
-        token = _current.set(turn)
+        gap = 0.0
         try:
-            yield
+            began = self.clock()
+            turn = _Turn()
+            token = _current.set(turn)
+            try:
+                yield
+            finally:
+                _current.reset(token)
+                took = turn.answered_in if turn.requests else self.clock() - began
+                self.requests += 1
+                self.busy += took
+                gap = self.last_gap = min(took * (1 - self.share) / self.share, MAX_GAP)
         finally:
-            _current.reset(token)
-            ended = self.clock()
-            took = turn.answered_in if turn.requests else ended - began
-            self.requests += 1
-            self.busy += took
-            gap = min(took * (1 - self.share) / self.share, MAX_GAP)
-            self._free_at = ended + gap
-            # The turn stays held through the gap; whoever waits when it ends goes next.
+            # The turn stays held through the gap (whatever failed above: else background
+            # work would stop for good); whoever waits when it ends goes next.
             asyncio.get_running_loop().call_later(gap, self._hand_over)
 
     async def _wait_for_turn(self, first: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an app started again on a new loop: the old is gone
+            self._loop, self._held = loop, False
+            self._first.clear()
+            self._rest.clear()
         if not self._held:
             self._held = True
+            self._firsts_in_a_row = self._firsts_in_a_row + 1 if first else 0
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = loop.create_future()
         waiting = self._first if first else self._rest
         waiting.append(future)
         try:
