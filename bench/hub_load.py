@@ -731,20 +731,37 @@ def companions_cpu(w: Window) -> str:
     return f"{each}{total}{pg}"
 
 
+def commit() -> str:
+    """The checkout's commit (short), or "an unknown commit" outside a git checkout."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return found.stdout.strip()
+
+
 def report(results: dict[int, list[list[Window]]], args: argparse.Namespace) -> str:
     lines = [
         BEGIN,
         "## Load on the hub: Hubkeeper against jupyterhub-idle-culler 2.0",
         "",
-        f"`bench/hub_load.py --window {args.window:g}"
+        f"`bench/hub_load.py --servers {args.servers} --window {args.window:g}"
         + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
         + (f" --warm-up {args.warm_up:g}" if args.warm_up != WARM_UP else "")
         + (" --settle" if args.settle else "")
-        + f"` on {cpu_model()}, {os.cpu_count()} cores, "
+        + f"` at {commit()} on {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Fresh hubs with a "
         "light spawner (no process per server); both cullers pass every "
         f"{args.cull_every} s. Hub CPU is % of one core; requests and hub time per minute "
-        "come from the hub's own request log (the probe's and the bench's own left out)."
+        "come from the hub's own request log (the probe's and the bench's own left out). "
+        "Every run starts and stops one server at the hub's API; \"the hub's own\" is when "
+        "the hub's API showed it."
         + (
             f" Each run {args.repeat} times, interleaved; the table gives the median p50 / "
             "p95 of a run's windows, the other figures over all of them."
