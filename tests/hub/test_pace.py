@@ -151,21 +151,29 @@ async def _take(pace: HubPace) -> None:
         pass
 
 
-async def test_a_waiter_cancelled_as_it_is_handed_the_turn_passes_it_on():
+async def _waiter_at_a_gap_s_end() -> tuple[HubPace, asyncio.Task[None]]:
+    """A pace whose holder's turn has just ended, and a waiter queued behind it: the holder
+    earned a gap of MAX_GAP, so its own hand-over comes too late for the test, which calls
+    `_hand_over` itself, as the gap's end would."""
     clock = [0.0]
     pace = HubPace(share=0.01, clock=lambda: clock[0])
     held, release = asyncio.Event(), asyncio.Event()
     holder = asyncio.create_task(_hold(pace, held, release))
     await held.wait()
-    cancelled = asyncio.create_task(_take(pace))
+    waiter = asyncio.create_task(_take(pace))
     await asyncio.sleep(0)
-    clock[0] += 1.0  # the holder's turn earns a gap of MAX_GAP: its own hand-over waits
+    clock[0] += 1.0
     release.set()
     await holder
-    pace._hand_over()  # as the gap's end would: handed to `cancelled`, which has not run
-    cancelled.cancel()
+    return pace, waiter
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_turn_passes_it_on():
+    pace, waiter = await _waiter_at_a_gap_s_end()
+    pace._hand_over()  # handed to the waiter, which has not run yet
+    waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await cancelled
+        await waiter
     assert not pace._held and not pace._rest  # passed on: nobody holds it
     async with asyncio.timeout(5):
         async with pace.turn():
@@ -176,18 +184,9 @@ async def test_a_waiter_cancelled_as_the_turn_ends_stays_cancelled():
     """Cancelled in the same pass of the loop as the holder's gap ends: `_hand_over` drops
     it before it runs, and it still ends with CancelledError (a sweep loop being stopped must
     not see another error)."""
-    clock = [0.0]
-    pace = HubPace(share=0.01, clock=lambda: clock[0])
-    held, release = asyncio.Event(), asyncio.Event()
-    holder = asyncio.create_task(_hold(pace, held, release))
-    await held.wait()
-    waiter = asyncio.create_task(_take(pace))
-    await asyncio.sleep(0)
-    clock[0] += 1.0  # a gap of MAX_GAP: its own hand-over (left pending) comes too late
-    release.set()
-    await holder
+    pace, waiter = await _waiter_at_a_gap_s_end()
     waiter.cancel()
-    pace._hand_over()  # the gap ends in the same pass: the cancelled waiter is dropped
+    pace._hand_over()  # the cancelled waiter is dropped
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert not pace._held and not pace._rest
