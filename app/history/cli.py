@@ -91,7 +91,7 @@ def report(settings: Settings, *, since: str, until: str, by: str, as_csv: bool)
     priced = bool(settings.prices)
     cells: list[tuple[str, ...]] = [(*HEADER, COST) if priced else HEADER]
     for r in rows:
-        cell = (r.key, str(r.sessions), f"{r.server_hours:.2f}", str(r.users))
+        cell = (r.key, str(r.sessions), f"{r.hours:.2f}", str(r.users))
         cells.append((*cell, f"{r.cost or 0:.2f}") if priced else cell)
     total = sum(r.seconds for r in rows) / 3600
     print(table([tuple(c.replace("\n", " ") for c in row) for row in cells]))

@@ -55,8 +55,15 @@ class UsageRow:
         self.people.add(user)
 
     @property
+    def hours(self) -> float:
+        """Server-hours unrounded: what pages and the CLI format to two decimals, so hours and
+        cost (priced from the same seconds) round once and agree at a price of 1."""
+        return self.seconds / 3600
+
+    @property
     def server_hours(self) -> float:
-        return round(self.seconds / 3600, 3)
+        """Server-hours to three decimals (the API's and the CSV's value)."""
+        return round(self.hours, 3)
 
     @property
     def users(self) -> int:

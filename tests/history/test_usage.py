@@ -8,7 +8,7 @@ import io
 import pytest
 
 from hubkeeper.history.service import sessions_between
-from hubkeeper.history.usage import aggregate, safe_cell, to_csv
+from hubkeeper.history.usage import UsageRow, aggregate, apply_prices, safe_cell, to_csv
 from tests.history.factories import add_session, at, prepared
 
 WINDOW = {"since": at("2026-11-01T00:00"), "until": at("2026-11-04T00:00")}
@@ -291,3 +291,13 @@ def test_cost_per_day_user_group_and_profile_matches_hand_computed_figures(db_ur
         assert costs("profile", {"gpu": 1.0}) == {"gpu": 5.5, "cpu": 0.0, "(default)": 0.0}
     finally:
         engine.dispose()
+
+
+def test_hours_and_cost_round_once_and_agree_at_a_price_of_one():
+    # 119,105 s = 33.08472 h: rounded to three decimals first (33.085) it would show as
+    # 33.09 hours beside a cost of 33.08, which reads as a wrong bill.
+    row = UsageRow("ada")
+    row.add_seconds(None, 119_105)
+    apply_prices([row], {"*": 1.0})
+    assert f"{row.hours:.2f}" == f"{row.cost:.2f}" == "33.08"
+    assert row.server_hours == 33.085  # the API's three decimals are unchanged
