@@ -127,9 +127,12 @@ def test_the_file_imports_on_older_pythons_too():
     assert "from datetime import UTC" not in text and "import UTC" not in text
 
 
-def test_the_cli_prints_the_plugin_as_one_file(capsys):
+def test_the_cli_prints_the_plugin_as_one_file(capsys, monkeypatch):
     from hubkeeper.cli import main
 
+    # main() points the root logger at this test's captured stderr, which closes after it:
+    # every later test in this worker would log "I/O operation on closed file".
+    monkeypatch.setattr("hubkeeper.ops.logs.configure_logging", lambda *_args: None)
     assert main(["hub-plugin"]) == 0
     assert capsys.readouterr().out == PLUGIN.read_text()
 
