@@ -36,6 +36,7 @@ from hubkeeper.directory.shared import SharedDirectory
 from hubkeeper.directory.spawns import SpawnWatch
 from hubkeeper.directory.store import UserDirectory
 from hubkeeper.errors import HubkeeperError
+from hubkeeper.health.pages import router as health_page_router
 from hubkeeper.health.routes import router as health_router
 from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.report import keep_rollups_current
@@ -323,6 +324,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_openapi(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(health_router)
+    app.include_router(health_page_router)
     app.include_router(apidocs_router)
     app.include_router(ops_router)
     app.include_router(auth_router)

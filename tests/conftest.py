@@ -154,7 +154,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     start_server(name, server=""), stop_server(name, server=""), user_token(name),
     api(method, path, token=None, **httpx_kwargs). Tokens: service_token, admin_token.
     """
-    local = LocalHub(tmp_path_factory.mktemp("hub"))
+    local = LocalHub(tmp_path_factory.mktemp("hub"), test_server_tokens=True)
     atexit.register(local.stop)  # even if the session dies before the finalizer runs
     try:
         _shared_hub_starting.set()

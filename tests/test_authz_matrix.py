@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/docs"): PUBLIC,
     ("MOUNT", "/static"): PUBLIC,
     ("GET", "/api/v1/health"): PUBLIC,
+    ("GET", "/health"): READER,  # the same, as a page
     ("GET", "/login"): PUBLIC,
     ("GET", "/oauth_callback"): OAUTH,
     ("GET", "/logout"): PUBLIC,

@@ -139,6 +139,7 @@ class LocalHub:
         base_url: str = "/",
         spawn_hook: bool = True,
         plugin: bool = True,
+        test_server_tokens: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port = port or free_port()
@@ -155,6 +156,9 @@ class LocalHub:
         # True: the hub runs hubkeeper.hub_plugin and Hubkeeper's role is SERVICE_SCOPES;
         # False: a hub without it, the role is FALLBACK_SCOPES (`tokens`).
         self.plugin = plugin
+        # True (tests only): the named admins may mint server tokens, so a test can act as
+        # Hubkeeper with an admin's token limited to Hubkeeper's role. Never in the demo.
+        self.test_server_tokens = test_server_tokens and plugin
         self.start_timeout = start_timeout
         self.origin = f"http://127.0.0.1:{self.port}"  # the proxy's public address
         self.url = self.origin + self.base_url.rstrip("/")  # + "/hub/..." = the hub's pages
@@ -265,9 +269,9 @@ class LocalHub:
                 "groups": [MANAGERS_GROUP],
             },
         ]
-        if self.plugin:
-            # The named admins may mint server tokens too: the tests act as Hubkeeper with an
-            # admin's token limited to Hubkeeper's role (tests/auth/test_least_privilege.py).
+        if self.test_server_tokens:
+            # tests/auth/test_least_privilege.py acts as Hubkeeper with an admin's token
+            # limited to Hubkeeper's role, which needs the plugin's scope.
             roles.append(
                 {
                     "name": "hubkeeper-test-server-tokens",

@@ -120,6 +120,11 @@ def run_demo(args: argparse.Namespace) -> int:
                     "  Running servers: "
                     + ", ".join(f"{u}/{s}" if s else f"{u} (default)" for u, s in RUNNING_SERVERS),
                     "",
+                    f"  API: sign in as admin, make a token at {hub.url}/hub/token, then",
+                    '    curl -H "Authorization: token $TOKEN" '
+                    f"{hub.origin}{hub.service_prefix}api/v1/users",
+                    f"  (API docs: {hub.origin}{hub.service_prefix}api/docs)",
+                    "",
                     "  Hubkeeper reads users' servers directly at their proxy routes (proxy",
                     f"  API {hub.proxy_api_url}), so watching a log is nobody's activity.",
                     "",

@@ -58,11 +58,9 @@ def hub_check(hk: HubkeeperState) -> HubCheck:
     return hk.health_hub_check
 
 
-@router.get("/api/v1/health", tags=["health"], dependencies=STRICT_QUERY)
-async def health(request: Request) -> dict[str, object]:
-    """Is Hubkeeper healthy? Reports hub reachability (checked at most every 5 s) and the
-    database."""
-    hk = request.app.state.hk
+async def health_report(hk: HubkeeperState) -> dict[str, object]:
+    """What `GET api/v1/health` answers and the health page shows; the hub is asked at most
+    every HUB_CHECK_CACHE_SECONDS (5 s), whoever asks."""
     reachable, version = await hub_check(hk).current(hk)
     db_ok = await run_in_threadpool(database_ok, hk.engine)
     return {
@@ -85,3 +83,10 @@ async def health(request: Request) -> dict[str, object]:
             "detail": hk.directory.routes_error,
         },
     }
+
+
+@router.get("/api/v1/health", tags=["health"], dependencies=STRICT_QUERY)
+async def health(request: Request) -> dict[str, object]:
+    """Is Hubkeeper healthy? Reports hub reachability (checked at most every 5 s) and the
+    database."""
+    return await health_report(request.app.state.hk)

@@ -217,8 +217,9 @@ class ServerGateway:
         return ""
 
     async def report(self) -> dict[str, Any]:
-        """For health: `{"reachable", "via", "counts_as_activity", "detail"}`; checks the proxy
-        API answers (`GET /api/routes`) when one is configured."""
+        """For health: `{"reachable", "via", "counts_as_activity", "detail"}` (detail null
+        when there is nothing to say); checks the proxy API answers (`GET /api/routes`) when
+        one is configured."""
         reachable = bool(self.mode)
         detail = self.notice
         if self.mode == "proxy_api":
@@ -233,7 +234,7 @@ class ServerGateway:
             "reachable": reachable,
             "via": self.mode or None,
             "counts_as_activity": self.counts_as_activity,
-            "detail": detail,
+            "detail": detail or None,  # null when all is well, as `changes.detail`
         }
 
     async def aclose(self) -> None:

@@ -94,7 +94,7 @@ def test_the_layout_is_a_real_one(layout: Layout) -> None:
         "reachable": True,
         "via": "proxy_api",
         "counts_as_activity": False,
-        "detail": "",
+        "detail": None,
     }
 
 

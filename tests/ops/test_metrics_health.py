@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
+from bs4 import BeautifulSoup
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent
+from hubkeeper.health.routes import HubCheck
 from hubkeeper.kit.metrics import observe_cull_pass
 from hubkeeper.main import create_app
 from tests.waiting import wait_for
@@ -114,3 +117,37 @@ def test_ready_is_503_when_the_hub_or_the_database_is_down(make_settings, tmp_pa
     assert ready.status_code == 503
     assert ready.json() == {"status": "unavailable", "database": "error", "hub": "unreachable"}
     assert client.get("api/v1/health/live").status_code == 200
+
+
+def test_the_health_page_says_what_the_json_says(hub, client):
+    admin = {"Authorization": f"token {hub.user_token('admin')}"}
+    page = client.get("health", headers=admin)
+    assert page.status_code == 200, page.text
+    html = BeautifulSoup(page.text, "html.parser")
+    report = client.get("api/v1/health").json()
+    assert html.select_one("#health-status").get_text(" ", strip=True).startswith("OK")
+    assert f"JupyterHub {report['hub']['version']}" in html.select_one("#health-hub").get_text()
+    assert "hub plugin" in html.select_one("#health-server-tokens").get_text()
+    assert html.find("a", href=lambda h: bool(h) and h.endswith("api/v1/health"))
+    # every page's footer links here, not to the JSON
+    assert html.select_one(".site-footer a[href$='/health']")
+    assert client.get("health", params={"x": "1"}, headers=admin).status_code == 422
+
+
+def test_the_health_page_shows_a_degraded_hub_and_escapes_details(hub, client, monkeypatch):
+    hk = client.app.state.hk  # type: ignore[attr-defined]
+    # the hub check's cached answer: down, and fresh for the next minute
+    hk.health_hub_check = HubCheck(reachable=False, checked_at=time.monotonic() + 60)
+    refused = property(lambda _self: "<script>alert(1)</script> the proxy API refused")
+    monkeypatch.setattr(type(hk.directory), "routes_error", refused)
+    try:
+        page = client.get("health", headers={"Authorization": f"token {hub.user_token('admin')}"})
+    finally:
+        hk.health_hub_check = None
+    assert page.status_code == 200  # what someone opens to see why
+    html = BeautifulSoup(page.text, "html.parser")
+    assert "Degraded" in html.select_one("#health-status").get_text()
+    assert "does not answer" in html.select_one("#health-hub").get_text()
+    changes = html.select_one("#health-changes")
+    assert "hub's list of active users" in changes.get_text()
+    assert not changes.find("script") and "<script>alert(1)</script>" in changes.get_text()
