@@ -224,6 +224,15 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         with suppress(HubkeeperError, TimeoutError):
             await asyncio.wait_for(state.servers.tokens.credentials(), timeout=5.0)
         shared_directory = SharedDirectory(state.directory, engine, settings.replica)
+
+        async def kernel_culler() -> None:
+            try:
+                await culler.run_kernels_forever()
+            finally:
+                # Leadership lost (or shutting down): the new leader mints its own tokens.
+                # The sampler shares this loop's lock, so it stops leading too.
+                state.servers.tokens.drop_queue()
+
         loops = Supervisor(
             [
                 # the directory: one replica syncs with the hub and publishes what it sees,
@@ -243,7 +252,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 Loop(ENFORCER, enforcer.run, runs="leader"),
                 # the culler's periodic passes (each loop calls a single-pass function)
                 Loop(CULLER, culler.run_forever, runs="leader"),
-                Loop(KERNEL_CULLER, culler.run_kernels_forever, runs="leader"),
+                Loop(KERNEL_CULLER, kernel_culler, runs="leader"),
                 Loop(USAGE_ROLLUP, lambda: keep_rollups_current(engine), runs="leader"),
                 # the culler backtest's record gaps of closed sessions (backtest_summary.py)
                 Loop(BACKTEST_SUMMARY, lambda: keep_summary_current(engine), runs="leader"),

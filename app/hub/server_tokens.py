@@ -260,6 +260,20 @@ class ServerTokens:
             self._worker.add_done_callback(self._worker_ended)
         return asyncio.create_task(_count_minted(queued))
 
+    def drop_queue(self) -> int:
+        """Stop the bulk mint and forget what it had queued; returns how many servers were
+        still waiting. For a replica that stops leading the loops that queue (the kernel
+        culler and the resource sampler, under one lock): the new leader mints its own, and
+        this one would otherwise go on minting the same servers, up to half an hour at 5,000,
+        doubling that load on the hub. Whoever waits for a dropped server mints it when it
+        reads it, one by one, as without the plugin."""
+        left = len(self._queue) + len(self._in_flight)
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()  # `_worker_ended` lets every waiter go
+            if left:
+                log.info("stopped minting %d server tokens: no longer leading", left)
+        return left
+
     def queued(self, key: tuple[str, str]) -> bool:
         """Whether this server waits for the bulk mint."""
         return key in self._pending

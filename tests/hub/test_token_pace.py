@@ -146,3 +146,22 @@ async def test_a_starts_tokens_are_renewed_spread_over_the_hour(monkeypatch):
     assert tokens.missing(servers) == []
     clock[0] = 2 * life
     assert tokens.missing(servers) == servers
+
+
+async def test_a_replica_that_stops_leading_stops_minting_and_lets_its_waiters_go():
+    hub = SlowHub()
+    tokens = ServerTokens(hub)  # type: ignore[arg-type]
+    servers = [(f"u{i}", "") for i in range(5 * server_tokens.BATCH)]
+    minting = tokens.start_prefetch(servers)
+    assert minting is not None
+    await tokens.ready(servers[0])  # the first batch is in
+    assert tokens.drop_queue() > 0
+    await asyncio.wait_for(minting, 5)  # nobody is left waiting for a mint that will not come
+    calls = len(hub.calls)
+    assert calls < 5 and not any(tokens.queued(key) for key in servers)
+    await asyncio.sleep(0.2)
+    assert len(hub.calls) == calls  # no batch after the drop
+    # a server read later gets its token at once, one by one
+    last = servers[-1]
+    assert await tokens.token(*last) == f"one-{last[0]}"
+    assert tokens.drop_queue() == 0  # nothing under way: a no-op
