@@ -42,6 +42,7 @@ from hubkeeper.history.recorder import SessionRecorder
 from hubkeeper.history.report import keep_rollups_current
 from hubkeeper.history.routes import router as history_router
 from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.saved_tokens import SavedTokens
 from hubkeeper.hub.servers import ServerGateway
 from hubkeeper.jobs.registry import JobRegistry
 from hubkeeper.kit.metrics import observe_hub_request
@@ -223,10 +224,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         # Hubkeeper's token may do more than it needs; a hub that is down is asked later.
         with suppress(HubkeeperError, TimeoutError):
             await asyncio.wait_for(state.servers.tokens.credentials(), timeout=5.0)
+        # the server tokens minted before (by this replica or another): not minted again
+        await state.servers.tokens.keep_in(SavedTokens(engine, state.cookie_secret))
         shared_directory = SharedDirectory(state.directory, engine, settings.replica)
 
         async def kernel_culler() -> None:
             try:
+                # the tokens the replica that led before minted (saved_tokens.py)
+                await state.servers.tokens.load_saved()
                 await culler.run_kernels_forever()
             finally:
                 # Leadership lost (or shutting down): the new leader mints its own tokens.
@@ -296,6 +301,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await spawns.aclose()  # the spawn failures seen, not yet recorded
             recorder.mark_seen(state.directory)
             await recorder.flush()  # nothing seen is lost on shutdown
+            await state.servers.tokens.saved_all()
             await state.servers.aclose()
             await leader.close()  # another replica takes over at once
             await hub.aclose()

@@ -7,14 +7,12 @@ a restart keeps people signed in and logout really ends the session.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from hubkeeper.auth.principal import role_for
@@ -23,6 +21,7 @@ from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import WebSession
 from hubkeeper.errors import HubUnavailable, Unauthenticated
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.sealed import seal, unseal
 from hubkeeper.state import HubkeeperState
 
 log = logging.getLogger(__name__)
@@ -79,24 +78,14 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _fernet(hk: HubkeeperState) -> Fernet:
-    key = hashlib.sha256(b"hubkeeper.access-token:" + hk.cookie_secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def seal_token(hk: HubkeeperState, token: str) -> str:
     """Hub access tokens are kept encrypted: a copy of the database is no key to the hub."""
-    return _fernet(hk).encrypt(token.encode()).decode() if token else ""
+    return seal(hk.cookie_secret, "access-token", token)
 
 
 def open_token(hk: HubkeeperState, sealed: str) -> str | None:
     """The token, or None when it cannot be read (another cookie secret): sign in again."""
-    if not sealed:
-        return ""
-    try:
-        return _fernet(hk).decrypt(sealed.encode()).decode()
-    except InvalidToken:
-        return None
+    return unseal(hk.cookie_secret, "access-token", sealed)
 
 
 def _create(hk: HubkeeperState, user: str, role: str, access_token: str) -> WebSession:

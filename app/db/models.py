@@ -538,3 +538,18 @@ class BacktestStale(SQLModel, table=True):
     user: str = Field(primary_key=True, max_length=255)
     server: str = Field(primary_key=True, max_length=255)
     bucket: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+
+
+class ServerToken(SQLModel, table=True):
+    """A token opening one user's server (`access:servers!server=<user>/<server>`), sealed
+    with the cookie secret (hubkeeper.kit.sealed): kept so a restart or a new leader reuses
+    the tokens minted before instead of minting every running server's again (about half an
+    hour of paced mints at 5,000 servers). Times are UTC."""
+
+    __tablename__ = "server_token"
+
+    user: str = Field(primary_key=True, max_length=255)
+    server: str = Field(primary_key=True, max_length=255)
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: datetime = Field(sa_column=UTCDateTime(nullable=False, index=True))
+    renew_at: datetime = Field(sa_column=UTCDateTime(nullable=False))

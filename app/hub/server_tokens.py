@@ -25,11 +25,16 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from hubkeeper.errors import HubkeeperError
 from hubkeeper.hub.client import HubClient
+from hubkeeper.hub.saved_tokens import Saved, SavedTokens
+from hubkeeper.kit.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +140,10 @@ class ServerTokens:
         self._queue: list[tuple[str, str]] = []  # not sent yet, in order
         self._in_flight: list[tuple[str, str]] = []  # the batch being minted
         self._worker: asyncio.Task[None] | None = None
+        # kept in the database (`keep_in`), so a restart or a new leader reuses them
+        self.saved: SavedTokens | None = None
+        self._saving: set[asyncio.Task[None]] = set()
+        self._saving_lock = asyncio.Lock()
 
     async def credentials(self, *, fresh: bool = False) -> Credentials:
         """Hubkeeper's own scopes and what follows from them; asks the hub at most every
@@ -167,6 +176,73 @@ class ServerTokens:
         """The server refused this token (restarted, or the token was revoked): mint anew."""
         self._tokens.pop((user, server), None)
         self._renew_at.pop((user, server), None)
+        if self.saved is not None:
+            self._in_background(self.saved.forget, [(user, server)], expired_before=utcnow())
+
+    # --- kept in the database ------------------------------------------------------------
+    async def keep_in(self, saved: SavedTokens) -> int:
+        """Keep the tokens minted from now on in `saved`, and take those it has (`load_saved`).
+        Returns how many were taken."""
+        self.saved = saved
+        return await self.load_saved()
+
+    async def load_saved(self) -> int:
+        """Take the saved tokens that last more than TOKEN_MARGIN s and that this replica
+        does not hold a longer-lasting one for (at start, and when it comes to lead the
+        loops that mint: another replica may have minted since). Returns how many."""
+        if self.saved is None:
+            return 0
+        rows = await asyncio.to_thread(self.saved.load, utcnow(), lasting=TOKEN_MARGIN)
+        mono, wall = time.monotonic(), utcnow()
+        taken = 0
+        for row in rows:
+            key = (row.user, row.server)
+            expires = mono + (row.expires_at - wall).total_seconds()
+            held = self._tokens.get(key)
+            if held is not None and held[1] >= expires:
+                continue
+            self._tokens[key] = (row.token, expires)
+            self._renew_at[key] = mono + (row.renew_at - wall).total_seconds()
+            taken += 1
+        if taken:
+            log.info("took %d saved server tokens", taken)
+        return taken
+
+    def _save(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Keep these servers' tokens (in the background: a mint never waits for the
+        database, and a database that is down costs only the saving)."""
+        if self.saved is None:
+            return
+        mono, wall = time.monotonic(), utcnow()
+        rows = []
+        for key in keys:
+            token, expires = self._tokens[key]
+            renew = self._renew_at.get(key, expires - TOKEN_MARGIN)
+            rows.append(
+                Saved(
+                    *key,
+                    token,
+                    wall + timedelta(seconds=expires - mono),
+                    wall + timedelta(seconds=renew - mono),
+                )
+            )
+        self._in_background(self.saved.save, rows)
+
+    def _in_background(self, work: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        async def in_turn() -> None:
+            # one at a time, in the order asked (the lock is FIFO): a token forgotten just
+            # after it was saved must not be saved again by a write that ran late
+            async with self._saving_lock:
+                await asyncio.to_thread(work, *args, **kwargs)
+
+        task = asyncio.get_running_loop().create_task(in_turn(), name="server tokens saved")
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+
+    async def saved_all(self) -> None:
+        """Wait for the saving under way (tests; shutdown)."""
+        while self._saving:
+            await asyncio.gather(*self._saving, return_exceptions=True)
 
     async def token(self, user: str, server: str) -> str:
         """A token opening only `user`'s `server`; cached until TOKEN_MARGIN s before it
@@ -198,6 +274,7 @@ class ServerTokens:
             now = time.monotonic()
             self._tokens[key] = (token, now + lives)
             self._renew_at[key] = now + lives - TOKEN_MARGIN
+            self._save([key])
             self._forget_expired(now)
             return token
 
@@ -315,11 +392,14 @@ class ServerTokens:
                 self._tokens[key] = (token, now + lives)
                 self._renew_at[key] = now + renewal
             self.minted += len(got)
+            self._save(got)
             self._release(self._in_flight, minted=set(got))
             self._in_flight = []
             if batch and self._queue:
                 await asyncio.sleep(BATCH_PAUSE)
         self._forget_expired(time.monotonic())
+        if self.saved is not None:  # and those of servers no longer read, in the database
+            self._in_background(self.saved.forget, [], expired_before=utcnow())
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         """Done, given up, failed or cancelled (even before it began): whoever still waits
