@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from hubkeeper.db.engine import create_db_engine, migrate
@@ -13,6 +14,7 @@ from hubkeeper.hub import server_tokens
 from hubkeeper.hub.saved_tokens import SavedTokens
 from hubkeeper.hub.server_tokens import ServerTokens
 from hubkeeper.kit.clock import utcnow
+from hubkeeper.main import create_app
 from tests.hub.test_token_pace import SlowHub
 
 SECRET = "a-cookie-secret"
@@ -90,3 +92,24 @@ async def test_a_database_that_fails_costs_only_the_saving(tmp_path):
         assert tokens.usable(("u1", "gpu"))
     finally:
         engine.dispose()
+
+
+RESTARTED = "saved-token-ann"
+
+
+def test_a_restarted_hubkeeper_reads_a_server_with_the_token_it_minted_before(hub, make_settings):
+    """Against the real hub: the saved token still opens the server after a restart."""
+    hub.create_users([RESTARTED])
+    hub.start_server(RESTARTED)
+    settings = make_settings()
+    admin = {"Authorization": f"token {hub.user_token('admin')}"}
+    try:
+        minted = []
+        for _run in range(2):
+            with TestClient(create_app(settings)) as client:
+                log = client.get(f"api/v1/users/{RESTARTED}/logs", headers=admin)
+                assert log.status_code == 200, log.text
+                minted.append(client.app.state.hk.servers.tokens.minted)  # type: ignore[attr-defined]
+        assert minted == [1, 0]
+    finally:
+        hub.stop_server(RESTARTED)
