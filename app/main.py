@@ -398,4 +398,9 @@ def serve(
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         http=HeaderTimeoutH11Protocol,  # request headers within HEADER_TIMEOUT s
     )
-    _Server(config, app.state.hk).run()
+    # uvicorn raises the signal again once it has shut down (uvicorn/server.py
+    # `capture_signals`); SIGINT then becomes a KeyboardInterrupt traceback in the hub's log
+    # at every stop of a managed service (the hub stops it with SIGINT). It has already been
+    # handled, so it ends the process quietly.
+    with suppress(KeyboardInterrupt):
+        _Server(config, app.state.hk).run()

@@ -102,3 +102,39 @@ def _read_stream(url: str, token: str, into: list[str]) -> None:
                 into.append(line)
     except httpx.HTTPError as exc:
         into.append(f"! {type(exc).__name__}")
+
+
+def test_sigint_ends_serve_quietly_as_the_hub_stops_a_managed_service(hub, tmp_path: Path):
+    """The hub stops a managed service with SIGINT: a clean exit, no traceback in its log."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
+    env = {
+        **clean,
+        **hub.hubkeeper_env(),
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path / 'hk.sqlite'}",
+        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubkeeper.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{port}{hub.service_prefix}api/v1/health/live"),
+            60,
+            "hubkeeper serve",
+        )
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=EXIT_WITHIN + 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]

@@ -134,6 +134,12 @@ class HubClient:
         await self._http.aclose()
 
     # --- plumbing ------------------------------------------------------------------------
+    def _unreachable(self, exc: httpx.HTTPError) -> HubUnavailable:
+        # httpx's text is empty for some errors (a read timeout, a closed stream): the name then
+        return HubUnavailable(
+            f"The hub at {self.hub_origin} is unreachable: {str(exc) or type(exc).__name__}"
+        )
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP call, timed into hubkeeper_hub_request_seconds{outcome}."""
         async with self._limit:
@@ -167,13 +173,13 @@ class HubClient:
                     attempt += 1
                     await asyncio.sleep(RETRY_PAUSE * attempt)
                     continue
-                raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+                raise self._unreachable(exc) from exc
             except httpx.TimeoutException as exc:
                 raise HubUnavailable(
                     f"The hub at {self.hub_origin} did not answer in time"
                 ) from exc
             except httpx.HTTPError as exc:
-                raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+                raise self._unreachable(exc) from exc
             if response.status_code in UNAVAILABLE_STATUSES:
                 if attempt < retries:
                     attempt += 1
@@ -540,7 +546,7 @@ class HubClient:
                     if event.ready or event.failed:
                         return
         except httpx.HTTPError as exc:
-            raise HubUnavailable(f"The hub at {self.hub_origin} is unreachable: {exc}") from exc
+            raise self._unreachable(exc) from exc
 
 
 def _lives(expires_at: object) -> float:

@@ -255,10 +255,15 @@ class ServerGateway:
             url = self.proxy_api_url + "/api/routes"
             try:
                 response = await self._proxy_api.get(url)
+            except httpx.TimeoutException as exc:  # its text is often empty
+                raise ServerUnreachable(
+                    f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) did not "
+                    f"answer within {self._proxy_api.timeout.read or 0:g} s"
+                ) from exc
             except httpx.HTTPError as exc:
                 raise ServerUnreachable(
                     f"The proxy API at {self.proxy_api_url} (HUBKEEPER_PROXY_API_URL) is "
-                    f"unreachable: {exc}"
+                    f"unreachable: {str(exc) or type(exc).__name__}"
                 ) from exc
             if response.status_code in (401, 403):
                 raise HubError(

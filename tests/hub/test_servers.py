@@ -4,6 +4,7 @@ target, with a token the hub issues for that one server."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
@@ -268,3 +269,19 @@ async def test_a_route_table_read_just_before_the_server_started_is_read_again(
         assert (USER, "") in gateway._routes
     finally:
         await gateway.aclose()
+
+
+async def test_a_proxy_api_that_never_answers_is_named_with_the_wait(hub_client):
+    """A read timeout's own text is empty: the sentence says what happened instead."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts (the backlog), never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    gateway = ServerGateway(hub_client, proxy_api_url=url, timeout=0.5)
+    try:
+        with pytest.raises(ServerUnreachable) as refused:
+            await gateway.server_status(USER)
+        assert refused.value.detail.endswith("did not answer within 0.5 s"), refused.value.detail
+    finally:
+        await gateway.aclose()
+        silent.close()
