@@ -12,12 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullEvent
+from hubkeeper.demo.localhub import MANAGERS_GROUP
 from hubkeeper.health.routes import HubCheck
 from hubkeeper.kit.metrics import observe_cull_pass
 from hubkeeper.main import create_app
 from tests.waiting import wait_for
 
 USER = "ops-met-ann"
+MANAGER = "ops-met-manager"
 SERIES = {
     "hubkeeper_culls",
     "hubkeeper_cull_pass_seconds",
@@ -151,3 +153,21 @@ def test_the_health_page_shows_a_degraded_hub_and_escapes_details(hub, client, m
     changes = html.select_one("#health-changes")
     assert "hub's list of active users" in changes.get_text()
     assert not changes.find("script") and "<script>alert(1)</script>" in changes.get_text()
+
+
+def test_a_proxy_that_fails_is_told_in_the_status_and_managers_reach_the_page(
+    hub, client, monkeypatch
+):
+    hk = client.app.state.hk  # type: ignore[attr-defined]
+    refused = property(lambda _self: "the proxy API refused")
+    monkeypatch.setattr(type(hk.directory), "routes_error", refused)
+    hub.create_users([MANAGER])
+    hub.add_to_group(MANAGERS_GROUP, [MANAGER])
+    page = client.get("health", headers={"Authorization": f"token {hub.user_token(MANAGER)}"})
+    assert page.status_code == 200, page.text
+    html = BeautifulSoup(page.text, "html.parser")
+    status = html.select_one("#health-status")
+    assert "banner-warning" in status["class"]
+    assert "the proxy's routes cannot be read" in status.get_text()
+    assert html.select_one("#health-changes").get_text().count("The proxy API refused") == 1
+    assert html.select_one(".site-footer a[href$='/health']")  # managers have the link too
