@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
@@ -11,6 +11,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.db.paging import fetch_page
+from hubkeeper.kit.clock import utcnow
 
 STOP_REASONS = ("user", "admin", "culled", "lockdown", "unknown")
 
@@ -21,10 +22,13 @@ def _overlapping(
     if until is not None:
         query = query.where(col(ServerSession.started_at) < until)
     if since is not None:
-        # a session that starts in the window is in it even with no length (usage_db.WHERE)
+        # a session that starts in the window is in it even with no length (usage_db.WHERE);
+        # one still open runs until now, so it is in no window that begins after now
+        began = since if since.tzinfo else since.replace(tzinfo=UTC)
+        still_open = [col(ServerSession.stopped_at).is_(None)] if began <= utcnow() else []
         query = query.where(
             or_(
-                col(ServerSession.stopped_at).is_(None),
+                *still_open,
                 col(ServerSession.stopped_at) > since,
                 col(ServerSession.started_at) >= since,
             )

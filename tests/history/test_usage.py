@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -301,3 +302,15 @@ def test_hours_and_cost_round_once_and_agree_at_a_price_of_one():
     apply_prices([row], {"*": 1.0})
     assert f"{row.hours:.2f}" == f"{row.cost:.2f}" == "33.08"
     assert row.server_hours == 33.085  # the API's three decimals are unchanged
+
+
+def test_an_open_session_is_in_no_window_that_begins_after_now(db_url):
+    engine = prepared(db_url)
+    try:
+        add_session(engine, "hist-open", "2026-11-03T20:00")  # still running
+        future = at("2999-01-01T00:00")
+        assert sessions_between(engine, future, future + timedelta(days=30)) == []
+        now_on = sessions_between(engine, at("2026-11-04T00:00"), future)
+        assert [s.user for s in now_on] == ["hist-open"]  # it runs on into a window begun since
+    finally:
+        engine.dispose()
