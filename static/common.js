@@ -140,10 +140,16 @@ var hubkeeperCsrf = (function () {
   }
 
   function confirmOptions(el, message) {
+    // `data-confirm-note-if="<selector>"`: the note holds while that checkbox in the form is
+    // checked; unchecked, `data-confirm-note-else` is said instead (the choice made now).
+    var note = el.getAttribute("data-confirm-note");
+    var condition = el.getAttribute("data-confirm-note-if");
+    var box = condition ? el.querySelector(condition) : null;
+    if (box && !box.checked) note = el.getAttribute("data-confirm-note-else");
     return {
       title: el.getAttribute("data-confirm-title"),
       message: message,
-      note: el.getAttribute("data-confirm-note"),
+      note: note,
       confirmLabel: el.getAttribute("data-confirm-label"),
       danger: el.hasAttribute("data-confirm-danger"),
     };

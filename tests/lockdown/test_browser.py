@@ -51,8 +51,16 @@ def test_admin_locks_from_the_page_sees_the_banner_and_lifts(page, hub, hubkeepe
         page.get_by_label(re.compile("Reason")).fill("Upgrading the file server; back at 14:00")
         shot(page, "lockdown", "open")
 
+        # the dialog says what the choice made now will do
+        stop.uncheck()
         page.get_by_role("button", name="Lock the hub…").click()
         confirm = page.locator("#confirm-dialog")
+        expect(confirm).to_contain_text("running now will keep running")
+        confirm.get_by_role("button", name="Cancel").click()
+        expect(confirm).to_be_hidden()
+        stop.check()
+
+        page.get_by_role("button", name="Lock the hub…").click()
         expect(confirm).to_be_visible()
         expect(confirm).to_contain_text("Lock the hub?")
         expect(confirm).to_contain_text("running now will be stopped")
