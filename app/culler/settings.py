@@ -21,7 +21,7 @@ from hubkeeper.config import Settings
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import CullerConfig
 from hubkeeper.kit.clock import utcnow
-from hubkeeper.kit.durations import as_seconds
+from hubkeeper.kit.durations import as_seconds, parse_duration
 from hubkeeper.kit.window import BadInput
 
 Seconds = Annotated[int, Field(ge=1, le=10 * 365 * 86400)]
@@ -188,11 +188,23 @@ def parse_put(body: object, current: CullerSettings | None = None) -> CullerSett
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"])
             if not any(p.startswith(f"{where}: missing") for p in problems):
-                problems.append(f"{where}: {error['msg']}")
+                problems.append(f"{where}: {_why(error)}")
         parsed = None
     if problems or parsed is None:
         raise BadInput("Invalid culler settings: " + "; ".join(problems), code="invalid_settings")
     return parsed
+
+
+def _why(error: Any) -> str:
+    """Pydantic's sentence, except for a duration given as text it could not read ("1h30",
+    "-5m"): then which forms are taken, not "Input should be a valid integer"."""
+    given = error.get("input")
+    if error["type"] in ("int_parsing", "int_type") and isinstance(given, str):
+        try:
+            parse_duration(given)
+        except ValueError as problem:
+            return str(problem)
+    return str(error["msg"])
 
 
 def diff(old: CullerSettings, new: CullerSettings) -> list[str]:

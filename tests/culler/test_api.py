@@ -74,10 +74,13 @@ def test_settings_take_durations_in_human_units_and_return_seconds(client, admin
     assert got["group_timeouts"] == {"long-jobs": 28800}
     assert got["kernels"]["timeout_s"] == 5400 and got["kernels"]["interval_s"] == 120
     assert client.get("api/v1/culler", headers=admin).json()["timeout_s"] == 5400
-    for bad in ("soon", "5 fortnights", "0m", "-5m", "1.5s"):
+    for bad in ("soon", "5 fortnights", "0m", "-5m", "1.5s", "1h30", "1,5h"):
         refused = client.put("api/v1/culler", json={**body, "timeout_s": bad}, headers=admin)
         assert refused.status_code == 422, bad
         assert refused.json()["error"] == "invalid_settings" and "timeout_s" in refused.text
+        if bad not in ("0m", "1.5s"):  # read, but out of range or not whole seconds
+            # the forms taken, not "Input should be a valid integer"
+            assert "units s, m, h, d, w" in refused.json()["detail"], refused.text
     assert client.get("api/v1/culler", headers=admin).json()["timeout_s"] == 5400
 
 
