@@ -64,6 +64,11 @@ class SavedTokens:
             token = unseal(self.secret, PURPOSE, sealed)
             if token:  # None: sealed under another cookie secret
                 kept.append(Saved(user, server, token, _utc(expires_at), _utc(renew_at)))
+        if len(kept) < len(found):  # they are replaced as their servers are read
+            log.info(
+                "%d saved server tokens were sealed under another cookie secret: minted anew",
+                len(found) - len(kept),
+            )
         return kept
 
     def save(self, tokens: Iterable[Saved]) -> None:
