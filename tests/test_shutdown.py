@@ -32,15 +32,7 @@ def test_sigterm_with_a_log_stream_open_ends_within_5_s_with_reconnect(hub, tmp_
     hub.create_users([USER])
     hub.start_server(USER)
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
-    env = {
-        **clean,
-        **hub.hubkeeper_env(),
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-        "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path / 'hk.sqlite'}",
-        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
-        "HUBKEEPER_LOG_LEVEL": "warning",
-    }
+    env = {**_serve_env(hub, port, tmp_path), "HUBKEEPER_LOG_LEVEL": "warning"}
     base = f"http://127.0.0.1:{port}{hub.service_prefix}"
     log_file = tmp_path / "serve.log"
     with open(log_file, "wb") as out:
@@ -86,6 +78,19 @@ def test_sigterm_with_a_log_stream_open_ends_within_5_s_with_reconnect(hub, tmp_
     assert last_event == "event: reconnect"
 
 
+def _serve_env(hub, port: int, tmp_path: Path) -> dict[str, str]:  # noqa: ANN001
+    """`hubkeeper serve`'s environment for the session hub, on `port`: the caller's
+    JUPYTERHUB_*/HUBKEEPER_* dropped."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
+    return {
+        **clean,
+        **hub.hubkeeper_env(),
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
+        "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path / 'hk.sqlite'}",
+        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
+    }
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -107,14 +112,7 @@ def _read_stream(url: str, token: str, into: list[str]) -> None:
 def test_sigint_ends_serve_quietly_as_the_hub_stops_a_managed_service(hub, tmp_path: Path):
     """The hub stops a managed service with SIGINT: a clean exit, no traceback in its log."""
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBKEEPER_"))}
-    env = {
-        **clean,
-        **hub.hubkeeper_env(),
-        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}",
-        "HUBKEEPER_DATABASE_URL": f"sqlite:///{tmp_path / 'hk.sqlite'}",
-        "HUBKEEPER_COOKIE_SECRET": TEST_COOKIE_SECRET,
-    }
+    env = _serve_env(hub, port, tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "hubkeeper.cli", "serve"],
         env=env,
