@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -20,7 +20,7 @@ from hubkeeper.auth.tokens import reaches_service, require_access
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import WebSession
 from hubkeeper.errors import HubUnavailable, Unauthenticated
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 from hubkeeper.kit.sealed import seal, unseal
 from hubkeeper.state import HubkeeperState
 
@@ -72,10 +72,6 @@ def cookie_options(hk: HubkeeperState) -> dict[str, object]:
         "samesite": "lax",
         "secure": hk.settings.secure_cookies,
     }
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def seal_token(hk: HubkeeperState, token: str) -> str:
@@ -160,14 +156,14 @@ async def load_session(hk: HubkeeperState, cookie_value: str | None) -> WebSessi
     if web_session is None:
         return None
     now = utcnow()
-    if now - _as_utc(web_session.created_at) > SESSION_MAX_AGE:
+    if now - as_utc(web_session.created_at) > SESSION_MAX_AGE:
         await asyncio.to_thread(_delete, hk, session_id)
         return None
     access_token = open_token(hk, web_session.access_token)
     if access_token is None:
         await asyncio.to_thread(_delete, hk, session_id)
         return None
-    age = (now - _as_utc(web_session.checked_at)).total_seconds()
+    age = (now - as_utc(web_session.checked_at)).total_seconds()
     if age >= hk.settings.identity_recheck_seconds and access_token:
         try:
             identity = await hk.hub.identify(access_token)

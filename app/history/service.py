@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
@@ -11,7 +11,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerSession
 from hubkeeper.db.paging import fetch_page
-from hubkeeper.kit.clock import utcnow
+from hubkeeper.kit.clock import as_utc, utcnow
 
 STOP_REASONS = ("user", "admin", "culled", "lockdown", "unknown")
 
@@ -24,8 +24,7 @@ def _overlapping(
     if since is not None:
         # a session that starts in the window is in it even with no length (usage_db.WHERE);
         # one still open runs until now, so it is in no window that begins after now
-        began = since if since.tzinfo else since.replace(tzinfo=UTC)
-        still_open = [col(ServerSession.stopped_at).is_(None)] if began <= utcnow() else []
+        still_open = [col(ServerSession.stopped_at).is_(None)] if as_utc(since) <= utcnow() else []
         query = query.where(
             or_(
                 *still_open,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Engine, delete, select
@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hubkeeper.db.engine import session_scope
 from hubkeeper.db.models import ServerToken
+from hubkeeper.kit.clock import as_utc
 from hubkeeper.kit.sealed import seal, unseal
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class SavedTokens:
         for user, server, sealed, expires_at, renew_at in found:
             token = unseal(self.secret, PURPOSE, sealed)
             if token:  # None: sealed under another cookie secret
-                kept.append(Saved(user, server, token, _utc(expires_at), _utc(renew_at)))
+                kept.append(Saved(user, server, token, as_utc(expires_at), as_utc(renew_at)))
         if len(kept) < len(found):  # they are replaced as their servers are read
             log.info(
                 "%d saved server tokens were sealed under another cookie secret: minted anew",
@@ -110,8 +111,3 @@ class SavedTokens:
                 )
         except SQLAlchemyError as exc:
             log.debug("server tokens not forgotten: %s", exc)
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite gives the times back without their zone; they were stored in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
